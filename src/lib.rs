@@ -1,0 +1,10 @@
+//! `ivr`: a telephony IVR call-flow engine for an IT support firm's after-hours line.
+//!
+//! Layers (see `docs/DESIGN.md`): `sip` (parse, transactions, dialogs, transport), `media`
+//! (RTP, G.711, paced prompt player, receive statistics), `call` (one task per call that glues a
+//! dialog to a media session), `config` (the `config/ivr.toml` settings).
+
+pub mod call;
+pub mod config;
+pub mod media;
+pub mod sip;

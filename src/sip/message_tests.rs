@@ -1,0 +1,202 @@
+use super::*;
+
+const INVITE: &str = "INVITE sip:ivr@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-abc;rport\r\n\
+Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK-older\r\n\
+Max-Forwards: 70\r\n\
+From: \"Alice\" <sip:+15551230001@client.example>;tag=a1\r\n\
+To: <sip:ivr@127.0.0.1>\r\n\
+Call-ID: call-1@10.0.0.5\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@10.0.0.5:5070>\r\n\
+Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+fn src() -> SocketAddr {
+    "192.0.2.7:40000".parse().unwrap()
+}
+
+#[test]
+fn parses_a_plain_invite() {
+    let Incoming::Request(r) = parse(INVITE.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.method, rsip::Method::Invite);
+    assert_eq!(r.call_id, "call-1@10.0.0.5");
+    assert_eq!(r.cseq, 1);
+    assert_eq!(r.from.tag.as_deref(), Some("a1"));
+    assert_eq!(r.from.user(), "+15551230001");
+    assert_eq!(r.to.tag, None);
+    assert_eq!(r.via.rfc3261_branch(), Some("z9hG4bK-abc"));
+    assert_eq!(r.vias.len(), 2);
+    assert_eq!(r.record_route.len(), 2);
+    assert_eq!(r.contact.unwrap().uri, "sip:alice@10.0.0.5:5070");
+    assert_eq!(r.body, b"v=0\n");
+}
+
+#[test]
+fn compact_and_folded_headers_are_understood() {
+    let msg = "OPTIONS sip:ivr@h SIP/2.0\r\n\
+v: SIP/2.0/UDP h2;branch=z9hG4bK1\r\n\
+f: <sip:a@h2>\r\n ;tag=x\r\n\
+t: <sip:ivr@h>\r\n\
+i: compact-1\r\n\
+CSeq: 7 OPTIONS\r\n\
+l: 0\r\n\r\n";
+    let Incoming::Request(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.call_id, "compact-1");
+    assert_eq!(r.from.tag.as_deref(), Some("x"));
+    assert_eq!(r.via.port, None);
+}
+
+#[test]
+fn response_copies_vias_and_stamps_rport() {
+    let Incoming::Request(r) = parse(INVITE.as_bytes()).unwrap() else {
+        panic!()
+    };
+    let bytes = ResponseBuilder::new(&r.raw, src(), 180, Some("t1")).build();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with("SIP/2.0 180 Ringing\r\n"));
+    assert!(text.contains(
+        "Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-abc;received=192.0.2.7;rport=40000\r\n"
+    ));
+    assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK-older\r\n"));
+    assert!(text.contains("To: <sip:ivr@127.0.0.1>;tag=t1\r\n"));
+    assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+    assert_eq!(r.via.response_target(src()), src());
+}
+
+#[test]
+fn response_target_without_rport_uses_sent_by_port() {
+    let v = Via::parse("SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bKx").unwrap();
+    assert_eq!(
+        v.response_target(src()),
+        "192.0.2.7:5070".parse::<SocketAddr>().unwrap()
+    );
+    assert!(v.stamped(src()).ends_with(";received=192.0.2.7"));
+}
+
+#[test]
+fn truncated_message_gets_400() {
+    let cut = &INVITE[..INVITE.find("Contact").unwrap()];
+    match parse(cut.as_bytes()) {
+        Err(Rejection::Respond { status, reason, .. }) => {
+            assert_eq!(status, 400);
+            assert!(reason.contains("truncated"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn missing_call_id_gets_400() {
+    let msg = INVITE.replace("Call-ID: call-1@10.0.0.5\r\n", "");
+    match parse(msg.as_bytes()) {
+        Err(Rejection::Respond { status, reason, .. }) => {
+            assert_eq!(status, 400);
+            assert_eq!(reason, "missing Call-ID header");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn huge_content_length_gets_400() {
+    let msg = INVITE.replace("Content-Length: 4", "Content-Length: 999999");
+    match parse(msg.as_bytes()) {
+        Err(Rejection::Respond { status, reason, .. }) => {
+            assert_eq!(status, 400);
+            assert!(reason.contains("999999"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn garbage_is_dropped() {
+    assert!(matches!(
+        parse(b"\x00\x01\x02hello world\r\n\r\n"),
+        Err(Rejection::Drop(ParseError::NoStartLine))
+    ));
+    assert!(matches!(parse(b""), Err(Rejection::Drop(_))));
+}
+
+#[test]
+fn non_utf8_header_gets_400() {
+    let mut msg = INVITE.as_bytes().to_vec();
+    let at = INVITE.find("Max-Forwards").unwrap();
+    let insert = b"Subject: caf\xe9 \xff\r\n";
+    msg.splice(at..at, insert.iter().copied());
+    match parse(&msg) {
+        Err(Rejection::Respond { status, reason, .. }) => {
+            assert_eq!(status, 400);
+            assert!(reason.contains("Subject"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_method_gets_501() {
+    let msg = "FOOBAR sip:ivr@h SIP/2.0\r\nVia: SIP/2.0/UDP h2;branch=z9hG4bK1\r\n\
+From: <sip:a@h2>;tag=x\r\nTo: <sip:ivr@h>\r\nCall-ID: u1\r\nCSeq: 1 FOOBAR\r\n\
+Content-Length: 0\r\n\r\n";
+    match parse(msg.as_bytes()) {
+        Err(Rejection::Respond { status, .. }) => assert_eq!(status, 501),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn wrong_version_gets_505() {
+    let msg = INVITE.replace(
+        "sip:ivr@127.0.0.1:5060 SIP/2.0",
+        "sip:ivr@127.0.0.1:5060 SIP/7.0",
+    );
+    match parse(msg.as_bytes()) {
+        Err(Rejection::Respond { status, .. }) => assert_eq!(status, 505),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stream_framing() {
+    let two = format!("{INVITE}{INVITE}");
+    let first = INVITE.len();
+    assert_eq!(frame_stream(two.as_bytes()).unwrap(), Frame::Message(first));
+    assert_eq!(
+        frame_stream(&INVITE.as_bytes()[..first - 2]).unwrap(),
+        Frame::Incomplete
+    );
+    assert_eq!(frame_stream(b"\r\n\r\nINV").unwrap(), Frame::KeepAlive(4));
+    let huge = INVITE.replace("Content-Length: 4", "Content-Length: 99999999");
+    assert!(matches!(
+        frame_stream(huge.as_bytes()),
+        Err(ParseError::TooLarge(_))
+    ));
+    let none = INVITE.replace("Content-Length: 4\r\n", "");
+    assert!(frame_stream(none.as_bytes()).is_err());
+}
+
+#[test]
+fn parses_responses() {
+    let msg = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKour\r\n\
+From: <sip:ivr@h>;tag=ours\r\nTo: <sip:a@h2>;tag=theirs\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+    let Incoming::Response(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.status, 200);
+    assert_eq!(r.cseq_method, "BYE");
+    assert_eq!(r.via.branch.as_deref(), Some("z9hG4bKour"));
+    assert_eq!(r.to_tag.as_deref(), Some("theirs"));
+}
+
+#[test]
+fn comma_lists_respect_quotes_and_brackets() {
+    let v = split_comma_list("\"Doe, John\" <sip:a@b>, <sip:c@d;x=1,2>");
+    assert_eq!(v, vec!["\"Doe, John\" <sip:a@b>", "<sip:c@d;x=1,2>"]);
+}
