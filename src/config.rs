@@ -1,1 +1,242 @@
 //! Settings from `config/ivr.toml`.
+//!
+//! The shipped `config/ivr.toml` is compiled in as the defaults, so `ivr serve` needs no file; a
+//! `--config FILE` is read on top (missing keys keep their defaults) and command-line flags win
+//! over both. Unknown keys and bad values stop the start with the file, the key and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The documented defaults, byte for byte the shipped `config/ivr.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/ivr.toml");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("config {origin}: {key} = {value:?}: {reason}")]
+    Value {
+        origin: String,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub rtp: RtpConfig,
+    pub prompts: PromptConfig,
+    pub call: CallConfig,
+    pub data: DataConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    pub listen: String,
+    pub public_address: String,
+    pub max_calls: usize,
+    pub t1_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtpConfig {
+    pub ports: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptConfig {
+    pub dir: PathBuf,
+    pub greeting: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallConfig {
+    pub hold_after_prompt: bool,
+    pub answer_delay_ms: u64,
+    pub max_duration_s: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub filter: String,
+}
+
+impl Config {
+    /// The built-in defaults.
+    pub fn embedded() -> Config {
+        // The embedded file is tested below; failing here means the binary itself is broken.
+        Self::from_str(DEFAULT_TOML, "(built-in defaults)")
+            .expect("embedded config/ivr.toml is valid")
+    }
+
+    /// Defaults overlaid with `path`, when given.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::embedded());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(&text, &path.display().to_string())
+    }
+
+    /// Parses `text` over the defaults (a key missing from `text` keeps its default).
+    pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        let mut base: toml::Table = toml::from_str(DEFAULT_TOML).map_err(syntax)?;
+        let over: toml::Table = toml::from_str(text).map_err(syntax)?;
+        merge(&mut base, over);
+        let config: Config =
+            toml::Value::Table(base)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    origin: origin.to_string(),
+                    message: e.to_string(),
+                })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, value: &str, reason: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        parse_listen(&self.sip.listen).map_err(|r| bad("sip.listen", &self.sip.listen, r))?;
+        if !self.sip.public_address.is_empty() {
+            self.sip
+                .public_address
+                .parse::<std::net::IpAddr>()
+                .map_err(|e| {
+                    bad(
+                        "sip.public_address",
+                        &self.sip.public_address,
+                        e.to_string(),
+                    )
+                })?;
+        }
+        parse_port_range(&self.rtp.ports).map_err(|r| bad("rtp.ports", &self.rtp.ports, r))?;
+        if !(50..=5000).contains(&self.sip.t1_ms) {
+            return Err(bad(
+                "sip.t1_ms",
+                &self.sip.t1_ms.to_string(),
+                "must be between 50 and 5000 (RFC 3261 default 500)".into(),
+            ));
+        }
+        if self.sip.max_calls == 0 {
+            return Err(bad("sip.max_calls", "0", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // Validated at load time.
+        parse_listen(&self.sip.listen).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 5060)))
+    }
+
+    pub fn rtp_ports(&self) -> (u16, u16) {
+        parse_port_range(&self.rtp.ports).unwrap_or((20000, 29999))
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `IP:PORT` (IPv6 as `[::1]:5060`).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:5060 or [::1]:5060".to_string())
+}
+
+/// `LO-HI`: at least two ports (one RTP/RTCP pair), within 1024..=65535.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let err = || "expected LO-HI with 1024 <= LO < HI <= 65535, e.g. 20000-29999".to_string();
+    let (lo, hi) = s.split_once('-').ok_or_else(err)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| err())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| err())?;
+    if lo < 1024 || hi <= lo {
+        return Err(err());
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::embedded();
+        assert_eq!(c.listen_addr(), "0.0.0.0:5060".parse().unwrap());
+        assert_eq!(c.rtp_ports(), (20000, 29999));
+        assert_eq!(c.prompts.greeting, "after_hours_greeting");
+        assert!(!c.call.hold_after_prompt);
+    }
+
+    #[test]
+    fn a_file_overrides_only_its_keys() {
+        let c = Config::from_str("[sip]\nlisten = \"127.0.0.1:5070\"\n", "t.toml").unwrap();
+        assert_eq!(c.listen_addr(), "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(c.sip.max_calls, 500);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = Config::from_str("[rtp]\nports = \"30000-20000\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config t.toml: rtp.ports = \"30000-20000\": expected LO-HI with 1024 <= LO < HI <= 65535, e.g. 20000-29999"
+        );
+        let e = Config::from_str("[sip]\nlisten = \"nowhere\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sip.listen"), "{e}");
+        let e = Config::from_str("[sip]\nlistn = \"1.2.3.4:5\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `listn`"), "{e}");
+        let e = Config::from_str("[sip\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config t.toml: "), "{e}");
+    }
+}

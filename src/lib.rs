@@ -7,4 +7,5 @@
 pub mod call;
 pub mod config;
 pub mod media;
+pub mod server;
 pub mod sip;

@@ -1,1 +1,321 @@
-//! One task per call: owns the call's media session and drives its prompt playback.
+//! One task per call: negotiates the SDP, owns the call's RTP session, plays the greeting and
+//! decides when to hang up.
+//!
+//! The task talks to the SIP endpoint only through messages: it receives [`CallEvent`]s and sends
+//! [`CallCommand`]s, so the endpoint (one task for the whole process) never waits on a call.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::media::g711::Codec;
+use crate::media::prompt::PromptStore;
+use crate::media::session::{MediaHandle, MediaSession};
+use crate::media::socket;
+use crate::sip::endpoint::{CallEvent, CallRef, EndReason, IncomingCall};
+use crate::sip::sdp::{self, AudioEncoding, Negotiated};
+
+/// What a call task asks of the endpoint.
+#[derive(Debug)]
+pub enum CallCommand {
+    Ring,
+    Accept(String),
+    Reject { status: u16, warning: String },
+    AnswerReoffer(Result<String, (u16, String)>),
+    Hangup,
+}
+
+pub type CommandSender = mpsc::UnboundedSender<(CallRef, CallCommand)>;
+
+/// Per-process settings every call reads.
+pub struct CallSettings {
+    pub prompts: Arc<PromptStore>,
+    pub greeting: String,
+    pub hold_after_prompt: bool,
+    pub answer_delay: Duration,
+    pub max_duration: Duration,
+    pub rtp_bind_ip: IpAddr,
+    pub rtp_ports: (u16, u16),
+}
+
+struct Call {
+    id: CallRef,
+    call_id: String,
+    commands: CommandSender,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+/// Why the call loop stopped waiting.
+enum Wait {
+    Ended(EndReason),
+    Done,
+}
+
+impl Call {
+    fn send(&self, cmd: CallCommand) {
+        // The endpoint outlives every call; a closed channel means the process is exiting.
+        let _ = self.commands.send((self.id, cmd));
+    }
+}
+
+/// Runs one call from INVITE to the end of the dialog.
+pub async fn run(
+    id: CallRef,
+    incoming: IncomingCall,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    commands: CommandSender,
+    settings: Arc<CallSettings>,
+) {
+    let mut call = Call {
+        id,
+        call_id: incoming.call_id.clone(),
+        commands,
+        events,
+    };
+    let from = incoming.from.uri.clone();
+    let to = incoming.to.uri.clone();
+
+    let offer = match negotiate(&incoming.offer) {
+        Ok(x) => x,
+        Err(why) => {
+            warn!(call_id = %call.call_id, %from, %to, event = "rejected", reason = %why, "488 Not Acceptable Here");
+            call.send(CallCommand::Reject {
+                status: 488,
+                warning: why,
+            });
+            drain_until_end(&mut call).await;
+            return;
+        }
+    };
+    let (offer_sdp, neg) = offer;
+    let Some(prompt) = settings.prompts.get(&settings.greeting).cloned() else {
+        // Checked at start; a missing prompt here means the store changed under us.
+        warn!(call_id = %call.call_id, prompt = %settings.greeting, "greeting prompt missing; refusing call");
+        call.send(CallCommand::Reject {
+            status: 500,
+            warning: format!("prompt {} missing", settings.greeting),
+        });
+        drain_until_end(&mut call).await;
+        return;
+    };
+    let (rtp_socket, rtp_port) = match socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(call_id = %call.call_id, error = %e, "no RTP port available; refusing call");
+            call.send(CallCommand::Reject {
+                status: 503,
+                warning: "no media port available".into(),
+            });
+            drain_until_end(&mut call).await;
+            return;
+        }
+    };
+    let local_ip = incoming.local.ip();
+    let session_id = u64::from(rand::random::<u32>());
+    let mut sdp_version = 1u64;
+    let answer = sdp::answer(
+        &offer_sdp,
+        &neg,
+        local_ip,
+        rtp_port,
+        session_id,
+        sdp_version,
+    );
+    let codec = codec_of(neg.encoding);
+    info!(call_id = %call.call_id, %from, %to, event = "answering", codec = codec.name(),
+          remote_rtp = %neg.remote_rtp, local_rtp = rtp_port, "answering call");
+    call.send(CallCommand::Ring);
+    call.send(CallCommand::Accept(answer));
+    let media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
+    media.set_hold(!neg.direction.answer().we_send());
+
+    let started = Instant::now();
+    let deadline = started + settings.max_duration;
+    let mut ctx = MediaCtx {
+        media: &media,
+        offer_sdp,
+        neg,
+        local_ip,
+        rtp_port,
+        session_id,
+        sdp_version: &mut sdp_version,
+    };
+
+    // Wait for the ACK: audio sent before it may be clipped by the caller's phone.
+    let outcome = loop {
+        match next_event(&mut call, deadline).await {
+            Some(CallEvent::Confirmed { .. }) => break None,
+            Some(CallEvent::Ended { reason }) => break Some(reason),
+            Some(ev) => handle_mid_call(&mut call, &mut ctx, ev),
+            None => {
+                call.send(CallCommand::Hangup);
+                break None;
+            }
+        }
+    };
+    let reason = match outcome {
+        Some(reason) => reason,
+        None => play_and_finish(&mut call, &mut ctx, &prompt.samples, &settings, deadline).await,
+    };
+    let stats = media.stop().await;
+    info!(call_id = %call.call_id, %from, %to, event = "ended", %reason,
+          duration_ms = started.elapsed().as_millis() as u64, rtp_in = %stats, "call finished");
+}
+
+struct MediaCtx<'a> {
+    media: &'a MediaHandle,
+    offer_sdp: sdp::SessionDescription,
+    neg: Negotiated,
+    local_ip: IpAddr,
+    rtp_port: u16,
+    session_id: u64,
+    sdp_version: &'a mut u64,
+}
+
+async fn play_and_finish(
+    call: &mut Call,
+    ctx: &mut MediaCtx<'_>,
+    samples: &Arc<[i16]>,
+    settings: &CallSettings,
+    deadline: Instant,
+) -> EndReason {
+    let delay_until = Instant::now() + settings.answer_delay;
+    if let Wait::Ended(r) = wait_until(call, ctx, delay_until).await {
+        return r;
+    }
+    info!(call_id = %call.call_id, event = "prompt", prompt = %settings.greeting, "playing prompt");
+    let done = ctx.media.play(samples.clone());
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            _ = &mut done => break,
+            ev = call.events.recv() => match ev {
+                Some(CallEvent::Ended { reason }) => return reason,
+                Some(ev) => handle_mid_call(call, ctx, ev),
+                None => return EndReason::LocalBye,
+            },
+        }
+    }
+    info!(call_id = %call.call_id, event = "prompt_done", prompt = %settings.greeting, "prompt finished");
+    if settings.hold_after_prompt {
+        if let Wait::Ended(r) = wait_until(call, ctx, deadline).await {
+            return r;
+        }
+        info!(call_id = %call.call_id, event = "max_duration", "call reached its maximum duration");
+    }
+    call.send(CallCommand::Hangup);
+    loop {
+        match call.events.recv().await {
+            Some(CallEvent::Ended { reason }) => return reason,
+            Some(ev) => handle_mid_call(call, ctx, ev),
+            None => return EndReason::LocalBye,
+        }
+    }
+}
+
+/// Handles events until `until`, or returns early when the call ends.
+async fn wait_until(call: &mut Call, ctx: &mut MediaCtx<'_>, until: Instant) -> Wait {
+    loop {
+        match next_event(call, until).await {
+            Some(CallEvent::Ended { reason }) => return Wait::Ended(reason),
+            Some(ev) => handle_mid_call(call, ctx, ev),
+            None => return Wait::Done,
+        }
+    }
+}
+
+async fn next_event(call: &mut Call, until: Instant) -> Option<CallEvent> {
+    tokio::select! {
+        ev = call.events.recv() => Some(ev.unwrap_or(CallEvent::Ended { reason: EndReason::LocalBye })),
+        _ = tokio::time::sleep_until(until) => None,
+    }
+}
+
+/// Re-INVITE/UPDATE (hold, resume, new address) and INFO during the call.
+fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallEvent) {
+    match ev {
+        CallEvent::ReOffer { offer } => {
+            if offer.is_empty() {
+                // Offerless re-INVITE: offer again what we have (same codec, same port).
+                *ctx.sdp_version += 1;
+                let sdp = sdp::answer(
+                    &ctx.offer_sdp,
+                    &ctx.neg,
+                    ctx.local_ip,
+                    ctx.rtp_port,
+                    ctx.session_id,
+                    *ctx.sdp_version,
+                );
+                call.send(CallCommand::AnswerReoffer(Ok(sdp)));
+                return;
+            }
+            match negotiate(&offer) {
+                Ok((offer_sdp, neg)) => {
+                    *ctx.sdp_version += 1;
+                    let sdp = sdp::answer(
+                        &offer_sdp,
+                        &neg,
+                        ctx.local_ip,
+                        ctx.rtp_port,
+                        ctx.session_id,
+                        *ctx.sdp_version,
+                    );
+                    let hold = !neg.direction.answer().we_send();
+                    info!(call_id = %call.call_id, event = "reoffer", hold, remote_rtp = %neg.remote_rtp,
+                          direction = %neg.direction, "media updated");
+                    ctx.media.set_remote(neg.remote_rtp);
+                    ctx.media.set_hold(hold);
+                    if neg.encoding != ctx.neg.encoding {
+                        warn!(call_id = %call.call_id, "codec change mid-call is kept at the first codec");
+                    }
+                    ctx.offer_sdp = offer_sdp;
+                    ctx.neg = Negotiated {
+                        encoding: ctx.neg.encoding,
+                        payload_type: ctx.neg.payload_type,
+                        ..neg
+                    };
+                    call.send(CallCommand::AnswerReoffer(Ok(sdp)));
+                }
+                Err(why) => {
+                    warn!(call_id = %call.call_id, event = "reoffer_rejected", reason = %why, "488 to re-offer");
+                    call.send(CallCommand::AnswerReoffer(Err((488, why))));
+                }
+            }
+        }
+        CallEvent::Info { content_type, body } => {
+            info!(call_id = %call.call_id, event = "info", content_type = content_type.as_deref().unwrap_or(""),
+                  body = %String::from_utf8_lossy(&body).trim(), "INFO received");
+        }
+        CallEvent::Confirmed { .. } | CallEvent::Incoming(_) | CallEvent::Ended { .. } => {}
+    }
+}
+
+async fn drain_until_end(call: &mut Call) {
+    while let Some(ev) = call.events.recv().await {
+        if matches!(ev, CallEvent::Ended { .. }) {
+            return;
+        }
+    }
+}
+
+/// Parses and negotiates an SDP offer; the error text goes into a 488 Warning.
+fn negotiate(body: &[u8]) -> Result<(sdp::SessionDescription, Negotiated), String> {
+    if body.is_empty() {
+        return Err("INVITE without an SDP offer (late offer) is not supported".into());
+    }
+    let offer = sdp::parse(body).map_err(|e| format!("bad SDP: {e}"))?;
+    let neg = sdp::negotiate(&offer).map_err(|e| e.to_string())?;
+    Ok((offer, neg))
+}
+
+fn codec_of(e: AudioEncoding) -> Codec {
+    match e {
+        AudioEncoding::Pcmu => Codec::Pcmu,
+        AudioEncoding::Pcma => Codec::Pcma,
+    }
+}

@@ -4,3 +4,4 @@ pub mod endpoint;
 pub mod message;
 pub mod sdp;
 pub mod transaction;
+pub mod transport;

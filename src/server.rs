@@ -1,0 +1,197 @@
+//! `ivr serve`: wires the SIP transport, the endpoint core and the call tasks together.
+//!
+//! One task owns the [`Endpoint`]: it feeds it inbound messages, call commands and timer expiries,
+//! and carries out its outputs. Each call runs in its own task (`call::run`). Shutdown is graceful:
+//! the first signal stops new calls (503) and lets live calls finish; the second, or the grace
+//! period running out, hangs up what is left.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::call::{self, CallCommand, CallSettings};
+use crate::config::Config;
+use crate::media::prompt::{PromptError, PromptStore};
+use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output};
+use crate::sip::transaction::Timers;
+use crate::sip::transport::SipTransport;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("prompts: {0}")]
+    Prompts(#[from] PromptError),
+    #[error(
+        "prompt `{name}` (prompts.greeting) not found in {dir}; available: {available}. \
+         Generate prompts with prompts/gen.sh or fix the name in the config"
+    )]
+    MissingGreeting {
+        name: String,
+        dir: String,
+        available: String,
+    },
+    #[error("cannot create data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for SIP on {addr}: {source} (is another SIP server using the port?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How long live calls may run on after a shutdown request before they are hung up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// Starts everything and runs until `shutdown` fires twice or calls have drained.
+pub async fn serve(
+    config: Config,
+    mut shutdown: mpsc::Receiver<()>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let prompts = PromptStore::load_dir(&config.prompts.dir)?;
+    if prompts.get(&config.prompts.greeting).is_none() {
+        return Err(ServeError::MissingGreeting {
+            name: config.prompts.greeting.clone(),
+            dir: config.prompts.dir.display().to_string(),
+            available: prompts.names().join(", "),
+        });
+    }
+    info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
+    std::fs::create_dir_all(&config.data.dir).map_err(|source| ServeError::DataDir {
+        dir: config.data.dir.clone(),
+        source,
+    })?;
+    let listen = config.listen_addr();
+    let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
+    let (transport, mut inbound) =
+        SipTransport::bind(listen, public_ip)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
+    let local = transport.local_addr();
+    println!("ivr: SIP listening on {local} (UDP and TCP)");
+    if let Some(ready) = ready {
+        let _ = ready.send(local);
+    }
+    let settings = Arc::new(CallSettings {
+        prompts: Arc::new(prompts),
+        greeting: config.prompts.greeting.clone(),
+        hold_after_prompt: config.call.hold_after_prompt,
+        answer_delay: Duration::from_millis(config.call.answer_delay_ms),
+        max_duration: Duration::from_secs(config.call.max_duration_s),
+        rtp_bind_ip: listen.ip(),
+        rtp_ports: config.rtp_ports(),
+    });
+    let mut endpoint = Endpoint::new(EndpointConfig {
+        timers: Timers {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..Timers::default()
+        },
+        max_calls: config.sip.max_calls,
+    });
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
+    let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    let mut draining_since: Option<Instant> = None;
+    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+
+    loop {
+        let timer = endpoint
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or(far_future);
+        tokio::select! {
+            msg = inbound.recv() => {
+                let Some(msg) = msg else { break };
+                endpoint.handle_message(Instant::now().into_std(), &msg.bytes, msg.source, msg.transport, msg.local);
+            }
+            Some((call, cmd)) = cmd_rx.recv() => {
+                let now = Instant::now().into_std();
+                match cmd {
+                    CallCommand::Ring => endpoint.ring(now, call),
+                    CallCommand::Accept(sdp) => endpoint.accept(now, call, sdp),
+                    CallCommand::Reject { status, warning } => endpoint.reject(now, call, status, Some(&warning)),
+                    CallCommand::AnswerReoffer(answer) => endpoint.answer_reoffer(now, call, answer),
+                    CallCommand::Hangup => endpoint.hangup(now, call),
+                }
+            }
+            _ = tokio::time::sleep_until(timer) => {
+                endpoint.handle_timeout(Instant::now().into_std());
+            }
+            sig = shutdown.recv() => {
+                if sig.is_none() || draining_since.is_some() {
+                    warn!(live = endpoint.live_calls(), "second shutdown request: hanging up all calls");
+                    hang_up_all(&mut endpoint, &calls);
+                    draining_since = Some(Instant::now() - SHUTDOWN_GRACE);
+                } else {
+                    info!(live = endpoint.live_calls(), "shutting down: refusing new calls, waiting for live calls to end");
+                    endpoint.drain();
+                    draining_since = Some(Instant::now());
+                }
+            }
+        }
+        while let Some(out) = endpoint.poll_output() {
+            match out {
+                Output::Transmit {
+                    transport: t,
+                    to,
+                    bytes,
+                } => transport.send(t, to, bytes).await,
+                Output::Event(call, CallEvent::Incoming(incoming)) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    calls.insert(call, tx);
+                    tokio::spawn(call::run(
+                        call,
+                        *incoming,
+                        rx,
+                        cmd_tx.clone(),
+                        settings.clone(),
+                    ));
+                }
+                Output::Event(call, event) => {
+                    let ended = matches!(event, CallEvent::Ended { .. });
+                    if let Some(tx) = calls.get(&call) {
+                        let _ = tx.send(event);
+                    }
+                    if ended {
+                        calls.remove(&call);
+                    }
+                }
+            }
+        }
+        if let Some(since) = draining_since {
+            if endpoint.live_calls() == 0 {
+                // Let final responses and BYE retransmissions get out before exiting.
+                if endpoint.poll_timeout().is_none()
+                    || since.elapsed() > SHUTDOWN_GRACE + Duration::from_secs(5)
+                {
+                    break;
+                }
+            } else if since.elapsed() > SHUTDOWN_GRACE {
+                hang_up_all(&mut endpoint, &calls);
+            }
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn hang_up_all(
+    endpoint: &mut Endpoint,
+    calls: &HashMap<CallRef, mpsc::UnboundedSender<CallEvent>>,
+) {
+    let now = Instant::now().into_std();
+    for call in calls.keys() {
+        endpoint.hangup(now, *call);
+    }
+}
