@@ -68,6 +68,7 @@ pub struct PromptConfig {
 #[serde(deny_unknown_fields)]
 pub struct CallConfig {
     pub hold_after_prompt: bool,
+    pub ring_ms: u64,
     pub answer_delay_ms: u64,
     pub max_duration_s: u64,
 }

@@ -88,6 +88,7 @@ pub async fn serve(
         prompts: Arc::new(prompts),
         greeting: config.prompts.greeting.clone(),
         hold_after_prompt: config.call.hold_after_prompt,
+        ring_time: Duration::from_millis(config.call.ring_ms),
         answer_delay: Duration::from_millis(config.call.answer_delay_ms),
         max_duration: Duration::from_secs(config.call.max_duration_s),
         rtp_bind_ip: listen.ip(),

@@ -36,6 +36,7 @@ pub struct CallSettings {
     pub prompts: Arc<PromptStore>,
     pub greeting: String,
     pub hold_after_prompt: bool,
+    pub ring_time: Duration,
     pub answer_delay: Duration,
     pub max_duration: Duration,
     pub rtp_bind_ip: IpAddr,
@@ -129,7 +130,20 @@ pub async fn run(
     let codec = codec_of(neg.encoding);
     info!(call_id = %call.call_id, %from, %to, event = "answering", codec = codec.name(),
           remote_rtp = %neg.remote_rtp, local_rtp = rtp_port, "answering call");
+    // Ring before answering: callers expect ringback, and the early dialog gives a caller who
+    // dialled by mistake the chance to CANCEL before the call is billed as answered.
     call.send(CallCommand::Ring);
+    let ring_until = Instant::now() + settings.ring_time;
+    loop {
+        match next_event(&mut call, ring_until).await {
+            Some(CallEvent::Ended { reason }) => {
+                info!(call_id = %call.call_id, %from, %to, event = "ended", %reason, "call ended while ringing");
+                return;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
     call.send(CallCommand::Accept(answer));
     let media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
     media.set_hold(!neg.direction.answer().we_send());

@@ -701,6 +701,10 @@ impl Endpoint {
         };
         let proceeding = matches!(&t.kind, ServerTxKind::Invite(tx) if tx.state() == InviteServerState::Proceeding);
         let call = t.call;
+        // The 200 to the CANCEL carries the same To tag as the 487 (§9.2).
+        if let Some(tc) = self.server_txs.get_mut(cancel_key) {
+            tc.call = call;
+        }
         self.respond_with(now, cancel_key, 200, |b| b);
         // After a final response the CANCEL has no effect and the call goes on (§9.2).
         if proceeding {

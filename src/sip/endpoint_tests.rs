@@ -191,6 +191,17 @@ fn cancel_while_ringing_gives_200_and_487() {
     assert_eq!(d.statuses(), vec![200, 487]);
     assert!(d.sent[0].1.contains("CSeq: 1 CANCEL"));
     assert!(d.sent[1].1.contains("CSeq: 1 INVITE"));
+    let to_line = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        to_line(&d.sent[0].1),
+        to_line(&d.sent[1].1),
+        "same To tag (§9.2)"
+    );
     assert_eq!(
         d.events,
         vec![(
