@@ -19,6 +19,8 @@ work="$(mktemp -d)"
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 sox prompts/after_hours_greeting.wav -t ul "$work/prompt.ul"
 sed "s#PROMPT_FILE#$work/prompt.ul#" benches/sipp/uas_rtp.xml > "$work/uas_rtp.xml"
+# Lift the production call limit (sip.max_calls = 500) so the load, not the limit, is measured.
+printf '[sip]\nmax_calls = 100000\n' > "$work/ivr.toml"
 
 free_port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 cpu_seconds() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }
@@ -55,7 +57,7 @@ echo "|---|---|---|---|---|---|---|---|"
 for rate in $rates; do
     # ivr, holding the line after the greeting so the caller decides the call length.
     port=$(free_port)
-    ./target/release/ivr serve --sip "127.0.0.1:$port" --rtp-ports 40000-59999 --data "$work/data" \
+    ./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 40000-59999 --data "$work/data" \
         --hold-after-prompt >"$work/ivr.out" 2>"$work/ivr-$rate.log" &
     ivr_pid=$!
     for _ in $(seq 50); do grep -q "listening" "$work/ivr.out" 2>/dev/null && break; sleep 0.1; done

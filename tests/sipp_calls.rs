@@ -125,3 +125,23 @@ fn sipp_cancel_while_ringing() {
         );
     }
 }
+
+/// Hold with a re-INVITE (a=sendonly → answered a=recvonly), resume with UPDATE (a=sendrecv),
+/// then the caller's BYE; the server logs both media changes.
+#[test]
+fn sipp_hold_and_resume() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let ivr = Ivr::start(&["--hold-after-prompt"]);
+    assert_sipp_ok(&ivr, "uac_hold.xml", &[]);
+    let log = ivr.wait_for_log(
+        &[
+            "event=\"reoffer\" hold=true",
+            "event=\"reoffer\" hold=false",
+            "event=\"ended\" reason=caller hung up",
+        ],
+        LOG_WAIT,
+    );
+    assert!(!log.contains(" ERROR "), "errors in ivr log:\n{log}");
+}
