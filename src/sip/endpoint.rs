@@ -146,6 +146,9 @@ struct Call {
     awaiting_ack: Vec<(u32, TxKey)>,
     /// From-tag/CSeq of the INVITE, for merged-request detection (§8.2.2.2).
     invite_cseq: u32,
+    /// Caller and callee URIs, for the call log.
+    from: String,
+    to: String,
 }
 
 enum ServerTxKind {
@@ -555,6 +558,8 @@ impl Endpoint {
                 reoffer: None,
                 awaiting_ack: Vec::new(),
                 invite_cseq: req.cseq,
+                from: req.from.uri.clone(),
+                to: req.to.uri.clone(),
             },
         );
         let incoming = IncomingCall {
@@ -593,11 +598,11 @@ impl Endpoint {
         match req.method {
             rsip::Method::Bye => {
                 let early_invite = (c.state == CallState::Early).then(|| c.invite_key.clone());
+                info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "bye", "caller hung up");
                 self.respond_with(now, key, 200, |b| b);
                 if let Some(invite_key) = early_invite {
                     self.respond_with(now, &invite_key, 487, |b| b);
                 }
-                info!(call_id = %req.call_id, event = "bye", "caller hung up");
                 self.end_call(call, EndReason::RemoteBye);
             }
             rsip::Method::Invite | rsip::Method::Update => {
@@ -710,7 +715,9 @@ impl Endpoint {
         if proceeding {
             self.respond_with(now, &invite_key, 487, |b| b);
             if let Some(call) = call {
-                info!(call_id = %req.call_id, event = "cancel", "caller cancelled while ringing");
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "cancel", "caller cancelled while ringing");
+                }
                 self.end_call(call, EndReason::Cancelled);
             }
         }
@@ -753,7 +760,7 @@ impl Endpoint {
         );
         let to = next_hop_addr(&next_hop, c);
         let transport = c.peer_transport;
-        info!(call_id = %c.dialog.call_id, event = "bye_sent", "hanging up");
+        info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "bye_sent", "hanging up");
         let (tx, actions) = NonInviteClientTx::new(
             now,
             transport.is_reliable(),
@@ -776,7 +783,7 @@ impl Endpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        warn!(call_id = %c.dialog.call_id, "no ACK for 200 OK within 64*T1; sending BYE");
+        warn!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "no_ack", "no ACK for 200 OK within 64*T1; sending BYE");
         self.send_bye(now, call);
         // The BYE runs on without the call: the caller is gone as far as we can tell.
         if let Some(t) = self.client_txs.values_mut().find(|t| t.call == Some(call)) {
@@ -794,7 +801,7 @@ impl Endpoint {
                     t.call = None;
                 }
             }
-            info!(call_id = %c.dialog.call_id, event = "ended", %reason, "call ended");
+            info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "dialog_ended", %reason, "dialog ended");
             self.outputs
                 .push_back(Output::Event(call, CallEvent::Ended { reason }));
         }
