@@ -40,6 +40,7 @@ pub struct Config {
     pub call: CallConfig,
     pub data: DataConfig,
     pub log: LogConfig,
+    pub hours: HoursConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -83,6 +84,45 @@ pub struct DataConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub filter: String,
+}
+
+/// `[hours]`: when the line counts as open; compiled and evaluated by `crate::hours`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursConfig {
+    /// IANA time zone name, e.g. `America/New_York`.
+    pub timezone: String,
+    /// Opening ranges per weekday, local wall time: `""` (closed) or `"HH:MM-HH:MM,..."`.
+    #[serde(default)]
+    pub monday: String,
+    #[serde(default)]
+    pub tuesday: String,
+    #[serde(default)]
+    pub wednesday: String,
+    #[serde(default)]
+    pub thursday: String,
+    #[serde(default)]
+    pub friday: String,
+    #[serde(default)]
+    pub saturday: String,
+    #[serde(default)]
+    pub sunday: String,
+    /// Local dates closed all day, `YYYY-MM-DD`. Written as strings or as bare TOML dates.
+    #[serde(default, deserialize_with = "dates_as_strings")]
+    pub holidays: Vec<String>,
+}
+
+/// Takes `["2026-12-25"]` and `[2026-12-25]` (a TOML local date) alike, as text; anything else
+/// is kept as its TOML text so validation can name it.
+fn dates_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let values = Vec::<toml::Value>::deserialize(d)?;
+    Ok(values
+        .into_iter()
+        .map(|v| match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .collect())
 }
 
 impl Config {
@@ -156,6 +196,8 @@ impl Config {
         if self.sip.max_calls == 0 {
             return Err(bad("sip.max_calls", "0", "must be at least 1".into()));
         }
+        crate::hours::BusinessHours::from_config(&self.hours)
+            .map_err(|e| bad(e.key, &e.value, e.reason))?;
         Ok(())
     }
 
@@ -239,5 +281,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("config t.toml: "), "{e}");
+    }
+
+    #[test]
+    fn hours_defaults_are_office_hours_in_new_york() {
+        let h = Config::embedded().hours;
+        assert_eq!(h.timezone, "America/New_York");
+        assert_eq!(h.monday, "09:00-17:00");
+        assert_eq!(h.friday, "09:00-17:00");
+        assert_eq!(h.saturday, "");
+        assert_eq!(h.sunday, "");
+        assert_eq!(h.holidays, ["2026-12-25", "2027-01-01"]);
+    }
+
+    #[test]
+    fn hours_overrides_keep_the_other_days() {
+        let c = Config::from_str(
+            "[hours]\ntimezone = \"Europe/Berlin\"\nsaturday = \"10:00-14:00\"\nmonday = \"\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.hours.timezone, "Europe/Berlin");
+        assert_eq!(c.hours.monday, "");
+        assert_eq!(c.hours.tuesday, "09:00-17:00");
+        assert_eq!(c.hours.saturday, "10:00-14:00");
+        // The holiday list is replaced whole, and bare TOML dates are accepted.
+        let c = Config::from_str(
+            "[hours]\nholidays = [2026-07-03, \"2026-11-26\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.hours.holidays, ["2026-07-03", "2026-11-26"]);
+        let c = Config::from_str("[hours]\nholidays = []\n", "t.toml").unwrap();
+        assert!(c.hours.holidays.is_empty());
+    }
+
+    #[test]
+    fn hours_errors_name_the_key_and_the_fix() {
+        let e = |text: &str| Config::from_str(text, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            e("[hours]\ntimezone = \"Mars/Base\"\n"),
+            "config t.toml: hours.timezone = \"Mars/Base\": unknown IANA time zone; e.g. \
+             Europe/Berlin, America/New_York"
+        );
+        assert_eq!(
+            e("[hours]\nmonday = \"9am-5pm\"\n"),
+            "config t.toml: hours.monday = \"9am-5pm\": \"9am-5pm\" is not a range HH:MM-HH:MM \
+             (24-hour clock); e.g. \"09:00-17:00\", \"08:00-12:00,13:00-17:00\", \"00:00-24:00\", \
+             or \"\" for closed all day"
+        );
+        assert_eq!(
+            e("[hours]\nfriday = \"17:00-09:00\"\n"),
+            "config t.toml: hours.friday = \"17:00-09:00\": range 17:00-09:00 does not end after \
+             it starts; a range stays within one day (end it at 24:00 and start the next day at \
+             00:00)"
+        );
+        assert_eq!(
+            e("[hours]\nholidays = [\"2026-12-32\"]\n"),
+            "config t.toml: hours.holidays = \"2026-12-32\": not a date; expected YYYY-MM-DD, \
+             e.g. 2026-12-25"
+        );
+        assert_eq!(
+            e("[hours]\nholidays = [2026-12-25T10:00:00]\n"),
+            "config t.toml: hours.holidays = \"2026-12-25T10:00:00\": not a date; expected \
+             YYYY-MM-DD, e.g. 2026-12-25"
+        );
+        let unknown = e("[hours]\nmondays = \"09:00-17:00\"\n");
+        assert!(unknown.contains("unknown field `mondays`"), "{unknown}");
     }
 }

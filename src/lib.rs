@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod config;
+pub mod hours;
 pub mod media;
 pub mod server;
 pub mod sip;
