@@ -41,6 +41,31 @@ pub struct Config {
     pub data: DataConfig,
     pub log: LogConfig,
     pub hours: HoursConfig,
+    pub flows: FlowsConfig,
+    /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
+    #[serde(skip)]
+    pub clock_at: Option<jiff::Timestamp>,
+}
+
+/// Which call flow answers which dialled number.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// The flow for numbers without an entry in `numbers`.
+    pub default: PathBuf,
+    /// Dialled number (user part of the Request-URI) → flow file.
+    #[serde(default)]
+    pub numbers: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl FlowsConfig {
+    /// The flow file for a dialled number.
+    pub fn for_number(&self, dialled: &str) -> &Path {
+        self.numbers
+            .get(dialled)
+            .map(PathBuf::as_path)
+            .unwrap_or(&self.default)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -62,7 +87,6 @@ pub struct RtpConfig {
 #[serde(deny_unknown_fields)]
 pub struct PromptConfig {
     pub dir: PathBuf,
-    pub greeting: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -249,7 +273,10 @@ mod tests {
         let c = Config::embedded();
         assert_eq!(c.listen_addr(), "0.0.0.0:5060".parse().unwrap());
         assert_eq!(c.rtp_ports(), (20000, 29999));
-        assert_eq!(c.prompts.greeting, "after_hours_greeting");
+        assert_eq!(
+            c.flows.for_number("+15550100"),
+            Path::new("callflows/after_hours.toml")
+        );
         assert!(!c.call.hold_after_prompt);
     }
 

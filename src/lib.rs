@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod config;
+pub mod flow;
 pub mod hours;
 pub mod media;
 pub mod server;

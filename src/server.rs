@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::call::{self, CallCommand, CallSettings};
+use crate::call::{self, CallCommand, CallSettings, FlowTable};
 use crate::config::Config;
+use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output};
 use crate::sip::transaction::Timers;
@@ -27,15 +28,10 @@ use crate::sip::transport::SipTransport;
 pub enum ServeError {
     #[error("prompts: {0}")]
     Prompts(#[from] PromptError),
-    #[error(
-        "prompt `{name}` (prompts.greeting) not found in {dir}; available: {available}. \
-         Generate prompts with prompts/gen.sh or fix the name in the config"
-    )]
-    MissingGreeting {
-        name: String,
-        dir: String,
-        available: String,
-    },
+    #[error("call flow check failed:\n{0}")]
+    Flow(crate::flow::Diagnostics),
+    #[error("{0}")]
+    Hours(#[from] crate::hours::HoursError),
     #[error("cannot create data directory {dir}: {source}")]
     DataDir {
         dir: PathBuf,
@@ -58,14 +54,17 @@ pub async fn serve(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
     let prompts = PromptStore::load_dir(&config.prompts.dir)?;
-    if prompts.get(&config.prompts.greeting).is_none() {
-        return Err(ServeError::MissingGreeting {
-            name: config.prompts.greeting.clone(),
-            dir: config.prompts.dir.display().to_string(),
-            available: prompts.names().join(", "),
-        });
-    }
     info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
+    let flows = load_flows(&config)?;
+    let hours = BusinessHours::from_config(&config.hours)?;
+    let clock_offset = match config.clock_at {
+        Some(at) => at.duration_since(jiff::Timestamp::now()),
+        None => jiff::SignedDuration::ZERO,
+    };
+    let now = jiff::Timestamp::now()
+        .checked_add(clock_offset)
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    info!(hours = %hours.describe(now), "business hours");
     std::fs::create_dir_all(&config.data.dir).map_err(|source| ServeError::DataDir {
         dir: config.data.dir.clone(),
         source,
@@ -86,7 +85,10 @@ pub async fn serve(
     }
     let settings = Arc::new(CallSettings {
         prompts: Arc::new(prompts),
-        greeting: config.prompts.greeting.clone(),
+        flows,
+        hours,
+        clock_offset,
+        data_dir: config.data.dir.clone(),
         hold_after_prompt: config.call.hold_after_prompt,
         ring_time: Duration::from_millis(config.call.ring_ms),
         answer_delay: Duration::from_millis(config.call.answer_delay_ms),
@@ -185,6 +187,24 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Checks every configured flow against the prompt directory, like `ivr check`.
+fn load_flows(config: &Config) -> Result<FlowTable, ServeError> {
+    let load = |path: &std::path::Path| {
+        crate::flow::check(path, &config.prompts.dir)
+            .map(Arc::new)
+            .map_err(ServeError::Flow)
+    };
+    let default = load(&config.flows.default)?;
+    info!(flow = %config.flows.default.display(), name = %default.name, "default call flow loaded");
+    let mut numbers = HashMap::new();
+    for (number, path) in &config.flows.numbers {
+        let flow = load(path)?;
+        info!(%number, flow = %path.display(), "call flow loaded");
+        numbers.insert(number.clone(), flow);
+    }
+    Ok(FlowTable { default, numbers })
 }
 
 fn hang_up_all(

@@ -210,7 +210,7 @@ fn prompt_stream(offer: &str, codec: Codec, expect_te: bool) {
     ivr.wait_for_log(
         &[
             &format!("codec=\"{}\"", codec.name()),
-            "event=\"prompt_done\"",
+            "event=\"flow_end\"",
             "event=\"ended\" reason=we hung up",
         ],
         SIP_WAIT,

@@ -32,7 +32,7 @@ fn basic_call(extra: &[&str]) {
             "event=\"answering\"",
             "codec=\"PCMU\"",
             "event=\"prompt\"",
-            "event=\"prompt_done\"",
+            "event=\"flow_end\"",
             "event=\"bye_sent\"",
             "event=\"ended\" reason=we hung up",
         ],

@@ -1,10 +1,14 @@
-//! One task per call: negotiates the SDP, owns the call's RTP session, plays the greeting and
-//! decides when to hang up.
+//! One task per call: negotiates the SDP, rings, answers, owns the call's RTP session and runs
+//! the call flow chosen for the dialled number (`driver`).
 //!
 //! The task talks to the SIP endpoint only through messages: it receives [`CallEvent`]s and sends
 //! [`CallCommand`]s, so the endpoint (one task for the whole process) never waits on a call.
 
+mod driver;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::flow::{Facts, Flow};
+use crate::hours::BusinessHours;
 use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
 use crate::media::session::{MediaHandle, MediaSession};
@@ -31,10 +37,27 @@ pub enum CallCommand {
 
 pub type CommandSender = mpsc::UnboundedSender<(CallRef, CallCommand)>;
 
+/// The checked call flows, by dialled number.
+pub struct FlowTable {
+    pub default: Arc<Flow>,
+    pub numbers: HashMap<String, Arc<Flow>>,
+}
+
+impl FlowTable {
+    pub fn for_number(&self, dialled: &str) -> Arc<Flow> {
+        self.numbers.get(dialled).unwrap_or(&self.default).clone()
+    }
+}
+
 /// Per-process settings every call reads.
 pub struct CallSettings {
     pub prompts: Arc<PromptStore>,
-    pub greeting: String,
+    pub flows: FlowTable,
+    pub hours: BusinessHours,
+    /// Added to the wall clock when deciding business hours (`serve --now`, for tests and demos).
+    pub clock_offset: jiff::SignedDuration,
+    pub data_dir: PathBuf,
+    /// When the flow ends, keep the line up until the caller hangs up instead of sending BYE.
     pub hold_after_prompt: bool,
     pub ring_time: Duration,
     pub answer_delay: Duration,
@@ -43,7 +66,7 @@ pub struct CallSettings {
     pub rtp_ports: (u16, u16),
 }
 
-struct Call {
+pub(crate) struct Call {
     id: CallRef,
     call_id: String,
     commands: CommandSender,
@@ -57,7 +80,7 @@ enum Wait {
 }
 
 impl Call {
-    fn send(&self, cmd: CallCommand) {
+    pub(crate) fn send(&self, cmd: CallCommand) {
         // The endpoint outlives every call; a closed channel means the process is exiting.
         let _ = self.commands.send((self.id, cmd));
     }
@@ -93,16 +116,6 @@ pub async fn run(
         }
     };
     let (offer_sdp, neg) = offer;
-    let Some(prompt) = settings.prompts.get(&settings.greeting).cloned() else {
-        // Checked at start; a missing prompt here means the store changed under us.
-        warn!(call_id = %call.call_id, prompt = %settings.greeting, "greeting prompt missing; refusing call");
-        call.send(CallCommand::Reject {
-            status: 500,
-            warning: format!("prompt {} missing", settings.greeting),
-        });
-        drain_until_end(&mut call).await;
-        return;
-    };
     let (rtp_socket, rtp_port) = match socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await
     {
         Ok(x) => x,
@@ -145,8 +158,10 @@ pub async fn run(
         }
     }
     call.send(CallCommand::Accept(answer));
-    let media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
+    let mut media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
     media.set_hold(!neg.direction.answer().we_send());
+    let rtp_in = media.take_events();
+    let telephone_event = neg.telephone_event;
 
     let started = Instant::now();
     let deadline = started + settings.max_duration;
@@ -160,8 +175,8 @@ pub async fn run(
         sdp_version: &mut sdp_version,
     };
 
-    // Wait for the ACK: audio sent before it may be clipped by the caller's phone.
-    let outcome = loop {
+    // Wait for the ACK, then a short pause: audio sent earlier is often clipped by the phone.
+    let mut reason = loop {
         match next_event(&mut call, deadline).await {
             Some(CallEvent::Confirmed { .. }) => break None,
             Some(CallEvent::Ended { reason }) => break Some(reason),
@@ -172,16 +187,57 @@ pub async fn run(
             }
         }
     };
-    let reason = match outcome {
-        Some(reason) => reason,
-        None => play_and_finish(&mut call, &mut ctx, &prompt.samples, &settings, deadline).await,
+    if reason.is_none()
+        && let Wait::Ended(r) =
+            wait_until(&mut call, &mut ctx, Instant::now() + settings.answer_delay).await
+    {
+        reason = Some(r);
+    }
+    let reason = match reason {
+        Some(r) => r,
+        None => {
+            let dialled = user_part(&incoming.request_uri).unwrap_or_else(|| incoming.to.user());
+            let flow = settings.flows.for_number(dialled);
+            let facts = facts_for(&settings, &incoming, dialled);
+            info!(call_id = %call.call_id, %from, %to, event = "flow", flow = %flow.name,
+                  open = facts.open, holiday = facts.holiday, "starting call flow");
+            let shell = driver::Shell {
+                call: &mut call,
+                ctx: &mut ctx,
+                settings: &settings,
+                codec,
+                telephone_event,
+            };
+            shell.run(flow, facts, rtp_in, deadline).await
+        }
     };
     let stats = media.stop().await;
     info!(call_id = %call.call_id, %from, %to, event = "ended", %reason,
           duration_ms = started.elapsed().as_millis() as u64, rtp_in = %stats, "call finished");
 }
 
-struct MediaCtx<'a> {
+/// What the flow may branch on, decided once at the start of the call.
+fn facts_for(settings: &CallSettings, incoming: &IncomingCall, dialled: &str) -> Facts {
+    let now = jiff::Timestamp::now()
+        .checked_add(settings.clock_offset)
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    Facts {
+        open: settings.hours.is_open(now),
+        holiday: settings.hours.is_holiday(now),
+        caller: incoming.from.user().to_string(),
+        called: dialled.to_string(),
+        ..Facts::default()
+    }
+}
+
+/// `sip:+15550100@host;user=phone` → `+15550100`.
+fn user_part(uri: &str) -> Option<&str> {
+    let rest = uri.split_once(':')?.1;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user)).filter(|u| !u.is_empty())
+}
+
+pub(crate) struct MediaCtx<'a> {
     media: &'a MediaHandle,
     offer_sdp: sdp::SessionDescription,
     neg: Negotiated,
@@ -189,47 +245,6 @@ struct MediaCtx<'a> {
     rtp_port: u16,
     session_id: u64,
     sdp_version: &'a mut u64,
-}
-
-async fn play_and_finish(
-    call: &mut Call,
-    ctx: &mut MediaCtx<'_>,
-    samples: &Arc<[i16]>,
-    settings: &CallSettings,
-    deadline: Instant,
-) -> EndReason {
-    let delay_until = Instant::now() + settings.answer_delay;
-    if let Wait::Ended(r) = wait_until(call, ctx, delay_until).await {
-        return r;
-    }
-    info!(call_id = %call.call_id, event = "prompt", prompt = %settings.greeting, "playing prompt");
-    let done = ctx.media.play(samples.clone());
-    tokio::pin!(done);
-    loop {
-        tokio::select! {
-            _ = &mut done => break,
-            ev = call.events.recv() => match ev {
-                Some(CallEvent::Ended { reason }) => return reason,
-                Some(ev) => handle_mid_call(call, ctx, ev),
-                None => return EndReason::LocalBye,
-            },
-        }
-    }
-    info!(call_id = %call.call_id, event = "prompt_done", prompt = %settings.greeting, "prompt finished");
-    if settings.hold_after_prompt {
-        if let Wait::Ended(r) = wait_until(call, ctx, deadline).await {
-            return r;
-        }
-        info!(call_id = %call.call_id, event = "max_duration", "call reached its maximum duration");
-    }
-    call.send(CallCommand::Hangup);
-    loop {
-        match call.events.recv().await {
-            Some(CallEvent::Ended { reason }) => return reason,
-            Some(ev) => handle_mid_call(call, ctx, ev),
-            None => return EndReason::LocalBye,
-        }
-    }
 }
 
 /// Handles events until `until`, or returns early when the call ends.
@@ -251,7 +266,7 @@ async fn next_event(call: &mut Call, until: Instant) -> Option<CallEvent> {
 }
 
 /// Re-INVITE/UPDATE (hold, resume, new address) and INFO during the call.
-fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallEvent) {
+pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallEvent) {
     match ev {
         CallEvent::ReOffer { offer } => {
             if offer.is_empty() {

@@ -3,10 +3,12 @@
 //! Sans-IO cores (`g711`, `rtp`, `pacer`, `stats`, `player`, `prompt` conversion) are driven by the
 //! thin tokio shell in `session`, which owns the call's RTP socket (allocated by `socket`).
 
+pub mod dtmf;
 pub mod g711;
 pub mod pacer;
 pub mod player;
 pub mod prompt;
+pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod socket;

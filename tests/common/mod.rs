@@ -55,8 +55,15 @@ pub struct Ivr {
 
 impl Ivr {
     /// Starts `ivr serve --sip 127.0.0.1:0 --data <tmp> --prompts <repo>/prompts <args>` and waits
-    /// for its `ivr: SIP listening on ...` line.
+    /// for its `ivr: SIP listening on ...` line. Unless `args` name a `--flow`, calls run
+    /// `tests/flows/greeting.toml` (greeting, then hang up), which the SIP/RTP tests rely on.
     pub fn start(args: &[&str]) -> Ivr {
+        let default_flow = manifest_dir().join("tests/flows/greeting.toml");
+        let flow_args: Vec<std::ffi::OsString> = if args.contains(&"--flow") {
+            Vec::new()
+        } else {
+            vec!["--flow".into(), default_flow.into_os_string()]
+        };
         let dir = unique_temp_dir("ivr");
         let data = dir.join("data");
         let log_path = dir.join("ivr.log");
@@ -70,6 +77,7 @@ impl Ivr {
             .arg(&data)
             .arg("--prompts")
             .arg(manifest_dir().join("prompts"))
+            .args(flow_args)
             .args(args)
             // The log assertions rely on the default `info` filter and plain (non-ANSI) output.
             .env_remove("RUST_LOG")

@@ -1,0 +1,346 @@
+//! Runs a call flow on a live call: the async shell around the sans-IO `flow::Run`.
+//!
+//! It turns the run's actions into media work (prompts, the beep, voicemail files) and SIP
+//! commands (hang up), and what happens on the call into run events: digits from RTP (RFC 4733 or
+//! in-band) and SIP INFO through one `DtmfReceiver`, the end of each playback, the run's timers and
+//! the caller hanging up.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call};
+use crate::flow::{Action, DialOutcome, Event, Facts, Flow, Run};
+use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
+use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
+use crate::media::{Codec, RtpIn};
+use crate::sip::endpoint::{CallEvent, EndReason};
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A voicemail in progress.
+struct Recording {
+    /// The prompt and beep; audio is kept once they are done.
+    intro: Option<Job>,
+    gate: Option<RecordingGate>,
+    file: Option<Recorder>,
+    max: std::time::Duration,
+    silence: std::time::Duration,
+    finish_on: String,
+}
+
+/// Everything the flow shell needs besides the run itself.
+pub(super) struct Shell<'c, 'm> {
+    pub call: &'c mut Call,
+    pub ctx: &'c mut MediaCtx<'m>,
+    pub settings: &'c CallSettings,
+    pub codec: Codec,
+    pub telephone_event: Option<u8>,
+}
+
+impl Shell<'_, '_> {
+    /// Runs `flow` until the call ends; returns why it ended.
+    pub async fn run(
+        self,
+        flow: Arc<Flow>,
+        facts: Facts,
+        mut rtp_in: Option<mpsc::Receiver<RtpIn>>,
+        deadline: Instant,
+    ) -> EndReason {
+        let Shell {
+            call,
+            ctx,
+            settings,
+            codec,
+            telephone_event,
+        } = self;
+        let call_id = call.call_id.clone();
+        let mut run = Run::new(flow, facts);
+        let mut dtmf = DtmfReceiver::new(codec, telephone_event);
+        // One entry per `Play`, answered in order by one `PlaybackDone` each.
+        let mut jobs: VecDeque<Job> = VecDeque::new();
+        let mut recording: Option<Recording> = None;
+        let mut hangup_sent = false;
+        let mut decoded: Vec<i16> = Vec::with_capacity(160);
+        let mut pending: VecDeque<Action> = run.start(Instant::now().into_std()).into();
+
+        loop {
+            while let Some(action) = pending.pop_front() {
+                let event = execute(
+                    action,
+                    call,
+                    ctx,
+                    settings,
+                    &mut jobs,
+                    &mut recording,
+                    &mut hangup_sent,
+                );
+                if let Some(ev) = event {
+                    pending.extend(run.handle(Instant::now().into_std(), ev));
+                }
+            }
+            let timer = [
+                run.poll_timeout(),
+                dtmf.poll_at(),
+                recording
+                    .as_ref()
+                    .and_then(|r| r.gate.as_ref())
+                    .map(|g| g.deadline()),
+            ]
+            .into_iter()
+            .flatten()
+            .map(Instant::from_std)
+            .min()
+            .unwrap_or(deadline)
+            .min(deadline);
+            let playing = !jobs.is_empty();
+            let intro_playing = recording.as_ref().is_some_and(|r| r.intro.is_some());
+            tokio::select! {
+                _ = async { if let Some(j) = jobs.front_mut() { j.as_mut().await } }, if playing => {
+                    jobs.pop_front();
+                    pending.extend(run.handle(Instant::now().into_std(), Event::PlaybackDone));
+                }
+                _ = async {
+                    if let Some(j) = recording.as_mut().and_then(|r| r.intro.as_mut()) { j.as_mut().await }
+                }, if intro_playing => {
+                    if let Some(r) = recording.as_mut() {
+                        r.intro = None;
+                        match start_file(settings, &call_id) {
+                            Ok(file) => {
+                                info!(call_id = %call_id, event = "recording", "recording voicemail");
+                                r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
+                                r.file = Some(file);
+                            }
+                            Err(e) => {
+                                warn!(call_id = %call_id, error = %e, "cannot record voicemail (data dir full or read-only?)");
+                                recording = None;
+                                pending.extend(run.handle(Instant::now().into_std(), Event::RecordDone { path: None }));
+                            }
+                        }
+                    }
+                }
+                pkt = recv_rtp(&mut rtp_in) => {
+                    let Some(pkt) = pkt else {
+                        rtp_in = None;
+                        continue;
+                    };
+                    let now = Instant::now().into_std();
+                    if let Some(d) = dtmf.on_rtp(&pkt, now) {
+                        pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                        continue;
+                    }
+                    let Some(r) = recording.as_mut() else { continue };
+                    let (Some(gate), Some(file)) = (r.gate.as_mut(), r.file.as_mut()) else { continue };
+                    if pkt.payload_type != codec.payload_type() {
+                        continue;
+                    }
+                    decoded.clear();
+                    codec.decode(&pkt.payload, &mut decoded);
+                    let stop = match file.write(&decoded) {
+                        Ok(()) => gate.push(&decoded, now),
+                        Err(e) => {
+                            warn!(call_id = %call_id, error = %e, "voicemail write failed; keeping what was saved");
+                            Some(StopReason::MaxLength)
+                        }
+                    };
+                    if let Some(reason) = stop {
+                        let path = finish(&call_id, recording.take(), reason);
+                        pending.extend(run.handle(now, Event::RecordDone { path }));
+                    }
+                }
+                ev = call.events.recv() => {
+                    let now = Instant::now().into_std();
+                    match ev {
+                        Some(CallEvent::Ended { reason }) => {
+                            finish(&call_id, recording.take(), StopReason::Hangup);
+                            run.handle(now, Event::Hangup);
+                            return reason;
+                        }
+                        None => return EndReason::LocalBye,
+                        Some(CallEvent::Info { content_type, body }) => {
+                            if let Some(d) = dtmf.on_info(content_type.as_deref(), &body, now) {
+                                pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                            }
+                        }
+                        Some(other) => handle_mid_call(call, ctx, other),
+                    }
+                }
+                _ = tokio::time::sleep_until(timer) => {
+                    let now = Instant::now().into_std();
+                    if Instant::now() >= deadline && !hangup_sent {
+                        info!(call_id = %call_id, event = "max_duration", "call reached its maximum duration");
+                        call.send(CallCommand::Hangup);
+                        hangup_sent = true;
+                    }
+                    if let Some(d) = dtmf.poll(now) {
+                        pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                    }
+                    let stop = recording
+                        .as_mut()
+                        .and_then(|r| r.gate.as_mut())
+                        .and_then(|g| g.poll(now));
+                    if let Some(reason) = stop {
+                        let path = finish(&call_id, recording.take(), reason);
+                        pending.extend(run.handle(now, Event::RecordDone { path }));
+                    }
+                    pending.extend(run.handle_timeout(now));
+                }
+            }
+        }
+    }
+}
+
+/// Carries out one action; returns the event that answers it at once, if any.
+fn execute(
+    action: Action,
+    call: &mut Call,
+    ctx: &mut MediaCtx<'_>,
+    settings: &CallSettings,
+    jobs: &mut VecDeque<Job>,
+    recording: &mut Option<Recording>,
+    hangup_sent: &mut bool,
+) -> Option<Event> {
+    let call_id = call.call_id.clone();
+    match action {
+        Action::Enter { node } => {
+            info!(call_id = %call_id, event = "node", node = %node, "flow node");
+        }
+        Action::Log { message } => {
+            info!(call_id = %call_id, event = "flow", %message, "flow");
+        }
+        Action::Play { prompts, barge_in } => {
+            let mut last = None;
+            for name in &prompts {
+                match settings.prompts.get(name) {
+                    Some(p) => {
+                        info!(call_id = %call_id, event = "prompt", prompt = %name, barge_in, "playing prompt");
+                        last = Some(ctx.media.play(p.samples.clone()));
+                    }
+                    // Flows are checked against the prompt directory at start; this is a file
+                    // removed since, and silence beats a dead call.
+                    None => warn!(call_id = %call_id, prompt = %name, "prompt missing; skipped"),
+                }
+            }
+            jobs.push_back(match last {
+                Some(p) => Box::pin(async move {
+                    p.await;
+                }),
+                None => Box::pin(async {}),
+            });
+        }
+        Action::StopPlayback => {
+            info!(call_id = %call_id, event = "barge_in", "prompt stopped by caller input");
+            ctx.media.stop_playback();
+        }
+        Action::Hangup { reason } => {
+            if settings.hold_after_prompt {
+                info!(call_id = %call_id, event = "flow_end", %reason, "flow ended; holding the line until the caller hangs up");
+            } else if !*hangup_sent {
+                info!(call_id = %call_id, event = "flow_end", %reason, "flow ended; hanging up");
+                call.send(CallCommand::Hangup);
+                *hangup_sent = true;
+            }
+        }
+        Action::Dial { targets, .. } => {
+            // Ringing staff phones arrives with the desk bridge; until then the flow takes its
+            // no-answer branch (voicemail), which is what a caller must get when nobody answers.
+            warn!(call_id = %call_id, event = "dial", targets = ?targets, "desk bridge not available yet; treating as no answer");
+            return Some(Event::DialDone(DialOutcome::NoAnswer));
+        }
+        Action::Record {
+            prompt,
+            max,
+            finish_on,
+            silence,
+        } => {
+            if let Some(p) = prompt.as_deref().and_then(|n| settings.prompts.get(n)) {
+                info!(call_id = %call_id, event = "prompt", prompt = %p.name, barge_in = false, "playing prompt");
+                ctx.media.play(p.samples.clone());
+            }
+            let tone = ctx.media.play(beep().into());
+            *recording = Some(Recording {
+                intro: Some(Box::pin(async move {
+                    tone.await;
+                })),
+                gate: None,
+                file: None,
+                max,
+                silence,
+                finish_on,
+            });
+        }
+        Action::Webhook { event, .. } => {
+            warn!(call_id = %call_id, event = "webhook", name = %event, "webhooks are not available yet; skipped");
+            return Some(Event::WebhookDone { ok: false });
+        }
+    }
+    None
+}
+
+fn on_digit(
+    call_id: &str,
+    run: &mut Run,
+    recording: &mut Option<Recording>,
+    d: DtmfDigit,
+) -> Vec<Action> {
+    info!(call_id = %call_id, event = "digit", digit = %d.digit, source = ?d.source,
+          duration_ms = d.duration_ms, "DTMF");
+    let now = std::time::Instant::now();
+    if let Some(r) = recording.as_ref() {
+        if r.finish_on.contains(d.digit) && r.file.is_some() {
+            let path = finish(call_id, recording.take(), StopReason::FinishKey);
+            return run.handle(now, Event::RecordDone { path });
+        }
+        // Other keys during a recording are part of the message, not commands.
+        return Vec::new();
+    }
+    run.handle(now, Event::Digit(d.digit))
+}
+
+fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Option<String> {
+    let file = recording?.file?;
+    let duration = file.duration();
+    match file.finish() {
+        Ok(path) => {
+            info!(call_id = %call_id, event = "recorded", path = %path.display(),
+                  duration_ms = duration.as_millis() as u64, reason = ?reason, "voicemail saved");
+            Some(path.display().to_string())
+        }
+        Err(e) => {
+            warn!(call_id = %call_id, error = %e, "voicemail could not be finalised");
+            None
+        }
+    }
+}
+
+fn start_file(settings: &CallSettings, call_id: &str) -> Result<Recorder, hound::Error> {
+    let safe: String = call_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let path: PathBuf = settings
+        .data_dir
+        .join("voicemail")
+        .join(format!("{stamp}-{safe}.wav"));
+    Recorder::create(&path)
+}
+
+async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) -> Option<RtpIn> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

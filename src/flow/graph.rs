@@ -1,0 +1,97 @@
+//! `ivr graph`: a flow as Graphviz dot (`ivr graph callflows/after_hours.toml | dot -Tsvg`).
+//!
+//! Nodes show their name, type and prompts; edges show the digits, condition or outcome that
+//! takes them. Waiting nodes (gather, record, dial) are boxes with rounded corners, hangups are
+//! double octagons, everything else a plain box, so the caller's path reads at a glance.
+
+use std::fmt::Write;
+
+use super::model::{Flow, Node};
+
+/// Renders `flow` as a dot digraph.
+pub fn to_dot(flow: &Flow) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored on purpose.
+    let _ = writeln!(out, "digraph {} {{", quote(&flow.name));
+    let _ = writeln!(out, "  rankdir=TB;");
+    let _ = writeln!(out, "  node [fontname=\"Helvetica\", fontsize=11];");
+    let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=10];");
+    let _ = writeln!(out, "  \"__start\" [shape=point, width=0.15, label=\"\"];");
+    let _ = writeln!(out, "  \"__start\" -> {};", quote(&flow.start.name));
+    for def in &flow.nodes {
+        let mut label = format!("{}\\n({})", escape(&def.name), def.node.type_name());
+        let prompts = def.node.prompts();
+        if !prompts.is_empty() {
+            let names: Vec<String> = prompts
+                .iter()
+                .map(|p| format!("♪ {}", escape(&p.name)))
+                .collect();
+            let _ = write!(label, "\\n{}", names.join("\\n"));
+        }
+        if let Node::Set(s) = &def.node {
+            for (k, v, _) in &s.vars {
+                let _ = write!(label, "\\n{} = {}", escape(k), escape(v));
+            }
+        }
+        if let Node::Dial(d) = &def.node {
+            let _ = write!(label, "\\nring {}", escape(&d.targets.join(", ")));
+        }
+        if let Node::Webhook(w) = &def.node {
+            let _ = write!(label, "\\nevent {}", escape(&w.event));
+        }
+        let shape = match &def.node {
+            Node::Gather(_) | Node::Record(_) | Node::Dial(_) => "shape=box, style=rounded",
+            Node::Hangup(_) => "shape=doubleoctagon",
+            Node::Branch(_) => "shape=diamond",
+            _ => "shape=box",
+        };
+        let _ = writeln!(out, "  {} [{shape}, label=\"{label}\"];", quote(&def.name));
+    }
+    for def in &flow.nodes {
+        for edge in def.node.edges() {
+            let _ = writeln!(
+                out,
+                "  {} -> {} [label=\"{}\"];",
+                quote(&def.name),
+                quote(&edge.target.name),
+                escape(&edge.label)
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", escape(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn shipped_flow_as_dot() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let flow = crate::flow::check(
+            &root.join("callflows/after_hours.toml"),
+            &root.join("prompts"),
+        )
+        .unwrap();
+        let dot = to_dot(&flow);
+        assert!(dot.starts_with("digraph \"after-hours\" {\n"));
+        assert!(dot.contains("  \"__start\" -> \"hours\";\n"));
+        assert!(dot.contains("  \"hours\" -> \"open_line\" [label=\"open and not holiday\"];\n"));
+        assert!(dot.contains("  \"menu\" -> \"terms\" [label=\"\\\"5\\\"\"];\n"));
+        assert!(dot.contains("  \"menu\" -> \"goodbye\" [label=\"fail\"];\n"));
+        assert!(dot.contains("  \"ring_desk\" -> \"voicemail\" [label=\"no_answer\"];\n"));
+        assert!(dot.contains("label=\"agreed\\n(set)\\nagreed = true\""));
+        assert!(dot.ends_with("}\n"));
+    }
+}

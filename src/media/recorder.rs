@@ -1,0 +1,235 @@
+//! Voicemail recording: the caller's decoded audio into an 8 kHz mono 16-bit WAV (hound).
+//!
+//! [`RecordingGate`] is the sans-IO part: it is fed 20 ms frames with their arrival time and says
+//! when to stop (maximum length, or a stretch of silence once the caller has spoken).
+//! [`Recorder`] owns the file. The WAV header is rewritten after every second of audio, so a
+//! crash loses at most that second and leaves a playable file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hound::{SampleFormat, WavSpec, WavWriter};
+
+/// Why a recording stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    MaxLength,
+    Silence,
+    FinishKey,
+    Hangup,
+}
+
+/// Mean absolute amplitude below which a frame counts as silence (about -45 dBFS: line noise and
+/// comfort noise stay below it, speech does not).
+const SILENCE_LEVEL: f64 = 180.0;
+
+/// Decides when a recording ends, from the audio it is fed.
+#[derive(Debug)]
+pub struct RecordingGate {
+    deadline: Instant,
+    silence: Duration,
+    quiet_since: Option<Instant>,
+    heard_voice: bool,
+}
+
+impl RecordingGate {
+    pub fn new(start: Instant, max: Duration, silence: Duration) -> Self {
+        RecordingGate {
+            deadline: start + max,
+            silence,
+            quiet_since: Some(start),
+            heard_voice: false,
+        }
+    }
+
+    /// Feeds one frame; `Some` when the recording should stop.
+    pub fn push(&mut self, samples: &[i16], now: Instant) -> Option<StopReason> {
+        if now >= self.deadline {
+            return Some(StopReason::MaxLength);
+        }
+        let level = if samples.is_empty() {
+            0.0
+        } else {
+            samples.iter().map(|s| f64::from(*s).abs()).sum::<f64>() / samples.len() as f64
+        };
+        if level >= SILENCE_LEVEL {
+            self.heard_voice = true;
+            self.quiet_since = None;
+            return None;
+        }
+        // Silence ends a message only after the caller said something, or after twice the
+        // silence window when they never did (a caller collecting their thoughts).
+        self.quiet_since.get_or_insert(now);
+        self.poll(now)
+    }
+
+    /// When the recording ends if nothing else happens: the maximum length, or the end of the
+    /// current silence window (also when no audio arrives at all: a silent or muted caller).
+    pub fn deadline(&self) -> Instant {
+        match self.quiet_since {
+            Some(since) => self.deadline.min(since + self.window()),
+            None => self.deadline,
+        }
+    }
+
+    /// Time passing without audio: `Some` when the recording should stop.
+    pub fn poll(&mut self, now: Instant) -> Option<StopReason> {
+        if now >= self.deadline {
+            return Some(StopReason::MaxLength);
+        }
+        let since = self.quiet_since?;
+        (now.duration_since(since) >= self.window()).then_some(StopReason::Silence)
+    }
+
+    fn window(&self) -> Duration {
+        if self.heard_voice {
+            self.silence
+        } else {
+            self.silence * 2
+        }
+    }
+}
+
+/// An open WAV file being written.
+pub struct Recorder {
+    writer: WavWriter<io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+    samples: u64,
+    since_flush: u32,
+}
+
+impl Recorder {
+    pub fn create(path: &Path) -> Result<Recorder, hound::Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let spec = WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: SampleFormat::Int,
+        };
+        Ok(Recorder {
+            writer: WavWriter::create(path, spec)?,
+            path: path.to_path_buf(),
+            samples: 0,
+            since_flush: 0,
+        })
+    }
+
+    pub fn write(&mut self, samples: &[i16]) -> Result<(), hound::Error> {
+        for s in samples {
+            self.writer.write_sample(*s)?;
+        }
+        self.samples += samples.len() as u64;
+        self.since_flush += samples.len() as u32;
+        if self.since_flush >= 8000 {
+            // Keeps the header valid on disk every second.
+            self.writer.flush()?;
+            self.since_flush = 0;
+        }
+        Ok(())
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.samples / 8)
+    }
+
+    /// Finalises the header; returns the path.
+    pub fn finish(self) -> Result<PathBuf, hound::Error> {
+        let path = self.path.clone();
+        self.writer.finalize()?;
+        Ok(path)
+    }
+}
+
+/// A 440 ms 1 kHz tone at -12 dBFS: the "beep" before a recording starts.
+pub fn beep() -> Vec<i16> {
+    (0..3520)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            (8200.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(level: i16) -> Vec<i16> {
+        (0..160)
+            .map(|i| if i % 2 == 0 { level } else { -level })
+            .collect()
+    }
+
+    #[test]
+    fn silence_after_speech_stops_the_recording() {
+        let t0 = Instant::now();
+        let mut g = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(3));
+        let ms = |m| t0 + Duration::from_millis(m);
+        for i in 0..50 {
+            assert_eq!(g.push(&frame(3000), ms(i * 20)), None);
+        }
+        let mut stopped = None;
+        for i in 50..400 {
+            if let Some(r) = g.push(&frame(10), ms(i * 20)) {
+                stopped = Some((i, r));
+                break;
+            }
+        }
+        // Speech ends at 1.0 s; 3 s of silence later, at 4.0 s, the recording stops.
+        assert_eq!(stopped, Some((200, StopReason::Silence)));
+    }
+
+    #[test]
+    fn no_audio_at_all_ends_on_the_clock() {
+        let t0 = Instant::now();
+        let mut g = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(5));
+        assert_eq!(g.deadline(), t0 + Duration::from_secs(10));
+        assert_eq!(g.poll(t0 + Duration::from_millis(9999)), None);
+        assert_eq!(
+            g.poll(t0 + Duration::from_secs(10)),
+            Some(StopReason::Silence)
+        );
+    }
+
+    #[test]
+    fn max_length_stops_the_recording() {
+        let t0 = Instant::now();
+        let mut g = RecordingGate::new(t0, Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(g.push(&frame(3000), t0 + Duration::from_millis(1980)), None);
+        assert_eq!(
+            g.push(&frame(3000), t0 + Duration::from_secs(2)),
+            Some(StopReason::MaxLength)
+        );
+    }
+
+    #[test]
+    fn a_silent_caller_gets_twice_the_window() {
+        let t0 = Instant::now();
+        let mut g = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(3));
+        assert_eq!(g.push(&frame(0), t0 + Duration::from_millis(5980)), None);
+        assert_eq!(
+            g.push(&frame(0), t0 + Duration::from_secs(6)),
+            Some(StopReason::Silence)
+        );
+    }
+
+    #[test]
+    fn recorder_writes_a_playable_wav() {
+        let dir = std::env::temp_dir().join(format!("ivr-rec-{}", std::process::id()));
+        let path = dir.join("vm.wav");
+        let mut r = Recorder::create(&path).unwrap();
+        let samples: Vec<i16> = (0..16000).map(|i| (i % 200) as i16 * 10).collect();
+        r.write(&samples).unwrap();
+        assert_eq!(r.duration(), Duration::from_secs(2));
+        let path = r.finish().unwrap();
+        let mut reader = hound::WavReader::open(&path).unwrap();
+        assert_eq!(reader.spec().sample_rate, 8000);
+        let back: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        assert_eq!(back, samples);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,131 @@
+//! End to end: the shipped after-hours flow on the real binary, with a sipp caller keying in the
+//! procedure (5 = start a request, 1 = agree to the terms) by RFC 4733 telephone-events and by
+//! SIP INFO. The time is injected with `serve --now` (a Friday night in the line's time zone), so
+//! the result does not depend on when the test runs. The order of the procedure is read from the
+//! call log: prompts played, digits decoded, nodes entered, the voicemail saved.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Ivr, manifest_dir, require_tool, run_sipp};
+
+/// Friday 2026-11-27 22:30 in America/New_York (the default `[hours]` zone): after hours.
+const AFTER_HOURS: &str = "2026-11-27T22:30:00-05:00";
+/// Monday 2026-11-30 10:00 in New York: open.
+const IN_HOURS: &str = "2026-11-30T10:00:00-05:00";
+
+fn start_line(at: &str) -> Ivr {
+    let flow = manifest_dir().join("callflows/after_hours.toml");
+    Ivr::start(&["--flow", flow.to_str().expect("utf-8 path"), "--now", at])
+}
+
+/// The `prompt="..."` values of the log's `event="prompt"` lines, in order.
+fn prompts_played(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("event=\"prompt\""))
+        .filter_map(|l| l.split("prompt=").nth(1))
+        .map(|p| {
+            p.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+fn assert_subsequence(haystack: &[String], needles: &[&str], log: &str) {
+    let mut it = haystack.iter();
+    for n in needles {
+        assert!(
+            it.any(|h| h == n),
+            "prompt {n} missing or out of order; played {haystack:?}\n--- log:\n{log}"
+        );
+    }
+}
+
+fn after_hours_call(scenario: &str, digit_source: &str) {
+    let ivr = start_line(AFTER_HOURS);
+    let run = run_sipp(&ivr, scenario, &["-timeout", "180s"]);
+    assert!(
+        run.success(),
+        "sipp {scenario} failed ({}):\n{}\n--- ivr log:\n{}",
+        run.status,
+        run.errors,
+        ivr.log()
+    );
+    let log = ivr.wait_for_log(&["event=\"ended\""], Duration::from_secs(10));
+    assert!(log.contains("open=false"), "{log}");
+    let played = prompts_played(&log);
+    assert_subsequence(
+        &played,
+        &[
+            "after_hours_greeting",
+            "rate_disclaimer",
+            "terms",
+            "connecting",
+            "leave_message",
+            "goodbye",
+        ],
+        &log,
+    );
+    assert!(!played.iter().any(|p| p == "open_hours"), "{played:?}");
+    for digit in ["5", "1"] {
+        let needle = format!("event=\"digit\" digit={digit} source={digit_source}");
+        assert!(log.contains(&needle), "no `{needle}` in log:\n{log}");
+    }
+    for node in ["terms", "agreed", "ring_desk", "voicemail", "goodbye"] {
+        assert!(
+            log.contains(&format!("event=\"node\" node={node}")),
+            "node {node} not entered:\n{log}"
+        );
+    }
+    // No desk bridge yet: the dial takes the no-answer branch and the caller leaves a voicemail.
+    assert!(log.contains("event=\"recorded\""), "{log}");
+    let vm_dir = ivr.dir().join("data").join("voicemail");
+    let wavs: Vec<_> = std::fs::read_dir(&vm_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{log}", vm_dir.display()))
+        .collect();
+    assert_eq!(
+        wavs.len(),
+        1,
+        "one voicemail file expected in {}",
+        vm_dir.display()
+    );
+    let wav = wavs[0].as_ref().expect("dir entry").path();
+    let spec = hound::WavReader::open(&wav).expect("valid WAV").spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (8000, 1, 16)
+    );
+}
+
+#[test]
+fn after_hours_procedure_with_rfc4733_digits() {
+    if !require_tool("sipp") {
+        return;
+    }
+    after_hours_call("uac_after_hours_rfc4733.xml", "Rfc4733");
+}
+
+#[test]
+fn after_hours_procedure_with_sip_info_digits() {
+    if !require_tool("sipp") {
+        return;
+    }
+    after_hours_call("uac_after_hours_info.xml", "SipInfo");
+}
+
+#[test]
+fn in_hours_the_caller_is_sent_to_the_main_line() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let ivr = start_line(IN_HOURS);
+    let run = run_sipp(&ivr, "uac_basic.xml", &[]);
+    assert!(run.success(), "{}\n{}", run.errors, ivr.log());
+    let log = ivr.wait_for_log(&["event=\"ended\""], Duration::from_secs(10));
+    assert!(log.contains("open=true"), "{log}");
+    assert_eq!(prompts_played(&log), vec!["open_hours"], "{log}");
+}
