@@ -1,0 +1,163 @@
+//! The admin commands on the real binary: `ivr check`, `ivr simulate`, `ivr graph`, and `serve`
+//! refusing to start with a broken flow (the same message as `ivr check`).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{manifest_dir, unique_temp_dir};
+
+fn ivr(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(args)
+        .current_dir(manifest_dir())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ivr");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("ivr output")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const BROKEN: &str = "name = \"broken\"\nstart = \"a\"\n\n[nodes.a]\ntype = \"play\"\n\
+prompt = \"after_hours_greeting\"\nnext = \"termz\"\n\n[nodes.terms]\ntype = \"hangup\"\n";
+
+#[test]
+fn check_accepts_the_shipped_flows() {
+    let out = ivr(
+        &[
+            "check",
+            "callflows/after_hours.toml",
+            "callflows/examples/simple_menu.toml",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok: 2 flows checked"), "{}", text(&out));
+}
+
+#[test]
+fn check_reports_file_line_col_and_a_hint() {
+    let dir = unique_temp_dir("cli-check");
+    let flow = dir.join("broken.toml");
+    std::fs::write(&flow, BROKEN).unwrap();
+    let out = ivr(&["check", flow.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&format!(
+            "{}:7:8: error: node `a` goes to `termz`, which does not exist",
+            flow.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("hint: did you mean `terms`?"), "{msg}");
+}
+
+#[test]
+fn serve_refuses_a_broken_flow_with_the_check_message() {
+    let dir = unique_temp_dir("cli-serve");
+    let flow = dir.join("broken.toml");
+    std::fs::write(&flow, BROKEN).unwrap();
+    let out = ivr(
+        &[
+            "serve",
+            "--sip",
+            "127.0.0.1:0",
+            "--data",
+            dir.join("data").to_str().unwrap(),
+            "--flow",
+            flow.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("call flow check failed"), "{msg}");
+    assert!(
+        msg.contains("goes to `termz`, which does not exist"),
+        "{msg}"
+    );
+    assert!(!msg.contains("SIP listening"), "{msg}");
+}
+
+#[test]
+fn simulate_runs_the_procedure_on_a_virtual_clock() {
+    let out = ivr(
+        &[
+            "simulate",
+            "callflows/after_hours.toml",
+            "--at",
+            "2026-11-27T22:30:00-05:00",
+            "--caller",
+            "+15551230001",
+        ],
+        "5\n1\nn\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    let order = [
+        "play after_hours_greeting",
+        "play rate_disclaimer",
+        "play press_5",
+        "key 5",
+        "play terms",
+        "key 1",
+        "-> agreed",
+        "dial desk",
+        "dial: no_answer",
+        "play leave_message",
+        "play goodbye",
+        "call ended",
+    ];
+    let mut from = 0;
+    for step in order {
+        let at = msg[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` missing or out of order in:\n{msg}"));
+        from += at + step.len();
+    }
+    assert!(msg.contains("agreed=true"), "{msg}");
+}
+
+#[test]
+fn simulate_in_business_hours_sends_callers_to_the_main_line() {
+    let out = ivr(
+        &[
+            "simulate",
+            "callflows/after_hours.toml",
+            "--at",
+            "2026-11-30T10:00:00-05:00",
+        ],
+        "",
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("play open_hours"), "{msg}");
+    assert!(!msg.contains("play after_hours_greeting"), "{msg}");
+}
+
+#[test]
+fn graph_prints_dot() {
+    let out = ivr(&["graph", "callflows/after_hours.toml"], "");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(dot.contains("menu") && dot.contains("terms"), "{dot}");
+}
