@@ -42,9 +42,58 @@ pub struct Config {
     pub log: LogConfig,
     pub hours: HoursConfig,
     pub flows: FlowsConfig,
+    pub callers: CallersConfig,
+    pub billing: BillingConfig,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    pub webhooks: WebhooksConfig,
+    pub sla: SlaConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
+}
+
+/// Caller identity and repeat detection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallersConfig {
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub default_country: String,
+    pub repeat_times: u32,
+    pub repeat_window_min: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    pub after_hours_multiplier: f64,
+    pub clients_csv: String,
+}
+
+/// One client company: its numbers and its After Hours Escalation Agreement.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub numbers: Vec<String>,
+    #[serde(default)]
+    pub agreement: bool,
+    pub rate_multiplier: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub url: String,
+    pub secret: String,
+    pub escalation_url: String,
+    pub escalation_secret: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    pub callback_minutes: u64,
 }
 
 /// Which call flow answers which dialled number.
@@ -217,6 +266,73 @@ impl Config {
                 "must be between 50 and 5000 (RFC 3261 default 500)".into(),
             ));
         }
+        if self.callers.repeat_times < 2 {
+            return Err(bad(
+                "callers.repeat_times",
+                &self.callers.repeat_times.to_string(),
+                "must be at least 2 (2 = the same number twice in a row)".into(),
+            ));
+        }
+        if self.callers.repeat_window_min == 0 {
+            return Err(bad(
+                "callers.repeat_window_min",
+                "0",
+                "must be at least 1 minute".into(),
+            ));
+        }
+        if !self
+            .callers
+            .default_country
+            .chars()
+            .all(|c| c.is_ascii_digit())
+            || self.callers.default_country.len() > 3
+        {
+            return Err(bad(
+                "callers.default_country",
+                &self.callers.default_country,
+                "expected a country calling code of 1-3 digits without +, e.g. \"1\" or \"44\""
+                    .into(),
+            ));
+        }
+        let multiplier_ok = |m: f64| m.is_finite() && (0.0..=100.0).contains(&m);
+        if !multiplier_ok(self.billing.after_hours_multiplier) {
+            return Err(bad(
+                "billing.after_hours_multiplier",
+                &self.billing.after_hours_multiplier.to_string(),
+                "expected a number between 0 and 100, e.g. 2.0".into(),
+            ));
+        }
+        for c in &self.clients {
+            if c.numbers.is_empty() {
+                return Err(bad(
+                    "clients.numbers",
+                    &c.name,
+                    "a client needs at least one number or prefix".into(),
+                ));
+            }
+            if let Some(m) = c.rate_multiplier.filter(|m| !multiplier_ok(*m)) {
+                return Err(bad(
+                    "clients.rate_multiplier",
+                    &m.to_string(),
+                    format!("client {}: expected a number between 0 and 100", c.name),
+                ));
+            }
+        }
+        for (key, url) in [
+            ("webhooks.url", &self.webhooks.url),
+            ("webhooks.escalation_url", &self.webhooks.escalation_url),
+        ] {
+            if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(bad(key, url, "expected an http:// or https:// URL".into()));
+            }
+        }
+        if self.sla.callback_minutes == 0 {
+            return Err(bad(
+                "sla.callback_minutes",
+                "0",
+                "must be at least 1 minute".into(),
+            ));
+        }
         if self.sip.max_calls == 0 {
             return Err(bad("sip.max_calls", "0", "must be at least 1".into()));
         }
@@ -285,6 +401,31 @@ mod tests {
         let c = Config::from_str("[sip]\nlisten = \"127.0.0.1:5070\"\n", "t.toml").unwrap();
         assert_eq!(c.listen_addr(), "127.0.0.1:5070".parse().unwrap());
         assert_eq!(c.sip.max_calls, 500);
+    }
+
+    #[test]
+    fn clients_webhooks_and_callers() {
+        let c = Config::from_str(
+            "[[clients]]\nname = \"Acme\"\nnumbers = [\"+1555123*\"]\nagreement = true\n\
+             rate_multiplier = 1.5\n[webhooks]\nurl = \"http://127.0.0.1:9/hook\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.clients.len(), 1);
+        assert_eq!(c.clients[0].rate_multiplier, Some(1.5));
+        assert_eq!(c.callers.repeat_times, 2);
+        assert_eq!(c.sla.callback_minutes, 20);
+        let e = Config::from_str("[webhooks]\nurl = \"ftp://x\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config t.toml: webhooks.url = \"ftp://x\": expected an http:// or https:// URL"
+        );
+        let e = Config::from_str("[callers]\nrepeat_times = 1\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("callers.repeat_times"), "{e}");
     }
 
     #[test]
