@@ -66,6 +66,8 @@ pub struct IncomingCall {
     pub transport: Transport,
     /// Our address as the caller reached it (for Contact and SDP).
     pub local: SocketAddr,
+    /// P-Asserted-Identity (RFC 3325), to be believed only from trusted proxies.
+    pub asserted_identity: Option<NameAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -571,6 +573,7 @@ impl Endpoint {
             source,
             transport,
             local,
+            asserted_identity: req.asserted_identity(),
         };
         self.outputs
             .push_back(Output::Event(call, CallEvent::Incoming(Box::new(incoming))));

@@ -471,6 +471,15 @@ pub struct Request {
     pub raw: RawMessage,
 }
 
+impl Request {
+    /// The first P-Asserted-Identity (RFC 3325 §9.1), if present and well-formed.
+    pub fn asserted_identity(&self) -> Option<NameAddr> {
+        let value = self.raw.header_str("P-Asserted-Identity")?;
+        let first = split_comma_list(value).into_iter().next()?;
+        NameAddr::parse(&first, "P-Asserted-Identity").ok()
+    }
+}
+
 /// A parsed response (to a request we sent).
 #[derive(Clone, Debug)]
 pub struct Response {

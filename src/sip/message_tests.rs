@@ -200,3 +200,21 @@ fn comma_lists_respect_quotes_and_brackets() {
     let v = split_comma_list("\"Doe, John\" <sip:a@b>, <sip:c@d;x=1,2>");
     assert_eq!(v, vec!["\"Doe, John\" <sip:a@b>", "<sip:c@d;x=1,2>"]);
 }
+
+#[test]
+fn p_asserted_identity_is_read() {
+    let msg = INVITE.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nP-Asserted-Identity: \"Acme\" <sip:+15551230001@trunk>, <tel:+15551230001>\r\n",
+    );
+    let Incoming::Request(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!()
+    };
+    let pai = r.asserted_identity().unwrap();
+    assert_eq!(pai.uri, "sip:+15551230001@trunk");
+    assert_eq!(pai.user(), "+15551230001");
+    let Incoming::Request(plain) = parse(INVITE.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert!(plain.asserted_identity().is_none());
+}
