@@ -444,9 +444,13 @@ impl NameAddr {
 
     /// The user part of the URI (`sip:alice@host` → `alice`), for logs and caller identity.
     pub fn user(&self) -> &str {
-        let after_scheme = self.uri.split_once(':').map(|x| x.1).unwrap_or(&self.uri);
+        let (scheme, after_scheme) = self.uri.split_once(':').unwrap_or(("", &self.uri));
         match after_scheme.split_once('@') {
             Some((user, _)) => user.split(';').next().unwrap_or(user),
+            // tel:+15551230001;phone-context=... (RFC 3966) is all number.
+            None if scheme.eq_ignore_ascii_case("tel") => {
+                after_scheme.split(';').next().unwrap_or(after_scheme)
+            }
             None => "",
         }
     }

@@ -217,4 +217,6 @@ fn p_asserted_identity_is_read() {
         panic!()
     };
     assert!(plain.asserted_identity().is_none());
+    let tel = NameAddr::parse("<tel:+15551230001;phone-context=x>", "To").unwrap();
+    assert_eq!(tel.user(), "+15551230001");
 }
