@@ -144,6 +144,39 @@ impl Recorder {
     }
 }
 
+/// Makes a WAV left behind by a crash playable: the RIFF and data chunk sizes are set from the
+/// file's real length (a whole number of samples). Returns the audio length when the file needed a
+/// repair, `None` when it was already consistent. Only the 44-byte header hound writes for PCM is
+/// handled, which is what `Recorder` produces.
+pub fn repair_wav(path: &Path) -> io::Result<Option<Duration>> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut header = [0u8; 44];
+    f.read_exact(&mut header)?;
+    if &header[0..4] != b"RIFF" || &header[8..12] != b"WAVE" || &header[36..40] != b"data" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a PCM WAV written by ivr", path.display()),
+        ));
+    }
+    let len = f.metadata()?.len();
+    let data_len = (len.saturating_sub(44) / 2 * 2).min(u64::from(u32::MAX) - 36) as u32;
+    let declared = u32::from_le_bytes([header[40], header[41], header[42], header[43]]);
+    if declared == data_len && len == 44 + u64::from(data_len) {
+        return Ok(None);
+    }
+    f.set_len(44 + u64::from(data_len))?;
+    f.seek(SeekFrom::Start(4))?;
+    f.write_all(&(36 + data_len).to_le_bytes())?;
+    f.seek(SeekFrom::Start(40))?;
+    f.write_all(&data_len.to_le_bytes())?;
+    f.sync_all()?;
+    Ok(Some(Duration::from_millis(u64::from(data_len) / 16)))
+}
+
 /// A 440 ms 1 kHz tone at -12 dBFS: the "beep" before a recording starts.
 pub fn beep() -> Vec<i16> {
     (0..3520)
@@ -215,6 +248,37 @@ mod tests {
             g.push(&frame(0), t0 + Duration::from_secs(6)),
             Some(StopReason::Silence)
         );
+    }
+
+    #[test]
+    fn a_recording_cut_by_a_crash_is_repaired() {
+        let dir = std::env::temp_dir().join(format!("ivr-crash-{}", std::process::id()));
+        let path = dir.join("vm.wav");
+        let mut r = Recorder::create(&path).unwrap();
+        // 14,000 samples: the header is rewritten at 8,000; of the 12,000 bytes after it, the
+        // buffered writer has already pushed 8 KiB to the file when the "crash" comes.
+        let samples: Vec<i16> = (0..14_000)
+            .map(|i| ((i * 37) % 2000) as i16 - 1000)
+            .collect();
+        for frame in samples.chunks(160) {
+            r.write(frame).unwrap();
+        }
+        // A crash: no finalize, buffered tail possibly lost, header counting only what was
+        // flushed at the last full second.
+        std::mem::forget(r);
+        let repaired = repair_wav(&path).unwrap();
+        assert!(repaired.is_some());
+        let mut reader = hound::WavReader::open(&path).unwrap();
+        let back: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        assert!(
+            back.len() > 8000,
+            "audio after the last header update survives: {}",
+            back.len()
+        );
+        assert_eq!(back[..], samples[..back.len()]);
+        // A consistent file is left alone.
+        assert_eq!(repair_wav(&path).unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
