@@ -4,10 +4,15 @@
 //! (RTP, G.711, paced prompt player, receive statistics), `call` (one task per call that glues a
 //! dialog to a media session), `config` (the `config/ivr.toml` settings).
 
+pub mod billing;
 pub mod call;
 pub mod config;
 pub mod flow;
 pub mod hours;
 pub mod media;
+pub mod notify;
+pub mod repeat;
 pub mod server;
 pub mod sip;
+pub mod sla;
+pub mod store;

@@ -102,6 +102,90 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
     },
+    /// Call detail records (billing).
+    Cdr {
+        #[command(subcommand)]
+        command: CdrCommand,
+    },
+    /// Voicemails and their callback promise.
+    Voicemail {
+        #[command(subcommand)]
+        command: VoicemailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CdrCommand {
+    #[command(verbatim_doc_comment)]
+    /// Write call detail records as CSV: calls started in [--from, --to), oldest first.
+    ///
+    /// Columns: call_id, started_at, answered_at, ended_at, talk_seconds, caller, client,
+    /// after_hours, agreement, rate_multiplier, agreed_terms, digits, ticket, outcome, end_reason,
+    /// repeat. Times are RFC 3339 UTC; outcome is bridged, voicemail, abandoned, closed_hours or
+    /// rejected (empty while the call is live).
+    ///
+    /// Examples:
+    ///   ivr cdr export --data /var/lib/ivr > cdrs.csv
+    ///   ivr cdr export --from 2026-11-01T00:00:00-05:00 --to 2026-12-01T00:00:00-05:00 --out nov.csv
+    Export {
+        /// First start time included (RFC 3339).
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        from: Option<jiff::Timestamp>,
+        /// First start time excluded (RFC 3339).
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        to: Option<jiff::Timestamp>,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VoicemailCommand {
+    #[command(verbatim_doc_comment)]
+    /// Acknowledge a voicemail (someone is calling back): stops its callback timer.
+    ///
+    /// Examples:
+    ///   ivr voicemail ack 12 --by alice --data /var/lib/ivr
+    Ack {
+        /// Voicemail id (see `ivr voicemail list`).
+        #[arg(value_name = "ID")]
+        id: i64,
+        /// Who is calling back (default: $USER).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List voicemails, oldest first, with their callback status.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Where the database is: `--data`, else the config file's data.dir.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Data directory of `ivr serve` (holds ivr.db; default: data.dir of the config).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Config file whose data.dir to use when --data is not given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The existing store (a wrong directory is an error, not a new empty database).
+    fn open(&self) -> anyhow::Result<ivr::store::SqliteStore> {
+        let dir = match &self.data {
+            Some(d) => d.clone(),
+            None => Config::load(self.config.as_deref())?.data.dir,
+        };
+        Ok(ivr::store::SqliteStore::open_existing(&dir)?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -170,7 +254,103 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", ivr::flow::to_dot(&flow));
             Ok(())
         }
+        Command::Cdr {
+            command:
+                CdrCommand::Export {
+                    from,
+                    to,
+                    data,
+                    out,
+                },
+        } => cdr_export(from, to, &data, out.as_deref()),
+        Command::Voicemail {
+            command: VoicemailCommand::Ack { id, by, data },
+        } => voicemail_ack(id, by, &data),
+        Command::Voicemail {
+            command: VoicemailCommand::List { data },
+        } => voicemail_list(&data),
     }
+}
+
+fn cdr_export(
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+    data: &DataArgs,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use ivr::store::Store;
+    let store = data.open()?;
+    let cdrs = store.cdrs_between(from, to)?;
+    match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            ivr::store::write_cdrs_csv(std::io::BufWriter::new(file), &cdrs)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} call records to {}", cdrs.len(), path.display());
+        }
+        None => {
+            let stdout = std::io::stdout();
+            ivr::store::write_cdrs_csv(std::io::BufWriter::new(stdout.lock()), &cdrs)
+                .context("writing CSV to standard output")?;
+        }
+    }
+    Ok(())
+}
+
+fn voicemail_ack(id: i64, by: Option<String>, data: &DataArgs) -> anyhow::Result<()> {
+    use ivr::store::{AckOutcome, Store};
+    let store = data.open()?;
+    let by = by
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "ivr voicemail ack".to_string());
+    match store.ack_voicemail(id, &by, jiff::Timestamp::now())? {
+        AckOutcome::Acked => {
+            println!("voicemail {id} acknowledged by {by}; its callback timer is stopped");
+            Ok(())
+        }
+        AckOutcome::AlreadyAcked { by, at } => {
+            println!("voicemail {id} was already acknowledged by {by} at {at}; nothing changed");
+            Ok(())
+        }
+        AckOutcome::NotFound => anyhow::bail!(
+            "no voicemail with id {id} in {} (`ivr voicemail list` shows them)",
+            store.path().display()
+        ),
+    }
+}
+
+fn voicemail_list(data: &DataArgs) -> anyhow::Result<()> {
+    use ivr::store::{SlaState, Store};
+    let store = data.open()?;
+    let now = jiff::Timestamp::now();
+    let list = store.voicemails()?;
+    if list.is_empty() {
+        println!("no voicemails in {}", store.path().display());
+        return Ok(());
+    }
+    println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE");
+    for vm in list {
+        let status = match (vm.sla_state, vm.acked_at, vm.escalated_at) {
+            (SlaState::Acked, Some(at), _) => {
+                format!("acked by {} at {at}", vm.acked_by.unwrap_or_default())
+            }
+            (SlaState::Escalated, _, Some(at)) => format!("ESCALATED at {at}, not acked"),
+            _ if vm.sla_due_at <= now => format!("OVERDUE since {}", vm.sla_due_at),
+            _ => format!("waiting, callback due by {}", vm.sla_due_at),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{:.1}\t{status}\t{}",
+            vm.id,
+            vm.created_at,
+            vm.caller,
+            vm.client.as_deref().unwrap_or("-"),
+            vm.ticket.as_deref().unwrap_or("-"),
+            vm.duration_ms as f64 / 1000.0,
+            vm.path.display()
+        );
+    }
+    Ok(())
 }
 
 /// `prompts` or the configured prompt directory.

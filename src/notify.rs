@@ -1,0 +1,76 @@
+//! Webhooks: telling the helpdesk what happened, through a durable outbox.
+//!
+//! Every event is written to the store's outbox *before* anything is sent; a worker task
+//! ([`Notifier::spawn`]) posts it to the configured endpoint and marks it delivered only after a
+//! 2xx answer. Because the outbox lives in the store, a restart (or a crash) loses nothing: the
+//! next worker picks up where the last one stopped.
+//!
+//! # Delivery guarantees
+//! - **At least once.** A crash between the receiver's 2xx and `mark_delivered` sends that event
+//!   again after the restart. Receivers deduplicate on `X-Ivr-Delivery` (equal to the body's `id`).
+//! - **In order per call and target.** Events of one call to one target (primary or escalation)
+//!   are delivered strictly in the order they were queued: while the oldest undelivered event of a
+//!   call is failing, that call's later events wait. Other calls are not held up. Primary and
+//!   escalation are separate queues, so a dead helpdesk endpoint never delays an escalation.
+//!   Events without a call id are independent of each other.
+//! - **Never dropped.** Failures (non-2xx, timeout, connection refused, redirects) are retried
+//!   with exponential backoff and jitter ([`BackoffPolicy`]: 1 s doubling to 5 min, ±20%), for
+//!   ever. An event whose target has no endpoint configured stays in the outbox (logged once) and
+//!   goes out once an endpoint is configured and the process restarts.
+//! - Events left out by an endpoint's `events` filter are never queued (the admin asked not to
+//!   get them); `callback_overdue` is always queued.
+//! - Plain HTTP only for now: the HTTP client is built without TLS to keep the build light.
+//!   Post to a receiver on the same host or network, or put a TLS proxy in front; HTTPS endpoints
+//!   are refused at start.
+//!
+//! # The request
+//! `POST <url>` with `Content-Type: application/json` and these headers:
+//! - `X-Ivr-Event`: the event name (`call_started`, ...).
+//! - `X-Ivr-Delivery`: the outbox id, the idempotency key (same as the body's `id`).
+//! - `X-Ivr-Timestamp`: Unix seconds at the time of this attempt.
+//! - `X-Ivr-Signature`: `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, only when a
+//!   secret is configured. Check it with [`verify`] (or the same three lines in any language),
+//!   and reject timestamps far from your clock to stop replays.
+//!
+//! The body:
+//! ```json
+//! {"event": "voicemail_recorded", "id": 42, "call_id": "a84b4c76e66710", "occurred_at": "2025-01-31T22:04:05Z", "data": {...}}
+//! ```
+//! `call_id` is the SIP Call-ID of the call the event belongs to (`null` when there is none);
+//! `occurred_at` is RFC 3339 in UTC. `data` per event:
+//!
+//! | event | `data` fields |
+//! | --- | --- |
+//! | `call_started` | `caller` (E.164 or SIP user, `"anonymous"`), `called` (dialled number), `client` (name or `null`), `after_hours` (bool), `repeat` (bool: a repeat caller) |
+//! | `repeat_caller` | `caller`, `previous_call_at` (RFC 3339), `calls_in_window` (count including this call) |
+//! | `voicemail_recorded` | `voicemail_id`, `caller`, `client` (or `null`), `ticket` (or `null`), `duration_ms`, `path` (WAV file on the IVR host), `callback_due_at` (RFC 3339: when `callback_overdue` fires unless acknowledged) |
+//! | `call_ended` | `cdr`: the call detail record (the same columns as `ivr cdr export`) |
+//! | `callback_overdue` | `voicemail_id`, `caller`, `ticket` (or `null`), `recorded_at`, `due_at` (both RFC 3339); sent to the escalation endpoint, or the primary one when none is set |
+//! | custom (a flow's `webhook` node) | the call's variables, name → string (`caller`, `called`, `digits`, `ticket`, ...) |
+//!
+//! # Parts
+//! - [`event`]: event kinds, [`OutboxEvent`], the typed `data` of each event and the body.
+//! - [`sign`]: the signature ([`sign()`](sign::sign), [`verify`]).
+//! - [`backoff`]: the pure retry schedule.
+//! - [`plan`]: the pure per-round decision (what to send now, what waits, when to wake).
+//! - [`outbox`]: the [`OutboxStore`] trait the store implements, and an in-memory store.
+//! - [`store_adapter`]: every `crate::store::Store` as an [`OutboxStore`] and SLA store.
+//! - [`worker`]: the tokio shell that posts with `reqwest`.
+
+pub mod backoff;
+pub mod event;
+pub mod outbox;
+pub mod plan;
+pub mod sign;
+pub mod store_adapter;
+pub mod worker;
+
+pub use backoff::BackoffPolicy;
+pub use event::{
+    CallEnded, CallStarted, CallbackOverdue, EventKind, OutboxEvent, RepeatCaller, Target,
+    VoicemailRecorded,
+};
+pub use outbox::{MemoryStore, OutboxRow, OutboxStore, StoreError};
+pub use sign::verify;
+pub use store_adapter::SharedStore;
+pub use worker::{DeliveryPolicy, Endpoint, Notifier, NotifyError, WebhookTargets};

@@ -1,0 +1,483 @@
+//! The delivery worker: the tokio shell around [`plan`] and
+//! [`BackoffPolicy`]. It reads the outbox, posts due rows with `reqwest`, writes the outcome
+//! back, and sleeps until the earliest retry or until [`Notifier::wake`] (called on every
+//! enqueue). All state is in the store, so a new worker after a restart carries on exactly.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::header::{CONTENT_TYPE, USER_AGENT};
+use thiserror::Error;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, info, warn};
+
+use super::backoff::BackoffPolicy;
+use super::event::{self, EventKind, OutboxEvent, Target};
+use super::outbox::{OutboxRow, OutboxStore, StoreError, blocking};
+use super::plan::plan;
+use super::sign::sign;
+
+/// Setting up webhooks failed (at start, so the admin sees it at once).
+#[derive(Debug, Error)]
+pub enum NotifyError {
+    #[error("webhook url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "webhook url {url:?}: https is not supported by this build (no TLS in the HTTP client); \
+         use http:// to a receiver on a trusted network, or a local TLS-terminating proxy"
+    )]
+    Https { url: String },
+    #[error("cannot build the webhook HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Where one target's events go.
+#[derive(Clone)]
+pub struct Endpoint {
+    url: reqwest::Url,
+    secret: Option<String>,
+    events: Option<Vec<String>>,
+}
+
+impl fmt::Debug for Endpoint {
+    // The secret stays out of logs and panics.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url.as_str())
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// An `http://` endpoint; with a `secret` (non-empty) every request is signed.
+    pub fn new(url: &str, secret: Option<String>) -> Result<Self, NotifyError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| NotifyError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        match parsed.scheme() {
+            "http" => {}
+            "https" => return Err(NotifyError::Https { url: url.into() }),
+            other => {
+                return Err(NotifyError::BadUrl {
+                    url: url.into(),
+                    reason: format!("scheme `{other}` is not http"),
+                });
+            }
+        }
+        Ok(Endpoint {
+            url: parsed,
+            secret: secret.filter(|s| !s.is_empty()),
+            events: None,
+        })
+    }
+
+    /// Only these event names are queued for this endpoint (`callback_overdue` always is).
+    pub fn with_events(mut self, events: Vec<String>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// Whether this endpoint wants events of `kind`.
+    pub fn accepts(&self, kind: &EventKind) -> bool {
+        match (&self.events, kind) {
+            (_, EventKind::CallbackOverdue) | (None, _) => true,
+            (Some(list), k) => list.iter().any(|e| e == k.as_str()),
+        }
+    }
+}
+
+/// The configured endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookTargets {
+    pub primary: Option<Endpoint>,
+    /// For `callback_overdue`; when unset those go to `primary`.
+    pub escalation: Option<Endpoint>,
+}
+
+impl WebhookTargets {
+    /// The endpoint events for `target` are posted to.
+    pub fn route(&self, target: Target) -> Option<&Endpoint> {
+        match target {
+            Target::Primary => self.primary.as_ref(),
+            Target::Escalation => self.escalation.as_ref().or(self.primary.as_ref()),
+        }
+    }
+
+    /// Whether `event` should be queued: yes unless its endpoint filters its kind out. With no
+    /// endpoint at all it is queued and kept until one is configured.
+    pub fn accepts(&self, event: &OutboxEvent) -> bool {
+        self.route(event.target)
+            .is_none_or(|ep| ep.accepts(&event.kind))
+    }
+}
+
+/// Tunables of the worker; the defaults are the production values, tests shorten them.
+#[derive(Clone, Debug)]
+pub struct DeliveryPolicy {
+    pub backoff: BackoffPolicy,
+    /// Per request, connection included: a receiver slower than this counts as failed.
+    pub request_timeout: Duration,
+    /// Rows read per round.
+    pub batch: usize,
+    /// Requests in flight at once (each to a different call's queue).
+    pub concurrency: usize,
+    /// Longest sleep between rounds, so a wall-clock jump cannot stall the outbox.
+    pub max_sleep: Duration,
+    /// Wait after a store error before trying again.
+    pub store_retry: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            backoff: BackoffPolicy::default(),
+            request_timeout: Duration::from_secs(5),
+            batch: 256,
+            concurrency: 8,
+            max_sleep: Duration::from_secs(30),
+            store_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Shared {
+    store: Arc<dyn OutboxStore>,
+    targets: WebhookTargets,
+    policy: DeliveryPolicy,
+    wake: Notify,
+}
+
+/// The handle calls use to queue events; cheap to clone. [`spawn`](Self::spawn) starts the
+/// worker that delivers them.
+#[derive(Clone)]
+pub struct Notifier {
+    shared: Arc<Shared>,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn OutboxStore>,
+        targets: WebhookTargets,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        Notifier {
+            shared: Arc::new(Shared {
+                store,
+                targets,
+                policy,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn targets(&self) -> &WebhookTargets {
+        &self.shared.targets
+    }
+
+    /// Tells the worker to look at the outbox now (something was queued behind its back, e.g.
+    /// by the SLA escalation).
+    pub fn wake(&self) {
+        // `notify_one` keeps a permit when the worker is busy, so a wake-up during a round is
+        // not lost: the next sleep ends at once.
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues `event` durably and wakes the worker. `Ok(None)` when the endpoint's `events`
+    /// filter leaves it out. Once this returns `Ok`, the event is owed (it survives restarts).
+    pub async fn enqueue(&self, event: OutboxEvent) -> Result<Option<i64>, StoreError> {
+        if !self.shared.targets.accepts(&event) {
+            debug!(
+                event = event.kind.as_str(),
+                "webhook event filtered out by config"
+            );
+            return Ok(None);
+        }
+        let id = blocking(&self.shared.store, move |s| s.enqueue(&event)).await?;
+        self.wake();
+        Ok(Some(id))
+    }
+
+    /// [`enqueue`](Self::enqueue) for synchronous callers (blocks on the store write).
+    pub fn enqueue_blocking(&self, event: &OutboxEvent) -> Result<Option<i64>, StoreError> {
+        if !self.shared.targets.accepts(event) {
+            return Ok(None);
+        }
+        let id = self.shared.store.enqueue(event)?;
+        self.wake();
+        Ok(Some(id))
+    }
+
+    /// Starts the delivery worker; it runs until `shutdown` completes, then makes one last
+    /// round (for events queued while calls drained) and returns. Undelivered rows stay in the
+    /// store for the next start.
+    pub fn spawn(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<JoinHandle<()>, NotifyError> {
+        let client = reqwest::Client::builder()
+            .timeout(self.shared.policy.request_timeout)
+            // A redirect would turn the POST into a GET elsewhere; a 3xx counts as a failure
+            // and the admin fixes the URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(NotifyError::Client)?;
+        let shared = Arc::clone(&self.shared);
+        Ok(tokio::spawn(run(shared, client, shutdown)))
+    }
+}
+
+/// What the worker does after a round.
+enum Next {
+    /// Something was sent: the queues moved, plan again at once.
+    Again,
+    /// Nothing due: sleep until this retry (or `max_sleep` / a wake-up).
+    At(Option<Timestamp>),
+}
+
+async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: impl Future<Output = ()>) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut warned = HashSet::new();
+    let policy = &shared.policy;
+    info!(
+        primary = shared.targets.primary.as_ref().map(Endpoint::url),
+        escalation = shared.targets.escalation.as_ref().map(Endpoint::url),
+        "webhook worker started"
+    );
+    loop {
+        let pause = match round(&shared, &client, &mut warned).await {
+            Ok(Next::Again) => Duration::ZERO,
+            Ok(Next::At(at)) => until(at, policy.max_sleep),
+            Err(e) => {
+                // Rows are unchanged on a store error, so waiting and retrying loses nothing;
+                // the pause keeps a broken store (or a failed mark after a 2xx) from spinning.
+                warn!(error = %e, "webhook outbox: store error, retrying");
+                policy.store_retry
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+    // Events queued while calls drained (their `call_ended`) get one last try before exit; a
+    // dead endpoint costs at most one request timeout here, and whatever is left stays queued.
+    if let Err(e) = round(&shared, &client, &mut warned).await {
+        warn!(error = %e, "webhook outbox: store error during the last round");
+    }
+    info!("webhook worker stopped");
+}
+
+fn until(at: Option<Timestamp>, max: Duration) -> Duration {
+    let Some(at) = at else { return max };
+    let d = at.duration_since(Timestamp::now());
+    Duration::try_from(d).unwrap_or(Duration::ZERO).min(max)
+}
+
+async fn round(
+    shared: &Arc<Shared>,
+    client: &reqwest::Client,
+    warned: &mut HashSet<Target>,
+) -> Result<Next, StoreError> {
+    let batch = shared.policy.batch.max(1);
+    let rows = blocking(&shared.store, move |s| s.pending_outbox(batch)).await?;
+    let r = plan(rows, Timestamp::now(), |t| {
+        shared.targets.route(t).is_some()
+    });
+    for row in &r.unrouted {
+        // Once per target per process: these events wait for an endpoint to be configured.
+        if warned.insert(row.event.target) {
+            warn!(
+                target = row.event.target.as_str(),
+                outbox_id = row.id,
+                event = row.event.kind.as_str(),
+                "webhook events kept in the outbox: no endpoint configured for this target"
+            );
+        }
+    }
+    if r.send.is_empty() {
+        return Ok(Next::At(r.wake_at));
+    }
+    let permits = Arc::new(Semaphore::new(shared.policy.concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for row in r.send {
+        let Some(endpoint) = shared.targets.route(row.event.target).cloned() else {
+            continue; // `plan` only sends routable rows
+        };
+        let (shared, client, permits) = (Arc::clone(shared), client.clone(), Arc::clone(&permits));
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            attempt(&shared, &client, &endpoint, row).await
+        });
+    }
+    let mut result = Ok(Next::Again);
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(StoreError::Task(e.to_string())),
+        }
+    }
+    result
+}
+
+/// Posts one row and records the outcome.
+async fn attempt(
+    shared: &Arc<Shared>,
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    row: OutboxRow,
+) -> Result<(), StoreError> {
+    let id = row.id;
+    let outcome = post(client, endpoint, &row).await;
+    let now = Timestamp::now();
+    let call_id = row.event.call_id.as_deref().unwrap_or("");
+    let name = row.event.kind.as_str();
+    match outcome {
+        Ok(()) => {
+            debug!(outbox_id = id, call_id, event = name, "webhook delivered");
+            blocking(&shared.store, move |s| s.mark_delivered(id, now)).await
+        }
+        Err(error) => {
+            let attempts = row.attempts.saturating_add(1);
+            let next = shared
+                .policy
+                .backoff
+                .next_attempt(attempts, now, rand::random::<f64>());
+            warn!(
+                outbox_id = id,
+                call_id,
+                event = name,
+                attempt = attempts,
+                next_attempt_at = %next,
+                error = %error,
+                "webhook delivery failed, will retry"
+            );
+            blocking(&shared.store, move |s| {
+                s.mark_attempt_failed(id, next, &error)
+            })
+            .await
+        }
+    }
+}
+
+/// One POST; `Err` carries a one-line reason for the log and the admin page.
+async fn post(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    row: &OutboxRow,
+) -> Result<(), String> {
+    let body = event::body(row.id, &row.event);
+    let ts = Timestamp::now().as_second();
+    let mut req = client
+        .post(endpoint.url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(USER_AGENT, concat!("ivr/", env!("CARGO_PKG_VERSION")))
+        .header("X-Ivr-Event", row.event.kind.as_str())
+        .header("X-Ivr-Delivery", row.id.to_string())
+        .header("X-Ivr-Timestamp", ts.to_string());
+    if let Some(secret) = &endpoint.secret {
+        req = req.header("X-Ivr-Signature", sign(secret.as_bytes(), ts, &body));
+    }
+    match req.body(body).send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("HTTP {}", resp.status())),
+        Err(e) => Err(chain(&e)),
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused"), capped in length
+/// because it is stored with the row.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if s.len() > 500 {
+        let mut cut = 500;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_take_http_only() {
+        assert!(Endpoint::new("http://127.0.0.1:9/hook", None).is_ok());
+        let e = Endpoint::new("https://example.invalid/hook", None).unwrap_err();
+        assert!(e.to_string().contains("https is not supported"), "{e}");
+        assert!(matches!(
+            Endpoint::new("ftp://x/", None),
+            Err(NotifyError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            Endpoint::new("not a url", None),
+            Err(NotifyError::BadUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let ep = Endpoint::new("http://127.0.0.1:9/", Some("hunter2".into())).unwrap();
+        assert!(!format!("{ep:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn routing_falls_back_and_filters_apply() {
+        let primary = Endpoint::new("http://127.0.0.1:9/p", None)
+            .unwrap()
+            .with_events(vec!["voicemail_recorded".into()]);
+        let mut t = WebhookTargets {
+            primary: Some(primary),
+            escalation: None,
+        };
+        assert_eq!(
+            t.route(Target::Escalation).unwrap().url(),
+            "http://127.0.0.1:9/p"
+        );
+        let at = Timestamp::UNIX_EPOCH;
+        let started = OutboxEvent {
+            kind: EventKind::CallStarted,
+            call_id: None,
+            occurred_at: at,
+            payload: serde_json::json!({}),
+            target: Target::Primary,
+        };
+        assert!(!t.accepts(&started));
+        let overdue = OutboxEvent {
+            kind: EventKind::CallbackOverdue,
+            target: Target::Escalation,
+            ..started.clone()
+        };
+        assert!(t.accepts(&overdue), "callback_overdue ignores the filter");
+        t.escalation = Some(Endpoint::new("http://127.0.0.1:9/e", None).unwrap());
+        assert_eq!(
+            t.route(Target::Escalation).unwrap().url(),
+            "http://127.0.0.1:9/e"
+        );
+        // No endpoint at all: queued and kept.
+        assert!(WebhookTargets::default().accepts(&started));
+    }
+}

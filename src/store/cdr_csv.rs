@@ -1,0 +1,118 @@
+//! CDR export as CSV (`ivr cdr export`), one row per call, for billing.
+//!
+//! Columns, in order ([`CDR_COLUMNS`]):
+//!
+//! | column | meaning |
+//! | --- | --- |
+//! | `call_id` | SIP Call-ID |
+//! | `started_at` | call arrived, RFC 3339 UTC (`2026-11-28T03:30:00Z`) |
+//! | `answered_at` | the line answered; empty if never |
+//! | `ended_at` | call ended; empty while live |
+//! | `talk_seconds` | billable seconds connected to staff; 0 if never bridged |
+//! | `caller` | normalised number (E.164 where possible), `anonymous` when withheld |
+//! | `client` | client name, empty for unknown callers |
+//! | `after_hours` | `true` / `false` |
+//! | `agreement` | the client has an After Hours Escalation Agreement: `true` / `false` |
+//! | `rate_multiplier` | multiplier of the standard rate that applied (`1`, `2`, `1.5`) |
+//! | `agreed_terms` | the caller pressed 1 to accept the after-hours terms: `true` / `false` |
+//! | `digits` | every DTMF digit pressed, in order |
+//! | `ticket` | the ticket number entered, empty if none |
+//! | `outcome` | `bridged`, `voicemail`, `abandoned`, `closed_hours`, `rejected`; empty while live |
+//! | `end_reason` | SIP end reason |
+//! | `repeat` | repeat caller: `true` / `false` |
+
+use super::Cdr;
+
+/// The header row of the export.
+pub const CDR_COLUMNS: [&str; 16] = [
+    "call_id",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "talk_seconds",
+    "caller",
+    "client",
+    "after_hours",
+    "agreement",
+    "rate_multiplier",
+    "agreed_terms",
+    "digits",
+    "ticket",
+    "outcome",
+    "end_reason",
+    "repeat",
+];
+
+/// Write `cdrs` as CSV with a header row to `out`.
+pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(CDR_COLUMNS).map_err(std::io::Error::other)?;
+    let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    for c in cdrs {
+        let record: [String; 16] = [
+            c.call_id.clone(),
+            c.started_at.to_string(),
+            time(c.answered_at),
+            time(c.ended_at),
+            c.talk_seconds.to_string(),
+            c.caller.clone(),
+            c.client.clone().unwrap_or_default(),
+            c.after_hours.to_string(),
+            c.agreement.to_string(),
+            c.rate_multiplier.to_string(),
+            c.agreed_terms.to_string(),
+            c.digits.clone(),
+            c.ticket.clone().unwrap_or_default(),
+            c.outcome
+                .map(|o| o.as_str().to_string())
+                .unwrap_or_default(),
+            c.end_reason.clone(),
+            c.repeat.to_string(),
+        ];
+        w.write_record(&record).map_err(std::io::Error::other)?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Outcome;
+
+    #[test]
+    fn writes_header_and_quoted_rows() {
+        let cdr = Cdr {
+            call_id: "a@b".into(),
+            caller: "+15551230001".into(),
+            caller_raw: "5551230001".into(),
+            called: "100".into(),
+            client: Some("Smith, Jones & Co".into()),
+            started_at: "2026-11-28T03:30:00Z".parse().expect("time"),
+            answered_at: Some("2026-11-28T03:30:01Z".parse().expect("time")),
+            ended_at: None,
+            talk_seconds: 0,
+            after_hours: true,
+            agreement: true,
+            rate_multiplier: 1.5,
+            agreed_terms: true,
+            digits: "51".into(),
+            ticket: None,
+            outcome: Some(Outcome::ClosedHours),
+            end_reason: "BYE from caller".into(),
+            repeat: false,
+        };
+        let mut out = Vec::new();
+        write_cdrs_csv(&mut out, &[cdr]).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(CDR_COLUMNS.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some(
+                "a@b,2026-11-28T03:30:00Z,2026-11-28T03:30:01Z,,0,+15551230001,\
+                 \"Smith, Jones & Co\",true,true,1.5,true,51,,closed_hours,BYE from caller,false"
+            )
+        );
+        assert_eq!(lines.next(), None);
+    }
+}

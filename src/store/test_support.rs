@@ -1,0 +1,84 @@
+//! Helpers shared by the store's tests: temp directories removed on drop, a raw second
+//! connection to check what is on disk, and sample calls, voicemails and events.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use rusqlite::Connection;
+
+use super::*;
+use crate::repeat::{RepeatPolicy, normalise};
+
+/// A temp directory removed on drop.
+pub(super) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(super) fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ivr-store-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(super) fn t(s: &str) -> Timestamp {
+    s.parse().expect("test timestamp")
+}
+
+/// A plain connection to the same file, to see what is really stored.
+pub(super) fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join(DB_FILE)).expect("raw connection")
+}
+
+pub(super) fn start(call_id: &str, caller: &str, at: &str) -> CallStart {
+    CallStart {
+        call_id: call_id.into(),
+        caller: normalise(caller, Some("1")),
+        caller_raw: caller.into(),
+        called: "100".into(),
+        client: None,
+        started_at: t(at),
+        after_hours: true,
+        agreement: false,
+        rate_multiplier: 2.0,
+        repeat_policy: RepeatPolicy::default(),
+    }
+}
+
+pub(super) fn voicemail(call_id: &str, caller: &str, at: &str) -> NewVoicemail {
+    NewVoicemail {
+        call_id: call_id.into(),
+        caller: caller.into(),
+        client: Some("Acme".into()),
+        ticket: Some("T-42".into()),
+        path: PathBuf::from(format!("voicemail/{call_id}.wav")),
+        duration_ms: 12_500,
+        created_at: t(at),
+    }
+}
+
+pub(super) fn event(kind: &str, call_id: Option<&str>, at: &str) -> OutboxEvent {
+    OutboxEvent {
+        event_type: kind.into(),
+        call_id: call_id.map(String::from),
+        target: "default".into(),
+        payload: serde_json::json!({ "event": kind, "call_id": call_id }),
+        created_at: t(at),
+    }
+}

@@ -1,0 +1,292 @@
+//! The values that go in and out of a [`super::Store`], and its error type. Backend-neutral: no
+//! SQLite types appear here, so a PostgreSQL store returns the same values and errors.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use crate::repeat::{CallerId, PreviousCall, RepeatPolicy};
+
+/// What is known when a call arrives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallStart {
+    /// SIP Call-ID; one `calls` row per Call-ID.
+    pub call_id: String,
+    /// The caller after normalisation (see `repeat::normalise`).
+    pub caller: CallerId,
+    /// The user part as received (From or trusted P-Asserted-Identity), for the record.
+    pub caller_raw: String,
+    /// The dialled number (Request-URI user part).
+    pub called: String,
+    /// The caller's client name (see `billing::client_for`).
+    pub client: Option<String>,
+    pub started_at: Timestamp,
+    pub after_hours: bool,
+    /// The client has an After Hours Escalation Agreement.
+    pub agreement: bool,
+    /// The multiplier that applies (see `billing::rate_multiplier`).
+    pub rate_multiplier: f64,
+    /// How repeats are decided; the store runs `repeat::is_repeat` inside its transaction.
+    pub repeat_policy: RepeatPolicy,
+}
+
+/// What the store learned while recording a call's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallStartOutcome {
+    /// The call is a repeat (the flow's `caller.repeat`; emit `repeat_caller` at once).
+    pub repeat: bool,
+    /// The calls to the line just before this one, most recent first (at most
+    /// `repeat_policy.lookback()`), as repeat detection saw them.
+    pub previous_calls: Vec<PreviousCall>,
+    /// This number's history before this call; `None` for a first-time or anonymous caller.
+    pub history: Option<CallerHistory>,
+}
+
+/// One row of `callers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerHistory {
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// Calls from this number, counted before the current one.
+    pub calls: u32,
+}
+
+/// How a call ended, for billing and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Connected to staff.
+    Bridged,
+    /// The caller left a voicemail.
+    Voicemail,
+    /// The caller hung up before being connected or leaving a message.
+    Abandoned,
+    /// Business hours: the caller was told the line is open/closed and the call ended there.
+    ClosedHours,
+    /// Refused (limits, bad request, overload).
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Bridged,
+        Outcome::Voicemail,
+        Outcome::Abandoned,
+        Outcome::ClosedHours,
+        Outcome::Rejected,
+    ];
+
+    /// The name in the database, CSV and webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Bridged => "bridged",
+            Outcome::Voicemail => "voicemail",
+            Outcome::Abandoned => "abandoned",
+            Outcome::ClosedHours => "closed_hours",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    /// The outcome named `s` (as written by [`Outcome::as_str`]).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A call detail record: one row of `calls`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cdr {
+    pub call_id: String,
+    /// Normalised caller (`anonymous` when withheld).
+    pub caller: String,
+    pub caller_raw: String,
+    pub called: String,
+    pub client: Option<String>,
+    pub started_at: Timestamp,
+    /// When the line answered (200 OK).
+    pub answered_at: Option<Timestamp>,
+    /// `None` while the call is live.
+    pub ended_at: Option<Timestamp>,
+    /// Billable seconds connected to a person (bridged); 0 when never bridged.
+    pub talk_seconds: u64,
+    pub after_hours: bool,
+    pub agreement: bool,
+    pub rate_multiplier: f64,
+    /// The caller pressed 1 to agree to the after-hours terms.
+    pub agreed_terms: bool,
+    /// Every DTMF digit the caller pressed, in order.
+    pub digits: String,
+    pub ticket: Option<String>,
+    /// `None` while the call is live.
+    pub outcome: Option<Outcome>,
+    /// SIP end reason (`BYE from caller`, `487 Request Terminated`, ...).
+    pub end_reason: String,
+    pub repeat: bool,
+}
+
+/// A voicemail to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewVoicemail {
+    pub call_id: String,
+    /// Normalised caller: the number to call back, and what `ack_voicemails_for_number` matches.
+    pub caller: String,
+    pub client: Option<String>,
+    pub ticket: Option<String>,
+    /// The WAV file.
+    pub path: PathBuf,
+    pub duration_ms: u64,
+    pub created_at: Timestamp,
+}
+
+/// A stored voicemail with its acknowledgement and SLA state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Voicemail {
+    pub id: i64,
+    pub call_id: String,
+    pub caller: String,
+    pub client: Option<String>,
+    pub ticket: Option<String>,
+    pub path: PathBuf,
+    pub duration_ms: u64,
+    pub created_at: Timestamp,
+    pub acked_at: Option<Timestamp>,
+    pub acked_by: Option<String>,
+    pub escalated_at: Option<Timestamp>,
+    /// The SLA timer's due time and state.
+    pub sla_due_at: Timestamp,
+    pub sla_state: SlaState,
+}
+
+/// What acknowledging a voicemail did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Acknowledged now; its SLA timer is stopped.
+    Acked,
+    /// It was acknowledged before, by `by` at `at`; nothing changed.
+    AlreadyAcked { by: String, at: Timestamp },
+    /// No voicemail has that id.
+    NotFound,
+}
+
+/// The state of a callback-SLA timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlaState {
+    /// Running: nobody has acknowledged the voicemail yet.
+    Pending,
+    /// Stopped by an acknowledgement (possibly after escalating).
+    Acked,
+    /// Overdue and escalated (`callback_overdue` queued), not yet acknowledged.
+    Escalated,
+}
+
+impl SlaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaState::Pending => "pending",
+            SlaState::Acked => "acked",
+            SlaState::Escalated => "escalated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SlaState> {
+        [SlaState::Pending, SlaState::Acked, SlaState::Escalated]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// A due SLA timer with what the escalation event needs to say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlaTimer {
+    pub voicemail_id: i64,
+    pub due_at: Timestamp,
+    pub state: SlaState,
+    pub call_id: String,
+    pub caller: String,
+    pub client: Option<String>,
+    pub ticket: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// An event to queue for delivery.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEvent {
+    /// `call_started`, `repeat_caller`, `voicemail_recorded`, `call_ended`,
+    /// `callback_overdue`, or a flow's custom event.
+    pub event_type: String,
+    /// The call it belongs to; events of one call are delivered in order (per target).
+    pub call_id: Option<String>,
+    /// Where it goes: a webhook name from config (e.g. `default`, `escalation`).
+    pub target: String,
+    /// The JSON body.
+    pub payload: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// A queued event with its delivery state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_type: String,
+    pub call_id: Option<String>,
+    pub target: String,
+    pub payload: serde_json::Value,
+    pub created_at: Timestamp,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Why a store operation failed. Display texts name the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {} is read-only: {reason}", dir.display())]
+    ReadOnly { dir: PathBuf, reason: String },
+    #[error(
+        "data directory {} is full (no space left on the device): {reason}",
+        dir.display()
+    )]
+    Full { dir: PathBuf, reason: String },
+    #[error(
+        "no database in {} ({} not found); pass --data with the directory `ivr serve` uses",
+        dir.display(),
+        super::DB_FILE
+    )]
+    Missing { dir: PathBuf },
+    #[error("cannot open the database {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error(
+        "the database {} stayed locked by another process for longer than the busy timeout; \
+         is something holding a long transaction?",
+        path.display()
+    )]
+    Busy { path: PathBuf },
+    #[error(
+        "the database {} has schema version {found}, newer than this ivr knows ({known}); \
+         upgrade ivr",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("outbox row {0} does not exist")]
+    NoSuchOutboxRow(i64),
+    #[error("database error while {doing}: {reason}")]
+    Database { doing: String, reason: String },
+}
+
+impl StoreError {
+    /// The disk cannot take writes (full or read-only): the call should still get a clear
+    /// prompt, and an operator must act.
+    pub fn is_disk_problem(&self) -> bool {
+        matches!(self, StoreError::ReadOnly { .. } | StoreError::Full { .. })
+    }
+}
