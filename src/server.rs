@@ -16,13 +16,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::billing::Client;
+use crate::call::memory::Memory;
 use crate::call::{self, CallCommand, CallSettings, FlowTable};
 use crate::config::Config;
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
+use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
 use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipTransport;
+use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -32,6 +36,10 @@ pub enum ServeError {
     Flow(crate::flow::Diagnostics),
     #[error("{0}")]
     Hours(#[from] crate::hours::HoursError),
+    #[error("clients: {0}")]
+    Clients(#[from] crate::billing::BillingError),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] crate::notify::NotifyError),
     #[error("cannot create data directory {dir}: {source}")]
     DataDir {
         dir: PathBuf,
@@ -69,6 +77,8 @@ pub async fn serve(
         dir: config.data.dir.clone(),
         source,
     })?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let memory = open_memory(&config, &shutdown_rx)?;
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let (transport, mut inbound) =
@@ -90,6 +100,7 @@ pub async fn serve(
         clock_offset,
         data_dir: config.data.dir.clone(),
         hold_after_prompt: config.call.hold_after_prompt,
+        memory,
         ring_time: Duration::from_millis(config.call.ring_ms),
         answer_delay: Duration::from_millis(config.call.answer_delay_ms),
         max_duration: Duration::from_secs(config.call.max_duration_s),
@@ -185,8 +196,118 @@ pub async fn serve(
             }
         }
     }
+    // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
+    let _ = shutdown_tx.send(true);
+    let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Background tasks (webhook worker, SLA timers) awaited at shutdown.
+fn background_tasks() -> &'static std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> {
+    static TASKS: std::sync::OnceLock<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+        std::sync::OnceLock::new();
+    TASKS.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// Opens the store, starts webhook delivery and the callback-SLA timers, and recovers voicemails
+/// a crash left unregistered. A store that cannot be opened (read-only or full data directory)
+/// is logged loudly and the line still answers calls: callers must get a response.
+fn open_memory(
+    config: &Config,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Memory, ServeError> {
+    let mut clients: Vec<Client> = config
+        .clients
+        .iter()
+        .map(|c| Client {
+            name: c.name.clone(),
+            numbers: c.numbers.clone(),
+            agreement: c.agreement,
+            rate_multiplier: c.rate_multiplier,
+        })
+        .collect();
+    if !config.billing.clients_csv.is_empty() {
+        clients.extend(crate::billing::load_clients_csv(std::path::Path::new(
+            &config.billing.clients_csv,
+        ))?);
+    }
+    let clients = crate::billing::validate(clients)?;
+    let endpoint =
+        |url: &str, secret: &str| -> Result<Option<crate::notify::Endpoint>, ServeError> {
+            if url.is_empty() {
+                return Ok(None);
+            }
+            let secret = (!secret.is_empty()).then(|| secret.to_string());
+            Ok(Some(crate::notify::Endpoint::new(url, secret)?))
+        };
+    let targets = WebhookTargets {
+        primary: endpoint(&config.webhooks.url, &config.webhooks.secret)?,
+        escalation: endpoint(
+            &config.webhooks.escalation_url,
+            &config.webhooks.escalation_secret,
+        )?,
+    };
+    let store: Option<Arc<dyn Store>> = match SqliteStore::open(&config.data.dir) {
+        Ok(s) => {
+            info!(db = %s.path().display(), "store opened");
+            Some(Arc::new(s))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "STORE UNAVAILABLE: calls are answered but not remembered; fix the data directory and restart");
+            None
+        }
+    };
+    let callback_sla = Duration::from_secs(config.sla.callback_minutes * 60);
+    let notifier = match &store {
+        Some(store) => {
+            let n = Notifier::new(
+                Arc::new(SharedStore(store.clone())),
+                targets,
+                DeliveryPolicy::default(),
+            );
+            let mut rx = shutdown.clone();
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            let worker = n.spawn(stop)?;
+            let mut rx = shutdown.clone();
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            let sla = crate::sla::spawn(
+                crate::sla::SlaWheel::new(Arc::new(SharedStore(store.clone()))),
+                n.clone(),
+                crate::sla::SlaPolicy::default(),
+                stop,
+            );
+            if let Ok(mut tasks) = background_tasks().lock() {
+                tasks.push(worker);
+                tasks.push(sla);
+            }
+            Some(n)
+        }
+        None => None,
+    };
+    let memory = Memory {
+        store,
+        notifier,
+        clients,
+        repeat: crate::repeat::RepeatPolicy {
+            window: Duration::from_secs(config.callers.repeat_window_min * 60),
+            times: config.callers.repeat_times,
+        },
+        default_country: (!config.callers.default_country.is_empty())
+            .then(|| config.callers.default_country.clone()),
+        trusted_proxies: config.callers.trusted_proxies.clone(),
+        after_hours_multiplier: config.billing.after_hours_multiplier,
+        callback_sla,
+    };
+    crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
+    Ok(memory)
 }
 
 /// Checks every configured flow against the prompt directory, like `ivr check`.

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call};
 use crate::flow::{Action, DialOutcome, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
@@ -23,6 +24,12 @@ use crate::media::{Codec, RtpIn};
 use crate::sip::endpoint::{CallEvent, EndReason};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A finished voicemail file.
+struct Saved {
+    path: PathBuf,
+    duration_ms: u64,
+}
 
 /// A voicemail in progress.
 struct Recording {
@@ -42,6 +49,8 @@ pub(super) struct Shell<'c, 'm> {
     pub settings: &'c CallSettings,
     pub codec: Codec,
     pub telephone_event: Option<u8>,
+    pub record: &'c CallRecord,
+    pub summary: &'c mut CallSummary,
 }
 
 impl Shell<'_, '_> {
@@ -59,6 +68,8 @@ impl Shell<'_, '_> {
             settings,
             codec,
             telephone_event,
+            record,
+            summary,
         } = self;
         let call_id = call.call_id.clone();
         let mut run = Run::new(flow, facts);
@@ -77,10 +88,12 @@ impl Shell<'_, '_> {
                     call,
                     ctx,
                     settings,
+                    record,
                     &mut jobs,
                     &mut recording,
                     &mut hangup_sent,
-                );
+                )
+                .await;
                 if let Some(ev) = event {
                     pending.extend(run.handle(Instant::now().into_std(), ev));
                 }
@@ -111,7 +124,7 @@ impl Shell<'_, '_> {
                 }, if intro_playing => {
                     if let Some(r) = recording.as_mut() {
                         r.intro = None;
-                        match start_file(settings, &call_id) {
+                        match start_file(settings, &call_id, record.caller.as_str()) {
                             Ok(file) => {
                                 info!(call_id = %call_id, event = "recording", "recording voicemail");
                                 r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
@@ -132,7 +145,8 @@ impl Shell<'_, '_> {
                     };
                     let now = Instant::now().into_std();
                     if let Some(d) = dtmf.on_rtp(&pkt, now) {
-                        pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                        pending.extend(acts);
                         continue;
                     }
                     let Some(r) = recording.as_mut() else { continue };
@@ -150,22 +164,32 @@ impl Shell<'_, '_> {
                         }
                     };
                     if let Some(reason) = stop {
-                        let path = finish(&call_id, recording.take(), reason);
-                        pending.extend(run.handle(now, Event::RecordDone { path }));
+                        let saved = finish(&call_id, recording.take(), reason);
+                        let ev = recorded(saved, settings, record, summary, &run).await;
+                        pending.extend(run.handle(now, ev));
                     }
                 }
                 ev = call.events.recv() => {
                     let now = Instant::now().into_std();
                     match ev {
                         Some(CallEvent::Ended { reason }) => {
-                            finish(&call_id, recording.take(), StopReason::Hangup);
+                            // Most messages end with the caller hanging up: keep them.
+                            let saved = finish(&call_id, recording.take(), StopReason::Hangup);
+                            if saved.is_some() {
+                                recorded(saved, settings, record, summary, &run).await;
+                            }
                             run.handle(now, Event::Hangup);
+                            summary.vars = run.vars().clone();
                             return reason;
                         }
-                        None => return EndReason::LocalBye,
+                        None => {
+                            summary.vars = run.vars().clone();
+                            return EndReason::LocalBye;
+                        }
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = dtmf.on_info(content_type.as_deref(), &body, now) {
-                                pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                                let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                                pending.extend(acts);
                             }
                         }
                         Some(other) => handle_mid_call(call, ctx, other),
@@ -179,15 +203,17 @@ impl Shell<'_, '_> {
                         hangup_sent = true;
                     }
                     if let Some(d) = dtmf.poll(now) {
-                        pending.extend(on_digit(&call_id, &mut run, &mut recording, d));
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                        pending.extend(acts);
                     }
                     let stop = recording
                         .as_mut()
                         .and_then(|r| r.gate.as_mut())
                         .and_then(|g| g.poll(now));
                     if let Some(reason) = stop {
-                        let path = finish(&call_id, recording.take(), reason);
-                        pending.extend(run.handle(now, Event::RecordDone { path }));
+                        let saved = finish(&call_id, recording.take(), reason);
+                        let ev = recorded(saved, settings, record, summary, &run).await;
+                        pending.extend(run.handle(now, ev));
                     }
                     pending.extend(run.handle_timeout(now));
                 }
@@ -197,11 +223,13 @@ impl Shell<'_, '_> {
 }
 
 /// Carries out one action; returns the event that answers it at once, if any.
-fn execute(
+#[allow(clippy::too_many_arguments)]
+async fn execute(
     action: Action,
     call: &mut Call,
     ctx: &mut MediaCtx<'_>,
     settings: &CallSettings,
+    record: &CallRecord,
     jobs: &mut VecDeque<Job>,
     recording: &mut Option<Recording>,
     hangup_sent: &mut bool,
@@ -275,27 +303,36 @@ fn execute(
                 finish_on,
             });
         }
-        Action::Webhook { event, .. } => {
-            warn!(call_id = %call_id, event = "webhook", name = %event, "webhooks are not available yet; skipped");
-            return Some(Event::WebhookDone { ok: false });
+        Action::Webhook { event, vars } => {
+            let ok = settings
+                .memory
+                .custom_event(&event, &record.call_id, &vars)
+                .await;
+            info!(call_id = %call_id, event = "webhook", name = %event, queued = ok, "flow webhook");
+            return Some(Event::WebhookDone { ok });
         }
     }
     None
 }
 
-fn on_digit(
+async fn on_digit(
     call_id: &str,
     run: &mut Run,
     recording: &mut Option<Recording>,
     d: DtmfDigit,
+    settings: &CallSettings,
+    record: &CallRecord,
+    summary: &mut CallSummary,
 ) -> Vec<Action> {
     info!(call_id = %call_id, event = "digit", digit = %d.digit, source = ?d.source,
           duration_ms = d.duration_ms, "DTMF");
+    summary.digits.push(d.digit);
     let now = std::time::Instant::now();
     if let Some(r) = recording.as_ref() {
         if r.finish_on.contains(d.digit) && r.file.is_some() {
-            let path = finish(call_id, recording.take(), StopReason::FinishKey);
-            return run.handle(now, Event::RecordDone { path });
+            let saved = finish(call_id, recording.take(), StopReason::FinishKey);
+            let ev = recorded(saved, settings, record, summary, run).await;
+            return run.handle(now, ev);
         }
         // Other keys during a recording are part of the message, not commands.
         return Vec::new();
@@ -303,14 +340,39 @@ fn on_digit(
     run.handle(now, Event::Digit(d.digit))
 }
 
-fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Option<String> {
+/// Registers a finished voicemail (store, callback timer, webhook) and answers the run.
+async fn recorded(
+    saved: Option<Saved>,
+    settings: &CallSettings,
+    record: &CallRecord,
+    summary: &mut CallSummary,
+    run: &Run,
+) -> Event {
+    let Some(saved) = saved else {
+        return Event::RecordDone { path: None };
+    };
+    summary.voicemail = true;
+    let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
+    settings
+        .memory
+        .voicemail_recorded(record, &saved.path, saved.duration_ms, ticket)
+        .await;
+    Event::RecordDone {
+        path: Some(saved.path.display().to_string()),
+    }
+}
+
+fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Option<Saved> {
     let file = recording?.file?;
     let duration = file.duration();
     match file.finish() {
         Ok(path) => {
             info!(call_id = %call_id, event = "recorded", path = %path.display(),
                   duration_ms = duration.as_millis() as u64, reason = ?reason, "voicemail saved");
-            Some(path.display().to_string())
+            Some(Saved {
+                path,
+                duration_ms: duration.as_millis() as u64,
+            })
         }
         Err(e) => {
             warn!(call_id = %call_id, error = %e, "voicemail could not be finalised");
@@ -319,23 +381,33 @@ fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Op
     }
 }
 
-fn start_file(settings: &CallSettings, call_id: &str) -> Result<Recorder, hound::Error> {
-    let safe: String = call_id
-        .chars()
+/// `DATA/voicemail/<UTC time>_<caller>_<call-id>.wav`: the caller in the name lets a recording
+/// cut off by a crash be registered to the right number at the next start.
+fn start_file(
+    settings: &CallSettings,
+    call_id: &str,
+    caller: &str,
+) -> Result<Recorder, hound::Error> {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let path: PathBuf = settings.data_dir.join("voicemail").join(format!(
+        "{stamp}_{}_{}.wav",
+        file_safe(caller),
+        file_safe(call_id)
+    ));
+    Recorder::create(&path)
+}
+
+/// Keeps letters, digits, `+` and `-`; anything else (`@`, `.`, `/`) becomes `-`.
+pub(crate) fn file_safe(s: &str) -> String {
+    s.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '+' {
                 c
             } else {
-                '_'
+                '-'
             }
         })
-        .collect();
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-    let path: PathBuf = settings
-        .data_dir
-        .join("voicemail")
-        .join(format!("{stamp}-{safe}.wav"));
-    Recorder::create(&path)
+        .collect()
 }
 
 async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) -> Option<RtpIn> {

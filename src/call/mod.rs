@@ -5,6 +5,8 @@
 //! [`CallCommand`]s, so the endpoint (one task for the whole process) never waits on a call.
 
 mod driver;
+pub mod memory;
+pub mod recovery;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -59,6 +61,7 @@ pub struct CallSettings {
     pub data_dir: PathBuf,
     /// When the flow ends, keep the line up until the caller hangs up instead of sending BYE.
     pub hold_after_prompt: bool,
+    pub memory: memory::Memory,
     pub ring_time: Duration,
     pub answer_delay: Duration,
     pub max_duration: Duration,
@@ -100,8 +103,34 @@ pub async fn run(
         commands,
         events,
     };
+    // Business hours and the caller's history are decided once, when the call arrives.
+    let dialled = user_part(&incoming.request_uri)
+        .unwrap_or_else(|| incoming.to.user())
+        .to_string();
+    let mut facts = facts_for(&settings, &incoming, &dialled);
+    let mut rec = settings
+        .memory
+        .new_record(&incoming, &dialled, !facts.open || facts.holiday);
+    settings.memory.call_started(&mut rec).await;
+    facts.caller = rec.caller.as_str().to_string();
+    facts.caller_repeat = rec.repeat;
+    facts.caller_known = rec.client.is_some();
+    facts.client_agreement = rec.agreement();
+    let summary = answer_and_run(&mut call, &incoming, &settings, facts, &mut rec).await;
+    settings.memory.call_ended(&rec, &summary).await;
+}
+
+/// Negotiates, rings, answers and runs the flow; returns how the call went.
+async fn answer_and_run(
+    call: &mut Call,
+    incoming: &IncomingCall,
+    settings: &Arc<CallSettings>,
+    facts: Facts,
+    rec: &mut memory::CallRecord,
+) -> memory::CallSummary {
     let from = incoming.from.uri.clone();
     let to = incoming.to.uri.clone();
+    let mut summary = memory::CallSummary::default();
 
     let offer = match negotiate(&incoming.offer) {
         Ok(x) => x,
@@ -109,10 +138,12 @@ pub async fn run(
             warn!(call_id = %call.call_id, %from, %to, event = "rejected", reason = %why, "488 Not Acceptable Here");
             call.send(CallCommand::Reject {
                 status: 488,
-                warning: why,
+                warning: why.clone(),
             });
-            drain_until_end(&mut call).await;
-            return;
+            drain_until_end(call).await;
+            summary.rejected = true;
+            summary.end_reason = format!("488 {why}");
+            return summary;
         }
     };
     let (offer_sdp, neg) = offer;
@@ -125,8 +156,10 @@ pub async fn run(
                 status: 503,
                 warning: "no media port available".into(),
             });
-            drain_until_end(&mut call).await;
-            return;
+            drain_until_end(call).await;
+            summary.rejected = true;
+            summary.end_reason = "503 no media port available".into();
+            return summary;
         }
     };
     let local_ip = incoming.local.ip();
@@ -148,16 +181,19 @@ pub async fn run(
     call.send(CallCommand::Ring);
     let ring_until = Instant::now() + settings.ring_time;
     loop {
-        match next_event(&mut call, ring_until).await {
+        match next_event(call, ring_until).await {
             Some(CallEvent::Ended { reason }) => {
                 info!(call_id = %call.call_id, %from, %to, event = "ended", %reason, "call ended while ringing");
-                return;
+                summary.end_reason = reason.to_string();
+                return summary;
             }
             Some(_) => {}
             None => break,
         }
     }
     call.send(CallCommand::Accept(answer));
+    rec.answered_at = Some(jiff::Timestamp::now());
+    summary.answered = true;
     let mut media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
     media.set_hold(!neg.direction.answer().we_send());
     let rtp_in = media.take_events();
@@ -177,10 +213,10 @@ pub async fn run(
 
     // Wait for the ACK, then a short pause: audio sent earlier is often clipped by the phone.
     let mut reason = loop {
-        match next_event(&mut call, deadline).await {
+        match next_event(call, deadline).await {
             Some(CallEvent::Confirmed { .. }) => break None,
             Some(CallEvent::Ended { reason }) => break Some(reason),
-            Some(ev) => handle_mid_call(&mut call, &mut ctx, ev),
+            Some(ev) => handle_mid_call(call, &mut ctx, ev),
             None => {
                 call.send(CallCommand::Hangup);
                 break None;
@@ -189,24 +225,25 @@ pub async fn run(
     };
     if reason.is_none()
         && let Wait::Ended(r) =
-            wait_until(&mut call, &mut ctx, Instant::now() + settings.answer_delay).await
+            wait_until(call, &mut ctx, Instant::now() + settings.answer_delay).await
     {
         reason = Some(r);
     }
     let reason = match reason {
         Some(r) => r,
         None => {
-            let dialled = user_part(&incoming.request_uri).unwrap_or_else(|| incoming.to.user());
-            let flow = settings.flows.for_number(dialled);
-            let facts = facts_for(&settings, &incoming, dialled);
+            let flow = settings.flows.for_number(&rec.called);
             info!(call_id = %call.call_id, %from, %to, event = "flow", flow = %flow.name,
-                  open = facts.open, holiday = facts.holiday, "starting call flow");
+                  open = facts.open, holiday = facts.holiday, repeat = facts.caller_repeat,
+                  known = facts.caller_known, "starting call flow");
             let shell = driver::Shell {
-                call: &mut call,
+                call,
                 ctx: &mut ctx,
-                settings: &settings,
+                settings,
                 codec,
                 telephone_event,
+                record: rec,
+                summary: &mut summary,
             };
             shell.run(flow, facts, rtp_in, deadline).await
         }
@@ -214,6 +251,8 @@ pub async fn run(
     let stats = media.stop().await;
     info!(call_id = %call.call_id, %from, %to, event = "ended", %reason,
           duration_ms = started.elapsed().as_millis() as u64, rtp_in = %stats, "call finished");
+    summary.end_reason = reason.to_string();
+    summary
 }
 
 /// What the flow may branch on, decided once at the start of the call.

@@ -1,0 +1,360 @@
+//! What the line remembers about a call, and what it owes the helpdesk: caller identity, repeat
+//! detection, the client and its billing terms, the call detail record, voicemails with their
+//! callback promise, and the webhook events for each.
+//!
+//! The store is synchronous (SQLite); every call goes through `spawn_blocking` so a slow disk never
+//! stalls a call's media. A store failure (disk full, read-only data directory) is logged and the
+//! call goes on: callers still get their prompts, and a CDR the start could not write is inserted
+//! whole at the end.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use crate::billing::{self, Client};
+use crate::notify::Notifier;
+use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
+use crate::repeat::{self, CallerId, RepeatPolicy};
+use crate::sip::endpoint::IncomingCall;
+use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, StoreError};
+
+/// Process-wide memory settings and handles.
+pub struct Memory {
+    /// `None` when the store could not be opened: calls are served, nothing is remembered.
+    pub store: Option<Arc<dyn Store>>,
+    pub notifier: Option<Notifier>,
+    pub clients: Vec<Client>,
+    pub repeat: RepeatPolicy,
+    pub default_country: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub after_hours_multiplier: f64,
+    pub callback_sla: Duration,
+}
+
+/// One call's record, filled in as the call goes.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub caller: CallerId,
+    pub caller_raw: String,
+    pub called: String,
+    pub client: Option<Client>,
+    pub started_at: Timestamp,
+    pub answered_at: Option<Timestamp>,
+    pub after_hours: bool,
+    pub repeat: bool,
+    pub rate_multiplier: f64,
+}
+
+impl CallRecord {
+    pub fn agreement(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.agreement)
+    }
+}
+
+/// How the call went, from the call task.
+#[derive(Debug, Default)]
+pub struct CallSummary {
+    pub vars: BTreeMap<String, String>,
+    pub digits: String,
+    pub voicemail: bool,
+    pub bridged: bool,
+    pub answered: bool,
+    pub rejected: bool,
+    pub end_reason: String,
+}
+
+impl Memory {
+    /// Who is calling: the P-Asserted-Identity of a trusted proxy, else the From user part.
+    pub fn identify(&self, incoming: &IncomingCall) -> (CallerId, String) {
+        let trusted = self.trusted_proxies.contains(&incoming.source.ip());
+        let raw = match (&incoming.asserted_identity, trusted) {
+            (Some(pai), true) => pai.user().to_string(),
+            _ => incoming.from.user().to_string(),
+        };
+        let id = repeat::normalise(&raw, self.default_country.as_deref());
+        (id, raw)
+    }
+
+    /// The record for a new call, with its client and the rate that applies.
+    pub fn new_record(
+        &self,
+        incoming: &IncomingCall,
+        called: &str,
+        after_hours: bool,
+    ) -> CallRecord {
+        let (caller, caller_raw) = self.identify(incoming);
+        let client = billing::client_for(&self.clients, &caller).cloned();
+        let rate_multiplier = if !after_hours {
+            billing::STANDARD_RATE
+        } else {
+            match &client {
+                Some(Client {
+                    agreement: true,
+                    rate_multiplier: Some(m),
+                    ..
+                }) => *m,
+                _ => self.after_hours_multiplier,
+            }
+        };
+        CallRecord {
+            call_id: incoming.call_id.clone(),
+            caller,
+            caller_raw,
+            called: called.to_string(),
+            client,
+            started_at: Timestamp::now(),
+            answered_at: None,
+            after_hours,
+            repeat: false,
+            rate_multiplier,
+        }
+    }
+
+    /// Records the start; decides whether this is a repeat caller and alerts at once if so.
+    pub async fn call_started(&self, rec: &mut CallRecord) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let start = CallStart {
+            call_id: rec.call_id.clone(),
+            caller: rec.caller.clone(),
+            caller_raw: rec.caller_raw.clone(),
+            called: rec.called.clone(),
+            client: rec.client.as_ref().map(|c| c.name.clone()),
+            started_at: rec.started_at,
+            after_hours: rec.after_hours,
+            agreement: rec.agreement(),
+            rate_multiplier: rec.rate_multiplier,
+            repeat_policy: self.repeat,
+        };
+        let outcome = match blocking(store, move |s| s.call_started(&start)).await {
+            Ok(o) => o,
+            Err(e) => {
+                error!(call_id = %rec.call_id, error = %e, "store: call start not recorded");
+                return;
+            }
+        };
+        rec.repeat = outcome.repeat;
+        let caller = rec.caller.as_str().to_string();
+        self.emit(OutboxEvent::call_started(
+            &rec.call_id,
+            rec.started_at,
+            CallStarted {
+                caller: caller.clone(),
+                called: rec.called.clone(),
+                client: rec.client.as_ref().map(|c| c.name.clone()),
+                after_hours: rec.after_hours,
+                repeat: rec.repeat,
+            },
+        ))
+        .await;
+        if rec.repeat {
+            let previous = outcome
+                .previous_calls
+                .first()
+                .map(|p| p.started_at)
+                .unwrap_or(rec.started_at);
+            let in_window = 1 + outcome
+                .previous_calls
+                .iter()
+                .take_while(|p| p.caller == caller)
+                .filter(|p| {
+                    rec.started_at.duration_since(p.started_at).as_secs() as u64
+                        <= self.repeat.window.as_secs()
+                })
+                .count() as u32;
+            warn!(call_id = %rec.call_id, caller = %caller, event = "repeat_caller",
+                  calls_in_window = in_window, "repeat caller: alerting staff");
+            self.emit(OutboxEvent::repeat_caller(
+                &rec.call_id,
+                rec.started_at,
+                RepeatCaller {
+                    caller,
+                    previous_call_at: previous,
+                    calls_in_window: in_window,
+                },
+            ))
+            .await;
+        }
+    }
+
+    /// Stores a finished voicemail, starts its callback timer and tells the helpdesk.
+    pub async fn voicemail_recorded(
+        &self,
+        rec: &CallRecord,
+        path: &Path,
+        duration_ms: u64,
+        ticket: Option<String>,
+    ) {
+        let created_at = Timestamp::now();
+        let due = created_at
+            .checked_add(jiff::SignedDuration::try_from(self.callback_sla).unwrap_or_default())
+            .unwrap_or(created_at);
+        let vm = NewVoicemail {
+            call_id: rec.call_id.clone(),
+            caller: rec.caller.as_str().to_string(),
+            client: rec.client.as_ref().map(|c| c.name.clone()),
+            ticket: ticket.clone(),
+            path: path.to_path_buf(),
+            duration_ms,
+            created_at,
+        };
+        let Some(store) = self.store.clone() else {
+            error!(call_id = %rec.call_id, path = %path.display(),
+                   "store unavailable: voicemail kept on disk only, no callback timer");
+            return;
+        };
+        let id = match blocking(store, move |s| s.add_voicemail(&vm, due)).await {
+            Ok(id) => id,
+            Err(e) => {
+                error!(call_id = %rec.call_id, path = %path.display(), error = %e,
+                       "store: voicemail not registered (the WAV is kept; it is registered at the next start)");
+                return;
+            }
+        };
+        info!(call_id = %rec.call_id, voicemail_id = id, event = "voicemail_stored",
+              callback_due_at = %due, "voicemail stored; callback timer started");
+        self.emit(OutboxEvent::voicemail_recorded(
+            &rec.call_id,
+            created_at,
+            VoicemailRecorded {
+                voicemail_id: id,
+                caller: rec.caller.as_str().to_string(),
+                client: rec.client.as_ref().map(|c| c.name.clone()),
+                ticket,
+                duration_ms,
+                path: path.display().to_string(),
+                callback_due_at: due,
+            },
+        ))
+        .await;
+    }
+
+    /// A flow `webhook` node: queues a custom event; true when it is owed (durably queued).
+    pub async fn custom_event(
+        &self,
+        name: &str,
+        call_id: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> bool {
+        let Some(n) = &self.notifier else {
+            return false;
+        };
+        match n
+            .enqueue(OutboxEvent::custom(name, call_id, Timestamp::now(), vars))
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                error!(call_id, event = name, error = %e, "webhook event not queued");
+                false
+            }
+        }
+    }
+
+    /// Completes the CDR and sends `call_ended`.
+    pub async fn call_ended(&self, rec: &CallRecord, s: &CallSummary) {
+        let outcome = if s.rejected {
+            Outcome::Rejected
+        } else if !rec.after_hours && s.answered {
+            Outcome::ClosedHours
+        } else if s.bridged {
+            Outcome::Bridged
+        } else if s.voicemail {
+            Outcome::Voicemail
+        } else {
+            Outcome::Abandoned
+        };
+        let ended_at = Timestamp::now();
+        let cdr = Cdr {
+            call_id: rec.call_id.clone(),
+            caller: rec.caller.as_str().to_string(),
+            caller_raw: rec.caller_raw.clone(),
+            called: rec.called.clone(),
+            client: rec.client.as_ref().map(|c| c.name.clone()),
+            started_at: rec.started_at,
+            answered_at: rec.answered_at,
+            ended_at: Some(ended_at),
+            // Talk time is time connected to staff; nobody is bridged until the desk bridge.
+            talk_seconds: 0,
+            after_hours: rec.after_hours,
+            agreement: rec.agreement(),
+            rate_multiplier: rec.rate_multiplier,
+            agreed_terms: s.vars.get("agreed").is_some_and(|v| v == "true"),
+            digits: s.digits.clone(),
+            ticket: s.vars.get("ticket").filter(|t| !t.is_empty()).cloned(),
+            outcome: Some(outcome),
+            end_reason: s.end_reason.clone(),
+            repeat: rec.repeat,
+        };
+        info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
+              rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
+              client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
+        let payload = cdr_json(&cdr);
+        if let Some(store) = self.store.clone() {
+            let row = cdr.clone();
+            if let Err(e) = blocking(store, move |st| st.call_ended(&row)).await {
+                error!(call_id = %rec.call_id, error = %e, cdr = %payload, "store: CDR not written");
+            }
+        }
+        self.emit(OutboxEvent::call_ended(
+            &rec.call_id,
+            ended_at,
+            CallEnded { cdr: payload },
+        ))
+        .await;
+    }
+
+    async fn emit(&self, event: OutboxEvent) {
+        let Some(n) = &self.notifier else {
+            return;
+        };
+        let kind = event.kind.as_str().to_string();
+        if let Err(e) = n.enqueue(event).await {
+            error!(event = %kind, error = %e, "webhook event not queued");
+        }
+    }
+}
+
+/// The CDR as JSON, with the `ivr cdr export` column names.
+pub fn cdr_json(c: &Cdr) -> serde_json::Value {
+    json!({
+        "call_id": c.call_id,
+        "started_at": c.started_at.to_string(),
+        "answered_at": c.answered_at.map(|t| t.to_string()),
+        "ended_at": c.ended_at.map(|t| t.to_string()),
+        "talk_seconds": c.talk_seconds,
+        "caller": c.caller,
+        "called": c.called,
+        "client": c.client,
+        "after_hours": c.after_hours,
+        "agreement": c.agreement,
+        "rate_multiplier": c.rate_multiplier,
+        "agreed_terms": c.agreed_terms,
+        "digits": c.digits,
+        "ticket": c.ticket,
+        "outcome": c.outcome.map(|o| o.as_str()),
+        "end_reason": c.end_reason,
+        "repeat": c.repeat,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    store: Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(move || f(&*store)).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Database {
+            doing: "running a store task".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
