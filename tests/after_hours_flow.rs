@@ -45,7 +45,7 @@ fn assert_subsequence(haystack: &[String], needles: &[&str], log: &str) {
     }
 }
 
-fn after_hours_call(scenario: &str, digit_source: &str) {
+fn after_hours_call(scenario: &str, digit_source: &str, ticket: &str) {
     let ivr = start_line(AFTER_HOURS);
     let run = run_sipp(&ivr, scenario, &["-timeout", "180s"]);
     assert!(
@@ -75,7 +75,15 @@ fn after_hours_call(scenario: &str, digit_source: &str) {
         let needle = format!("event=\"digit\" digit={digit} source={digit_source}");
         assert!(log.contains(&needle), "no `{needle}` in log:\n{log}");
     }
-    for node in ["terms", "agreed", "ring_desk", "voicemail", "goodbye"] {
+    for node in [
+        "terms",
+        "agreed",
+        "ticket",
+        "notify_request",
+        "ring_desk",
+        "voicemail",
+        "goodbye",
+    ] {
         assert!(
             log.contains(&format!("event=\"node\" node={node}")),
             "node {node} not entered:\n{log}"
@@ -106,7 +114,7 @@ fn after_hours_procedure_with_rfc4733_digits() {
     if !require_tool("sipp") {
         return;
     }
-    after_hours_call("uac_after_hours_rfc4733.xml", "Rfc4733");
+    after_hours_call("uac_after_hours_rfc4733.xml", "Rfc4733", "42");
 }
 
 #[test]
@@ -114,7 +122,7 @@ fn after_hours_procedure_with_sip_info_digits() {
     if !require_tool("sipp") {
         return;
     }
-    after_hours_call("uac_after_hours_info.xml", "SipInfo");
+    after_hours_call("uac_after_hours_info.xml", "SipInfo", "");
 }
 
 #[test]

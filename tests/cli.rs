@@ -108,7 +108,7 @@ fn simulate_runs_the_procedure_on_a_virtual_clock() {
             "--caller",
             "+15551230001",
         ],
-        "5\n1\nn\n",
+        "5\n1\n42#\nn\n",
     );
     assert!(out.status.success(), "{}", text(&out));
     let msg = text(&out);
@@ -120,6 +120,8 @@ fn simulate_runs_the_procedure_on_a_virtual_clock() {
         "play terms",
         "key 1",
         "-> agreed",
+        "-> ticket",
+        "webhook after_hours_request",
         "dial desk",
         "dial: no_answer",
         "play leave_message",
@@ -134,6 +136,7 @@ fn simulate_runs_the_procedure_on_a_virtual_clock() {
         from += at + step.len();
     }
     assert!(msg.contains("agreed=true"), "{msg}");
+    assert!(msg.contains("ticket=42"), "{msg}");
 }
 
 #[test]
