@@ -107,6 +107,32 @@ fn after_hours_call(scenario: &str, digit_source: &str, ticket: &str) {
         (spec.sample_rate, spec.channels, spec.bits_per_sample),
         (8000, 1, 16)
     );
+    // The CDR: after hours at twice the rate, terms agreed, the keys pressed, the ticket.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["cdr", "export", "--data"])
+        .arg(ivr.dir().join("data"))
+        .output()
+        .expect("ivr cdr export");
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{csv}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().expect("header").split(',').collect();
+    let row: Vec<&str> = rows.next().expect("one CDR row").split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(col("after_hours"), "true", "{csv}");
+    assert_eq!(
+        col("rate_multiplier").parse::<f64>().ok(),
+        Some(2.0),
+        "{csv}"
+    );
+    assert_eq!(col("agreed_terms"), "true", "{csv}");
+    assert_eq!(col("outcome"), "voicemail", "{csv}");
+    assert_eq!(col("ticket"), ticket, "{csv}");
+    assert!(col("digits").starts_with("51"), "{csv}");
 }
 
 #[test]
