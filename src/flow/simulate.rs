@@ -366,7 +366,7 @@ mod tests {
             called: "100".into(),
             ..Facts::default()
         };
-        let out = session(facts, "5\n1\n\n");
+        let out = session(facts, "5\n1\n#\n\n");
         let expected = "\
 call from +15550100 to 100 (flow `after-hours`; open: no, holiday: no)
 [00:00.0] -> hours (branch)
@@ -384,20 +384,26 @@ call from +15550100 to 100 (flow `after-hours`; open: no, holiday: no)
 [00:10.3] keys (Enter: none, `hangup`)> 1
 [00:10.6]    key 1
 [00:10.6] -> agreed (set)
-[00:10.6] -> connecting (play)
-[00:10.6]    play connecting (2.0s)
-[00:12.6] -> ring_desk (dial)
-[00:12.6]    dial desk (Simultaneous, ring 30s)
-[00:12.6] answered? [y/N/busy/failed/hangup]> 
-[00:42.6]    dial: no_answer
-[00:42.6] -> voicemail (record)
-[00:42.6]    play leave_message (2.0s)
-[00:44.6]    record (max 3m, ends on `#` or 5s silence): caller speaks 20.0s
-[01:04.6] -> goodbye (hangup)
-[01:04.6]    play goodbye (2.0s)
-[01:06.6]    hang up (flow ended at `goodbye`)
-[01:06.6] call ended
-variables: agreed=true attempts=1 called=100 caller=+15550100 dial_status=no_answer digits=1 recording=var/voicemail/simulated.wav
+[00:10.6] -> ticket (gather)
+[00:10.6]    play ticket_number (2.0s)
+[00:12.6] keys (Enter: none, `hangup`)> #
+[00:12.9]    key #
+[00:12.9] -> notify_request (webhook)
+[00:12.9]    webhook after_hours_request agreed=true attempts=1 called=100 caller=+15550100 digits= ticket=
+[00:12.9] -> connecting (play)
+[00:12.9]    play connecting (2.0s)
+[00:14.9] -> ring_desk (dial)
+[00:14.9]    dial desk (Simultaneous, ring 30s)
+[00:14.9] answered? [y/N/busy/failed/hangup]> 
+[00:44.9]    dial: no_answer
+[00:44.9] -> voicemail (record)
+[00:44.9]    play leave_message (2.0s)
+[00:46.9]    record (max 3m, ends on `#` or 5s silence): caller speaks 20.0s
+[01:06.9] -> goodbye (hangup)
+[01:06.9]    play goodbye (2.0s)
+[01:08.9]    hang up (flow ended at `goodbye`)
+[01:08.9] call ended
+variables: agreed=true attempts=1 called=100 caller=+15550100 dial_status=no_answer recording=var/voicemail/simulated.wav
 ";
         assert_eq!(out, expected, "\n{out}");
     }
