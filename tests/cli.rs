@@ -108,7 +108,7 @@ fn simulate_runs_the_procedure_on_a_virtual_clock() {
             "--caller",
             "+15551230001",
         ],
-        "5\n1\n42#\nn\n",
+        "5\n1\n42#\nn\n3\n",
     );
     assert!(out.status.success(), "{}", text(&out));
     let msg = text(&out);
@@ -125,6 +125,8 @@ fn simulate_runs_the_procedure_on_a_virtual_clock() {
         "dial desk",
         "dial: no_answer",
         "play leave_message",
+        "play review_options",
+        "voicemail kept",
         "play goodbye",
         "call ended",
     ];

@@ -77,12 +77,15 @@ impl Shell<'_, '_> {
         // One entry per `Play`, answered in order by one `PlaybackDone` each.
         let mut jobs: VecDeque<Job> = VecDeque::new();
         let mut recording: Option<Recording> = None;
+        // A finished recording the flow has not yet kept or discarded (voicemail review).
+        let mut unkept: Option<Saved> = None;
         let mut hangup_sent = false;
         let mut decoded: Vec<i16> = Vec::with_capacity(160);
         let mut pending: VecDeque<Action> = run.start(Instant::now().into_std()).into();
 
         loop {
             while let Some(action) = pending.pop_front() {
+                let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
                 let event = execute(
                     action,
                     call,
@@ -92,6 +95,11 @@ impl Shell<'_, '_> {
                     &mut jobs,
                     &mut recording,
                     &mut hangup_sent,
+                    Kept {
+                        unkept: &mut unkept,
+                        summary,
+                        ticket,
+                    },
                 )
                 .await;
                 if let Some(ev) = event {
@@ -145,7 +153,7 @@ impl Shell<'_, '_> {
                     };
                     let now = Instant::now().into_std();
                     if let Some(d) = dtmf.on_rtp(&pkt, now) {
-                        let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
                         pending.extend(acts);
                         continue;
                     }
@@ -165,7 +173,7 @@ impl Shell<'_, '_> {
                     };
                     if let Some(reason) = stop {
                         let saved = finish(&call_id, recording.take(), reason);
-                        let ev = recorded(saved, settings, record, summary, &run).await;
+                        let ev = recorded(saved, &mut unkept);
                         pending.extend(run.handle(now, ev));
                     }
                 }
@@ -174,9 +182,11 @@ impl Shell<'_, '_> {
                     match ev {
                         Some(CallEvent::Ended { reason }) => {
                             // Most messages end with the caller hanging up: keep them.
-                            let saved = finish(&call_id, recording.take(), StopReason::Hangup);
-                            if saved.is_some() {
-                                recorded(saved, settings, record, summary, &run).await;
+                            // Hanging up ends a message, and keeps one under review.
+                            let saved = finish(&call_id, recording.take(), StopReason::Hangup).or(unkept.take());
+                            if let Some(saved) = saved {
+                                let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
+                                keep(saved, settings, record, summary, ticket).await;
                             }
                             run.handle(now, Event::Hangup);
                             summary.vars = run.vars().clone();
@@ -188,7 +198,7 @@ impl Shell<'_, '_> {
                         }
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = dtmf.on_info(content_type.as_deref(), &body, now) {
-                                let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                                let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
                                 pending.extend(acts);
                             }
                         }
@@ -203,7 +213,7 @@ impl Shell<'_, '_> {
                         hangup_sent = true;
                     }
                     if let Some(d) = dtmf.poll(now) {
-                        let acts = on_digit(&call_id, &mut run, &mut recording, d, settings, record, summary).await;
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
                         pending.extend(acts);
                     }
                     let stop = recording
@@ -212,7 +222,7 @@ impl Shell<'_, '_> {
                         .and_then(|g| g.poll(now));
                     if let Some(reason) = stop {
                         let saved = finish(&call_id, recording.take(), reason);
-                        let ev = recorded(saved, settings, record, summary, &run).await;
+                        let ev = recorded(saved, &mut unkept);
                         pending.extend(run.handle(now, ev));
                     }
                     pending.extend(run.handle_timeout(now));
@@ -233,6 +243,7 @@ async fn execute(
     jobs: &mut VecDeque<Job>,
     recording: &mut Option<Recording>,
     hangup_sent: &mut bool,
+    kept: Kept<'_>,
 ) -> Option<Event> {
     let call_id = call.call_id.clone();
     match action {
@@ -303,6 +314,36 @@ async fn execute(
                 finish_on,
             });
         }
+        Action::PlayRecording { path } => {
+            info!(call_id = %call_id, event = "play_recording", %path, "caller listens to their message");
+            let samples: Vec<i16> = hound::WavReader::open(&path)
+                .map(|mut r| r.samples::<i16>().filter_map(Result::ok).collect())
+                .unwrap_or_default();
+            if samples.is_empty() {
+                jobs.push_back(Box::pin(async {}));
+            } else {
+                let p = ctx.media.play(samples.into());
+                jobs.push_back(Box::pin(async move {
+                    p.await;
+                }));
+            }
+        }
+        Action::KeepRecording { path } => match kept.unkept.take() {
+            Some(saved) if saved.path.display().to_string() == path => {
+                keep(saved, settings, record, kept.summary, kept.ticket).await;
+            }
+            other => {
+                *kept.unkept = other;
+                warn!(call_id = %call_id, %path, "asked to keep a recording that is not pending");
+            }
+        },
+        Action::DiscardRecording { path } => {
+            *kept.unkept = None;
+            info!(call_id = %call_id, event = "recording_discarded", %path, "caller records again");
+            if let Err(e) = std::fs::remove_file(&path) {
+                warn!(call_id = %call_id, %path, error = %e, "could not delete discarded recording");
+            }
+        }
         Action::Webhook { event, vars } => {
             let ok = settings
                 .memory
@@ -315,13 +356,12 @@ async fn execute(
     None
 }
 
-async fn on_digit(
+fn on_digit(
     call_id: &str,
     run: &mut Run,
     recording: &mut Option<Recording>,
     d: DtmfDigit,
-    settings: &CallSettings,
-    record: &CallRecord,
+    unkept: &mut Option<Saved>,
     summary: &mut CallSummary,
 ) -> Vec<Action> {
     info!(call_id = %call_id, event = "digit", digit = %d.digit, source = ?d.source,
@@ -331,7 +371,7 @@ async fn on_digit(
     if let Some(r) = recording.as_ref() {
         if r.finish_on.contains(d.digit) && r.file.is_some() {
             let saved = finish(call_id, recording.take(), StopReason::FinishKey);
-            let ev = recorded(saved, settings, record, summary, run).await;
+            let ev = recorded(saved, unkept);
             return run.handle(now, ev);
         }
         // Other keys during a recording are part of the message, not commands.
@@ -340,26 +380,33 @@ async fn on_digit(
     run.handle(now, Event::Digit(d.digit))
 }
 
-/// Registers a finished voicemail (store, callback timer, webhook) and answers the run.
-async fn recorded(
-    saved: Option<Saved>,
+/// A recording ended: the run decides (directly or after the caller's review) whether to keep it.
+fn recorded(saved: Option<Saved>, unkept: &mut Option<Saved>) -> Event {
+    let path = saved.as_ref().map(|s| s.path.display().to_string());
+    *unkept = saved;
+    Event::RecordDone { path }
+}
+
+/// Registers a kept voicemail: store, callback timer, webhook.
+async fn keep(
+    saved: Saved,
     settings: &CallSettings,
     record: &CallRecord,
     summary: &mut CallSummary,
-    run: &Run,
-) -> Event {
-    let Some(saved) = saved else {
-        return Event::RecordDone { path: None };
-    };
+    ticket: Option<String>,
+) {
     summary.voicemail = true;
-    let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
     settings
         .memory
         .voicemail_recorded(record, &saved.path, saved.duration_ms, ticket)
         .await;
-    Event::RecordDone {
-        path: Some(saved.path.display().to_string()),
-    }
+}
+
+/// What `execute` needs to keep or discard a recording.
+struct Kept<'a> {
+    unkept: &'a mut Option<Saved>,
+    summary: &'a mut CallSummary,
+    ticket: Option<String>,
 }
 
 fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Option<Saved> {

@@ -80,6 +80,12 @@ pub enum Action {
         finish_on: String,
         silence: Duration,
     },
+    /// Play the caller's own recording (the voicemail review); answered by `PlaybackDone`.
+    PlayRecording { path: String },
+    /// The recording at `path` is final: store it, start the callback promise, notify.
+    KeepRecording { path: String },
+    /// The caller chose to record again: delete the recording at `path`.
+    DiscardRecording { path: String },
     /// Send a webhook with the call variables; answer with `WebhookDone`.
     Webhook {
         event: String,
@@ -97,7 +103,7 @@ pub(crate) enum Wait {
     Play(play::Waiting),
     Gather(gather::Waiting),
     Dial,
-    Record,
+    Record(super::nodes::record::Waiting),
     Webhook,
     HangupPrompt,
 }
@@ -132,6 +138,11 @@ impl Cx<'_> {
         });
         *self.playing += 1;
         true
+    }
+
+    /// Counts a playback the node emitted itself (a recording), answered by `PlaybackDone`.
+    pub fn count_play(&mut self) {
+        *self.playing += 1;
     }
 
     pub fn stop_playback(&mut self) {
@@ -213,7 +224,7 @@ impl Run {
             (Node::Play(n), Wait::Play(w)) => n.on_event(w, cx, &ev),
             (Node::Gather(n), Wait::Gather(w)) => n.on_event(w, cx, &ev),
             (Node::Dial(n), Wait::Dial) => n.on_event(cx, &ev),
-            (Node::Record(n), Wait::Record) => n.on_event(cx, &ev),
+            (Node::Record(n), Wait::Record(w)) => n.on_event(w, cx, &ev),
             (Node::Webhook(n), Wait::Webhook) => n.on_event(cx, &ev),
             (Node::Hangup(n), Wait::HangupPrompt) => n.on_event(cx, &ev),
             _ => None,
@@ -228,6 +239,7 @@ impl Run {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.wait {
             Wait::Gather(w) if !self.finished => w.deadline(),
+            Wait::Record(w) if !self.finished => w.deadline(),
             _ => None,
         }
     }
@@ -239,6 +251,7 @@ impl Run {
         }
         let step = self.dispatch(now, &mut out, |node, wait, cx| match (node, wait) {
             (Node::Gather(n), Wait::Gather(w)) => n.on_timeout(w, cx),
+            (Node::Record(n), Wait::Record(w)) => n.on_timeout(w, cx),
             _ => None,
         });
         if let Some(step) = step {

@@ -429,7 +429,16 @@ fn dial_outcomes_and_record() {
             path: Some("var/vm/1.wav".into()),
         },
     );
-    assert_eq!(out, [enter("end"), play(&["bye"], false)]);
+    assert_eq!(
+        out,
+        [
+            Action::KeepRecording {
+                path: "var/vm/1.wav".into()
+            },
+            enter("end"),
+            play(&["bye"], false)
+        ]
+    );
     assert_eq!(
         run.vars().get("recording").map(String::as_str),
         Some("var/vm/1.wav")
@@ -455,6 +464,114 @@ fn dial_outcomes_and_record() {
         [Action::Hangup {
             reason: "call completed".into()
         }]
+    );
+}
+
+const REVIEW: &str = r#"
+start = "vm"
+[nodes.vm]
+type = "record"
+prompt = "vm"
+max = "1m"
+silence = "3s"
+review = "menu"
+next = "end"
+[nodes.end]
+type = "hangup"
+"#;
+
+#[test]
+fn voicemail_review_listen_rerecord_keep() {
+    let f = flow(REVIEW);
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut run = Run::new(f, Facts::default());
+    run.start(t0);
+    let done = |p: &str| Event::RecordDone {
+        path: Some(p.into()),
+    };
+    // The message is not kept yet: the caller hears the options.
+    assert_eq!(run.handle(at(0), done("v1.wav")), [play(&["menu"], true)]);
+    assert_eq!(run.poll_timeout(), None);
+    assert!(run.handle(at(3000), Event::PlaybackDone).is_empty());
+    assert_eq!(run.poll_timeout(), Some(at(3000) + Duration::from_secs(8)));
+    // 1: listen, then the options again.
+    assert_eq!(
+        run.handle(at(4000), Event::Digit('1')),
+        [Action::PlayRecording {
+            path: "v1.wav".into()
+        }]
+    );
+    assert_eq!(run.poll_timeout(), None);
+    assert_eq!(
+        run.handle(at(9000), Event::PlaybackDone),
+        [play(&["menu"], true)]
+    );
+    // 2 during the options: stop them, drop the message, record again.
+    let out = quiet(run.handle(at(9500), Event::Digit('2')));
+    assert_eq!(
+        out,
+        [
+            Action::StopPlayback,
+            Action::DiscardRecording {
+                path: "v1.wav".into()
+            },
+            Action::Record {
+                prompt: Some("vm".into()),
+                max: Duration::from_secs(60),
+                finish_on: "#".into(),
+                silence: Duration::from_secs(3),
+            }
+        ]
+    );
+    assert!(run.vars().get("recording").is_none());
+    // The stopped options' PlaybackDone changes nothing.
+    assert!(run.handle(at(9600), Event::PlaybackDone).is_empty());
+    assert_eq!(
+        run.handle(at(20_000), done("v2.wav")),
+        [play(&["menu"], true)]
+    );
+    // 3 keeps it and moves on.
+    assert_eq!(
+        run.handle(at(20_500), Event::Digit('3')),
+        [
+            Action::StopPlayback,
+            Action::KeepRecording {
+                path: "v2.wav".into()
+            },
+            enter("end"),
+            hangup("end")
+        ]
+    );
+}
+
+#[test]
+fn voicemail_review_silence_keeps_the_message() {
+    let f = flow(REVIEW);
+    let t0 = Instant::now();
+    let mut run = Run::new(f, Facts::default());
+    run.start(t0);
+    run.handle(
+        t0,
+        Event::RecordDone {
+            path: Some("v.wav".into()),
+        },
+    );
+    run.handle(t0 + Duration::from_secs(3), Event::PlaybackDone);
+    let due = run.poll_timeout().unwrap();
+    assert!(
+        run.handle_timeout(due - Duration::from_millis(1))
+            .is_empty()
+    );
+    assert_eq!(
+        run.handle_timeout(due),
+        [
+            Action::KeepRecording {
+                path: "v.wav".into()
+            },
+            enter("end"),
+            hangup("end")
+        ]
     );
 }
 

@@ -183,6 +183,21 @@ impl<R: BufRead, W: Write> Sim<'_, R, W> {
                         path: Some("var/voicemail/simulated.wav".into()),
                     });
                 }
+                Action::PlayRecording { path } => {
+                    writeln!(
+                        self.out,
+                        "[{t}]    play the recording {path} ({})",
+                        secs(MESSAGE)
+                    )?;
+                    self.playing.push_back((MESSAGE, true));
+                    self.answered = false;
+                }
+                Action::KeepRecording { path } => {
+                    writeln!(self.out, "[{t}]    voicemail kept: {path}")?;
+                }
+                Action::DiscardRecording { path } => {
+                    writeln!(self.out, "[{t}]    voicemail discarded: {path}")?;
+                }
                 Action::Webhook { event, vars } => {
                     let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     writeln!(self.out, "[{t}]    webhook {event} {}", vars.join(" "))?;
@@ -399,9 +414,9 @@ call from +15550100 to 100 (flow `after-hours`; open: no, holiday: no)
 [00:44.9] -> voicemail (record)
 [00:44.9]    play leave_message (2.0s)
 [00:46.9]    record (max 3m, ends on `#` or 5s silence): caller speaks 20.0s
-[01:06.9] -> goodbye (hangup)
-[01:06.9]    play goodbye (2.0s)
-[01:08.9]    hang up (flow ended at `goodbye`)
+[01:06.9]    play review_options (2.0s)
+[01:08.9] keys (Enter: none, `hangup`)> 
+[01:08.9]    log: caller hung up in node `voicemail`
 [01:08.9] call ended
 variables: agreed=true attempts=1 called=100 caller=+15550100 dial_status=no_answer recording=var/voicemail/simulated.wav
 ";

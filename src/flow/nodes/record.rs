@@ -8,12 +8,17 @@
 //! max = "3m"                 # default 3m
 //! finish_on = "#"            # digits that end the recording; default "#", "" for none
 //! silence = "5s"             # default 5s
+//! review = "review_options"  # optional: after recording, 1 = listen, 2 = record again,
+//!                            # 3 or # (or silence, or hanging up) = keep it
 //! next = "goodbye"
 //! ```
 //!
 //! The recording's path is kept in the variable `recording` (absent when nothing was recorded).
+//! The shell keeps a recording (stores it, starts the callback promise, tells the helpdesk) only
+//! on `KeepRecording`; a caller who hangs up during the review keeps it too, since hanging up is
+//! what most people do after leaving a message.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::flow::model::{Edge, Prompt, Target};
 use crate::flow::parse::Reader;
@@ -25,7 +30,34 @@ pub struct Record {
     pub max: Duration,
     pub finish_on: String,
     pub silence: Duration,
+    pub review: Option<Prompt>,
     pub next: Target,
+}
+
+/// How long the review menu waits for a key after its prompt before keeping the message.
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Where a `record` node is.
+#[derive(Debug)]
+pub(crate) enum Waiting {
+    Recording,
+    /// The review menu for the recording at `path`.
+    Reviewing {
+        path: String,
+        /// Set once the options prompt has finished.
+        deadline: Option<Instant>,
+        /// The caller is listening to their message.
+        listening: bool,
+    },
+}
+
+impl Waiting {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Waiting::Reviewing { deadline, .. } => *deadline,
+            Waiting::Recording => None,
+        }
+    }
 }
 
 pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Record> {
@@ -49,6 +81,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Record> {
         }
     };
     let silence = r.duration("silence").unwrap_or(Duration::from_secs(5));
+    let review = r.prompt("review");
     let next = r.required_target(
         "next",
         "add `next = \"NODE\"`: where the call goes after the recording",
@@ -58,6 +91,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Record> {
         max,
         finish_on,
         silence,
+        review,
         next: next?,
     })
 }
@@ -68,28 +102,106 @@ impl Record {
     }
 
     pub(crate) fn enter(&self, cx: &mut Cx<'_>) -> Step {
+        self.start_recording(cx);
+        Step::Wait(Wait::Record(Waiting::Recording))
+    }
+
+    fn start_recording(&self, cx: &mut Cx<'_>) {
         cx.out.push(Action::Record {
             prompt: self.prompt.as_ref().map(|p| p.name.clone()),
             max: self.max,
             finish_on: self.finish_on.clone(),
             silence: self.silence,
         });
-        Step::Wait(Wait::Record)
     }
 
-    /// Digits while recording are the shell's (it ends on `finish_on`); ignored here.
-    pub(crate) fn on_event(&self, cx: &mut Cx<'_>, ev: &Event) -> Option<Step> {
-        let Event::RecordDone { path } = ev else {
+    /// Digits while recording are the shell's (it ends on `finish_on`); in the review they choose.
+    pub(crate) fn on_event(&self, w: &mut Waiting, cx: &mut Cx<'_>, ev: &Event) -> Option<Step> {
+        match (&mut *w, ev) {
+            (Waiting::Recording, Event::RecordDone { path: None }) => {
+                cx.vars.remove("recording");
+                Some(Step::Goto(self.next.name.clone()))
+            }
+            (Waiting::Recording, Event::RecordDone { path: Some(p) }) => {
+                cx.vars.insert("recording".into(), p.clone());
+                match &self.review {
+                    None => {
+                        cx.out.push(Action::KeepRecording { path: p.clone() });
+                        Some(Step::Goto(self.next.name.clone()))
+                    }
+                    Some(options) => {
+                        cx.play(&[options], true);
+                        *w = Waiting::Reviewing {
+                            path: p.clone(),
+                            deadline: None,
+                            listening: false,
+                        };
+                        None
+                    }
+                }
+            }
+            (
+                Waiting::Reviewing {
+                    path,
+                    deadline,
+                    listening,
+                },
+                Event::PlaybackDone,
+            ) => {
+                if *listening {
+                    // After listening, the options again.
+                    *listening = false;
+                    if let Some(options) = &self.review {
+                        cx.play(&[options], true);
+                    }
+                } else {
+                    *deadline = Some(cx.now + REVIEW_TIMEOUT);
+                }
+                let _ = path;
+                None
+            }
+            (
+                Waiting::Reviewing {
+                    path,
+                    deadline,
+                    listening,
+                },
+                Event::Digit(d),
+            ) => match d {
+                '1' => {
+                    cx.stop_playback();
+                    cx.out.push(Action::PlayRecording { path: path.clone() });
+                    cx.count_play();
+                    *listening = true;
+                    *deadline = None;
+                    None
+                }
+                '2' => {
+                    cx.stop_playback();
+                    cx.out.push(Action::DiscardRecording { path: path.clone() });
+                    cx.vars.remove("recording");
+                    cx.log(format!("record `{}`: recording again", cx.node));
+                    self.start_recording(cx);
+                    *w = Waiting::Recording;
+                    None
+                }
+                '3' | '#' => {
+                    cx.stop_playback();
+                    cx.out.push(Action::KeepRecording { path: path.clone() });
+                    Some(Step::Goto(self.next.name.clone()))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// No key after the options: the message is kept.
+    pub(crate) fn on_timeout(&self, w: &mut Waiting, cx: &mut Cx<'_>) -> Option<Step> {
+        let Waiting::Reviewing { path, .. } = w else {
             return None;
         };
-        match path {
-            Some(p) => {
-                cx.vars.insert("recording".into(), p.clone());
-            }
-            None => {
-                cx.vars.remove("recording");
-            }
-        }
+        cx.out.push(Action::KeepRecording { path: path.clone() });
         Some(Step::Goto(self.next.name.clone()))
     }
 }
