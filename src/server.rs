@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,12 +39,7 @@ pub enum ServeError {
     Clients(#[from] crate::billing::BillingError),
     #[error("webhooks: {0}")]
     Webhooks(#[from] crate::notify::NotifyError),
-    #[error("cannot create data directory {dir}: {source}")]
-    DataDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot listen for SIP on {addr}: {source} (is another SIP server using the port?)")]
+    #[error("cannot listen for SIP on {addr} (is another SIP server using the port?)")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -73,10 +67,12 @@ pub async fn serve(
         .checked_add(clock_offset)
         .unwrap_or_else(|_| jiff::Timestamp::now());
     info!(hours = %hours.describe(now), "business hours");
-    std::fs::create_dir_all(&config.data.dir).map_err(|source| ServeError::DataDir {
-        dir: config.data.dir.clone(),
-        source,
-    })?;
+    // A data directory we cannot create is logged, not fatal: callers must still get an answer
+    // (the store below reports itself unavailable and calls are served without memory).
+    if let Err(e) = std::fs::create_dir_all(&config.data.dir) {
+        tracing::error!(dir = %config.data.dir.display(), error = %e,
+            "cannot create the data directory: voicemail and call records are unavailable");
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let memory = open_memory(&config, &shutdown_rx)?;
     let listen = config.listen_addr();

@@ -444,17 +444,22 @@ fn start_file(
     Recorder::create(&path)
 }
 
-/// Keeps letters, digits, `+` and `-`; anything else (`@`, `.`, `/`) becomes `-`.
+/// Percent-escapes everything but letters, digits, `+`, `-` and `.` (so `_` separates the parts
+/// and `/` cannot escape the directory); `recovery::unescape` reverses it exactly.
 pub(crate) fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '+' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // A name of only dots would be `.` or `..`.
+    if out.chars().all(|c| c == '.') {
+        out = out.replace('.', "%2E");
+    }
+    out
 }
 
 async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) -> Option<RtpIn> {

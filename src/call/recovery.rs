@@ -96,8 +96,8 @@ fn parse_name(path: &Path) -> (Timestamp, String, String) {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let mut parts = stem.splitn(3, '_');
     let stamp = parts.next().unwrap_or("");
-    let caller = parts.next().unwrap_or("unknown").to_string();
-    let call_id = parts.next().unwrap_or(stem).to_string();
+    let caller = unescape(parts.next().unwrap_or("unknown"));
+    let call_id = unescape(parts.next().unwrap_or(stem));
     let created = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", stamp)
         .and_then(|t| t.to_datetime())
         .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
@@ -108,6 +108,28 @@ fn parse_name(path: &Path) -> (Timestamp, String, String) {
         })
         .unwrap_or_else(Timestamp::now);
     (created, caller, call_id)
+}
+
+/// Reverses `driver::file_safe`.
+pub(crate) fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn wav_duration(path: &Path) -> std::time::Duration {

@@ -55,7 +55,9 @@ impl RecordingGate {
         };
         if level >= SILENCE_LEVEL {
             self.heard_voice = true;
-            self.quiet_since = None;
+            // Silence starts when this frame ends: a phone with silence suppression simply stops
+            // sending, and the clock (`deadline`/`poll`) must still end the message.
+            self.quiet_since = Some(now + Duration::from_millis(20));
             return None;
         }
         // Silence ends a message only after the caller said something, or after twice the
@@ -224,6 +226,20 @@ mod tests {
         assert_eq!(g.poll(t0 + Duration::from_millis(9999)), None);
         assert_eq!(
             g.poll(t0 + Duration::from_secs(10)),
+            Some(StopReason::Silence)
+        );
+    }
+
+    #[test]
+    fn a_caller_who_stops_sending_is_ended_by_the_clock() {
+        let t0 = Instant::now();
+        let mut g = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(3));
+        assert_eq!(g.push(&frame(3000), t0 + Duration::from_millis(980)), None);
+        // No more packets (silence suppression): the voice ended at 1.0 s.
+        assert_eq!(g.deadline(), t0 + Duration::from_secs(4));
+        assert_eq!(g.poll(t0 + Duration::from_millis(3999)), None);
+        assert_eq!(
+            g.poll(t0 + Duration::from_secs(4)),
             Some(StopReason::Silence)
         );
     }
