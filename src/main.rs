@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 use ivr::config::{Config, parse_listen, parse_port_range};
 use tracing_subscriber::EnvFilter;
 
-/// A telephony IVR for an IT support firm's after-hours line: answers SIP calls, plays prompts
-/// over RTP, and (as the project grows) follows TOML call flows, rings the on-call desk and takes
-/// voicemail.
+/// A telephony IVR for an IT support firm's after-hours line: answers SIP calls, follows TOML
+/// call flows (prompts over RTP, keys pressed), remembers callers, takes voicemail with a callback
+/// promise, and tells the helpdesk by webhook.
 #[derive(Parser)]
 #[command(name = "ivr", version, about, long_about = None)]
 struct Cli {
@@ -27,6 +27,7 @@ enum Command {
     ///   ivr serve                                  # built-in defaults: 0.0.0.0:5060, RTP 20000-29999
     ///   ivr serve --sip 127.0.0.1:5070 --rtp-ports 30000-30999 --data /var/lib/ivr
     ///   ivr serve --config /etc/ivr/ivr.toml --hold-after-prompt
+    #[command(verbatim_doc_comment)]
     Serve {
         /// Config file (TOML); keys it omits keep the built-in defaults of config/ivr.toml.
         #[arg(long, value_name = "FILE")]
@@ -59,6 +60,7 @@ enum Command {
     /// Examples:
     ///   ivr check callflows/after_hours.toml
     ///   ivr check callflows/*.toml callflows/examples/*.toml --prompts /srv/ivr/prompts
+    #[command(verbatim_doc_comment)]
     Check {
         /// Flow files (TOML).
         #[arg(required = true, value_name = "FLOW")]
@@ -72,7 +74,8 @@ enum Command {
     ///
     /// Examples:
     ///   ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00 --caller +15550100
-    ///   printf '5\n1\n\n' | ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00
+    ///   printf '5\n1\n#\n\n3\n' | ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00
+    #[command(verbatim_doc_comment)]
     Simulate {
         /// Flow file (TOML).
         #[arg(value_name = "FLOW")]
