@@ -204,8 +204,13 @@ impl Notifier {
             );
             return Ok(None);
         }
+        let routable = self.shared.targets.route(event.target).is_some();
         let id = blocking(&self.shared.store, move |s| s.enqueue(&event)).await?;
-        self.wake();
+        // With no endpoint for its target the event waits in the outbox for a configured URL
+        // and a restart; waking the worker for it would only re-read the backlog.
+        if routable {
+            self.wake();
+        }
         Ok(Some(id))
     }
 
