@@ -303,6 +303,7 @@ fn open_memory(
         callback_sla,
     };
     crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
+    crate::call::recovery::close_interrupted_calls(&memory);
     Ok(memory)
 }
 

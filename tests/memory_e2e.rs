@@ -1027,6 +1027,24 @@ fn killed_mid_recording_loses_nothing() {
     let list = ivr_cli(&["voicemail", "list"], &c.data);
     assert!(list.contains(&wav.display().to_string()), "{list}");
     assert!(list.contains("+15551230001"), "{list}");
+    // The call that was live at the crash is closed: its CDR has an end, the outcome voicemail,
+    // and its call_ended event is delivered.
+    let rows = cdr_rows(&c.data);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "voicemail", "{rows:?}");
+    assert_eq!(
+        rows[0]["end_reason"], "ivr stopped during the call",
+        "{rows:?}"
+    );
+    assert!(!rows[0]["ended_at"].is_empty(), "{rows:?}");
+    c.hook
+        .wait_until("call_ended of the interrupted call", |r| {
+            r.iter().any(|r| r.event() == "call_ended")
+        });
+    let ended = c.hook.named("call_ended");
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].call_id(), c.call_id);
+    assert_eq!(ended[0].json()["data"]["cdr"]["outcome"], "voicemail");
     drop(c.line);
     drop(c.dir);
 }

@@ -14,8 +14,8 @@ use tracing::{error, info, warn};
 
 use super::memory::Memory;
 use crate::media::recorder::repair_wav;
-use crate::notify::event::{OutboxEvent, VoicemailRecorded};
-use crate::store::NewVoicemail;
+use crate::notify::event::{CallEnded, OutboxEvent, VoicemailRecorded};
+use crate::store::{NewVoicemail, Outcome};
 
 /// Registers unknown voicemail files; returns how many were recovered.
 pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
@@ -88,6 +88,59 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
         }
     }
     recovered
+}
+
+/// Closes the CDRs of calls that were live when the process stopped (crash, kill, power loss):
+/// outcome `voicemail` when a message from the call was kept (or recovered), else `abandoned`,
+/// and their `call_ended` events are queued. Returns how many were closed.
+pub fn close_interrupted_calls(memory: &Memory) -> usize {
+    let Some(store) = &memory.store else {
+        return 0;
+    };
+    let open = match store.open_calls() {
+        Ok(v) => v,
+        Err(e) => {
+            error!(error = %e, "cannot list calls left open by the last run");
+            return 0;
+        }
+    };
+    if open.is_empty() {
+        return 0;
+    }
+    let with_voicemail: HashSet<String> = store
+        .voicemails()
+        .map(|v| v.into_iter().map(|v| v.call_id).collect())
+        .unwrap_or_default();
+    let now = Timestamp::now();
+    let mut closed = 0;
+    for mut cdr in open {
+        cdr.ended_at = Some(now);
+        cdr.outcome = Some(if with_voicemail.contains(&cdr.call_id) {
+            Outcome::Voicemail
+        } else {
+            Outcome::Abandoned
+        });
+        cdr.end_reason = "ivr stopped during the call".into();
+        if let Err(e) = store.call_ended(&cdr) {
+            error!(call_id = %cdr.call_id, error = %e, "could not close an interrupted call");
+            continue;
+        }
+        closed += 1;
+        warn!(call_id = %cdr.call_id, event = "call_closed_after_restart", "call was live when ivr stopped; record closed");
+        if let Some(n) = &memory.notifier {
+            let ev = OutboxEvent::call_ended(
+                &cdr.call_id,
+                now,
+                CallEnded {
+                    cdr: super::memory::cdr_json(&cdr),
+                },
+            );
+            if let Err(e) = n.enqueue_blocking(&ev) {
+                error!(call_id = %cdr.call_id, error = %e, "call_ended for an interrupted call not queued");
+            }
+        }
+    }
+    closed
 }
 
 /// `<20261127T223000Z>_<caller>_<call-id>.wav` → (time, caller, call id); unknown parts fall

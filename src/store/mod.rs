@@ -111,4 +111,8 @@ pub trait Store: Send + Sync {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
     ) -> Result<Vec<Cdr>, StoreError>;
+
+    /// Calls recorded as started but never ended (live when the process stopped), oldest first.
+    /// One node per store for now: with several nodes this must be limited to the caller's own.
+    fn open_calls(&self) -> Result<Vec<Cdr>, StoreError>;
 }

@@ -469,4 +469,14 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    fn open_calls(&self) -> Result<Vec<Cdr>, StoreError> {
+        self.read("reading calls still open", |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {CDR_COLUMNS_SQL} FROM calls WHERE ended_at IS NULL ORDER BY started_at, id"
+            ))?;
+            let rows = stmt.query_map([], cdr_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
 }
