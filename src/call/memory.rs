@@ -298,18 +298,22 @@ impl Memory {
               rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
               client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
         let payload = cdr_json(&cdr);
+        // The event is queued before the row is closed: a crash in between leaves the call open,
+        // and the next start closes it and queues call_ended again (at least once, never lost).
+        self.emit(OutboxEvent::call_ended(
+            &rec.call_id,
+            ended_at,
+            CallEnded {
+                cdr: payload.clone(),
+            },
+        ))
+        .await;
         if let Some(store) = self.store.clone() {
             let row = cdr.clone();
             if let Err(e) = blocking(store, move |st| st.call_ended(&row)).await {
                 error!(call_id = %rec.call_id, error = %e, cdr = %payload, "store: CDR not written");
             }
         }
-        self.emit(OutboxEvent::call_ended(
-            &rec.call_id,
-            ended_at,
-            CallEnded { cdr: payload },
-        ))
-        .await;
     }
 
     async fn emit(&self, event: OutboxEvent) {
