@@ -48,6 +48,7 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub webhooks: WebhooksConfig,
     pub sla: SlaConfig,
+    pub staff: StaffConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
@@ -94,6 +95,58 @@ pub struct WebhooksConfig {
 #[serde(deny_unknown_fields)]
 pub struct SlaConfig {
     pub callback_minutes: u64,
+}
+
+/// `[staff]`: the registrar for staff phones (REGISTER with digest auth, issue 6).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Digest realm in the challenges; phones store their credentials per realm.
+    pub realm: String,
+    /// Who may register. Empty: registration is disabled (REGISTER gets 403).
+    #[serde(default)]
+    pub users: Vec<StaffUser>,
+    /// Shorter registrations get 423 Interval Too Brief with this Min-Expires (seconds).
+    pub min_expires: u32,
+    /// Longer registrations are shortened to this (seconds); also the default when a phone asks
+    /// for none.
+    pub max_expires: u32,
+    /// Digest algorithms offered, one `WWW-Authenticate` each, in this order.
+    pub algorithms: Vec<String>,
+}
+
+impl StaffConfig {
+    /// The validated `algorithms` list.
+    pub fn digest_algorithms(&self) -> Vec<crate::sip::auth::Algorithm> {
+        self.algorithms
+            .iter()
+            .filter_map(|a| crate::sip::auth::Algorithm::parse(a))
+            .filter(|(_, sess)| !sess)
+            .map(|(a, _)| a)
+            .collect()
+    }
+}
+
+/// One `[[staff.users]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffUser {
+    /// The SIP user name: the phone's auth user and the user part of its To/AOR.
+    pub name: String,
+    pub password: String,
+    /// A human name for logs and, later, the whisper.
+    #[serde(default)]
+    pub display: Option<String>,
+}
+
+impl std::fmt::Debug for StaffUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("display", &self.display)
+            .finish()
+    }
 }
 
 /// Which call flow answers which dialled number.
@@ -338,6 +391,85 @@ impl Config {
         }
         crate::hours::BusinessHours::from_config(&self.hours)
             .map_err(|e| bad(e.key, &e.value, e.reason))?;
+        self.validate_staff(origin)?;
+        Ok(())
+    }
+
+    fn validate_staff(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, value: &str, reason: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        let s = &self.staff;
+        if s.realm.is_empty()
+            || s.realm.contains(['"', '\\'])
+            || s.realm.chars().any(char::is_control)
+        {
+            return Err(bad(
+                "staff.realm",
+                &s.realm,
+                "expected a non-empty name without quotes or backslashes, e.g. \"ivr\"".into(),
+            ));
+        }
+        if s.min_expires == 0 {
+            return Err(bad(
+                "staff.min_expires",
+                "0",
+                "must be at least 1 second (RFC 3261 suggests 60)".into(),
+            ));
+        }
+        if s.max_expires < s.min_expires {
+            return Err(bad(
+                "staff.max_expires",
+                &s.max_expires.to_string(),
+                format!("must be at least staff.min_expires ({})", s.min_expires),
+            ));
+        }
+        let algs = s.algorithms.join(", ");
+        if s.algorithms.is_empty() || s.digest_algorithms().len() != s.algorithms.len() {
+            return Err(bad(
+                "staff.algorithms",
+                &algs,
+                "expected a non-empty list of \"SHA-256\", \"SHA-512-256\", \"MD5\", e.g. \
+                 [\"SHA-256\", \"MD5\"]"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &s.users {
+            let name_ok = !u.name.is_empty()
+                && u.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c));
+            if !name_ok {
+                return Err(bad(
+                    "staff.users.name",
+                    &u.name,
+                    "expected a SIP user name (letters, digits, - _ . and the like; no spaces, \
+                     @ or :), e.g. \"alice\""
+                        .into(),
+                ));
+            }
+            if !seen.insert(u.name.as_str()) {
+                return Err(bad(
+                    "staff.users.name",
+                    &u.name,
+                    "listed twice; each [[staff.users]] needs its own name".into(),
+                ));
+            }
+            if u.password.is_empty() {
+                return Err(bad(
+                    "staff.users.password",
+                    "",
+                    format!(
+                        "user {}: set a password (an empty one would let anyone register as this user)",
+                        u.name
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -516,5 +648,55 @@ mod tests {
         );
         let unknown = e("[hours]\nmondays = \"09:00-17:00\"\n");
         assert!(unknown.contains("unknown field `mondays`"), "{unknown}");
+    }
+
+    #[test]
+    fn staff_defaults_and_users() {
+        let s = Config::embedded().staff;
+        assert_eq!(s.realm, "ivr");
+        assert!(s.users.is_empty());
+        assert_eq!((s.min_expires, s.max_expires), (60, 3600));
+        use crate::sip::auth::Algorithm;
+        assert_eq!(s.digest_algorithms(), [Algorithm::Sha256, Algorithm::Md5]);
+        let c = Config::from_str(
+            "[[staff.users]]\nname = \"alice\"\npassword = \"pw\"\ndisplay = \"Alice\"\n\
+             [[staff.users]]\nname = \"bob\"\npassword = \"pw2\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.staff.users.len(), 2);
+        assert_eq!(c.staff.users[0].display.as_deref(), Some("Alice"));
+        assert_eq!(c.staff.users[1].display, None);
+        assert_eq!(c.staff.realm, "ivr");
+        assert!(
+            !format!("{:?}", c.staff).contains("pw2"),
+            "passwords are redacted"
+        );
+    }
+
+    #[test]
+    fn staff_errors_name_the_key_and_the_fix() {
+        let e = |text: &str| Config::from_str(text, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            e("[[staff.users]]\nname = \"a\"\npassword = \"x\"\n\
+               [[staff.users]]\nname = \"a\"\npassword = \"y\"\n"),
+            "config t.toml: staff.users.name = \"a\": listed twice; each [[staff.users]] needs its own name"
+        );
+        assert_eq!(
+            e("[[staff.users]]\nname = \"a\"\npassword = \"\"\n"),
+            "config t.toml: staff.users.password = \"\": user a: set a password (an empty one would \
+             let anyone register as this user)"
+        );
+        assert!(
+            e("[[staff.users]]\nname = \"a b\"\npassword = \"x\"\n").contains("staff.users.name")
+        );
+        assert!(e("[staff]\nmin_expires = 600\nmax_expires = 60\n").contains("staff.max_expires"));
+        assert!(e("[staff]\nmin_expires = 0\n").contains("staff.min_expires"));
+        assert!(e("[staff]\nrealm = \"\"\n").contains("staff.realm"));
+        assert!(e("[staff]\nalgorithms = [\"SHA-1\"]\n").contains("staff.algorithms"));
+        assert!(e("[staff]\nalgorithms = []\n").contains("staff.algorithms"));
+        assert!(
+            e("[[staff.users]]\nname = \"a\"\npasswd = \"x\"\n").contains("unknown field `passwd`")
+        );
     }
 }

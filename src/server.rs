@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
-use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output};
+use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::sip::transaction::Timers;
 use crate::sip::transport::SipTransport;
 use crate::store::{SqliteStore, Store};
@@ -109,7 +109,25 @@ pub async fn serve(
             ..Timers::default()
         },
         max_calls: config.sip.max_calls,
+        staff: StaffAuth {
+            realm: config.staff.realm.clone(),
+            users: config
+                .staff
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            min_expires: config.staff.min_expires,
+            max_expires: config.staff.max_expires,
+            algorithms: config.staff.digest_algorithms(),
+        },
+        wall_clock: Some((Instant::now().into_std(), unix_now())),
     });
+    info!(
+        realm = %config.staff.realm,
+        users = config.staff.users.len(),
+        "staff registrar ready"
+    );
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut draining_since: Option<Instant> = None;
@@ -182,7 +200,7 @@ pub async fn serve(
         if let Some(since) = draining_since {
             if endpoint.live_calls() == 0 {
                 // Let final responses and BYE retransmissions get out before exiting.
-                if endpoint.poll_timeout().is_none()
+                if !endpoint.transactions_pending()
                     || since.elapsed() > SHUTDOWN_GRACE + Duration::from_secs(5)
                 {
                     break;
@@ -200,6 +218,14 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Wall-clock Unix seconds (the endpoint's nonce clock is anchored on it at start).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Background tasks (webhook worker, SLA timers) awaited at shutdown.

@@ -8,17 +8,21 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use tracing::{debug, info, warn};
 
+use super::auth::{Algorithm, AuthError, DigestServer, parse_digest};
 use super::dialog::{Dialog, uri_host_port};
 use super::message::{
     ALLOW, Incoming, NameAddr, RawMessage, Rejection, Request, Response, ResponseBuilder,
     Transport, parse,
+};
+use super::registrar::{
+    Binding, RegisterError, RegisterInput, Registrar, contact_header_values, parse_contacts,
 };
 use super::transaction::{
     InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerTx, Timers, TxAction,
@@ -32,6 +36,14 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// New INVITEs beyond this many live calls get 503.
     pub max_calls: usize,
+    /// Who may REGISTER, and for how long.
+    pub staff: StaffAuth,
+    /// A monotonic instant and the Unix second it corresponds to: digest nonces carry Unix time,
+    /// and the endpoint derives it from the `now` it is handed (so nonce staleness follows the
+    /// same clock as every other timer, virtual in tests). `None`: the first instant the
+    /// endpoint sees counts as Unix second 0, which is fine for nonces that only this process
+    /// verifies.
+    pub wall_clock: Option<(Instant, u64)>,
 }
 
 impl Default for EndpointConfig {
@@ -39,7 +51,51 @@ impl Default for EndpointConfig {
         EndpointConfig {
             timers: Timers::default(),
             max_calls: 1000,
+            staff: StaffAuth::default(),
+            wall_clock: None,
         }
+    }
+}
+
+/// How long a digest nonce stays fresh; an older one gets a `stale=true` re-challenge.
+pub const NONCE_TTL: Duration = Duration::from_secs(300);
+
+/// The registrar's settings: the digest realm, the staff credentials and the expiry bounds.
+#[derive(Clone)]
+pub struct StaffAuth {
+    pub realm: String,
+    /// User name → password. Empty: REGISTER is refused with 403.
+    pub users: HashMap<String, String>,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    /// The challenge algorithms, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4:
+    /// most preferred first).
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl Default for StaffAuth {
+    fn default() -> Self {
+        StaffAuth {
+            realm: "ivr".to_string(),
+            users: HashMap::new(),
+            min_expires: super::registrar::MIN_EXPIRES,
+            max_expires: 3600,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        }
+    }
+}
+
+impl std::fmt::Debug for StaffAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut users: Vec<&String> = self.users.keys().collect();
+        users.sort();
+        f.debug_struct("StaffAuth")
+            .field("realm", &self.realm)
+            .field("users", &users)
+            .field("min_expires", &self.min_expires)
+            .field("max_expires", &self.max_expires)
+            .field("algorithms", &self.algorithms)
+            .finish()
     }
 }
 
@@ -185,11 +241,21 @@ pub struct Endpoint {
     outputs: VecDeque<Output>,
     next_call: CallRef,
     draining: bool,
+    registrar: Registrar,
+    digest: DigestServer,
+    /// See [`EndpointConfig::wall_clock`].
+    wall_clock: Option<(Instant, u64)>,
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Self {
+        let staff = &config.staff;
+        let registrar = Registrar::new(staff.min_expires, staff.max_expires, staff.max_expires);
+        let digest = DigestServer::with_random_secret(staff.realm.clone(), NONCE_TTL);
         Endpoint {
+            registrar,
+            digest,
+            wall_clock: config.wall_clock,
             config,
             calls: HashMap::new(),
             dialogs: HashMap::new(),
@@ -214,8 +280,31 @@ impl Endpoint {
         self.outputs.pop_front()
     }
 
-    /// The earliest transaction timer; the shell sleeps until then.
+    /// A user's live registered contacts, highest q first (for the dial step).
+    pub fn contacts(&self, now: Instant, user: &str) -> Vec<Binding> {
+        self.registrar
+            .contacts(now, user)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether any transaction is still running (responses or BYEs to retransmit); unlike
+    /// [`poll_timeout`](Self::poll_timeout) this ignores registration expiry, so a draining
+    /// shell knows when it may exit.
+    pub fn transactions_pending(&self) -> bool {
+        !self.server_txs.is_empty() || !self.client_txs.is_empty()
+    }
+
+    /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.transaction_timeout()
+            .into_iter()
+            .chain(self.registrar.next_expiry())
+            .min()
+    }
+
+    fn transaction_timeout(&self) -> Option<Instant> {
         let server = self.server_txs.values().filter_map(|t| match &t.kind {
             ServerTxKind::Invite(tx) => tx.next_deadline(),
             ServerTxKind::NonInvite(tx) => tx.next_deadline(),
@@ -271,6 +360,15 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.registrar.next_expiry().is_some_and(|d| d <= now) {
+            let before: usize = self.registrar.users().count();
+            self.registrar.expire(now);
+            debug!(
+                users_before = before,
+                users_after = self.registrar.users().count(),
+                "expired registrations purged"
+            );
+        }
         let due: Vec<TxKey> = self
             .server_txs
             .iter()
@@ -489,6 +587,7 @@ impl Endpoint {
         }
         match method {
             rsip::Method::Invite => self.on_new_invite(now, req, key, source, transport, local),
+            rsip::Method::Register => self.on_register(now, &req, &key, source, transport),
             rsip::Method::Options => {
                 self.respond_with(now, &key, 200, |b| {
                     b.header("Allow", ALLOW)
@@ -990,6 +1089,9 @@ pub fn random_token(len: usize) -> String {
         .map(char::from)
         .collect()
 }
+
+#[path = "endpoint_register.rs"]
+mod register;
 
 #[cfg(test)]
 #[path = "endpoint_tests.rs"]

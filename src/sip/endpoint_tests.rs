@@ -1,5 +1,6 @@
 //! Endpoint behaviour on a virtual clock: every instant is `t0 + offset`, nothing sleeps.
 
+use super::super::auth;
 use super::*;
 use std::time::Duration;
 
@@ -403,5 +404,271 @@ fn rejection_with_warning() {
                 reason: EndReason::Rejected(488)
             }
         )]
+    );
+}
+
+// ---- REGISTER: digest auth and the registrar (issue 6) ----
+
+const REG_URI: &str = "sip:127.0.0.1:5060";
+const ALICE_CONTACT: &str = "sip:alice@127.0.0.1:5061";
+
+fn staff_harness() -> Harness {
+    let staff = StaffAuth {
+        users: [("alice".to_string(), "s3cret".to_string())].into(),
+        ..StaffAuth::default()
+    };
+    Harness {
+        ep: Endpoint::new(EndpointConfig {
+            staff,
+            ..EndpointConfig::default()
+        }),
+        t0: Instant::now(),
+    }
+}
+
+/// A REGISTER for `to_user` with Call-ID `r1@test`; `extra` holds further header lines.
+fn register(branch: &str, cseq: u32, to_user: &str, extra: &str) -> String {
+    format!(
+        "REGISTER {REG_URI} SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\n\
+From: <sip:{to_user}@127.0.0.1>;tag=r1\r\nTo: <sip:{to_user}@127.0.0.1>\r\n\
+Call-ID: r1@test\r\nCSeq: {cseq} REGISTER\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn header_values<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+impl Harness {
+    /// Sends a REGISTER without credentials and returns the 401's challenges.
+    fn challenges(&mut self, ms: u64, branch: &str) -> Vec<String> {
+        let d = self.recv(ms, &register(branch, 1, "alice", ""));
+        assert_eq!(d.statuses(), vec![401]);
+        header_values(&d.sent[0].1, "WWW-Authenticate")
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Challenge at `ms`, then an authenticated REGISTER as `user`/`password` for the To user
+    /// `to_user` with `extra` headers; returns the final response.
+    fn register_as(
+        &mut self,
+        ms: u64,
+        n: u32,
+        user: &str,
+        password: &str,
+        to_user: &str,
+        extra: &str,
+    ) -> String {
+        let challenges = self.challenges(ms, &format!("z9hG4bKc{n}"));
+        let auth = auth::answer_challenge(
+            &challenges[0],
+            "REGISTER",
+            REG_URI,
+            user,
+            password,
+            "cn1",
+            1,
+        )
+        .unwrap();
+        let d = self.recv(
+            ms,
+            &register(
+                &format!("z9hG4bKr{n}"),
+                n + 1,
+                to_user,
+                &format!("Authorization: {auth}\r\n{extra}"),
+            ),
+        );
+        assert_eq!(d.sent.len(), 1, "{d:?}");
+        d.sent[0].1.clone()
+    }
+}
+
+#[test]
+fn register_without_credentials_gets_sha256_and_md5_challenges() {
+    let mut h = staff_harness();
+    let c = h.challenges(0, "z9hG4bKc0");
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c[0].contains("algorithm=SHA-256"), "{c:?}");
+    assert!(c[1].contains("algorithm=MD5"), "{c:?}");
+    assert!(
+        c.iter()
+            .all(|c| c.contains("realm=\"ivr\"") && !c.contains("stale"))
+    );
+}
+
+#[test]
+fn register_with_the_wrong_password_is_challenged_again() {
+    let mut h = staff_harness();
+    let resp = h.register_as(
+        0,
+        1,
+        "alice",
+        "guess",
+        "alice",
+        &format!("Contact: <{ALICE_CONTACT}>\r\n"),
+    );
+    assert!(resp.starts_with("SIP/2.0 401 "), "{resp}");
+    assert_eq!(header_values(&resp, "WWW-Authenticate").len(), 2);
+    // So is an unknown user, indistinguishably.
+    let resp = h.register_as(0, 3, "mallory", "guess", "mallory", "");
+    assert!(resp.starts_with("SIP/2.0 401 "), "{resp}");
+    assert!(h.ep.contacts(h.at(0), "alice").is_empty());
+}
+
+#[test]
+fn register_with_the_right_password_binds_the_contact_then_it_expires() {
+    let mut h = staff_harness();
+    let resp = h.register_as(
+        0,
+        1,
+        "alice",
+        "s3cret",
+        "alice",
+        &format!("Contact: <{ALICE_CONTACT}>\r\nExpires: 600\r\n"),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    assert_eq!(
+        header_values(&resp, "Contact"),
+        vec![format!("<{ALICE_CONTACT}>;expires=600")]
+    );
+    let bound = h.ep.contacts(h.at(1000), "alice");
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].contact, ALICE_CONTACT);
+    assert_eq!(bound[0].source, caller());
+    // The endpoint's timer includes the expiry, and firing it purges the binding.
+    h.run_until(599_000);
+    assert_eq!(h.ep.poll_timeout(), Some(h.at(600_000)));
+    assert!(!h.ep.transactions_pending());
+    h.run_until(600_000);
+    assert!(h.ep.contacts(h.at(600_000), "alice").is_empty());
+    assert_eq!(h.ep.registrar.users().count(), 0);
+    assert_eq!(h.ep.poll_timeout(), None);
+}
+
+#[test]
+fn md5_answers_are_accepted_too() {
+    let mut h = staff_harness();
+    let c = h.challenges(0, "z9hG4bKc0");
+    let auth =
+        auth::answer_challenge(&c[1], "REGISTER", REG_URI, "alice", "s3cret", "x", 1).unwrap();
+    let d = h.recv(
+        0,
+        &register(
+            "z9hG4bKr0",
+            2,
+            "alice",
+            &format!("Authorization: {auth}\r\nContact: <{ALICE_CONTACT}>;expires=120\r\n"),
+        ),
+    );
+    assert_eq!(d.statuses(), vec![200]);
+    assert!(d.sent[0].1.contains(";expires=120"), "{}", d.sent[0].1);
+}
+
+#[test]
+fn expires_zero_removes_the_binding() {
+    let mut h = staff_harness();
+    let c = format!("Contact: <{ALICE_CONTACT}>\r\n");
+    let resp = h.register_as(0, 1, "alice", "s3cret", "alice", &c);
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    // Default expiry is max_expires.
+    assert!(resp.contains(";expires=3600"), "{resp}");
+    let resp = h.register_as(
+        10_000,
+        3,
+        "alice",
+        "s3cret",
+        "alice",
+        &format!("{c}Expires: 0\r\n"),
+    );
+    assert!(resp.starts_with("SIP/2.0 200 "), "{resp}");
+    assert!(header_values(&resp, "Contact").is_empty(), "{resp}");
+    assert!(h.ep.contacts(h.at(10_000), "alice").is_empty());
+}
+
+#[test]
+fn too_brief_an_interval_gets_423_with_min_expires() {
+    let mut h = staff_harness();
+    let resp = h.register_as(
+        0,
+        1,
+        "alice",
+        "s3cret",
+        "alice",
+        &format!("Contact: <{ALICE_CONTACT}>\r\nExpires: 30\r\n"),
+    );
+    assert!(resp.starts_with("SIP/2.0 423 Interval Too Brief"), "{resp}");
+    assert_eq!(header_values(&resp, "Min-Expires"), vec!["60"]);
+    assert!(h.ep.contacts(h.at(0), "alice").is_empty());
+}
+
+#[test]
+fn a_user_cannot_register_someone_elses_address() {
+    let mut h = staff_harness();
+    let resp = h.register_as(
+        0,
+        1,
+        "alice",
+        "s3cret",
+        "bob",
+        &format!("Contact: <{ALICE_CONTACT}>\r\n"),
+    );
+    assert!(resp.starts_with("SIP/2.0 403 "), "{resp}");
+    assert!(h.ep.contacts(h.at(0), "bob").is_empty());
+}
+
+#[test]
+fn a_stale_nonce_gets_stale_challenges() {
+    let mut h = staff_harness();
+    let c = h.challenges(0, "z9hG4bKc0");
+    let auth =
+        auth::answer_challenge(&c[0], "REGISTER", REG_URI, "alice", "s3cret", "x", 1).unwrap();
+    let later = NONCE_TTL.as_millis() as u64 + 2_000;
+    let d = h.recv(
+        later,
+        &register(
+            "z9hG4bKr0",
+            2,
+            "alice",
+            &format!("Authorization: {auth}\r\n"),
+        ),
+    );
+    assert_eq!(d.statuses(), vec![401]);
+    let c = header_values(&d.sent[0].1, "WWW-Authenticate");
+    assert_eq!(c.len(), 2);
+    assert!(c.iter().all(|c| c.contains("stale=true")), "{c:?}");
+}
+
+#[test]
+fn a_malformed_authorization_gets_400() {
+    let mut h = staff_harness();
+    let d = h.recv(
+        0,
+        &register(
+            "z9hG4bKr0",
+            1,
+            "alice",
+            "Authorization: Digest username=\"alice\r\n",
+        ),
+    );
+    assert_eq!(d.statuses(), vec![400]);
+}
+
+#[test]
+fn without_staff_users_register_is_forbidden() {
+    let mut h = Harness::new();
+    let d = h.recv(0, &register("z9hG4bKr0", 1, "alice", ""));
+    assert_eq!(d.statuses(), vec![403]);
+    assert!(
+        d.sent[0].1.contains("no staff users configured"),
+        "{}",
+        d.sent[0].1
     );
 }

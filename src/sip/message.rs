@@ -21,7 +21,7 @@ use thiserror::Error;
 pub const MAX_MESSAGE_SIZE: usize = 65_535;
 
 /// Methods this endpoint implements; anything else gets 501 with this list in `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER";
 
 /// The transport a message arrived on or leaves by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -735,6 +735,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         183 => "Session Progress",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -742,6 +743,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Request Entity Too Large",
         415 => "Unsupported Media Type",
         420 => "Bad Extension",
+        423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
