@@ -71,8 +71,14 @@ pub fn client_for<'a>(clients: &'a [Client], caller: &CallerId) -> Option<&'a Cl
     best.map(|(_, client)| client)
 }
 
-/// The multiplier of the standard rate for a call.
-pub fn rate_multiplier(after_hours: bool, client: Option<&Client>) -> f64 {
+/// The multiplier of the standard rate for a call: 1 in hours; after hours the client's agreed
+/// rate, else `after_hours_default` (the configured `billing.after_hours_multiplier`, normally
+/// [`AFTER_HOURS_RATE`]).
+pub fn rate_multiplier(
+    after_hours: bool,
+    client: Option<&Client>,
+    after_hours_default: f64,
+) -> f64 {
     if !after_hours {
         return STANDARD_RATE;
     }
@@ -82,7 +88,7 @@ pub fn rate_multiplier(after_hours: bool, client: Option<&Client>) -> f64 {
             rate_multiplier: Some(m),
             ..
         }) => *m,
-        _ => AFTER_HOURS_RATE,
+        _ => after_hours_default,
     }
 }
 
@@ -283,15 +289,15 @@ mod tests {
         let boss = list.iter().find(|c| c.name == "Boss");
         let lab = list.iter().find(|c| c.name == "Acme Lab");
         // In hours: always the standard rate.
-        assert_eq!(rate_multiplier(false, None), 1.0);
-        assert_eq!(rate_multiplier(false, acme), 1.0);
+        assert_eq!(rate_multiplier(false, None, AFTER_HOURS_RATE), 1.0);
+        assert_eq!(rate_multiplier(false, acme, AFTER_HOURS_RATE), 1.0);
         // After hours, unknown caller or no agreement: 2x.
-        assert_eq!(rate_multiplier(true, None), 2.0);
-        assert_eq!(rate_multiplier(true, lab), 2.0);
+        assert_eq!(rate_multiplier(true, None, AFTER_HOURS_RATE), 2.0);
+        assert_eq!(rate_multiplier(true, lab, AFTER_HOURS_RATE), 2.0);
         // Agreement with its own multiplier.
-        assert_eq!(rate_multiplier(true, acme), 1.5);
+        assert_eq!(rate_multiplier(true, acme, AFTER_HOURS_RATE), 1.5);
         // Agreement without a multiplier: the standard after-hours rate.
-        assert_eq!(rate_multiplier(true, boss), 2.0);
+        assert_eq!(rate_multiplier(true, boss, AFTER_HOURS_RATE), 2.0);
     }
 
     #[test]

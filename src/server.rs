@@ -291,15 +291,14 @@ fn open_memory(
                 targets,
                 DeliveryPolicy::default(),
             );
-            let mut rx = shutdown.clone();
-            let stop = async move {
-                let _ = rx.wait_for(|v| *v).await;
+            let stopped = || {
+                let mut rx = shutdown.clone();
+                async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                }
             };
-            let worker = n.spawn(stop)?;
-            let mut rx = shutdown.clone();
-            let stop = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
+            let worker = n.spawn(stopped())?;
+            let stop = stopped();
             let sla = crate::sla::spawn(
                 crate::sla::SlaWheel::new(Arc::new(SharedStore(store.clone()))),
                 n.clone(),

@@ -20,10 +20,19 @@ use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call};
 use crate::flow::{Action, DialOutcome, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
-use crate::media::{Codec, RtpIn};
+use crate::media::{Codec, Playback, RtpIn};
 use crate::sip::endpoint::{CallEvent, EndReason};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The job that ends with `playback` (at once when there is nothing to play).
+fn job(playback: Option<Playback>) -> Job {
+    Box::pin(async move {
+        if let Some(p) = playback {
+            p.await;
+        }
+    })
+}
 
 /// A finished voicemail file.
 struct Saved {
@@ -266,12 +275,7 @@ async fn execute(
                     None => warn!(call_id = %call_id, prompt = %name, "prompt missing; skipped"),
                 }
             }
-            jobs.push_back(match last {
-                Some(p) => Box::pin(async move {
-                    p.await;
-                }),
-                None => Box::pin(async {}),
-            });
+            jobs.push_back(job(last));
         }
         Action::StopPlayback => {
             info!(call_id = %call_id, event = "barge_in", "prompt stopped by caller input");
@@ -304,9 +308,7 @@ async fn execute(
             }
             let tone = ctx.media.play(beep().into());
             *recording = Some(Recording {
-                intro: Some(Box::pin(async move {
-                    tone.await;
-                })),
+                intro: Some(job(Some(tone))),
                 gate: None,
                 file: None,
                 max,
@@ -319,14 +321,8 @@ async fn execute(
             let samples: Vec<i16> = hound::WavReader::open(&path)
                 .map(|mut r| r.samples::<i16>().filter_map(Result::ok).collect())
                 .unwrap_or_default();
-            if samples.is_empty() {
-                jobs.push_back(Box::pin(async {}));
-            } else {
-                let p = ctx.media.play(samples.into());
-                jobs.push_back(Box::pin(async move {
-                    p.await;
-                }));
-            }
+            let playback = (!samples.is_empty()).then(|| ctx.media.play(samples.into()));
+            jobs.push_back(job(playback));
         }
         Action::KeepRecording { path } => match kept.unkept.take() {
             Some(saved) if saved.path.display().to_string() == path => {

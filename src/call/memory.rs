@@ -91,18 +91,8 @@ impl Memory {
     ) -> CallRecord {
         let (caller, caller_raw) = self.identify(incoming);
         let client = billing::client_for(&self.clients, &caller).cloned();
-        let rate_multiplier = if !after_hours {
-            billing::STANDARD_RATE
-        } else {
-            match &client {
-                Some(Client {
-                    agreement: true,
-                    rate_multiplier: Some(m),
-                    ..
-                }) => *m,
-                _ => self.after_hours_multiplier,
-            }
-        };
+        let rate_multiplier =
+            billing::rate_multiplier(after_hours, client.as_ref(), self.after_hours_multiplier);
         CallRecord {
             call_id: incoming.call_id.clone(),
             caller,
@@ -194,9 +184,7 @@ impl Memory {
         ticket: Option<String>,
     ) {
         let created_at = Timestamp::now();
-        let due = created_at
-            .checked_add(jiff::SignedDuration::try_from(self.callback_sla).unwrap_or_default())
-            .unwrap_or(created_at);
+        let due = crate::sla::due_at(created_at, self.callback_sla);
         let vm = NewVoicemail {
             call_id: rec.call_id.clone(),
             caller: rec.caller.as_str().to_string(),

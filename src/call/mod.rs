@@ -104,7 +104,8 @@ pub async fn run(
         events,
     };
     // Business hours and the caller's history are decided once, when the call arrives.
-    let dialled = user_part(&incoming.request_uri)
+    let dialled = Some(crate::sip::message::uri_user(&incoming.request_uri))
+        .filter(|u| !u.is_empty())
         .unwrap_or_else(|| incoming.to.user())
         .to_string();
     let mut facts = facts_for(&settings, &incoming, &dialled);
@@ -267,13 +268,6 @@ fn facts_for(settings: &CallSettings, incoming: &IncomingCall, dialled: &str) ->
         called: dialled.to_string(),
         ..Facts::default()
     }
-}
-
-/// `sip:+15550100@host;user=phone` → `+15550100`.
-fn user_part(uri: &str) -> Option<&str> {
-    let rest = uri.split_once(':')?.1;
-    let (user, _) = rest.split_once('@')?;
-    Some(user.split(';').next().unwrap_or(user)).filter(|u| !u.is_empty())
 }
 
 pub(crate) struct MediaCtx<'a> {

@@ -48,9 +48,7 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
             }
         };
         let (created_at, caller, call_id) = parse_name(&path);
-        let due = created_at
-            .checked_add(jiff::SignedDuration::try_from(memory.callback_sla).unwrap_or_default())
-            .unwrap_or(created_at);
+        let due = crate::sla::due_at(created_at, memory.callback_sla);
         let vm = NewVoicemail {
             call_id: call_id.clone(),
             caller: caller.clone(),

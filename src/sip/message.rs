@@ -444,15 +444,21 @@ impl NameAddr {
 
     /// The user part of the URI (`sip:alice@host` → `alice`), for logs and caller identity.
     pub fn user(&self) -> &str {
-        let (scheme, after_scheme) = self.uri.split_once(':').unwrap_or(("", &self.uri));
-        match after_scheme.split_once('@') {
-            Some((user, _)) => user.split(';').next().unwrap_or(user),
-            // tel:+15551230001;phone-context=... (RFC 3966) is all number.
-            None if scheme.eq_ignore_ascii_case("tel") => {
-                after_scheme.split(';').next().unwrap_or(after_scheme)
-            }
-            None => "",
+        uri_user(&self.uri)
+    }
+}
+
+/// The user part of a SIP or tel URI (`sip:alice@host;x` → `alice`, `tel:+1555;y` → `+1555`);
+/// empty when there is none.
+pub fn uri_user(uri: &str) -> &str {
+    let (scheme, after_scheme) = uri.split_once(':').unwrap_or(("", uri));
+    match after_scheme.split_once('@') {
+        Some((user, _)) => user.split(';').next().unwrap_or(user),
+        // tel:+15551230001;phone-context=... (RFC 3966) is all number.
+        None if scheme.eq_ignore_ascii_case("tel") => {
+            after_scheme.split(';').next().unwrap_or(after_scheme)
         }
+        None => "",
     }
 }
 
