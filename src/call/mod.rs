@@ -353,7 +353,11 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
             info!(call_id = %call.call_id, event = "info", content_type = content_type.as_deref().unwrap_or(""),
                   body = %String::from_utf8_lossy(&body).trim(), "INFO received");
         }
-        CallEvent::Confirmed { .. } | CallEvent::Incoming(_) | CallEvent::Ended { .. } => {}
+        CallEvent::Confirmed { .. }
+        | CallEvent::Incoming(_)
+        | CallEvent::Progress { .. }
+        | CallEvent::Answered { .. }
+        | CallEvent::Ended { .. } => {}
     }
 }
 

@@ -50,6 +50,71 @@ impl Dialog {
         }
     }
 
+    /// The dialog a UAC starts with its INVITE (§12.1.2): the remote tag, target and route set
+    /// are filled in by [`on_answer`](Self::on_answer) when the 2xx arrives. `local_uri` and
+    /// `remote_uri` are the From (without our tag) and To values of the INVITE; `cseq` its CSeq.
+    pub fn uac(
+        call_id: &str,
+        local_tag: &str,
+        local_uri: &str,
+        remote_uri: &str,
+        remote_target: &str,
+        cseq: u32,
+    ) -> Dialog {
+        Dialog {
+            call_id: call_id.to_string(),
+            local_tag: local_tag.to_string(),
+            remote_tag: None,
+            local_uri: local_uri.to_string(),
+            remote_uri: remote_uri.to_string(),
+            remote_target: remote_target.to_string(),
+            route_set: Vec::new(),
+            local_cseq: cseq,
+            remote_cseq: 0,
+        }
+    }
+
+    /// The 2xx to our INVITE established the dialog (§12.1.2): its To (with the remote tag)
+    /// becomes the remote URI, its Contact the target, its Record-Route (reversed) the route set.
+    pub fn on_answer(
+        &mut self,
+        to: &NameAddr,
+        contact: Option<&NameAddr>,
+        record_route: &[String],
+    ) {
+        self.remote_tag = to.tag.clone();
+        self.remote_uri = to.raw.clone();
+        if let Some(c) = contact {
+            self.remote_target = c.uri.clone();
+        }
+        self.route_set = record_route.iter().rev().cloned().collect();
+    }
+
+    /// Our CSeq for the next request: a re-sent INVITE (after a challenge or redirect) moves it.
+    pub fn set_local_cseq(&mut self, cseq: u32) {
+        self.local_cseq = cseq;
+    }
+
+    pub fn local_cseq(&self) -> u32 {
+        self.local_cseq
+    }
+
+    /// The ACK for a 2xx to our INVITE with CSeq `cseq` (§13.2.2.4): a request of its own, sent
+    /// along the dialog's route with the INVITE's CSeq number.
+    pub fn ack(
+        &mut self,
+        cseq: u32,
+        via_sent_by: &str,
+        via_transport: &str,
+        branch: &str,
+    ) -> (Vec<u8>, String) {
+        let saved = self.local_cseq;
+        self.local_cseq = cseq.saturating_sub(1);
+        let out = self.request("ACK", via_sent_by, via_transport, branch, &[], None);
+        self.local_cseq = saved;
+        out
+    }
+
     /// Accepts a new request from the remote side: CSeq must grow (§12.2.2).
     pub fn on_remote_request(&mut self, req: &Request) -> Result<(), DialogError> {
         if req.cseq <= self.remote_cseq && req.method != rsip::Method::Ack {
@@ -122,6 +187,9 @@ impl Dialog {
         let _ = write!(text, "To: {}\r\n", self.remote_uri);
         let _ = write!(text, "Call-ID: {}\r\n", self.call_id);
         let _ = write!(text, "CSeq: {} {method}\r\n", self.local_cseq);
+        if method == "INVITE" || method == "UPDATE" {
+            let _ = write!(text, "Contact: <sip:ivr@{via_sent_by}>\r\n");
+        }
         for r in &routes {
             let _ = write!(text, "Route: {r}\r\n");
         }

@@ -138,6 +138,15 @@ pub enum CallEvent {
     ReOffer {
         offer: Vec<u8>,
     },
+    /// A staff leg we dial: a provisional response (180 Ringing, 183 with early media).
+    Progress {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// A staff leg we dial answered (2xx, already ACKed); `body` is its SDP answer.
+    Answered {
+        body: Vec<u8>,
+    },
     /// SIP INFO inside the dialog (DTMF relay and the like).
     Info {
         content_type: Option<String>,
@@ -161,6 +170,11 @@ pub enum EndReason {
     NoAck,
     /// We answered with this final non-2xx status.
     Rejected(u16),
+    /// A leg we dialled got this final non-2xx status (486 busy, 603 declined, 487 after our
+    /// CANCEL...).
+    Declined(u16),
+    /// A leg we dialled never answered our INVITE (timer B) or our CANCEL.
+    NoResponse,
 }
 
 impl std::fmt::Display for EndReason {
@@ -171,6 +185,8 @@ impl std::fmt::Display for EndReason {
             EndReason::Cancelled => write!(f, "caller cancelled"),
             EndReason::NoAck => write!(f, "no ACK for 200 OK"),
             EndReason::Rejected(s) => write!(f, "rejected with {s}"),
+            EndReason::Declined(s) => write!(f, "declined with {s}"),
+            EndReason::NoResponse => write!(f, "no response"),
         }
     }
 }
@@ -180,6 +196,8 @@ type TxKey = (String, String, String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallState {
+    /// Our INVITE to a staff phone is out, no final response yet.
+    Calling,
     Early,
     /// 2xx sent, waiting for the ACK; `hangup_pending` when the call task already wants out.
     Answered {
@@ -207,6 +225,8 @@ struct Call {
     /// Caller and callee URIs, for the call log.
     from: String,
     to: String,
+    /// Set for the legs we dial (UAC).
+    outbound: Option<Box<uac::Outbound>>,
 }
 
 enum ServerTxKind {
@@ -238,6 +258,8 @@ pub struct Endpoint {
     dialogs: HashMap<(String, String), CallRef>,
     server_txs: HashMap<TxKey, ServerTx>,
     client_txs: HashMap<String, ClientTx>,
+    /// INVITEs we sent, by branch.
+    invite_client_txs: HashMap<String, uac::InviteClient>,
     outputs: VecDeque<Output>,
     next_call: CallRef,
     draining: bool,
@@ -261,6 +283,7 @@ impl Endpoint {
             dialogs: HashMap::new(),
             server_txs: HashMap::new(),
             client_txs: HashMap::new(),
+            invite_client_txs: HashMap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
             draining: false,
@@ -293,7 +316,9 @@ impl Endpoint {
     /// [`poll_timeout`](Self::poll_timeout) this ignores registration expiry, so a draining
     /// shell knows when it may exit.
     pub fn transactions_pending(&self) -> bool {
-        !self.server_txs.is_empty() || !self.client_txs.is_empty()
+        !self.server_txs.is_empty()
+            || !self.client_txs.is_empty()
+            || !self.invite_client_txs.is_empty()
     }
 
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
@@ -313,7 +338,15 @@ impl Endpoint {
             .client_txs
             .values()
             .filter_map(|t| t.tx.next_deadline());
-        server.chain(client).min()
+        let invites = self
+            .invite_client_txs
+            .values()
+            .filter_map(|t| t.next_deadline());
+        let cancels = self
+            .calls
+            .values()
+            .filter_map(|c| c.outbound.as_ref()?.deadline());
+        server.chain(client).chain(invites).chain(cancels).min()
     }
 
     /// One complete message from `source` over `transport`, received on our address `local`.
@@ -327,7 +360,7 @@ impl Endpoint {
     ) {
         match parse(buf) {
             Ok(Incoming::Request(req)) => self.on_request(now, *req, source, transport, local),
-            Ok(Incoming::Response(resp)) => self.on_response(now, resp),
+            Ok(Incoming::Response(resp)) => self.on_response(now, *resp),
             Err(Rejection::Respond {
                 status,
                 reason,
@@ -414,6 +447,8 @@ impl Endpoint {
             let actions = t.tx.on_timeout(now);
             self.apply_client_actions(&key, actions);
         }
+        self.invite_client_timeouts(now);
+        self.expire_cancelled_legs(now);
     }
 
     // ---- commands from call tasks ----
@@ -500,6 +535,7 @@ impl Endpoint {
             return;
         };
         match c.state {
+            CallState::Calling => self.cancel_outbound(now, call),
             CallState::Early => self.reject(now, call, 480, None),
             // §15: no BYE before the ACK (or its timeout); the ACK handler sends it.
             CallState::Answered { .. } => {
@@ -661,6 +697,7 @@ impl Endpoint {
                 invite_cseq: req.cseq,
                 from: req.from.uri.clone(),
                 to: req.to.uri.clone(),
+                outbound: None,
             },
         );
         let incoming = IncomingCall {
@@ -708,7 +745,7 @@ impl Endpoint {
                 self.end_call(call, EndReason::RemoteBye);
             }
             rsip::Method::Invite | rsip::Method::Update => {
-                if c.reoffer.is_some() || c.state == CallState::Early {
+                if c.reoffer.is_some() || matches!(c.state, CallState::Early | CallState::Calling) {
                     // §14.2: an offer while one is pending; the peer retries after a pause.
                     self.respond_with(now, key, 491, |b| b);
                     return;
@@ -826,9 +863,16 @@ impl Endpoint {
     }
 
     fn on_response(&mut self, now: Instant, resp: Response) {
-        let Some(branch) = resp.via.branch.clone() else {
+        if resp.cseq_method == "INVITE" {
+            self.on_invite_response(now, resp);
+            return;
+        }
+        let Some(mut branch) = resp.via.branch.clone() else {
             return;
         };
+        if resp.cseq_method == "CANCEL" {
+            branch.push_str("|CANCEL");
+        }
         let Some(t) = self.client_txs.get_mut(&branch) else {
             debug!(call_id = %resp.call_id, status = resp.status, "stray response dropped");
             return;
@@ -860,7 +904,10 @@ impl Endpoint {
             &[],
             None,
         );
-        let to = next_hop_addr(&next_hop, c);
+        let to = match c.outbound {
+            Some(_) => uac::outbound_next_hop(&next_hop, c.source),
+            None => next_hop_addr(&next_hop, c),
+        };
         let transport = c.peer_transport;
         info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "bye_sent", "hanging up");
         let (tx, actions) = NonInviteClientTx::new(
@@ -1092,6 +1139,10 @@ pub fn random_token(len: usize) -> String {
 
 #[path = "endpoint_register.rs"]
 mod register;
+
+#[path = "endpoint_uac.rs"]
+mod uac;
+pub use uac::{Credentials, OutboundCall};
 
 #[cfg(test)]
 #[path = "endpoint_tests.rs"]

@@ -499,12 +499,20 @@ pub struct Response {
     pub cseq: u32,
     pub cseq_method: String,
     pub to_tag: Option<String>,
+    /// The To header (with the tag the far end chose), echoed in our ACK and dialog requests.
+    pub to: Option<NameAddr>,
+    /// Every Contact (a 2xx names the remote target; a 3xx lists where to try instead).
+    pub contacts: Vec<NameAddr>,
+    pub record_route: Vec<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub raw: RawMessage,
 }
 
 #[derive(Debug)]
 pub enum Incoming {
     Request(Box<Request>),
-    Response(Response),
+    Response(Box<Response>),
 }
 
 /// Why a message could not be accepted, and what to do about it.
@@ -541,7 +549,7 @@ pub fn parse(buf: &[u8]) -> Result<Incoming, Rejection> {
         parse_request(raw).map(|r| Incoming::Request(Box::new(r)))
     } else {
         parse_response(&raw)
-            .map(Incoming::Response)
+            .map(|r| Incoming::Response(Box::new(r)))
             .map_err(Rejection::Drop)
     }
 }
@@ -702,17 +710,37 @@ fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
         .and_then(|n| n.parse().ok())
         .ok_or(ParseError::BadHeader("CSeq"))?;
     let cseq_method = cs.next().ok_or(ParseError::BadHeader("CSeq"))?.to_string();
-    let to_tag = raw
+    let to = raw
         .header_str("To")
-        .and_then(|t| NameAddr::parse(t, "To").ok())
-        .and_then(|t| t.tag);
+        .and_then(|t| NameAddr::parse(t, "To").ok());
+    let contacts = raw
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Contact"))
+        .filter_map(|h| h.value_str())
+        .flat_map(split_comma_list)
+        .filter_map(|c| NameAddr::parse(&c, "Contact").ok())
+        .collect();
+    let record_route = raw
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
+        .filter_map(|h| h.value_str())
+        .flat_map(split_comma_list)
+        .collect();
     Ok(Response {
         status,
         via,
         call_id,
         cseq,
         cseq_method,
-        to_tag,
+        to_tag: to.as_ref().and_then(|t| t.tag.clone()),
+        to,
+        contacts,
+        record_route,
+        content_type: raw.header_str("Content-Type").map(|s| s.to_string()),
+        body: raw.body.clone(),
+        raw: raw.clone(),
     })
 }
 

@@ -36,7 +36,7 @@ impl Default for Timers {
 
 impl Timers {
     /// 64*T1: timers B, F, H, J and L (32 s with the defaults).
-    fn t1x64(&self) -> Duration {
+    pub fn t1x64(&self) -> Duration {
         self.t1 * 64
     }
 }
