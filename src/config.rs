@@ -49,6 +49,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub sla: SlaConfig,
     pub staff: StaffConfig,
+    pub desk: DeskConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
@@ -124,6 +125,45 @@ impl StaffConfig {
             .filter(|(_, sess)| !sess)
             .map(|(a, _)| a)
             .collect()
+    }
+}
+
+/// `[desk]`: who the `dial` node rings, and how the bridge behaves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskConfig {
+    /// After the whisper ends, how long staff have to press 1 (seconds).
+    pub accept_timeout_s: u64,
+    /// What the caller hears while staff phones ring: "us", "uk" or "eu" ringback tone.
+    pub ringback: String,
+    /// Hosts a staff phone's 3xx may send the call to (IP literals); empty: no redirects.
+    pub redirect_hosts: Vec<String>,
+    /// How long each member rings when a dial is `sequential` (seconds).
+    pub ring_each_s: u64,
+    #[serde(default)]
+    pub groups: Vec<DeskGroupConfig>,
+}
+
+/// One `[[desk.groups]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeskGroupConfig {
+    pub name: String,
+    /// `[[staff.users]]` names and fixed `sip:user@IP:port` addresses, in ring order.
+    pub members: Vec<String>,
+}
+
+impl Config {
+    /// The checked desk groups.
+    pub fn desk_groups(&self) -> Result<crate::bridge::DeskGroups, crate::bridge::DeskError> {
+        let users: Vec<String> = self.staff.users.iter().map(|u| u.name.clone()).collect();
+        crate::bridge::DeskGroups::new(
+            self.desk
+                .groups
+                .iter()
+                .map(|g| (g.name.as_str(), g.members.as_slice())),
+            &users,
+        )
     }
 }
 
@@ -392,6 +432,23 @@ impl Config {
         crate::hours::BusinessHours::from_config(&self.hours)
             .map_err(|e| bad(e.key, &e.value, e.reason))?;
         self.validate_staff(origin)?;
+        if let Err(e) = self.desk_groups() {
+            return Err(bad("desk.groups", "", e.to_string()));
+        }
+        if !["us", "uk", "eu"].contains(&self.desk.ringback.as_str()) {
+            return Err(bad(
+                "desk.ringback",
+                &self.desk.ringback,
+                "expected \"us\", \"uk\" or \"eu\"".into(),
+            ));
+        }
+        if self.desk.accept_timeout_s == 0 || self.desk.ring_each_s == 0 {
+            return Err(bad(
+                "desk.accept_timeout_s",
+                "0",
+                "accept_timeout_s and ring_each_s must be at least 1 second".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! dialog to a media session), `config` (the `config/ivr.toml` settings).
 
 pub mod billing;
+pub mod bridge;
 pub mod call;
 pub mod config;
 pub mod flow;

@@ -124,7 +124,7 @@ enum CdrCommand {
     ///
     /// Columns: call_id, started_at, answered_at, ended_at, talk_seconds, caller, client,
     /// after_hours, agreement, rate_multiplier, agreed_terms, digits, ticket, outcome, end_reason,
-    /// repeat. Times are RFC 3339 UTC; outcome is bridged, voicemail, abandoned, closed_hours or
+    /// repeat, answered_by. Times are RFC 3339 UTC; outcome is bridged, voicemail, abandoned, closed_hours or
     /// rejected (empty while the call is live).
     ///
     /// Examples:

@@ -39,6 +39,8 @@ pub enum ServeError {
     Clients(#[from] crate::billing::BillingError),
     #[error("webhooks: {0}")]
     Webhooks(#[from] crate::notify::NotifyError),
+    #[error("desk: {0}")]
+    Desk(crate::bridge::DeskError),
     #[error("cannot listen for SIP on {addr} (is another SIP server using the port?)")]
     Bind {
         addr: SocketAddr,
@@ -89,6 +91,7 @@ pub async fn serve(
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
+    let desk = desk_settings(&config, &flows)?;
     let settings = Arc::new(CallSettings {
         prompts: Arc::new(prompts),
         flows,
@@ -102,6 +105,7 @@ pub async fn serve(
         max_duration: Duration::from_secs(config.call.max_duration_s),
         rtp_bind_ip: listen.ip(),
         rtp_ports: config.rtp_ports(),
+        desk,
     });
     let mut endpoint = Endpoint::new(EndpointConfig {
         timers: Timers {
@@ -151,6 +155,18 @@ pub async fn serve(
                     CallCommand::Reject { status, warning } => endpoint.reject(now, call, status, Some(&warning)),
                     CallCommand::AnswerReoffer(answer) => endpoint.answer_reoffer(now, call, answer),
                     CallCommand::Hangup => endpoint.hangup(now, call),
+                    CallCommand::Dial { spec, reply } => {
+                        let id = endpoint.invite(now, *spec);
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        calls.insert(id, tx);
+                        if reply.send(call::Leg { id, events: rx }).is_err() {
+                            // The call ended while asking: drop the leg at once.
+                            endpoint.hangup(now, id);
+                        }
+                    }
+                    CallCommand::Contacts { user, reply } => {
+                        let _ = reply.send(endpoint.contacts(now, &user));
+                    }
                 }
             }
             _ = tokio::time::sleep_until(timer) => {
@@ -218,6 +234,42 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSettings, ServeError> {
+    let groups = config.desk_groups().map_err(ServeError::Desk)?;
+    for flow in std::iter::once(&flows.default).chain(flows.numbers.values()) {
+        groups
+            .check_flow(flow, &flow.file.display().to_string())
+            .map_err(ServeError::Desk)?;
+    }
+    for name in groups.names() {
+        let members: Vec<&str> = groups
+            .get(name)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.label())
+            .collect();
+        info!(group = name, members = ?members, "desk group");
+    }
+    let tone: crate::media::tones::RingbackTone = config
+        .desk
+        .ringback
+        .parse()
+        .unwrap_or(crate::media::tones::RingbackTone::Us);
+    Ok(call::DeskSettings {
+        groups,
+        passwords: config
+            .staff
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect(),
+        accept_timeout: Duration::from_secs(config.desk.accept_timeout_s),
+        ring_each: Duration::from_secs(config.desk.ring_each_s),
+        ringback: crate::media::tones::ringback(tone).into(),
+        redirect_hosts: config.desk.redirect_hosts.clone(),
+    })
 }
 
 /// Wall-clock Unix seconds (the endpoint's nonce clock is anchored on it at start).

@@ -77,6 +77,7 @@ fn call(
             outcome: Some(outcome),
             end_reason: "BYE from caller".into(),
             repeat,
+            answered_by: (outcome == Outcome::Bridged).then(|| "alice".into()),
         })
         .expect("end");
 }

@@ -15,9 +15,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::dial::{DialCall, DialRequest, DialResult};
 use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call};
-use crate::flow::{Action, DialOutcome, Event, Facts, Flow, Run};
+use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
 use crate::media::{Codec, Playback, RtpIn};
@@ -95,6 +96,45 @@ impl Shell<'_, '_> {
         loop {
             while let Some(action) = pending.pop_front() {
                 let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
+                if let Action::Dial {
+                    targets,
+                    strategy,
+                    timeout,
+                    ring_each,
+                    whisper,
+                } = action
+                {
+                    let dial = DialCall {
+                        call,
+                        ctx,
+                        settings,
+                        record,
+                        summary,
+                        rtp_in: &mut rtp_in,
+                        deadline,
+                    };
+                    let req = DialRequest {
+                        targets,
+                        strategy,
+                        timeout,
+                        ring_each,
+                        whisper,
+                        ticket,
+                    };
+                    match dial.ring_desk(req).await {
+                        DialResult::Outcome(outcome) => {
+                            pending.extend(
+                                run.handle(Instant::now().into_std(), Event::DialDone(outcome)),
+                            );
+                        }
+                        DialResult::CallerGone(reason) => {
+                            run.handle(Instant::now().into_std(), Event::Hangup);
+                            summary.vars = run.vars().clone();
+                            return reason;
+                        }
+                    }
+                    continue;
+                }
                 let event = execute(
                     action,
                     call,
@@ -290,12 +330,8 @@ async fn execute(
                 *hangup_sent = true;
             }
         }
-        Action::Dial { targets, .. } => {
-            // Ringing staff phones arrives with the desk bridge; until then the flow takes its
-            // no-answer branch (voicemail), which is what a caller must get when nobody answers.
-            warn!(call_id = %call_id, event = "dial", targets = ?targets, "desk bridge not available yet; treating as no answer");
-            return Some(Event::DialDone(DialOutcome::NoAnswer));
-        }
+        // Handled by the run loop (it takes over the call while the desk rings).
+        Action::Dial { .. } => {}
         Action::Record {
             prompt,
             max,

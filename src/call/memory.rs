@@ -65,6 +65,10 @@ pub struct CallSummary {
     pub digits: String,
     pub voicemail: bool,
     pub bridged: bool,
+    /// The desk member who accepted the call.
+    pub answered_by: Option<String>,
+    /// Time connected to staff, from the moment they pressed 1.
+    pub talk: Duration,
     pub answered: bool,
     pub rejected: bool,
     pub end_reason: String,
@@ -270,8 +274,8 @@ impl Memory {
             started_at: rec.started_at,
             answered_at: rec.answered_at,
             ended_at: Some(ended_at),
-            // Talk time is time connected to staff; nobody is bridged until the desk bridge.
-            talk_seconds: 0,
+            // Talk time runs from the staff member's accept; billed by started second.
+            talk_seconds: u64::try_from(s.talk.as_millis().div_ceil(1000)).unwrap_or(u64::MAX),
             after_hours: rec.after_hours,
             agreement: rec.agreement(),
             rate_multiplier: rec.rate_multiplier,
@@ -281,6 +285,7 @@ impl Memory {
             outcome: Some(outcome),
             end_reason: s.end_reason.clone(),
             repeat: rec.repeat,
+            answered_by: s.answered_by.clone(),
         };
         info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
               rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
@@ -335,6 +340,7 @@ pub fn cdr_json(c: &Cdr) -> serde_json::Value {
         "outcome": c.outcome.map(|o| o.as_str()),
         "end_reason": c.end_reason,
         "repeat": c.repeat,
+        "answered_by": c.answered_by,
     })
 }
 

@@ -4,6 +4,7 @@
 //! The task talks to the SIP endpoint only through messages: it receives [`CallEvent`]s and sends
 //! [`CallCommand`]s, so the endpoint (one task for the whole process) never waits on a call.
 
+mod dial;
 mod driver;
 pub mod memory;
 pub mod recovery;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -24,7 +25,8 @@ use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
 use crate::media::session::{MediaHandle, MediaSession};
 use crate::media::socket;
-use crate::sip::endpoint::{CallEvent, CallRef, EndReason, IncomingCall};
+use crate::sip::endpoint::{CallEvent, CallRef, EndReason, IncomingCall, OutboundCall};
+use crate::sip::registrar::Binding;
 use crate::sip::sdp::{self, AudioEncoding, Negotiated};
 
 /// What a call task asks of the endpoint.
@@ -32,9 +34,40 @@ use crate::sip::sdp::{self, AudioEncoding, Negotiated};
 pub enum CallCommand {
     Ring,
     Accept(String),
-    Reject { status: u16, warning: String },
+    Reject {
+        status: u16,
+        warning: String,
+    },
     AnswerReoffer(Result<String, (u16, String)>),
     Hangup,
+    /// Ring a staff phone; the new leg (its reference and events) comes back on `reply`.
+    Dial {
+        spec: Box<OutboundCall>,
+        reply: oneshot::Sender<Leg>,
+    },
+    /// The live registered contacts of a staff user.
+    Contacts {
+        user: String,
+        reply: oneshot::Sender<Vec<Binding>>,
+    },
+}
+
+/// A staff leg the endpoint dialled for a call: commands go out under `id` like the call's own.
+#[derive(Debug)]
+pub struct Leg {
+    pub id: CallRef,
+    pub events: mpsc::UnboundedReceiver<CallEvent>,
+}
+
+/// The desk bridge's settings, from `[desk]` and `[staff]`.
+pub struct DeskSettings {
+    pub groups: crate::bridge::DeskGroups,
+    /// Staff user → password, to answer a staff phone's challenge.
+    pub passwords: HashMap<String, String>,
+    pub accept_timeout: Duration,
+    pub ring_each: Duration,
+    pub ringback: Arc<[i16]>,
+    pub redirect_hosts: Vec<String>,
 }
 
 pub type CommandSender = mpsc::UnboundedSender<(CallRef, CallCommand)>;
@@ -67,6 +100,7 @@ pub struct CallSettings {
     pub max_duration: Duration,
     pub rtp_bind_ip: IpAddr,
     pub rtp_ports: (u16, u16),
+    pub desk: DeskSettings,
 }
 
 pub(crate) struct Call {
@@ -74,6 +108,8 @@ pub(crate) struct Call {
     call_id: String,
     commands: CommandSender,
     events: mpsc::UnboundedReceiver<CallEvent>,
+    /// Our SIP port (for the Contact of the legs we dial).
+    sip_port: u16,
 }
 
 /// Why the call loop stopped waiting.
@@ -102,6 +138,7 @@ pub async fn run(
         call_id: incoming.call_id.clone(),
         commands,
         events,
+        sip_port: incoming.local.port(),
     };
     // Business hours and the caller's history are decided once, when the call arrives.
     let dialled = Some(crate::sip::message::uri_user(&incoming.request_uri))

@@ -153,4 +153,15 @@ impl Flow {
     pub fn node(&self, name: &str) -> Option<&NodeDef> {
         self.index.get(name).map(|i| &self.nodes[*i])
     }
+
+    /// Each `dial` node with the desk groups it rings (checked against the config at start).
+    pub fn dial_targets(&self) -> Vec<(&str, &[String])> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.node {
+                Node::Dial(d) => Some((n.name.as_str(), d.targets.as_slice())),
+                _ => None,
+            })
+            .collect()
+    }
 }

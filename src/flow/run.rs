@@ -71,6 +71,7 @@ pub enum Action {
         targets: Vec<String>,
         strategy: Strategy,
         timeout: Duration,
+        ring_each: Option<Duration>,
         whisper: Option<String>,
     },
     /// Play `prompt`, a tone, then record the caller; answer with `RecordDone`.

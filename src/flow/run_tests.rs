@@ -401,6 +401,7 @@ fn dial_outcomes_and_record() {
                 targets: vec!["desk".into()],
                 strategy: Strategy::Sequential,
                 timeout: Duration::from_secs(20),
+                ring_each: None,
                 whisper: Some("whisper".into()),
             }
         ]

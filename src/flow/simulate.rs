@@ -146,6 +146,7 @@ impl<R: BufRead, W: Write> Sim<'_, R, W> {
                     strategy,
                     timeout,
                     whisper,
+                    ..
                 } => {
                     let whisper = whisper
                         .map(|w| format!(", whisper {w}"))

@@ -95,21 +95,46 @@ impl RtpSender {
     /// Builds the next packet carrying `payload`, which holds `samples` sampling periods; the
     /// caller sets `marker` on the first packet of a talk spurt (RFC 3551 §4.1).
     pub fn next_packet(&mut self, payload: &[u8], samples: u32, marker: bool) -> Vec<u8> {
+        let buf = self.build(self.payload_type, payload, self.timestamp, marker);
+        self.timestamp = self.timestamp.wrapping_add(samples);
+        buf
+    }
+
+    /// Builds the next packet of the stream with its own payload type and timestamp: an RFC 4733
+    /// telephone-event packet, which carries the timestamp of the event's start (§2.3.1) however
+    /// late it is sent. Only the sequence number advances; the audio timestamp is left alone, so
+    /// the caller moves it on with `skip_samples` for the time the packet stands in for, and audio
+    /// after the event continues in step with wall time.
+    ///
+    /// Payload types are 7 bits; a larger value is masked (callers only pass negotiated dynamic
+    /// types, 96–127).
+    pub fn next_packet_at(
+        &mut self,
+        payload_type: u8,
+        payload: &[u8],
+        timestamp: u32,
+        marker: bool,
+    ) -> Vec<u8> {
+        self.build(payload_type & 0x7F, payload, timestamp, marker)
+    }
+
+    /// Builds one packet and counts it; advances the sequence number only.
+    fn build(&mut self, payload_type: u8, payload: &[u8], timestamp: u32, marker: bool) -> Vec<u8> {
         let builder = RtpPacketBuilder::new()
-            .payload_type(self.payload_type)
+            .payload_type(payload_type)
             .marked(marker)
             .ssrc(self.ssrc)
             .sequence(Seq::from(self.seq))
-            .timestamp(self.timestamp)
+            .timestamp(timestamp)
             .payload(payload);
         let mut buf = vec![0; builder.target_length()];
         // The checked build can only fail for a payload type above 127 or a malformed header
-        // extension; our payload type comes from `Codec` (0 or 8) and we never add extensions, and
-        // `buf` is exactly `target_length()` long, so the unchecked build is sound.
+        // extension; our payload types come from `Codec` (0 or 8) or are masked to 7 bits by
+        // `next_packet_at`, we never add extensions, and `buf` is exactly `target_length()` long,
+        // so the unchecked build is sound.
         let len = builder.build_into_unchecked(&mut buf);
         buf.truncate(len);
         self.seq = self.seq.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(samples);
         self.packets_sent += 1;
         self.octets_sent += payload.len() as u64;
         buf
@@ -169,6 +194,28 @@ mod tests {
         tx.skip_samples(800);
         let p = parse(&tx.next_packet(&[0xFF; 160], 160, true)).expect("valid RTP");
         assert_eq!((p.seq, p.timestamp), (10, 1800));
+    }
+
+    #[test]
+    fn packet_at_keeps_its_timestamp_and_leaves_the_audio_clock_alone() {
+        let mut tx = RtpSender::with_initial(Codec::Pcma, 9, 100, 5000);
+        let a = parse(&tx.next_packet(&[0xD5; 160], 160, false)).expect("valid RTP");
+        let ev = [5u8, 10, 0, 160];
+        let e1 = parse(&tx.next_packet_at(96, &ev, 5160, true)).expect("valid RTP");
+        let e2 = parse(&tx.next_packet_at(96, &ev, 5160, false)).expect("valid RTP");
+        tx.skip_samples(160);
+        let b = parse(&tx.next_packet(&[0xD5; 160], 160, false)).expect("valid RTP");
+        assert_eq!((a.seq, a.timestamp, a.payload_type), (100, 5000, 8));
+        assert_eq!(
+            (e1.seq, e1.timestamp, e1.payload_type, e1.marker),
+            (101, 5160, 96, true)
+        );
+        assert_eq!((e2.seq, e2.timestamp, e2.marker), (102, 5160, false));
+        assert_eq!(e1.payload, ev);
+        assert_eq!((b.seq, b.timestamp, b.payload_type), (103, 5320, 8));
+        assert!([e1.ssrc, e2.ssrc, b.ssrc].iter().all(|&s| s == 9));
+        assert_eq!(tx.packets_sent(), 4);
+        assert_eq!(tx.octets_sent(), 328);
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //!   of the SDP address, which fixes callers behind NAT. The latch is taken once per remote
 //!   (reset by `set_remote`); packets from any other source are then ignored, so a stranger
 //!   cannot hijack the stream by spraying packets later.
+//! - Bridging (B2BUA): `relay_to` hands every received packet, as a `RelayFrame`, to another
+//!   session's `relay_input`; that session sends it on its own stream (its SSRC, sequence and
+//!   timestamps, its codec, its telephone-event payload type) through a `RelayOut`. Priority in
+//!   each 20 ms slot: a key press of our own (`send_dtmf`), then prompts (a whisper plays before
+//!   the bridge; relayed media arriving meanwhile is dropped), then relayed audio or events, then
+//!   silence. Forwarding uses `try_send`, so a stalled session never stalls the other leg.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -33,15 +39,31 @@ use tracing::Instrument;
 
 use super::g711::Codec;
 use super::pacer::Pacer;
-use super::player::{Frame, PromptPlayer, silence_frame};
+use super::player::{FRAME_SAMPLES, Frame, PromptPlayer, silence_frame};
+use super::relay::{
+    DigitEvents, EventPacket, RelayFrame, RelayOut, RelayOutput, frame_from_packet,
+};
 use super::rtp::{self, RtpIn, RtpSender};
 use super::stats::{RtpStats, RtpStatsSnapshot};
+use super::tones::dtmf_tone;
 
 /// Packetisation time: RFC 3551's default for G.711, and what every SIP endpoint expects.
 pub const PTIME: Duration = Duration::from_millis(20);
 
 /// Received packets buffered for the consumer of `take_events` before new ones are dropped.
 const EVENT_QUEUE: usize = 256;
+
+/// Relayed frames queued into a session before the other leg's `try_send` drops them: a second of
+/// media. The session drains its input at once (into its `RelayOut`, which caps the delay), so
+/// this only fills when the task is stalled.
+const RELAY_QUEUE: usize = 50;
+
+/// Silence after an in-band key tone (`send_dtmf` without telephone-event), so that two presses
+/// of the same key in a row are heard as two.
+const INBAND_DIGIT_GAP_MS: usize = 60;
+
+/// A sender into a session's relay input (`MediaHandle::relay_input`).
+pub type RelaySender = mpsc::Sender<RelayFrame>;
 
 /// How a `play` ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +101,12 @@ enum Command {
     StopPlayback,
     SetRemote(SocketAddr),
     SetHold(bool),
+    SetTelephoneEvent(Option<u8>),
+    RelayTo(Option<RelaySender>),
+    SendDtmf {
+        digit: char,
+        duration: Duration,
+    },
     Stop {
         reply: oneshot::Sender<RtpStatsSnapshot>,
     },
@@ -93,6 +121,7 @@ pub struct MediaHandle {
     task: JoinHandle<()>,
     local_addr: Option<SocketAddr>,
     events: Option<mpsc::Receiver<RtpIn>>,
+    relay_input: RelaySender,
 }
 
 /// Namespace for starting sessions; the running state lives in the spawned task.
@@ -109,6 +138,7 @@ impl MediaSession {
     ) -> MediaHandle {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let local_addr = socket.local_addr().ok();
         let span = tracing::info_span!("media", call_id = %call_id, local = ?local_addr);
         let task = Task {
@@ -125,12 +155,18 @@ impl MediaSession {
             marker_pending: true,
             events: ev_tx,
             send_errors: 0,
+            telephone_event: None,
+            relay_out: RelayOut::new(None),
+            relay_target: None,
+            relay_full: 0,
+            digits: VecDeque::new(),
         };
         MediaHandle {
             cmd: cmd_tx,
-            task: tokio::spawn(task.run(cmd_rx).instrument(span)),
+            task: tokio::spawn(task.run(cmd_rx, relay_rx).instrument(span)),
             local_addr,
             events: Some(ev_rx),
+            relay_input: relay_tx,
         }
     }
 }
@@ -165,6 +201,42 @@ impl MediaHandle {
     /// Far end put us on hold (`sendonly`/`inactive`): stop sending until released.
     pub fn set_hold(&self, held: bool) {
         let _ = self.cmd.send(Command::SetHold(held));
+    }
+
+    /// The negotiated `telephone-event/8000` payload type of this leg (from the SDP answer), or
+    /// `None`: used to recognise received RFC 4733 packets for `relay_to` and to send events
+    /// (relayed ones and `send_dtmf`). Types outside the dynamic range 96–127 are refused.
+    pub fn set_telephone_event(&self, pt: Option<u8>) {
+        let pt = pt.filter(|&pt| {
+            let ok = (96..=127).contains(&pt);
+            if !ok {
+                tracing::warn!(pt, "telephone-event payload type outside 96–127 ignored");
+            }
+            ok
+        });
+        let _ = self.cmd.send(Command::SetTelephoneEvent(pt));
+    }
+
+    /// A sender into this session: frames pushed here go to this session's far end, encoded with
+    /// its codec (events with its telephone-event payload type), on its own RTP stream. The first
+    /// frame starts the stream if no prompt has. Prompts take precedence (relayed media is dropped
+    /// while one plays); with no relayed audio buffered the stream carries silence.
+    pub fn relay_input(&self) -> RelaySender {
+        self.relay_input.clone()
+    }
+
+    /// From now on, converts every packet received from the far end (`relay::frame_from_packet`)
+    /// and offers it to `target` without waiting (dropped if its queue is full); `None` stops.
+    /// Received packets still go to `take_events` as well.
+    pub fn relay_to(&self, target: Option<RelaySender>) {
+        let _ = self.cmd.send(Command::RelayTo(target));
+    }
+
+    /// Sends a key press to the far end: RFC 4733 events on this session's stream if a
+    /// telephone-event payload type is set (no audio meanwhile), else the in-band Q.23 tone pair,
+    /// queued like a prompt. Presses queue behind one another. Non-DTMF characters are ignored.
+    pub fn send_dtmf(&self, digit: char, duration: Duration) {
+        let _ = self.cmd.send(Command::SendDtmf { digit, duration });
     }
 
     /// Received RTP packets (from the latched source), for DTMF and recording. Can be taken once;
@@ -207,10 +279,32 @@ struct Task {
     marker_pending: bool,
     events: mpsc::Sender<RtpIn>,
     send_errors: u64,
+    /// This leg's telephone-event payload type.
+    telephone_event: Option<u8>,
+    /// Media relayed from the other leg of a bridge, waiting for its slot.
+    relay_out: RelayOut,
+    /// Where received packets are relayed (the other leg's `relay_input`).
+    relay_target: Option<RelaySender>,
+    /// Received packets the relay target had no room for.
+    relay_full: u64,
+    /// Key presses to send as RFC 4733 events; the front one is being sent.
+    digits: VecDeque<DigitEvents>,
+}
+
+/// What one packet slot carries.
+enum Slot {
+    Audio(Frame, Option<oneshot::Sender<PlayOutcome>>),
+    Events(Vec<EventPacket>),
+    /// Nothing is sent, but the slot's time passes.
+    Nothing,
 }
 
 impl Task {
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Command>,
+        mut relay_in: mpsc::Receiver<RelayFrame>,
+    ) {
         // Larger than any sane RTP packet, so truncated datagrams cannot happen in practice.
         let mut buf = vec![0u8; 2048];
         tracing::debug!(remote = %self.remote, codec = self.codec.name(), "media session started");
@@ -229,6 +323,11 @@ impl Task {
                         return;
                     }
                 },
+                // The handle holds a sender, so the channel never closes while the task runs.
+                Some(frame) = relay_in.recv() => {
+                    self.start_stream();
+                    self.relay_out.push(frame);
+                }
                 res = self.socket.recv_from(&mut buf) => match res {
                     Ok((len, from)) => self.on_datagram(&buf[..len], from, Instant::now()),
                     Err(e) => tracing::debug!(error = %e, "RTP receive failed"),
@@ -243,9 +342,7 @@ impl Task {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Play { samples, done } => {
-                if self.pacer.is_none() {
-                    self.pacer = Some(Pacer::new(Instant::now(), PTIME));
-                }
+                self.start_stream();
                 self.queue.push_back((samples, done));
             }
             Command::StopPlayback => self.end_playback(PlayOutcome::Interrupted),
@@ -261,6 +358,19 @@ impl Task {
                 tracing::info!(held, "media hold changed");
                 self.held = held;
             }
+            Command::SetTelephoneEvent(pt) => {
+                tracing::debug!(pt, "telephone-event payload type set");
+                self.telephone_event = pt;
+                self.relay_out.set_telephone_event(pt);
+                if pt.is_none() {
+                    self.digits.clear();
+                }
+            }
+            Command::RelayTo(target) => {
+                tracing::info!(relaying = target.is_some(), "media relay changed");
+                self.relay_target = target;
+            }
+            Command::SendDtmf { digit, duration } => self.queue_digit(digit, duration),
             // Handled by `run`, which must also leave the loop.
             Command::Stop { .. } => {}
         }
@@ -289,6 +399,7 @@ impl Task {
         }
         self.stats
             .on_packet(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        self.relay(&pkt);
         // A slow or absent consumer loses events rather than stalling the media task.
         let _ = self.events.try_send(pkt);
     }
@@ -305,12 +416,126 @@ impl Task {
                 .skip_samples(skipped.saturating_mul(super::player::FRAME_SAMPLES as u32));
         }
         for _ in 0..due {
-            let (frame, finished) = self.next_frame();
-            self.send_frame(&frame).await;
-            if let Some(done) = finished {
-                let _ = done.send(PlayOutcome::Finished);
+            match self.next_slot() {
+                Slot::Audio(frame, finished) => {
+                    self.send_frame(&frame).await;
+                    if let Some(done) = finished {
+                        let _ = done.send(PlayOutcome::Finished);
+                    }
+                }
+                Slot::Events(pkts) => self.send_events(&pkts).await,
+                Slot::Nothing => self.sender.skip_samples(FRAME_SAMPLES as u32),
             }
         }
+    }
+
+    /// Starts the paced stream if nothing has yet.
+    fn start_stream(&mut self) {
+        if self.pacer.is_none() {
+            self.pacer = Some(Pacer::new(Instant::now(), PTIME));
+        }
+    }
+
+    fn queue_digit(&mut self, digit: char, duration: Duration) {
+        if self.telephone_event.is_some() {
+            match DigitEvents::new(digit, duration) {
+                Some(d) => {
+                    self.start_stream();
+                    self.digits.push_back(d);
+                }
+                None => tracing::warn!(?digit, "send_dtmf: not a DTMF key; ignored"),
+            }
+            return;
+        }
+        let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        let mut samples = dtmf_tone(digit, ms);
+        if samples.is_empty() {
+            tracing::warn!(
+                ?digit,
+                "send_dtmf: not a DTMF key (or zero length); ignored"
+            );
+            return;
+        }
+        samples.resize(samples.len() + INBAND_DIGIT_GAP_MS * 8, 0);
+        // Nobody waits for the outcome: dropping the receiver is fine, `send` on a closed
+        // oneshot is ignored.
+        let (done, _) = oneshot::channel();
+        self.start_stream();
+        self.queue.push_back((samples.into(), done));
+    }
+
+    /// Offers a received packet to the relay target, if bridged.
+    fn relay(&mut self, pkt: &RtpIn) {
+        let Some(target) = &self.relay_target else {
+            return;
+        };
+        let Some(frame) = frame_from_packet(pkt, self.codec, self.telephone_event) else {
+            return;
+        };
+        match target.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.relay_full += 1;
+                if self.relay_full.is_power_of_two() {
+                    tracing::warn!(count = self.relay_full, "relay target full; packet dropped");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::info!("relay target ended; relaying stopped");
+                self.relay_target = None;
+            }
+        }
+    }
+
+    /// What this packet slot carries: our own key press first, then prompts, then relayed media.
+    fn next_slot(&mut self) -> Slot {
+        let ts = self.sender.next_timestamp();
+        while let Some(digit) = self.digits.front_mut() {
+            let pkt = digit.next_packet(ts);
+            if digit.is_done() {
+                self.digits.pop_front();
+            }
+            if let Some(pkt) = pkt {
+                self.relay_out.skip_tick();
+                return Slot::Events(vec![pkt]);
+            }
+        }
+        if self.current.is_some() || !self.queue.is_empty() {
+            self.relay_out.skip_tick();
+            let (frame, done) = self.next_frame();
+            return Slot::Audio(frame, done);
+        }
+        match self.relay_out.tick(ts) {
+            RelayOutput::Audio(pcm) => {
+                let mut payload = Vec::with_capacity(FRAME_SAMPLES);
+                self.codec.encode(&pcm, &mut payload);
+                Slot::Audio(
+                    Frame {
+                        samples: FRAME_SAMPLES as u32,
+                        payload,
+                        marker: false,
+                    },
+                    None,
+                )
+            }
+            RelayOutput::Silence => Slot::Audio(silence_frame(self.codec), None),
+            RelayOutput::Events(pkts) => Slot::Events(pkts),
+            RelayOutput::Nothing => Slot::Nothing,
+        }
+    }
+
+    /// Sends telephone-event packets in place of one audio packet: the audio timestamp moves on
+    /// by the slot either way, so audio after the event stays in step with wall time.
+    async fn send_events(&mut self, pkts: &[EventPacket]) {
+        if let (false, Some(pt)) = (self.held, self.telephone_event) {
+            for p in pkts {
+                let pkt = self
+                    .sender
+                    .next_packet_at(pt, &p.payload, p.timestamp, p.marker);
+                self.transmit(&pkt).await;
+            }
+        }
+        self.sender.skip_samples(FRAME_SAMPLES as u32);
     }
 
     /// The next frame to send, and the completion to signal once it is sent if it was the
@@ -353,8 +578,12 @@ impl Task {
         let pkt = self
             .sender
             .next_packet(&frame.payload, frame.samples, marker);
+        self.transmit(&pkt).await;
+    }
+
+    async fn transmit(&mut self, pkt: &[u8]) {
         let dest = self.latched.unwrap_or(self.remote);
-        if let Err(e) = self.socket.send_to(&pkt, dest).await {
+        if let Err(e) = self.socket.send_to(pkt, dest).await {
             self.send_errors += 1;
             // Powers of two: the first failure and then ever more rarely, not 50 lines a second.
             if self.send_errors.is_power_of_two() {
@@ -378,6 +607,10 @@ impl Task {
         tracing::info!(
             sent = self.sender.packets_sent(),
             send_errors = self.send_errors,
+            relay_full = self.relay_full,
+            relay_samples_dropped = self.relay_out.samples_dropped(),
+            relay_events = self.relay_out.events_relayed(),
+            relay_events_dropped = self.relay_out.events_dropped(),
             "media session ended: {snap}"
         );
         snap

@@ -176,3 +176,237 @@ async fn set_remote_redirects_the_stream() {
     recv(&b, Duration::from_secs(1)).await.expect("to b");
     handle.stop().await;
 }
+
+/// One RTP packet as a phone would send it.
+fn rtp(pt: u8, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    RtpSender::with_initial(Codec::Pcmu, 0x0CA1_1E55, seq, 0)
+        .next_packet_at(pt, payload, timestamp, marker)
+}
+
+/// Frame `i` of the caller's test signal: a 300 Hz tone whose level differs per frame, so
+/// every frame is recognisable and none is silence.
+fn signal_frame(i: usize) -> Vec<i16> {
+    let amp = 1000.0 + 700.0 * i as f64;
+    (0..160)
+        .map(|n| {
+            let t = (i * 160 + n) as f64 / 8000.0;
+            (amp * (2.0 * std::f64::consts::PI * 300.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bridge_transcodes_audio_and_maps_telephone_events() {
+    let phone = peer().await; // the caller's phone, the far end of leg A
+    let staff = peer().await; // the staff phone, the far end of leg B
+    let a = start(phone.local_addr().expect("addr"), Codec::Pcmu).await;
+    let b = start(staff.local_addr().expect("addr"), Codec::Pcma).await;
+    a.set_telephone_event(Some(101));
+    b.set_telephone_event(Some(96));
+
+    // B's stream exists before the bridge: the whisper plays, then silence follows.
+    let whisper = b.play(tone(0.1));
+    let mut seen = Vec::new();
+    loop {
+        let p = recv(&staff, Duration::from_secs(1))
+            .await
+            .expect("whisper, then silence");
+        let silent = p.payload.iter().all(|&x| x == 0xD5);
+        seen.push(p);
+        if silent {
+            break;
+        }
+    }
+    assert_eq!(
+        timeout(Duration::from_secs(1), whisper).await,
+        Ok(PlayOutcome::Finished)
+    );
+    let ssrc = seen[0].ssrc;
+
+    a.relay_to(Some(b.relay_input()));
+    b.relay_to(Some(a.relay_input()));
+
+    // The phone: 5 frames of silence (μ-law 0xFF, relayed as A-law silence), 20 signal frames,
+    // one key press as RFC 4733 events (PT 101), then more silence; paced at 20 ms.
+    const FRAMES: usize = 20;
+    let ev_ts = 160 * (5 + FRAMES as u32);
+    let event_payloads: Vec<[u8; 4]> = vec![
+        [5, 10, 0, 160],
+        [5, 10, 1, 64],
+        [5, 10, 1, 224],
+        [5, 0x8A, 2, 128],
+        [5, 0x8A, 2, 128],
+        [5, 0x8A, 2, 128],
+    ];
+    let a_addr = a.local_addr().expect("addr");
+    let sent_events = event_payloads.clone();
+    let phone_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PTIME);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq = 1000u16;
+        let mut audio = Vec::new();
+        for i in 0..5 + FRAMES + 10 {
+            let pcm = if (5..5 + FRAMES).contains(&i) {
+                signal_frame(i - 5)
+            } else {
+                vec![0; 160]
+            };
+            audio.clear();
+            Codec::Pcmu.encode(&pcm, &mut audio);
+            tick.tick().await;
+            let pkt = rtp(0, seq, 160 * i as u32, i == 0, &audio);
+            phone.send_to(&pkt, a_addr).await.expect("send");
+            seq = seq.wrapping_add(1);
+            if i == 5 + FRAMES - 1 {
+                for (k, payload) in sent_events.iter().enumerate() {
+                    tick.tick().await;
+                    let pkt = rtp(101, seq, ev_ts, k == 0, payload);
+                    phone.send_to(&pkt, a_addr).await.expect("send");
+                    seq = seq.wrapping_add(1);
+                }
+            }
+        }
+        phone
+    });
+
+    // Collect B's output until the event's last end packet and a few frames after it.
+    let mut after_end = None;
+    while after_end.is_none_or(|n| n > 0) {
+        let p = recv(&staff, Duration::from_secs(2))
+            .await
+            .expect("B keeps sending");
+        let is_end = p.payload_type == 96 && p.payload[1] & 0x80 != 0;
+        seen.push(p);
+        after_end = match after_end {
+            Some(n) => Some(n - 1),
+            None if is_end && seen.iter().filter(|p| p.payload_type == 96).count() == 6 => Some(3),
+            None => None,
+        };
+    }
+    let _phone = phone_task.await.expect("phone task");
+
+    // One continuous stream: same SSRC as the whisper, sequence numbers one apart.
+    for (i, p) in seen.iter().enumerate() {
+        assert_eq!(p.ssrc, ssrc, "packet {i}");
+        assert_eq!(p.seq, seen[0].seq.wrapping_add(i as u16), "packet {i}");
+        assert!(
+            [8, 96].contains(&p.payload_type),
+            "packet {i}: PT {}",
+            p.payload_type
+        );
+    }
+
+    // Audio: every signal frame, in order, transcoded μ-law → PCM → A-law, exact.
+    let whisper_frames = seen
+        .iter()
+        .position(|p| p.payload.iter().all(|&x| x == 0xD5));
+    let relayed: Vec<Vec<i16>> = seen[whisper_frames.expect("silence after whisper")..]
+        .iter()
+        .filter(|p| p.payload_type == 8 && !p.payload.iter().all(|&x| x == 0xD5))
+        .map(|p| {
+            let mut pcm = Vec::new();
+            Codec::Pcma.decode(&p.payload, &mut pcm);
+            pcm
+        })
+        .collect();
+    let expected: Vec<Vec<i16>> = (0..FRAMES)
+        .map(|i| {
+            let mut ulaw = Vec::new();
+            Codec::Pcmu.encode(&signal_frame(i), &mut ulaw);
+            let mut pcm = Vec::new();
+            Codec::Pcmu.decode(&ulaw, &mut pcm);
+            let mut alaw = Vec::new();
+            Codec::Pcma.encode(&pcm, &mut alaw);
+            let mut back = Vec::new();
+            Codec::Pcma.decode(&alaw, &mut back);
+            back
+        })
+        .collect();
+    assert_eq!(relayed.len(), FRAMES, "signal frames relayed");
+    for (i, (got, want)) in relayed.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "frame {i}");
+    }
+
+    // The key press: PT 96 on B, the payloads as sent, one timestamp, marker on the first.
+    let events: Vec<&RtpIn> = seen.iter().filter(|p| p.payload_type == 96).collect();
+    assert_eq!(
+        events
+            .iter()
+            .map(|p| p.payload.as_slice())
+            .collect::<Vec<_>>(),
+        event_payloads
+            .iter()
+            .map(|p| p.as_slice())
+            .collect::<Vec<_>>()
+    );
+    assert!(events.iter().all(|p| p.timestamp == events[0].timestamp));
+    assert_eq!(
+        events.iter().map(|p| p.marker).collect::<Vec<_>>(),
+        [true, false, false, false, false, false]
+    );
+    // Audio continues after the event on the same clock: later than the event's start.
+    let last = seen.last().expect("packets");
+    assert_eq!(last.payload_type, 8);
+    assert!((last.timestamp.wrapping_sub(events[0].timestamp) as i32) > 0);
+
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Receives from `sock` and feeds a DTMF receiver until it yields a digit.
+async fn receive_digit(
+    sock: &UdpSocket,
+    codec: Codec,
+    telephone_event: Option<u8>,
+) -> (crate::media::dtmf::DtmfDigit, Vec<RtpIn>) {
+    let mut rx = crate::media::dtmf::DtmfReceiver::new(codec, telephone_event);
+    let mut pkts = Vec::new();
+    loop {
+        let p = recv(sock, Duration::from_secs(2))
+            .await
+            .expect("packets until the digit");
+        let digit = rx.on_rtp(&p, Instant::now());
+        pkts.push(p);
+        if let Some(d) = digit {
+            return (d, pkts);
+        }
+    }
+}
+
+#[tokio::test]
+async fn send_dtmf_uses_telephone_events_when_negotiated() {
+    let far = peer().await;
+    let handle = start(far.local_addr().expect("addr"), Codec::Pcmu).await;
+    handle.set_telephone_event(Some(101));
+    handle.send_dtmf('7', Duration::from_millis(100));
+    let (digit, pkts) = receive_digit(&far, Codec::Pcmu, Some(101)).await;
+    assert_eq!(digit.digit, '7');
+    assert_eq!(digit.source, crate::media::dtmf::DtmfSource::Rfc4733);
+    assert_eq!(digit.duration_ms, 100);
+    // Nothing but the event: start (marker), updates, first end; one timestamp.
+    assert!(pkts.iter().all(|p| p.payload_type == 101));
+    assert!(pkts.iter().all(|p| p.timestamp == pkts[0].timestamp));
+    assert!(pkts[0].marker && pkts[1..].iter().all(|p| !p.marker));
+    assert_eq!(pkts.len(), 5);
+    // Two more end packets, then the stream goes on with silence.
+    for _ in 0..2 {
+        let p = recv(&far, Duration::from_secs(1)).await.expect("end");
+        assert_eq!((p.payload_type, p.payload[1] & 0x80), (101, 0x80));
+    }
+    let next = recv(&far, Duration::from_secs(1)).await.expect("silence");
+    assert_eq!(next.payload_type, 0);
+    assert_eq!(next.seq, pkts[0].seq.wrapping_add(7));
+    handle.stop().await;
+}
+
+#[tokio::test]
+async fn send_dtmf_falls_back_to_inband_tones() {
+    let far = peer().await;
+    let handle = start(far.local_addr().expect("addr"), Codec::Pcma).await;
+    handle.send_dtmf('#', Duration::from_millis(120));
+    let (digit, pkts) = receive_digit(&far, Codec::Pcma, None).await;
+    assert_eq!(digit.digit, '#');
+    assert_eq!(digit.source, crate::media::dtmf::DtmfSource::Inband);
+    assert!(pkts.iter().all(|p| p.payload_type == 8));
+    handle.stop().await;
+}

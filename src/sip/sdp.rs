@@ -545,10 +545,54 @@ pub fn answer(
     out
 }
 
+/// The telephone-event payload type in our own offers (RFC 4733; 101 by common practice).
+pub const OFFER_TELEPHONE_EVENT: u8 = 101;
+
+/// Our offer to a staff phone: G.711 in `prefer`'s order first (so a phone that speaks the
+/// caller's codec needs no transcoding), telephone-event, 20 ms, sendrecv.
+pub fn offer(
+    prefer: AudioEncoding,
+    local_ip: IpAddr,
+    local_rtp_port: u16,
+    session_id: u64,
+    session_version: u64,
+) -> String {
+    let addr = match local_ip {
+        IpAddr::V4(ip) => format!("IN IP4 {ip}"),
+        IpAddr::V6(ip) => format!("IN IP6 {ip}"),
+    };
+    let other = match prefer {
+        AudioEncoding::Pcmu => AudioEncoding::Pcma,
+        AudioEncoding::Pcma => AudioEncoding::Pcmu,
+    };
+    let (a, b) = (prefer.static_payload_type(), other.static_payload_type());
+    let te = OFFER_TELEPHONE_EVENT;
+    format!(
+        "v=0\r\no=- {session_id} {session_version} {addr}\r\ns=-\r\nc={addr}\r\nt=0 0\r\n\
+         m=audio {local_rtp_port} RTP/AVP {a} {b} {te}\r\n\
+         a=rtpmap:{a} {}/8000\r\na=rtpmap:{b} {}/8000\r\n\
+         a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n\
+         a=ptime:{PTIME_MS}\r\na=sendrecv\r\n",
+        prefer.name(),
+        other.name()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn our_offer_negotiates_back_to_the_preferred_codec() {
+        let o = super::offer(AudioEncoding::Pcma, Ipv4Addr::LOCALHOST.into(), 7000, 1, 1);
+        let parsed = parse(o.as_bytes()).unwrap();
+        let neg = negotiate(&parsed).unwrap();
+        assert_eq!(neg.encoding, AudioEncoding::Pcma);
+        assert_eq!(neg.telephone_event, Some(101));
+        assert_eq!(neg.remote_rtp, "127.0.0.1:7000".parse().unwrap());
+        assert!(o.contains("m=audio 7000 RTP/AVP 8 0 101\r\n"));
+    }
 
     fn crlf(s: &str) -> Vec<u8> {
         s.replace('\n', "\r\n").into_bytes()

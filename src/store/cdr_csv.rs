@@ -20,11 +20,12 @@
 //! | `outcome` | `bridged`, `voicemail`, `abandoned`, `closed_hours`, `rejected`; empty while live |
 //! | `end_reason` | SIP end reason |
 //! | `repeat` | repeat caller: `true` / `false` |
+//! | `answered_by` | the desk member who accepted a bridged call; empty otherwise |
 
 use super::Cdr;
 
 /// The header row of the export.
-pub const CDR_COLUMNS: [&str; 16] = [
+pub const CDR_COLUMNS: [&str; 17] = [
     "call_id",
     "started_at",
     "answered_at",
@@ -41,6 +42,7 @@ pub const CDR_COLUMNS: [&str; 16] = [
     "outcome",
     "end_reason",
     "repeat",
+    "answered_by",
 ];
 
 /// Write `cdrs` as CSV with a header row to `out`.
@@ -49,7 +51,7 @@ pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Resul
     w.write_record(CDR_COLUMNS).map_err(std::io::Error::other)?;
     let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
     for c in cdrs {
-        let record: [String; 16] = [
+        let record: [String; 17] = [
             c.call_id.clone(),
             c.started_at.to_string(),
             time(c.answered_at),
@@ -68,6 +70,7 @@ pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Resul
                 .unwrap_or_default(),
             c.end_reason.clone(),
             c.repeat.to_string(),
+            c.answered_by.clone().unwrap_or_default(),
         ];
         w.write_record(&record).map_err(std::io::Error::other)?;
     }
@@ -100,6 +103,7 @@ mod tests {
             outcome: Some(Outcome::ClosedHours),
             end_reason: "BYE from caller".into(),
             repeat: false,
+            answered_by: None,
         };
         let mut out = Vec::new();
         write_cdrs_csv(&mut out, &[cdr]).expect("write");
@@ -110,7 +114,7 @@ mod tests {
             lines.next(),
             Some(
                 "a@b,2026-11-28T03:30:00Z,2026-11-28T03:30:01Z,,0,+15551230001,\
-                 \"Smith, Jones & Co\",true,true,1.5,true,51,,closed_hours,BYE from caller,false"
+                 \"Smith, Jones & Co\",true,true,1.5,true,51,,closed_hours,BYE from caller,false,"
             )
         );
         assert_eq!(lines.next(), None);

@@ -210,7 +210,7 @@ impl Store for SqliteStore {
             tx.execute(
                 &format!(
                     "INSERT INTO calls ({CDR_COLUMNS_SQL}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
                      ON CONFLICT (call_id) DO UPDATE SET \
                      client = excluded.client, answered_at = excluded.answered_at, \
                      ended_at = excluded.ended_at, talk_seconds = excluded.talk_seconds, \
@@ -218,7 +218,7 @@ impl Store for SqliteStore {
                      rate_multiplier = excluded.rate_multiplier, \
                      agreed_terms = excluded.agreed_terms, digits = excluded.digits, \
                      ticket = excluded.ticket, outcome = excluded.outcome, \
-                     end_reason = excluded.end_reason"
+                     end_reason = excluded.end_reason, answered_by = excluded.answered_by"
                 ),
                 rusqlite::params![
                     cdr.call_id,
@@ -239,6 +239,7 @@ impl Store for SqliteStore {
                     cdr.outcome.map(Outcome::as_str),
                     cdr.end_reason,
                     cdr.repeat,
+                    cdr.answered_by,
                 ],
             )?;
             Ok(())

@@ -37,10 +37,16 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             .collect::<Result<_, _>>()
             .expect("rows")
     };
-    assert_eq!(versions(), [(1, "init".to_string())]);
+    assert_eq!(
+        versions(),
+        [(1, "init".to_string()), (2, "answered_by".to_string())]
+    );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).expect("reopen"));
-    assert_eq!(versions(), [(1, "init".to_string())]);
+    assert_eq!(
+        versions(),
+        [(1, "init".to_string()), (2, "answered_by".to_string())]
+    );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
     assert_eq!(cdrs.len(), 1);
     assert_eq!(cdrs[0].caller, "+15551230001");
@@ -64,7 +70,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -126,6 +132,7 @@ fn call_start_and_end_make_one_complete_cdr() {
         outcome: Some(Outcome::Bridged),
         end_reason: "BYE from caller".into(),
         repeat: true, // ignored too: decided at the start
+        answered_by: Some("alice".into()),
     };
     store.call_ended(&cdr).expect("end");
     let row: (
@@ -209,6 +216,7 @@ fn call_end_without_start_still_leaves_a_cdr() {
         outcome: Some(Outcome::Abandoned),
         end_reason: "CANCEL".into(),
         repeat: false,
+        answered_by: None,
     };
     store.call_ended(&cdr).expect("end");
     assert_eq!(store.cdrs_between(None, None).expect("cdrs"), [cdr]);

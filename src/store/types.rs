@@ -127,6 +127,8 @@ pub struct Cdr {
     /// SIP end reason (`BYE from caller`, `487 Request Terminated`, ...).
     pub end_reason: String,
     pub repeat: bool,
+    /// The desk member who accepted the call, when it was bridged.
+    pub answered_by: Option<String>,
 }
 
 /// A voicemail to store.

@@ -3,10 +3,12 @@
 //! ```toml
 //! [nodes.ring_desk]
 //! type = "dial"
-//! targets = ["desk"]            # desk groups or SIP URIs, resolved by the bridge
-//! strategy = "simultaneous"     # or "sequential"
-//! timeout = "30s"               # ring time (per target when sequential)
-//! whisper = "staff_whisper"     # optional prompt staff hear before they are connected
+//! targets = ["desk"]            # desk groups from config ([[desk.groups]]); never addresses
+//! strategy = "simultaneous"     # or "sequential": members in order
+//! timeout = "30s"               # overall ring time
+//! ring_each = "15s"             # sequential: per member (default: [desk] ring_each_s)
+//! whisper = "whisper_accept"    # optional: the "press 1 to accept" prompt staff hear after
+//!                               # who is calling (default: whisper_accept)
 //! on_no_answer = "voicemail"
 //! on_busy = "voicemail"         # optional, default: on_no_answer
 //! on_failed = "voicemail"       # optional, default: on_no_answer
@@ -55,6 +57,7 @@ pub struct Dial {
     pub targets: Vec<String>,
     pub strategy: Strategy,
     pub timeout: Duration,
+    pub ring_each: Option<Duration>,
     pub whisper: Option<Prompt>,
     pub on_no_answer: Target,
     pub on_busy: Option<Target>,
@@ -66,7 +69,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Dial> {
     if !r.has("targets") {
         r.missing(
             "targets",
-            "add `targets = [\"desk\"]`: desk groups or SIP URIs to ring",
+            "add `targets = [\"desk\"]`: desk groups (config [[desk.groups]]) to ring",
         );
     }
     let targets: Vec<String> = r
@@ -81,7 +84,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Dial> {
         r.error(
             &at,
             msg,
-            Some("name at least one desk group or SIP URI".into()),
+            Some("name at least one desk group from the config".into()),
         );
     }
     let strategy = match r.string("strategy") {
@@ -98,6 +101,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Dial> {
         }
     };
     let timeout = r.duration("timeout").unwrap_or(Duration::from_secs(30));
+    let ring_each = r.duration("ring_each");
     let whisper = r.prompt("whisper");
     let on_no_answer = r.required_target(
         "on_no_answer",
@@ -110,6 +114,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Dial> {
         targets,
         strategy,
         timeout,
+        ring_each,
         whisper,
         on_no_answer: on_no_answer?,
         on_busy,
@@ -139,6 +144,7 @@ impl Dial {
             targets: self.targets.clone(),
             strategy: self.strategy,
             timeout: self.timeout,
+            ring_each: self.ring_each,
             whisper: self.whisper.as_ref().map(|p| p.name.clone()),
         });
         Step::Wait(Wait::Dial)

@@ -1,0 +1,175 @@
+//! Desk groups from `[desk]` in config: each member is a registered staff user (rung at every
+//! phone it has registered) or a fixed SIP address (an IP literal: the line does no DNS).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+use crate::sip::dialog::uri_host_port;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DeskError {
+    #[error(
+        "desk group {group:?}: member {member:?} is neither a [[staff.users]] name nor a SIP \
+         address with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); the line does no DNS"
+    )]
+    BadMember { group: String, member: String },
+    #[error("desk group {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("desk group name {0:?}: use letters, digits, - and _")]
+    BadName(String),
+    #[error(
+        "call flow {flow}: node `{node}` dials {group:?}, which is not a desk group \
+         (configured: {known}); add it under [[desk.groups]] in the config"
+    )]
+    UnknownGroup {
+        flow: String,
+        node: String,
+        group: String,
+        known: String,
+    },
+}
+
+/// One member of a desk group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// A `[[staff.users]]` name: rung at its registered contacts; unregistered means skipped.
+    User(String),
+    /// A phone at a fixed address.
+    Static {
+        uri: String,
+        destination: SocketAddr,
+    },
+}
+
+impl Member {
+    pub fn label(&self) -> &str {
+        match self {
+            Member::User(u) => u,
+            Member::Static { uri, .. } => uri,
+        }
+    }
+}
+
+/// The configured groups, by name.
+#[derive(Clone, Debug, Default)]
+pub struct DeskGroups {
+    groups: BTreeMap<String, Vec<Member>>,
+}
+
+impl DeskGroups {
+    /// Checks and resolves the config's groups; `users` are the staff user names.
+    pub fn new<'a>(
+        groups: impl IntoIterator<Item = (&'a str, &'a [String])>,
+        users: &[String],
+    ) -> Result<DeskGroups, DeskError> {
+        let mut out = BTreeMap::new();
+        for (name, members) in groups {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(DeskError::BadName(name.to_string()));
+            }
+            let resolved = members
+                .iter()
+                .map(|m| parse_member(m, users))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    let bad = members
+                        .iter()
+                        .find(|m| parse_member(m, users).is_none())
+                        .cloned()
+                        .unwrap_or_default();
+                    DeskError::BadMember {
+                        group: name.to_string(),
+                        member: bad,
+                    }
+                })?;
+            if out.insert(name.to_string(), resolved).is_some() {
+                return Err(DeskError::Duplicate(name.to_string()));
+            }
+        }
+        Ok(DeskGroups { groups: out })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[Member]> {
+        self.groups.get(name).map(Vec::as_slice)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    /// Every `dial` target of `flow` must be a group here (checked at start, like prompts).
+    pub fn check_flow(&self, flow: &crate::flow::Flow, file: &str) -> Result<(), DeskError> {
+        for (node, targets) in flow.dial_targets() {
+            for t in targets {
+                if self.get(t).is_none() {
+                    let known: Vec<&str> = self.names().collect();
+                    return Err(DeskError::UnknownGroup {
+                        flow: file.to_string(),
+                        node: node.to_string(),
+                        group: t.clone(),
+                        known: if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_member(m: &str, users: &[String]) -> Option<Member> {
+    if users.iter().any(|u| u == m) {
+        return Some(Member::User(m.to_string()));
+    }
+    let lower = m.to_ascii_lowercase();
+    if !lower.starts_with("sip:") {
+        return None;
+    }
+    let (host, port) = uri_host_port(m)?;
+    let ip = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    Some(Member::Static {
+        uri: m.to_string(),
+        destination: SocketAddr::new(ip, port.unwrap_or(5060)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_users_or_ip_addresses() {
+        let users = vec!["alice".to_string()];
+        let members = vec!["alice".to_string(), "sip:desk@192.0.2.10:5070".to_string()];
+        let g = DeskGroups::new([("desk", members.as_slice())], &users).unwrap();
+        assert_eq!(
+            g.get("desk").unwrap(),
+            &[
+                Member::User("alice".into()),
+                Member::Static {
+                    uri: "sip:desk@192.0.2.10:5070".into(),
+                    destination: "192.0.2.10:5070".parse().unwrap()
+                }
+            ]
+        );
+        for bad in ["bob", "sip:desk@pbx.example.com", "tel:+15551230001"] {
+            let members = vec![bad.to_string()];
+            assert_eq!(
+                DeskGroups::new([("desk", members.as_slice())], &users).unwrap_err(),
+                DeskError::BadMember {
+                    group: "desk".into(),
+                    member: bad.into()
+                }
+            );
+        }
+    }
+}

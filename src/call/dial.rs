@@ -1,0 +1,680 @@
+//! Rings the desk on a live call and bridges the caller to whoever accepts: the async shell
+//! around the sans-IO [`Dialer`] and the media relay.
+//!
+//! While staff phones ring the caller hears a locally generated ringback tone (the caller's call
+//! is already answered, so ringback is audio, not a 180). A phone that answers gets its own media
+//! session: it hears the whisper (who is calling, then "press 1 to accept"), and its digits
+//! (RFC 4733, INFO or in-band) go to the dialer. The winner's session and the caller's are then
+//! cross-connected (`relay_to`), which transcodes, keeps each side's RTP stream continuous and
+//! passes RFC 4733 events through; SIP INFO digits are turned into RFC 4733 for the other side.
+//! BYE on either side ends both. Every leg is dropped (CANCEL or BYE) when the dial ends, and
+//! when the caller hangs up.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::memory::{CallRecord, CallSummary};
+use super::{Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, handle_mid_call};
+use crate::bridge::{DialAction, DialPlan, Dialer, LegEvent, LegId, Member};
+use crate::flow::{DialOutcome, Strategy};
+use crate::media::dtmf::{DtmfReceiver, parse_info};
+use crate::media::session::{MediaHandle, MediaSession};
+use crate::media::{RtpIn, socket};
+use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
+use crate::sip::sdp::{self, Negotiated};
+
+/// The `dial` node's request.
+pub(super) struct DialRequest {
+    pub targets: Vec<String>,
+    pub strategy: Strategy,
+    pub timeout: Duration,
+    pub ring_each: Option<Duration>,
+    /// The "press 1 to accept" prompt; `whisper_accept` when the node names none.
+    pub whisper: Option<String>,
+    /// The ticket number the caller typed, if any (said in the whisper).
+    pub ticket: Option<String>,
+}
+
+/// How a dial ended for the call.
+pub(super) enum DialResult {
+    /// The flow goes on: `Answered` after a bridged call the staff side ended.
+    Outcome(DialOutcome),
+    /// The caller hung up (while ringing or while bridged).
+    CallerGone(EndReason),
+}
+
+/// One phone to ring.
+struct Contact {
+    member: String,
+    uri: String,
+    destination: SocketAddr,
+    credentials: Option<Credentials>,
+}
+
+enum Internal {
+    Leg(LegId, CallEvent),
+    Rtp(LegId, RtpIn),
+    WhisperDone(LegId),
+}
+
+/// A staff phone being rung, whispered to or bridged.
+struct LiveLeg {
+    id: CallRef,
+    member: String,
+    /// The RTP socket offered in the INVITE, until the answer starts the media session.
+    socket: Option<UdpSocket>,
+    local_ip: IpAddr,
+    rtp_port: u16,
+    media: Option<MediaHandle>,
+    neg: Option<(sdp::SessionDescription, Negotiated)>,
+    dtmf: Option<DtmfReceiver>,
+    sdp_version: u64,
+}
+
+/// Everything of the call the dial needs.
+pub(super) struct DialCall<'c, 'm> {
+    pub call: &'c mut Call,
+    pub ctx: &'c mut MediaCtx<'m>,
+    pub settings: &'c CallSettings,
+    pub record: &'c CallRecord,
+    pub summary: &'c mut CallSummary,
+    pub rtp_in: &'c mut Option<mpsc::Receiver<RtpIn>>,
+    pub deadline: Instant,
+}
+
+impl DialCall<'_, '_> {
+    pub async fn ring_desk(self, req: DialRequest) -> DialResult {
+        let DialCall {
+            call,
+            ctx,
+            settings,
+            record,
+            summary,
+            rtp_in,
+            deadline,
+        } = self;
+        let call_id = call.call_id.clone();
+        let members = resolve(call, settings, &req.targets).await;
+        let plan = DialPlan {
+            strategy: req.strategy,
+            timeout: req.timeout,
+            ring_each: req.ring_each.unwrap_or(settings.desk.ring_each),
+            accept_timeout: settings.desk.accept_timeout,
+            contacts: members.iter().map(Vec::len).collect(),
+        };
+        info!(call_id = %call_id, event = "dial", targets = ?req.targets, strategy = ?req.strategy,
+              phones = plan.contacts.iter().sum::<usize>(), "ringing the desk");
+        let whisper = whisper_prompts(settings, record, &req);
+        let (itx, mut irx) = mpsc::unbounded_channel::<Internal>();
+        let (mut dialer, first) = Dialer::start(plan, Instant::now().into_std());
+        let mut legs: HashMap<LegId, LiveLeg> = HashMap::new();
+        let mut d = Dialing {
+            call_id: call_id.clone(),
+            settings,
+            record,
+            members,
+            whisper,
+            itx,
+            caller_codec: ctx.neg.encoding,
+            local_ip: ctx.local_ip,
+        };
+        let mut ringback = Some(ctx.media.play(settings.desk.ringback.clone()));
+        let mut actions: std::collections::VecDeque<DialAction> = first.into();
+        let winner = loop {
+            let mut bridged = None;
+            while let Some(a) = actions.pop_front() {
+                match a {
+                    DialAction::Bridge(leg) => bridged = Some(leg),
+                    DialAction::Finish(outcome) => {
+                        ctx.media.stop_playback();
+                        info!(call_id = %call_id, event = "dial_done", outcome = outcome.as_str(), "nobody accepted");
+                        return DialResult::Outcome(outcome);
+                    }
+                    other => {
+                        let more = d.execute(call, &mut legs, other).await;
+                        actions.extend(more.into_iter().flat_map(|(leg, ev)| {
+                            dialer.on_leg(Instant::now().into_std(), leg, ev)
+                        }));
+                    }
+                }
+            }
+            if let Some(leg) = bridged {
+                break leg;
+            }
+            let timer = legs
+                .values()
+                .filter_map(|l| l.dtmf.as_ref()?.poll_at())
+                .chain(dialer.poll_timeout())
+                .min()
+                .map(Instant::from_std)
+                .unwrap_or(deadline)
+                .min(deadline);
+            let ringing = ringback.is_some();
+            tokio::select! {
+                _ = async { if let Some(r) = ringback.as_mut() { r.await; } }, if ringing => {
+                    // One cadence cycle ended: the next one.
+                    ringback = Some(ctx.media.play(settings.desk.ringback.clone()));
+                }
+                ev = call.events.recv() => match ev {
+                    Some(CallEvent::Ended { reason }) => {
+                        info!(call_id = %call_id, event = "dial_abandoned", %reason, "caller hung up while the desk was rung");
+                        for a in dialer.abort() {
+                            d.execute(call, &mut legs, a).await;
+                        }
+                        return DialResult::CallerGone(reason);
+                    }
+                    None => {
+                        for a in dialer.abort() {
+                            d.execute(call, &mut legs, a).await;
+                        }
+                        return DialResult::CallerGone(EndReason::LocalBye);
+                    }
+                    // Digits from the caller while it rings are not commands.
+                    Some(CallEvent::Info { .. }) => {}
+                    Some(other) => handle_mid_call(call, ctx, other),
+                },
+                _ = recv_rtp(rtp_in) => {}
+                Some(msg) = irx.recv() => {
+                    let now = Instant::now().into_std();
+                    for (leg, ev) in d.on_internal(call, &mut legs, msg).await {
+                        actions.extend(dialer.on_leg(now, leg, ev));
+                    }
+                }
+                _ = tokio::time::sleep_until(timer) => {
+                    let now = Instant::now().into_std();
+                    for (leg, l) in legs.iter_mut() {
+                        if let Some(digit) = l.dtmf.as_mut().and_then(|r| r.poll(now)) {
+                            actions.extend(dialer.on_leg(now, *leg, LegEvent::Digit(digit.digit)));
+                        }
+                    }
+                    actions.extend(dialer.handle_timeout(now));
+                    if Instant::now() >= deadline {
+                        actions.extend(dialer.abort());
+                        actions.push_back(DialAction::Finish(DialOutcome::NoAnswer));
+                    }
+                }
+            }
+        };
+        let Some(mut leg) = legs.remove(&winner) else {
+            return DialResult::Outcome(DialOutcome::Failed);
+        };
+        // The others are being dropped; their sessions end with their handles.
+        drop(legs);
+        ctx.media.stop_playback();
+        bridge(
+            call, ctx, &mut leg, &mut irx, winner, rtp_in, deadline, summary,
+        )
+        .await
+    }
+}
+
+/// The per-dial state the actions need.
+struct Dialing<'a> {
+    call_id: String,
+    settings: &'a CallSettings,
+    record: &'a CallRecord,
+    members: Vec<Vec<Contact>>,
+    whisper: Vec<Arc<[i16]>>,
+    itx: mpsc::UnboundedSender<Internal>,
+    caller_codec: sdp::AudioEncoding,
+    local_ip: IpAddr,
+}
+
+impl Dialing<'_> {
+    /// Carries out a dialer action; returns leg events it produced at once (a failed start).
+    async fn execute(
+        &mut self,
+        call: &mut Call,
+        legs: &mut HashMap<LegId, LiveLeg>,
+        action: DialAction,
+    ) -> Vec<(LegId, LegEvent)> {
+        match action {
+            DialAction::Start {
+                leg,
+                member,
+                contact,
+            } => {
+                let started = match self.members.get(member).and_then(|m| m.get(contact)) {
+                    Some(c) => self.start_leg(call, leg, c).await,
+                    None => None,
+                };
+                match started {
+                    Some(live) => {
+                        legs.insert(leg, live);
+                        Vec::new()
+                    }
+                    None => vec![(leg, LegEvent::Ended(EndReason::NoResponse))],
+                }
+            }
+            DialAction::Drop(leg) => {
+                if let Some(l) = legs.get_mut(&leg) {
+                    info!(call_id = %self.call_id, member = %l.member, event = "dial_leg_drop", "dropping staff phone");
+                    send(call, l.id, CallCommand::Hangup);
+                    // Dropping the handle ends the leg's media session.
+                    l.media = None;
+                    l.socket = None;
+                }
+                Vec::new()
+            }
+            DialAction::Whisper(leg) => {
+                if let Some(l) = legs.get(&leg)
+                    && let Some(m) = l.media.as_ref()
+                {
+                    info!(call_id = %self.call_id, member = %l.member, event = "whisper", "staff answered; whispering");
+                    let mut last = None;
+                    for p in &self.whisper {
+                        last = Some(m.play(p.clone()));
+                    }
+                    let itx = self.itx.clone();
+                    tokio::spawn(async move {
+                        if let Some(p) = last {
+                            p.await;
+                        }
+                        let _ = itx.send(Internal::WhisperDone(leg));
+                    });
+                }
+                Vec::new()
+            }
+            DialAction::Bridge(_) | DialAction::Finish(_) => Vec::new(),
+        }
+    }
+
+    /// Binds the leg's RTP port, sends the INVITE, and forwards the leg's events.
+    async fn start_leg(&self, call: &mut Call, leg: LegId, c: &Contact) -> Option<LiveLeg> {
+        let settings = self.settings;
+        let local_ip = route_ip(c.destination).unwrap_or(self.local_ip);
+        let (socket, rtp_port) = match socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(call_id = %self.call_id, error = %e, "no RTP port for a staff leg; skipping that phone");
+                return None;
+            }
+        };
+        let offer = sdp::offer(
+            self.caller_codec,
+            local_ip,
+            rtp_port,
+            u64::from(rand::random::<u32>()),
+            1,
+        );
+        let client = self.record.client.as_ref().map(|c| c.name.clone());
+        let display = match (&client, self.record.repeat) {
+            (Some(name), true) => format!("{name} (repeat caller)"),
+            (Some(name), false) => name.clone(),
+            (None, true) => format!("{} (repeat caller)", self.record.caller.as_str()),
+            (None, false) => self.record.caller.as_str().to_string(),
+        };
+        let spec = OutboundCall {
+            request_uri: c.uri.clone(),
+            destination: c.destination,
+            local: SocketAddr::new(local_ip, call.sip_port),
+            display_name: display,
+            from_user: sip_user(self.record.caller.as_str()),
+            sdp: offer,
+            credentials: c.credentials.clone(),
+            redirect_hosts: settings.desk.redirect_hosts.clone(),
+            extra_headers: vec![("X-IVR-Call-ID".into(), self.call_id.clone())],
+        };
+        let (reply, rx) = oneshot::channel();
+        call.send(CallCommand::Dial {
+            spec: Box::new(spec),
+            reply,
+        });
+        let Leg { id, mut events } = rx.await.ok()?;
+        info!(call_id = %self.call_id, member = %c.member, uri = %c.uri, leg = id, event = "dial_leg", "ringing staff phone");
+        let itx = self.itx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                if itx.send(Internal::Leg(leg, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(LiveLeg {
+            id,
+            member: c.member.clone(),
+            socket: Some(socket),
+            local_ip,
+            rtp_port,
+            media: None,
+            neg: None,
+            dtmf: None,
+            sdp_version: 1,
+        })
+    }
+
+    /// Turns what a leg reports into dialer events.
+    async fn on_internal(
+        &mut self,
+        call: &mut Call,
+        legs: &mut HashMap<LegId, LiveLeg>,
+        msg: Internal,
+    ) -> Vec<(LegId, LegEvent)> {
+        let now = Instant::now().into_std();
+        match msg {
+            Internal::WhisperDone(leg) => vec![(leg, LegEvent::WhisperDone)],
+            Internal::Rtp(leg, pkt) => legs
+                .get_mut(&leg)
+                .and_then(|l| l.dtmf.as_mut()?.on_rtp(&pkt, now))
+                .map(|d| vec![(leg, LegEvent::Digit(d.digit))])
+                .unwrap_or_default(),
+            Internal::Leg(leg, ev) => {
+                let Some(l) = legs.get_mut(&leg) else {
+                    return Vec::new();
+                };
+                match ev {
+                    CallEvent::Progress { .. } => vec![(leg, LegEvent::Ringing)],
+                    CallEvent::Answered { body } => match self.answered(l, leg, &body) {
+                        Ok(()) => vec![(leg, LegEvent::Answered)],
+                        Err(why) => {
+                            warn!(call_id = %self.call_id, member = %l.member, reason = %why, "staff phone's SDP answer unusable; dropping it");
+                            send(call, l.id, CallCommand::Hangup);
+                            vec![(leg, LegEvent::Ended(EndReason::Declined(488)))]
+                        }
+                    },
+                    CallEvent::Info { content_type, body } => l
+                        .dtmf
+                        .as_mut()
+                        .and_then(|r| r.on_info(content_type.as_deref(), &body, now))
+                        .map(|d| vec![(leg, LegEvent::Digit(d.digit))])
+                        .unwrap_or_default(),
+                    CallEvent::ReOffer { offer } => {
+                        let media = l.media.take();
+                        answer_leg_reoffer(call, l, media.as_ref(), &offer);
+                        l.media = media;
+                        Vec::new()
+                    }
+                    CallEvent::Ended { reason } => {
+                        l.media = None;
+                        l.socket = None;
+                        vec![(leg, LegEvent::Ended(reason))]
+                    }
+                    CallEvent::Incoming(_) | CallEvent::Confirmed { .. } => Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// The leg answered: start its media session on the socket we offered.
+    fn answered(&mut self, l: &mut LiveLeg, leg: LegId, body: &[u8]) -> Result<(), String> {
+        let (answer, neg) = super::negotiate(body)?;
+        let socket = l.socket.take().ok_or("no RTP socket")?;
+        let codec = codec_of(neg.encoding);
+        let mut media = MediaSession::start(socket, neg.remote_rtp, codec, self.call_id.clone());
+        media.set_telephone_event(neg.telephone_event);
+        media.set_hold(!neg.direction.answer().we_send());
+        if let Some(mut rx) = media.take_events() {
+            let itx = self.itx.clone();
+            tokio::spawn(async move {
+                while let Some(pkt) = rx.recv().await {
+                    if itx.send(Internal::Rtp(leg, pkt)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        info!(call_id = %self.call_id, member = %l.member, codec = codec.name(), remote_rtp = %neg.remote_rtp,
+              telephone_event = ?neg.telephone_event, "staff leg media started");
+        l.dtmf = Some(DtmfReceiver::new(codec, neg.telephone_event));
+        l.neg = Some((answer, neg));
+        l.media = Some(media);
+        Ok(())
+    }
+}
+
+/// The caller and the accepting staff phone, connected until one of them hangs up.
+#[allow(clippy::too_many_arguments)]
+async fn bridge(
+    call: &mut Call,
+    ctx: &mut MediaCtx<'_>,
+    leg: &mut LiveLeg,
+    irx: &mut mpsc::UnboundedReceiver<Internal>,
+    winner: LegId,
+    rtp_in: &mut Option<mpsc::Receiver<RtpIn>>,
+    deadline: Instant,
+    summary: &mut CallSummary,
+) -> DialResult {
+    let call_id = call.call_id.clone();
+    let Some(staff) = leg.media.take() else {
+        return DialResult::Outcome(DialOutcome::Failed);
+    };
+    staff.stop_playback();
+    ctx.media.set_telephone_event(ctx.neg.telephone_event);
+    ctx.media.relay_to(Some(staff.relay_input()));
+    staff.relay_to(Some(ctx.media.relay_input()));
+    let accepted = Instant::now();
+    summary.bridged = true;
+    summary.answered_by = Some(leg.member.clone());
+    info!(call_id = %call_id, member = %leg.member, event = "bridged", "caller connected to staff");
+    let result = loop {
+        tokio::select! {
+            ev = call.events.recv() => match ev {
+                Some(CallEvent::Ended { reason }) => {
+                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "caller", %reason, "caller hung up; hanging up staff");
+                    send(call, leg.id, CallCommand::Hangup);
+                    break DialResult::CallerGone(reason);
+                }
+                None => {
+                    send(call, leg.id, CallCommand::Hangup);
+                    break DialResult::CallerGone(EndReason::LocalBye);
+                }
+                Some(CallEvent::Info { content_type, body }) => {
+                    // INFO digits become RFC 4733 (or tones) towards staff.
+                    if let Some(d) = parse_info(content_type.as_deref(), &body) {
+                        info!(call_id = %call_id, event = "dtmf_relay", digit = %d.digit, from = "caller", "INFO digit relayed");
+                        staff.send_dtmf(d.digit, Duration::from_millis(u64::from(d.duration_ms.clamp(40, 2000))));
+                    }
+                }
+                Some(other) => handle_mid_call(call, ctx, other),
+            },
+            Some(msg) = irx.recv() => match msg {
+                Internal::Leg(l, CallEvent::Ended { reason }) if l == winner => {
+                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "staff", %reason, "staff hung up");
+                    break DialResult::Outcome(DialOutcome::Answered);
+                }
+                Internal::Leg(l, CallEvent::Info { content_type, body }) if l == winner => {
+                    if let Some(d) = parse_info(content_type.as_deref(), &body) {
+                        info!(call_id = %call_id, event = "dtmf_relay", digit = %d.digit, from = "staff", "INFO digit relayed");
+                        ctx.media.send_dtmf(d.digit, Duration::from_millis(u64::from(d.duration_ms.clamp(40, 2000))));
+                    }
+                }
+                Internal::Leg(l, CallEvent::ReOffer { offer }) if l == winner => {
+                    answer_leg_reoffer(call, leg, Some(&staff), &offer);
+                }
+                _ => {}
+            },
+            _ = recv_rtp(rtp_in) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                info!(call_id = %call_id, event = "max_duration", "bridged call reached the maximum duration");
+                send(call, leg.id, CallCommand::Hangup);
+                break DialResult::Outcome(DialOutcome::Answered);
+            }
+        }
+    };
+    ctx.media.relay_to(None);
+    summary.talk = accepted.elapsed();
+    info!(call_id = %call_id, member = %leg.member, event = "bridge_done", talk_ms = summary.talk.as_millis() as u64, "bridge ended");
+    drop(staff);
+    result
+}
+
+/// Hold and resume (or a new address) from a staff phone: answered like the caller's.
+fn answer_leg_reoffer(call: &mut Call, l: &mut LiveLeg, media: Option<&MediaHandle>, offer: &[u8]) {
+    let answer = match (super::negotiate(offer), media) {
+        (Ok((offer_sdp, neg)), Some(media)) => {
+            l.sdp_version += 1;
+            let sdp = sdp::answer(
+                &offer_sdp,
+                &neg,
+                l.local_ip,
+                l.rtp_port,
+                u64::from(l.rtp_port),
+                l.sdp_version,
+            );
+            let hold = !neg.direction.answer().we_send();
+            info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
+            media.set_remote(neg.remote_rtp);
+            media.set_hold(hold);
+            Ok(sdp)
+        }
+        (Err(why), _) => Err((488, why)),
+        (_, None) => Err((488, "no media session".to_string())),
+    };
+    send(call, l.id, CallCommand::AnswerReoffer(answer));
+}
+
+/// Each member of the target groups (once, in order) with the phones to ring.
+async fn resolve(
+    call: &mut Call,
+    settings: &CallSettings,
+    targets: &[String],
+) -> Vec<Vec<Contact>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for group in targets {
+        // Flows are checked against the groups at start; an unknown name here rings nobody.
+        let members = settings.desk.groups.get(group).unwrap_or_default();
+        for m in members {
+            if !seen.insert(m.label().to_string()) {
+                continue;
+            }
+            let contacts = match m {
+                Member::Static { uri, destination } => vec![Contact {
+                    member: uri.clone(),
+                    uri: uri.clone(),
+                    destination: *destination,
+                    credentials: None,
+                }],
+                Member::User(user) => {
+                    let (reply, rx) = oneshot::channel();
+                    call.send(CallCommand::Contacts {
+                        user: user.clone(),
+                        reply,
+                    });
+                    let bindings = rx.await.unwrap_or_default();
+                    if bindings.is_empty() {
+                        info!(call_id = %call.call_id, member = %user, event = "dial_skip", "staff member not registered; skipped");
+                    }
+                    let password = settings.desk.passwords.get(user).cloned();
+                    bindings
+                        .into_iter()
+                        .map(|b| Contact {
+                            member: user.clone(),
+                            destination: contact_address(&b.contact).unwrap_or(b.source),
+                            uri: b.contact,
+                            credentials: password.clone().map(|password| Credentials {
+                                username: user.clone(),
+                                password,
+                            }),
+                        })
+                        .collect()
+                }
+            };
+            out.push(contacts);
+        }
+    }
+    out
+}
+
+/// The prompts staff hear: who is calling, then "press 1 to accept". Missing files are skipped.
+fn whisper_prompts(
+    settings: &CallSettings,
+    record: &CallRecord,
+    req: &DialRequest,
+) -> Vec<Arc<[i16]>> {
+    let mut names: Vec<String> = vec!["whisper_intro".into()];
+    if let Some(client) = &record.client {
+        names.push(format!("client_{}", slug(&client.name)));
+    }
+    if record.repeat {
+        names.push("whisper_repeat".into());
+    }
+    if let Some(ticket) = &req.ticket {
+        names.push("whisper_ticket".into());
+        names.extend(
+            ticket
+                .chars()
+                .filter(char::is_ascii_digit)
+                .map(|d| format!("digit_{d}")),
+        );
+    }
+    names.push(
+        req.whisper
+            .clone()
+            .unwrap_or_else(|| "whisper_accept".into()),
+    );
+    names
+        .iter()
+        .filter_map(|n| settings.prompts.get(n).map(|p| p.samples.clone()))
+        .collect()
+}
+
+/// `Acme Corp.` → `acme_corp`: the client-name prompt's file name.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// The caller's number as a SIP user part (anonymous callers show as `anonymous`).
+fn sip_user(caller: &str) -> String {
+    let user: String = caller
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+-_.".contains(*c))
+        .collect();
+    if user.is_empty() {
+        "anonymous".into()
+    } else {
+        user
+    }
+}
+
+/// A registered Contact's address when it is an IP literal (else the REGISTER's source).
+fn contact_address(uri: &str) -> Option<SocketAddr> {
+    let (host, port) = crate::sip::dialog::uri_host_port(uri)?;
+    let ip = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+    Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+/// Our address as seen from `dest` (the kernel's route choice; no packet is sent).
+fn route_ip(dest: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if dest.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(dest).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+fn send(call: &Call, leg: CallRef, cmd: CallCommand) {
+    let _ = call.commands.send((leg, cmd));
+}
+
+/// The caller's RTP while the desk is rung or bridged: drained and dropped here (the relay
+/// forwards it), so the flow does not find seconds of stale audio queued when the dial ends.
+async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) {
+    match rx.as_mut() {
+        Some(r) => {
+            if r.recv().await.is_none() {
+                *rx = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
