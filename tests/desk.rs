@@ -1,0 +1,253 @@
+//! Ringing the after-hours desk end to end: `ivr` on loopback, sipp as the caller and as the
+//! staff phones (answer and press 1, answer and never press, busy, never answer), the CDR read
+//! back with `ivr cdr export`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Ivr, free_port, manifest_dir, require_tool, run_sipp};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// A sipp UAS playing a staff phone, waiting for ivr's INVITE.
+struct Staff {
+    child: Child,
+    name: &'static str,
+    port: u16,
+    err_file: PathBuf,
+    out_file: PathBuf,
+}
+
+impl Staff {
+    /// `pause_ms` is the scenario's `<pause/>` (how long it rings before answering).
+    fn start(dir: &Path, scenario: &'static str, pause_ms: u64) -> Staff {
+        let port = free_port();
+        let media_port = free_port();
+        let stem = scenario.trim_end_matches(".xml");
+        let err_file = dir.join(format!("staff-{stem}-{port}-errors.log"));
+        let out_file = dir.join(format!("staff-{stem}-{port}.log"));
+        let out = std::fs::File::create(&out_file).expect("staff log");
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(manifest_dir().join("tests/sipp").join(scenario))
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mp", &media_port.to_string()])
+            .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
+            .args(["-d", &pause_ms.to_string()])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&err_file)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting sipp: {e}"));
+        Staff {
+            child,
+            name: scenario,
+            port,
+            err_file,
+            out_file,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:staff@127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for the scenario to finish and asserts it completed.
+    fn assert_completed(mut self) {
+        let deadline = Instant::now() + WAIT;
+        let status: ExitStatus = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("staff {} still running after {WAIT:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            status.success(),
+            "staff phone {} failed ({status}):\n{}\n{}",
+            self.name,
+            std::fs::read_to_string(&self.err_file).unwrap_or_default(),
+            std::fs::read_to_string(&self.out_file)
+                .unwrap_or_default()
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>()
+        );
+    }
+}
+
+impl Drop for Staff {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ivr serve` with the desk group `members` and the flow `tests/flows/<flow>`.
+fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
+    let dir = common::unique_temp_dir("desk-config");
+    let config = dir.join("ivr.toml");
+    let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\nredirect_hosts = []\n\
+             {extra}\n[[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .expect("config");
+    let flow = manifest_dir().join("tests/flows").join(flow);
+    Ivr::start(&[
+        "--config",
+        config.to_str().expect("utf8"),
+        "--flow",
+        flow.to_str().expect("utf8"),
+    ])
+}
+
+/// `ivr cdr export` as one column → value map per row.
+fn cdr_rows(ivr: &Ivr) -> Vec<HashMap<String, String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["cdr", "export", "--data"])
+        .arg(ivr.dir().join("data"))
+        .output()
+        .expect("ivr cdr export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let headers = reader.headers().expect("header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The single CDR once the call's record is written.
+fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
+    ivr.wait_for_log(&["event=\"cdr\""], WAIT);
+    let rows = cdr_rows(ivr);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows.into_iter().next().expect("row")
+}
+
+#[test]
+fn first_to_press_1_wins_and_the_other_phones_are_dropped() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-staff");
+    // A answers at once but never accepts; B is busy; C rings 2 s, answers, presses 1 and
+    // later hangs up; D rings for ever.
+    let a = Staff::start(&dir, "staff_no_press.xml", 0);
+    let b = Staff::start(&dir, "staff_busy.xml", 0);
+    let c = Staff::start(&dir, "staff_accept_bye.xml", 2000);
+    let d = Staff::start(&dir, "staff_never.xml", 0);
+    let members = [a.uri(), b.uri(), c.uri(), d.uri()];
+    let ivr = start_ivr("desk.toml", &members, "");
+    // The caller stays until ivr hangs up (after C hangs up).
+    let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230001"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    let c_uri = c.uri();
+    // D got CANCEL, A got BYE, B's 486 was ACKed, C's BYE was answered.
+    for s in [a, b, c, d] {
+        s.assert_completed();
+    }
+    let log = ivr.log();
+    assert!(log.contains("event=\"bridged\""), "{log}");
+    let cdr = final_cdr(&ivr);
+    assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
+    assert_eq!(cdr["answered_by"], c_uri, "{cdr:?}");
+    // C stays on the call for 3 s after pressing 1.
+    let talk: u64 = cdr["talk_seconds"].parse().expect("talk_seconds");
+    assert!((2..=10).contains(&talk), "talk time {talk} s: {cdr:?}");
+}
+
+#[test]
+fn caller_hanging_up_while_phones_ring_cancels_them_all() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-cancel");
+    let a = Staff::start(&dir, "staff_never.xml", 0);
+    let b = Staff::start(&dir, "staff_never.xml", 0);
+    let ivr = start_ivr("desk.toml", &[a.uri(), b.uri()], "");
+    let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "2500"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    a.assert_completed();
+    b.assert_completed();
+    let cdr = final_cdr(&ivr);
+    assert_eq!(cdr["outcome"], "abandoned", "{cdr:?}");
+    assert_eq!(cdr["answered_by"], "");
+}
+
+#[test]
+fn caller_hanging_up_while_bridged_hangs_up_staff() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-bridged-bye");
+    let a = Staff::start(&dir, "staff_accept_wait.xml", 0);
+    let a_uri = a.uri();
+    let ivr = start_ivr("desk.toml", &[a_uri.clone()], "");
+    let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "6000"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    a.assert_completed();
+    let cdr = final_cdr(&ivr);
+    assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
+    assert_eq!(cdr["answered_by"], a_uri);
+}
+
+#[test]
+fn nobody_accepting_in_turn_leads_to_voicemail() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-seq");
+    // Sequential, 2 s each: A rings and is cancelled, B answers but never presses 1 (dropped
+    // when the 5 s dial ends), then voicemail; the caller hangs up during the recording.
+    let a = Staff::start(&dir, "staff_never.xml", 0);
+    let b = Staff::start(&dir, "staff_no_press.xml", 0);
+    let ivr = start_ivr("desk_sequential.toml", &[a.uri(), b.uri()], "");
+    let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "9000"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    a.assert_completed();
+    b.assert_completed();
+    let log = ivr.wait_for_log(&["event=\"recorded\""], WAIT);
+    let order: Vec<usize> = [
+        "event=\"dial_leg_cancel\"",
+        "event=\"whisper\"",
+        "event=\"recording\"",
+    ]
+    .iter()
+    .map(|n| log.find(n).unwrap_or_else(|| panic!("{n} missing:\n{log}")))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{log}");
+    let cdr = final_cdr(&ivr);
+    assert_eq!(cdr["outcome"], "voicemail", "{cdr:?}");
+}
