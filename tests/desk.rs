@@ -98,6 +98,10 @@ impl Drop for Staff {
     }
 }
 
+/// `[staff]` with one user, alice, MD5 first (sipp 3.6 answers only the first challenge, MD5).
+const ALICE: &str = "[staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\
+    [[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n";
+
 /// `ivr serve` with the desk group `members` and the flow `tests/flows/<flow>`.
 fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
     let dir = common::unique_temp_dir("desk-config");
@@ -106,8 +110,8 @@ fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
     std::fs::write(
         &config,
         format!(
-            "[desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\nredirect_hosts = []\n\
-             {extra}\n[[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
+            "{extra}\n[desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\nredirect_hosts = []\n\
+             [[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
             list.join(", ")
         ),
     )
@@ -250,4 +254,58 @@ fn nobody_accepting_in_turn_leads_to_voicemail() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{log}");
     let cdr = final_cdr(&ivr);
     assert_eq!(cdr["outcome"], "voicemail", "{cdr:?}");
+}
+
+#[test]
+fn a_registered_staff_phone_gets_the_call() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-registered");
+    let phone = Staff::start(&dir, "staff_accept_bye.xml", 500);
+    let ivr = start_ivr("desk.toml", &["alice".to_string()], ALICE);
+    // Nobody registered yet: alice is skipped, the caller goes to voicemail and hangs up.
+    let early = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "2000"]);
+    assert!(early.success(), "{}", early.errors);
+    ivr.wait_for_log(&["event=\"dial_skip\"", "member=alice"], WAIT);
+    // A wrong password is refused and binds nothing.
+    let wrong = run_sipp(
+        &ivr,
+        "register_wrong.xml",
+        &["-s", "alice", "-au", "alice", "-ap", "not-the-password"],
+    );
+    assert!(wrong.success(), "{}", wrong.errors);
+    // The right one binds the phone's Contact (another port: the phone itself is the UAS).
+    let port = phone.port.to_string();
+    let reg = run_sipp(
+        &ivr,
+        "register_contact.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
+    // Now a call reaches that contact, is accepted and bridged.
+    let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230002"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    phone.assert_completed();
+    ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
+    let rows = cdr_rows(&ivr);
+    let outcomes: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["outcome"].as_str(), r["answered_by"].as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![("voicemail", ""), ("bridged", "alice")],
+        "{rows:?}"
+    );
 }
