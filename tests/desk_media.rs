@@ -328,12 +328,60 @@ fn bridged_media_is_transcoded_both_ways_with_digits_relayed() {
         "caller's payload type leaked to staff"
     );
 
+    // Staff puts the caller on hold (re-INVITE sendonly): ivr answers recvonly and stops
+    // sending to staff; resuming (sendrecv) brings the stream back.
+    let mut cseq = 1;
+    for (direction, answer, flowing) in [
+        ("sendonly", "recvonly", false),
+        ("sendrecv", "sendrecv", true),
+    ] {
+        cseq += 1;
+        let sdp = staff_answer_sdp(staff_rtp.local_addr().unwrap().port())
+            .replace("a=sendrecv", &format!("a={direction}"));
+        let reinvite = format!(
+            "INVITE {} SIP/2.0\r\nVia: SIP/2.0/UDP {staff_sip};branch=z9hG4bK-hold{cseq}\r\n\
+             From: {};tag=st1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:staff@{staff_sip}>\r\nMax-Forwards: 70\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            inv.contact_uri().expect("Contact in INVITE"),
+            inv.header("To").unwrap(),
+            inv.header("From").unwrap(),
+            inv.call_id().unwrap(),
+            sdp.len()
+        );
+        staff.send(reinvite);
+        let ok = staff.expect_response(inv.call_id().unwrap(), |s| s == 200, SIP_WAIT);
+        assert!(
+            ok.body_str().contains(&format!("a={answer}")),
+            "{}",
+            ok.text()
+        );
+        let ack = format!(
+            "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {staff_sip};branch=z9hG4bK-holdack{cseq}\r\n\
+             From: {};tag=st1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} ACK\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            inv.contact_uri().unwrap(),
+            inv.header("To").unwrap(),
+            inv.header("From").unwrap(),
+            inv.call_id().unwrap(),
+        );
+        staff.send(ack);
+        collect(&staff_rtp, Duration::from_millis(150));
+        let got = collect(&staff_rtp, Duration::from_millis(500));
+        assert_eq!(
+            !got.is_empty(),
+            flowing,
+            "{direction}: {} packets to staff",
+            got.len()
+        );
+    }
+
     // Staff hangs up: ivr answers the BYE and hangs up the caller.
     let staff_from = inv.header("To").unwrap().to_string();
     let ivr_from = inv.header("From").unwrap().to_string();
     let bye = format!(
         "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {staff_sip};branch=z9hG4bK-staffbye\r\n\
-         From: {staff_from};tag=st1\r\nTo: {ivr_from}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\n\
+         From: {staff_from};tag=st1\r\nTo: {ivr_from}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\n\
          Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         inv.contact_uri().expect("Contact in INVITE"),
         inv.call_id().unwrap()
