@@ -136,6 +136,8 @@ pub struct DeskConfig {
     pub accept_timeout_s: u64,
     /// What the caller hears while staff phones ring: "us", "uk" or "eu" ringback tone.
     pub ringback: String,
+    /// Relay a ringing staff phone's early media (183 with SDP) to the caller instead of the tone.
+    pub early_media: bool,
     /// Hosts a staff phone's 3xx may send the call to (IP literals); empty: no redirects.
     pub redirect_hosts: Vec<String>,
     /// How long each member rings when a dial is `sequential` (seconds).

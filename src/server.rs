@@ -268,6 +268,7 @@ fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSetting
         accept_timeout: Duration::from_secs(config.desk.accept_timeout_s),
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
+        early_media: config.desk.early_media,
         redirect_hosts: config.desk.redirect_hosts.clone(),
     })
 }

@@ -18,13 +18,17 @@ use ivr::media::rtp::{RtpIn, RtpSender, parse};
 const SIP_WAIT: Duration = Duration::from_secs(15);
 
 fn start_ivr(members: &[String]) -> Ivr {
+    start_ivr_with(members, "")
+}
+
+fn start_ivr_with(members: &[String], desk_extra: &str) -> Ivr {
     let dir = common::unique_temp_dir("desk-media-config");
     let config = dir.join("ivr.toml");
     let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
     std::fs::write(
         &config,
         format!(
-            "[desk]\naccept_timeout_s = 5\nringback = \"eu\"\nring_each_s = 15\nredirect_hosts = []\n\
+            "[desk]\naccept_timeout_s = 5\nringback = \"eu\"\nring_each_s = 15\nredirect_hosts = []\n{desk_extra}\n\
              [[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
             list.join(", ")
         ),
@@ -451,4 +455,60 @@ fn caller_input_cannot_make_ivr_dial_outside_the_group() {
         .map(|rest| rest.split_whitespace().next().unwrap_or(""))
         .collect();
     assert_eq!(destinations, vec![staff_addr.to_string()], "{log}");
+}
+
+#[test]
+fn early_media_from_a_ringing_phone_reaches_the_caller() {
+    let staff = UdpUa::new("127.0.0.1:9".parse().unwrap());
+    let staff_rtp = UdpSocket::bind("127.0.0.1:0").expect("staff rtp");
+    let staff_sip = staff.local();
+    let ivr = start_ivr_with(&[format!("sip:staff@{staff_sip}")], "early_media = true");
+    let staff = UdpUa {
+        sock: staff.sock,
+        server: ivr.sip_addr(),
+    };
+    let caller = UdpUa::new(ivr.sip_addr());
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("caller rtp");
+    let ids = CallIds::new();
+    caller.send(invite(
+        &caller,
+        &ids,
+        &caller_sdp(caller_rtp.local_addr().unwrap().port()),
+    ));
+    let ok = caller.expect_response(&ids.call_id, |s| s == 200, SIP_WAIT);
+    caller.send(in_dialog(&caller, &ids, &ok, "ACK", 1));
+    let inv = staff.recv(SIP_WAIT).expect("INVITE to staff");
+    let ivr_staff_rtp = sdp_audio_addr(&inv.body_str());
+    // 183 Session Progress with SDP, then the phone's own ringing audio (PCMA).
+    staff.send(staff_response(
+        &inv,
+        "183 Session Progress",
+        "st1",
+        staff_sip,
+        Some(&staff_answer_sdp(staff_rtp.local_addr().unwrap().port())),
+    ));
+    ivr.wait_for_log(&["event=\"early_media\""], SIP_WAIT);
+    let frames = signal(30, 700.0);
+    let receiver = {
+        let s = caller_rtp.try_clone().unwrap();
+        std::thread::spawn(move || collect(&s, Duration::from_millis(1500)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = stream(&staff_rtp, ivr_staff_rtp, Codec::Pcma, &frames);
+    let got = receiver.join().unwrap();
+    let want = expected(&sent, Codec::Pcma, Codec::Pcmu);
+    let heard = decoded(&got, Codec::Pcmu);
+    let at = find(&heard, &want[..160]).expect("early media not heard by the caller");
+    assert_eq!(&heard[at..at + want.len()], &want[..]);
+    // The phone gives up (busy): the dial ends and the flow goes on to voicemail.
+    staff.send(staff_response(
+        &inv,
+        "486 Busy Here",
+        "st1",
+        staff_sip,
+        None,
+    ));
+    ivr.wait_for_log(&["event=\"recording\""], SIP_WAIT);
+    caller.send(in_dialog(&caller, &ids, &ok, "BYE", 2));
+    caller.expect_response(&ids.call_id, |s| s == 200, SIP_WAIT);
 }

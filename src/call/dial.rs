@@ -124,6 +124,9 @@ impl DialCall<'_, '_> {
             itx,
             caller_codec: ctx.neg.encoding,
             local_ip: ctx.local_ip,
+            caller_relay: ctx.media.relay_input(),
+            early: None,
+            ringback_wanted: None,
         };
         let mut ringback = Some(ctx.media.play(settings.desk.ringback.clone()));
         let mut actions: std::collections::VecDeque<DialAction> = first.into();
@@ -147,6 +150,18 @@ impl DialCall<'_, '_> {
             }
             if let Some(leg) = bridged {
                 break leg;
+            }
+            // Early media from a ringing phone replaces the tone, and the tone comes back
+            // when that phone answers or drops out.
+            match d.ringback_wanted.take() {
+                Some(false) if ringback.is_some() => {
+                    ctx.media.stop_playback();
+                    ringback = None;
+                }
+                Some(true) if ringback.is_none() => {
+                    ringback = Some(ctx.media.play(settings.desk.ringback.clone()));
+                }
+                _ => {}
             }
             let timer = legs
                 .values()
@@ -225,6 +240,12 @@ struct Dialing<'a> {
     itx: mpsc::UnboundedSender<Internal>,
     caller_codec: sdp::AudioEncoding,
     local_ip: IpAddr,
+    /// Into the caller's media session (early media).
+    caller_relay: crate::media::RelaySender,
+    /// The leg whose early media the caller hears.
+    early: Option<LegId>,
+    /// The ringback tone should stop (`false`) or resume (`true`).
+    ringback_wanted: Option<bool>,
 }
 
 impl Dialing<'_> {
@@ -260,6 +281,7 @@ impl Dialing<'_> {
                     // Dropping the handle ends the leg's media session.
                     l.media = None;
                     l.socket = None;
+                    self.end_early_media(leg);
                 }
                 Vec::new()
             }
@@ -371,7 +393,40 @@ impl Dialing<'_> {
                     return Vec::new();
                 };
                 match ev {
-                    CallEvent::Progress { .. } => vec![(leg, LegEvent::Ringing)],
+                    CallEvent::Progress { status, body } => {
+                        if self.settings.desk.early_media
+                            && self.early.is_none()
+                            && !body.is_empty()
+                            && l.media.is_none()
+                        {
+                            match self.answered(l, leg, &body) {
+                                Ok(()) => {
+                                    info!(call_id = %self.call_id, member = %l.member, status, event = "early_media", "caller hears the staff phone's early media");
+                                    if let Some(m) = l.media.as_ref() {
+                                        m.relay_to(Some(self.caller_relay.clone()));
+                                    }
+                                    self.early = Some(leg);
+                                    self.ringback_wanted = Some(false);
+                                }
+                                Err(why) => {
+                                    warn!(call_id = %self.call_id, member = %l.member, reason = %why, "early media SDP unusable; keeping the tone");
+                                }
+                            }
+                        }
+                        vec![(leg, LegEvent::Ringing)]
+                    }
+                    CallEvent::Answered { body } if l.media.is_some() => {
+                        // Early media ran on this leg: the whisper is private, the tone resumes.
+                        if let Some(m) = l.media.as_ref() {
+                            m.relay_to(None);
+                            if let Ok((_, neg)) = super::negotiate(&body) {
+                                m.set_remote(neg.remote_rtp);
+                                m.set_hold(!neg.direction.answer().we_send());
+                            }
+                        }
+                        self.end_early_media(leg);
+                        vec![(leg, LegEvent::Answered)]
+                    }
                     CallEvent::Answered { body } => match self.answered(l, leg, &body) {
                         Ok(()) => vec![(leg, LegEvent::Answered)],
                         Err(why) => {
@@ -395,6 +450,7 @@ impl Dialing<'_> {
                     CallEvent::Ended { reason } => {
                         l.media = None;
                         l.socket = None;
+                        self.end_early_media(leg);
                         vec![(leg, LegEvent::Ended(reason))]
                     }
                     CallEvent::Incoming(_) | CallEvent::Confirmed { .. } => Vec::new(),
@@ -403,7 +459,14 @@ impl Dialing<'_> {
         }
     }
 
-    /// The leg answered: start its media session on the socket we offered.
+    fn end_early_media(&mut self, leg: LegId) {
+        if self.early == Some(leg) {
+            self.early = None;
+            self.ringback_wanted = Some(true);
+        }
+    }
+
+    /// The leg answered (or sent early media): start its media session on the socket we offered.
     fn answered(&mut self, l: &mut LiveLeg, leg: LegId, body: &[u8]) -> Result<(), String> {
         let (answer, neg) = super::negotiate(body)?;
         let socket = l.socket.take().ok_or("no RTP socket")?;

@@ -67,6 +67,8 @@ pub struct DeskSettings {
     pub accept_timeout: Duration,
     pub ring_each: Duration,
     pub ringback: Arc<[i16]>,
+    /// Let the caller hear a ringing phone's early media (183 with SDP) instead of the tone.
+    pub early_media: bool,
     pub redirect_hosts: Vec<String>,
 }
 
