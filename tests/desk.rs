@@ -218,7 +218,7 @@ fn caller_hanging_up_while_bridged_hangs_up_staff() {
     let dir = common::unique_temp_dir("desk-bridged-bye");
     let a = Staff::start(&dir, "staff_accept_wait.xml", 0);
     let a_uri = a.uri();
-    let ivr = start_ivr("desk.toml", &[a_uri.clone()], "");
+    let ivr = start_ivr("desk.toml", std::slice::from_ref(&a_uri), "");
     let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "6000"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     a.assert_completed();
