@@ -22,13 +22,19 @@ use tracing::{info, warn};
 
 use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, handle_mid_call};
-use crate::bridge::{DialAction, DialPlan, Dialer, LegEvent, LegId, Member};
+use crate::bridge::{DialAction, DialPlan, Dialer, LegEvent, LegId};
 use crate::flow::{DialOutcome, Strategy};
-use crate::media::dtmf::{DtmfReceiver, parse_info};
+use crate::media::dtmf::DtmfReceiver;
 use crate::media::session::{MediaHandle, MediaSession};
 use crate::media::{RtpIn, socket};
 use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 use crate::sip::sdp::{self, Negotiated};
+
+mod bridged;
+mod targets;
+
+use bridged::{answer_leg_reoffer, bridge};
+use targets::{resolve, route_ip, sip_user, whisper_prompts};
 
 /// The `dial` node's request.
 pub(super) struct DialRequest {
@@ -491,238 +497,6 @@ impl Dialing<'_> {
         l.media = Some(media);
         Ok(())
     }
-}
-
-/// The caller and the accepting staff phone, connected until one of them hangs up.
-#[allow(clippy::too_many_arguments)]
-async fn bridge(
-    call: &mut Call,
-    ctx: &mut MediaCtx<'_>,
-    leg: &mut LiveLeg,
-    irx: &mut mpsc::UnboundedReceiver<Internal>,
-    winner: LegId,
-    rtp_in: &mut Option<mpsc::Receiver<RtpIn>>,
-    deadline: Instant,
-    summary: &mut CallSummary,
-) -> DialResult {
-    let call_id = call.call_id.clone();
-    let Some(staff) = leg.media.take() else {
-        return DialResult::Outcome(DialOutcome::Failed);
-    };
-    staff.stop_playback();
-    ctx.media.set_telephone_event(ctx.neg.telephone_event);
-    ctx.media.relay_to(Some(staff.relay_input()));
-    staff.relay_to(Some(ctx.media.relay_input()));
-    let accepted = Instant::now();
-    summary.bridged = true;
-    summary.answered_by = Some(leg.member.clone());
-    info!(call_id = %call_id, member = %leg.member, event = "bridged", "caller connected to staff");
-    let result = loop {
-        tokio::select! {
-            ev = call.events.recv() => match ev {
-                Some(CallEvent::Ended { reason }) => {
-                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "caller", %reason, "caller hung up; hanging up staff");
-                    send(call, leg.id, CallCommand::Hangup);
-                    break DialResult::CallerGone(reason);
-                }
-                None => {
-                    send(call, leg.id, CallCommand::Hangup);
-                    break DialResult::CallerGone(EndReason::LocalBye);
-                }
-                Some(CallEvent::Info { content_type, body }) => {
-                    // INFO digits become RFC 4733 (or tones) towards staff.
-                    if let Some(d) = parse_info(content_type.as_deref(), &body) {
-                        info!(call_id = %call_id, event = "dtmf_relay", digit = %d.digit, from = "caller", "INFO digit relayed");
-                        staff.send_dtmf(d.digit, Duration::from_millis(u64::from(d.duration_ms.clamp(40, 2000))));
-                    }
-                }
-                Some(other) => handle_mid_call(call, ctx, other),
-            },
-            Some(msg) = irx.recv() => match msg {
-                Internal::Leg(l, CallEvent::Ended { reason }) if l == winner => {
-                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "staff", %reason, "staff hung up");
-                    break DialResult::Outcome(DialOutcome::Answered);
-                }
-                Internal::Leg(l, CallEvent::Info { content_type, body }) if l == winner => {
-                    if let Some(d) = parse_info(content_type.as_deref(), &body) {
-                        info!(call_id = %call_id, event = "dtmf_relay", digit = %d.digit, from = "staff", "INFO digit relayed");
-                        ctx.media.send_dtmf(d.digit, Duration::from_millis(u64::from(d.duration_ms.clamp(40, 2000))));
-                    }
-                }
-                Internal::Leg(l, CallEvent::ReOffer { offer }) if l == winner => {
-                    answer_leg_reoffer(call, leg, Some(&staff), &offer);
-                }
-                _ => {}
-            },
-            _ = recv_rtp(rtp_in) => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                info!(call_id = %call_id, event = "max_duration", "bridged call reached the maximum duration");
-                send(call, leg.id, CallCommand::Hangup);
-                break DialResult::Outcome(DialOutcome::Answered);
-            }
-        }
-    };
-    ctx.media.relay_to(None);
-    summary.talk = accepted.elapsed();
-    info!(call_id = %call_id, member = %leg.member, event = "bridge_done", talk_ms = summary.talk.as_millis() as u64, "bridge ended");
-    drop(staff);
-    result
-}
-
-/// Hold and resume (or a new address) from a staff phone: answered like the caller's.
-fn answer_leg_reoffer(call: &mut Call, l: &mut LiveLeg, media: Option<&MediaHandle>, offer: &[u8]) {
-    let answer = match (super::negotiate(offer), media) {
-        (Ok((offer_sdp, neg)), Some(media)) => {
-            l.sdp_version += 1;
-            let sdp = sdp::answer(
-                &offer_sdp,
-                &neg,
-                l.local_ip,
-                l.rtp_port,
-                u64::from(l.rtp_port),
-                l.sdp_version,
-            );
-            let hold = !neg.direction.answer().we_send();
-            info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
-            media.set_remote(neg.remote_rtp);
-            media.set_hold(hold);
-            Ok(sdp)
-        }
-        (Err(why), _) => Err((488, why)),
-        (_, None) => Err((488, "no media session".to_string())),
-    };
-    send(call, l.id, CallCommand::AnswerReoffer(answer));
-}
-
-/// Each member of the target groups (once, in order) with the phones to ring.
-async fn resolve(
-    call: &mut Call,
-    settings: &CallSettings,
-    targets: &[String],
-) -> Vec<Vec<Contact>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for group in targets {
-        // Flows are checked against the groups at start; an unknown name here rings nobody.
-        let members = settings.desk.groups.get(group).unwrap_or_default();
-        for m in members {
-            if !seen.insert(m.label().to_string()) {
-                continue;
-            }
-            let contacts = match m {
-                Member::Static { uri, destination } => vec![Contact {
-                    member: uri.clone(),
-                    uri: uri.clone(),
-                    destination: *destination,
-                    credentials: None,
-                }],
-                Member::User(user) => {
-                    let (reply, rx) = oneshot::channel();
-                    call.send(CallCommand::Contacts {
-                        user: user.clone(),
-                        reply,
-                    });
-                    let bindings = rx.await.unwrap_or_default();
-                    if bindings.is_empty() {
-                        info!(call_id = %call.call_id, member = %user, event = "dial_skip", "staff member not registered; skipped");
-                    }
-                    let password = settings.desk.passwords.get(user).cloned();
-                    bindings
-                        .into_iter()
-                        .map(|b| Contact {
-                            member: user.clone(),
-                            destination: contact_address(&b.contact).unwrap_or(b.source),
-                            uri: b.contact,
-                            credentials: password.clone().map(|password| Credentials {
-                                username: user.clone(),
-                                password,
-                            }),
-                        })
-                        .collect()
-                }
-            };
-            out.push(contacts);
-        }
-    }
-    out
-}
-
-/// The prompts staff hear: who is calling, then "press 1 to accept". Missing files are skipped.
-fn whisper_prompts(
-    settings: &CallSettings,
-    record: &CallRecord,
-    req: &DialRequest,
-) -> Vec<Arc<[i16]>> {
-    let mut names: Vec<String> = vec!["whisper_intro".into()];
-    if let Some(client) = &record.client {
-        names.push(format!("client_{}", slug(&client.name)));
-    }
-    if record.repeat {
-        names.push("whisper_repeat".into());
-    }
-    if let Some(ticket) = &req.ticket {
-        names.push("whisper_ticket".into());
-        names.extend(
-            ticket
-                .chars()
-                .filter(char::is_ascii_digit)
-                .map(|d| format!("digit_{d}")),
-        );
-    }
-    names.push(
-        req.whisper
-            .clone()
-            .unwrap_or_else(|| "whisper_accept".into()),
-    );
-    names
-        .iter()
-        .filter_map(|n| settings.prompts.get(n).map(|p| p.samples.clone()))
-        .collect()
-}
-
-/// `Acme Corp.` → `acme_corp`: the client-name prompt's file name.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
-}
-
-/// The caller's number as a SIP user part (anonymous callers show as `anonymous`).
-fn sip_user(caller: &str) -> String {
-    let user: String = caller
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "+-_.".contains(*c))
-        .collect();
-    if user.is_empty() {
-        "anonymous".into()
-    } else {
-        user
-    }
-}
-
-/// A registered Contact's address when it is an IP literal (else the REGISTER's source).
-fn contact_address(uri: &str) -> Option<SocketAddr> {
-    let (host, port) = crate::sip::dialog::uri_host_port(uri)?;
-    let ip = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
-    Some(SocketAddr::new(ip, port.unwrap_or(5060)))
-}
-
-/// Our address as seen from `dest` (the kernel's route choice; no packet is sent).
-fn route_ip(dest: SocketAddr) -> Option<IpAddr> {
-    let bind: SocketAddr = if dest.is_ipv4() {
-        "0.0.0.0:0".parse().ok()?
-    } else {
-        "[::]:0".parse().ok()?
-    };
-    let s = std::net::UdpSocket::bind(bind).ok()?;
-    s.connect(dest).ok()?;
-    Some(s.local_addr().ok()?.ip())
 }
 
 fn send(call: &Call, leg: CallRef, cmd: CallCommand) {
