@@ -409,7 +409,7 @@ call from +15550100 to 100 (flow `after-hours`; open: no, holiday: no)
 [00:12.9] -> connecting (play)
 [00:12.9]    play connecting (2.0s)
 [00:14.9] -> ring_desk (dial)
-[00:14.9]    dial desk (Simultaneous, ring 30s)
+[00:14.9]    dial desk (Simultaneous, ring 30s, whisper whisper_accept)
 [00:14.9] answered? [y/N/busy/failed/hangup]> 
 [00:44.9]    dial: no_answer
 [00:44.9] -> voicemail (record)

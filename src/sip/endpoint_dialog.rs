@@ -1,0 +1,479 @@
+//! The requests we receive as UAS: new INVITEs (§8.2, merged requests), requests inside a dialog
+//! (BYE, re-INVITE, UPDATE, INFO, OPTIONS; §12.2.2), ACK (§13.2.2.4, §17.2.3) and CANCEL (§9.2),
+//! the responses that belong to a dialog (our tag, Contact, Record-Route), and the ending of a
+//! dialog: our BYE, the no-ACK rule (§13.3.1.4) and the call's removal.
+
+use tracing::{debug, info, warn};
+
+use super::*;
+
+impl Endpoint {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        req: Request,
+        source: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+    ) {
+        let method = req.method;
+        let key = tx_key(&req);
+        debug!(call_id = %req.call_id, %method, %source, "request");
+        if method == rsip::Method::Ack {
+            self.on_ack(now, &req, &key);
+            return;
+        }
+        // A retransmission of a request we are already handling (§17.2.3).
+        if let Some(t) = self.server_txs.get_mut(&key) {
+            let actions = match &mut t.kind {
+                ServerTxKind::Invite(tx) => tx.on_request_retransmission(now),
+                ServerTxKind::NonInvite(tx) => tx.on_request_retransmission(now),
+            };
+            self.apply_server_actions(&key, actions);
+            return;
+        }
+        let reply_to = match transport {
+            Transport::Udp => req.via.response_target(source),
+            Transport::Tcp(_) => source,
+        };
+        let kind = if method == rsip::Method::Invite {
+            ServerTxKind::Invite(InviteServerTx::new(
+                transport.is_reliable(),
+                self.config.timers,
+            ))
+        } else {
+            ServerTxKind::NonInvite(NonInviteServerTx::new(
+                transport.is_reliable(),
+                self.config.timers,
+            ))
+        };
+        self.server_txs.insert(
+            key.clone(),
+            ServerTx {
+                kind,
+                raw: req.raw.clone(),
+                source,
+                transport,
+                reply_to,
+                call: None,
+            },
+        );
+        if method == rsip::Method::Cancel {
+            self.on_cancel(now, &req, &key);
+            return;
+        }
+        if method != rsip::Method::Invite
+            && method != rsip::Method::Options
+            && !ALLOW.split(", ").any(|m| m == method.to_string())
+        {
+            self.respond_with(now, &key, 405, |b| b.header("Allow", ALLOW));
+            return;
+        }
+        // §8.2.2.3: we implement no extensions, so any Require is refused.
+        if let Some(required) = req.raw.header_str("Require") {
+            let required = required.to_string();
+            self.respond_with(now, &key, 420, |b| b.header("Unsupported", &required));
+            return;
+        }
+        if req.to.tag.is_some() {
+            self.on_in_dialog_request(now, req, &key);
+            return;
+        }
+        match method {
+            rsip::Method::Invite => self.on_new_invite(now, req, key, source, transport, local),
+            rsip::Method::Register => self.on_register(now, &req, &key, source, transport),
+            rsip::Method::Options => {
+                self.respond_with(now, &key, 200, |b| {
+                    b.header("Allow", ALLOW)
+                        .header("Accept", "application/sdp")
+                        .header("Accept-Language", "en")
+                });
+            }
+            // BYE, INFO, UPDATE outside a dialog (§12.2.2).
+            _ => self.respond_with(now, &key, 481, |b| b),
+        }
+    }
+
+    pub(super) fn on_new_invite(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: TxKey,
+        source: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+    ) {
+        // §8.2.2.2 merged request: same From tag, Call-ID and CSeq arriving by another path.
+        let merged = self.calls.values().any(|c| {
+            c.dialog.call_id == req.call_id
+                && c.dialog.remote_tag == req.from.tag
+                && c.invite_cseq == req.cseq
+                && c.invite_key != key
+        });
+        if merged {
+            self.respond_with(now, &key, 482, |b| b);
+            return;
+        }
+        if self.draining || self.calls.len() >= self.config.max_calls {
+            warn!(call_id = %req.call_id, live = self.calls.len(), "refusing call: at capacity or shutting down");
+            self.respond_with(now, &key, 503, |b| b.header("Retry-After", "30"));
+            return;
+        }
+        if !req.body.is_empty() {
+            let ct = req.content_type.as_deref().unwrap_or("");
+            if !ct
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+            {
+                self.respond_with(now, &key, 415, |b| b.header("Accept", "application/sdp"));
+                return;
+            }
+        }
+        // 100 Trying at once so the caller's timer A stops retransmitting (§17.2.1).
+        self.respond_with(now, &key, 100, |b| b);
+        let call = self.next_call;
+        self.next_call += 1;
+        let dialog = Dialog::uas(&req, &random_token(10));
+        self.dialogs
+            .insert((dialog.call_id.clone(), dialog.local_tag.clone()), call);
+        if let Some(t) = self.server_txs.get_mut(&key) {
+            t.call = Some(call);
+        }
+        info!(call_id = %req.call_id, from = %req.from.uri, to = %req.to.uri, %source, event = "invite", "incoming call");
+        self.calls.insert(
+            call,
+            Call {
+                dialog,
+                invite_key: key,
+                state: CallState::Early,
+                peer_transport: transport,
+                source,
+                local,
+                reoffer: None,
+                awaiting_ack: Vec::new(),
+                invite_cseq: req.cseq,
+                from: req.from.uri.clone(),
+                to: req.to.uri.clone(),
+                outbound: None,
+            },
+        );
+        let incoming = IncomingCall {
+            call_id: req.call_id.clone(),
+            from: req.from.clone(),
+            to: req.to.clone(),
+            request_uri: req.uri.clone(),
+            offer: req.body.clone(),
+            source,
+            transport,
+            local,
+            asserted_identity: req.asserted_identity(),
+        };
+        self.outputs
+            .push_back(Output::Event(call, CallEvent::Incoming(Box::new(incoming))));
+    }
+
+    pub(super) fn on_in_dialog_request(&mut self, now: Instant, req: Request, key: &TxKey) {
+        let Some(call) = self.find_dialog(&req) else {
+            self.respond_with(now, key, 481, |b| b);
+            return;
+        };
+        if let Some(t) = self.server_txs.get_mut(key) {
+            t.call = Some(call);
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            self.respond_with(now, key, 481, |b| b);
+            return;
+        };
+        if let Err(e) = c.dialog.on_remote_request(&req) {
+            let why = e.to_string();
+            self.respond_with(now, key, 500, |b| {
+                b.header("Warning", &format!("399 ivr \"{why}\""))
+            });
+            return;
+        }
+        match req.method {
+            rsip::Method::Bye => {
+                let early_invite = (c.state == CallState::Early).then(|| c.invite_key.clone());
+                info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "bye", "caller hung up");
+                self.respond_with(now, key, 200, |b| b);
+                if let Some(invite_key) = early_invite {
+                    self.respond_with(now, &invite_key, 487, |b| b);
+                }
+                self.end_call(call, EndReason::RemoteBye);
+            }
+            rsip::Method::Invite | rsip::Method::Update => {
+                if c.reoffer.is_some() || matches!(c.state, CallState::Early | CallState::Calling) {
+                    // §14.2: an offer while one is pending; the peer retries after a pause.
+                    self.respond_with(now, key, 491, |b| b);
+                    return;
+                }
+                c.reoffer = Some(key.clone());
+                if req.method == rsip::Method::Invite {
+                    self.respond_with(now, key, 100, |b| b);
+                }
+                self.outputs.push_back(Output::Event(
+                    call,
+                    CallEvent::ReOffer {
+                        offer: req.body.clone(),
+                    },
+                ));
+            }
+            rsip::Method::Info => {
+                self.respond_with(now, key, 200, |b| b);
+                self.outputs.push_back(Output::Event(
+                    call,
+                    CallEvent::Info {
+                        content_type: req.content_type.clone(),
+                        body: req.body.clone(),
+                    },
+                ));
+            }
+            rsip::Method::Options => {
+                self.respond_with(now, key, 200, |b| {
+                    b.header("Allow", ALLOW).header("Accept", "application/sdp")
+                });
+            }
+            _ => self.respond_with(now, key, 405, |b| b.header("Allow", ALLOW)),
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, req: &Request, key: &TxKey) {
+        // ACK for a non-2xx final shares the INVITE's branch (§17.2.3).
+        if let Some(t) = self.server_txs.get_mut(key)
+            && let ServerTxKind::Invite(tx) = &mut t.kind
+            && tx.state() == InviteServerState::Completed
+        {
+            let actions = tx.on_ack(now);
+            self.apply_server_actions(key, actions);
+            return;
+        }
+        // ACK for a 2xx is its own transaction inside the dialog (§13.2.2.4).
+        let Some(call) = self.find_dialog(req) else {
+            debug!(call_id = %req.call_id, "ACK matches no dialog; dropped");
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(pos) = c
+            .awaiting_ack
+            .iter()
+            .position(|(cseq, _)| *cseq == req.cseq)
+        else {
+            return; // a retransmitted ACK
+        };
+        let (_, invite_key) = c.awaiting_ack.remove(pos);
+        let first_ack = invite_key == c.invite_key;
+        let hangup_pending = matches!(
+            c.state,
+            CallState::Answered {
+                hangup_pending: true
+            }
+        );
+        if first_ack {
+            c.state = CallState::Confirmed;
+        }
+        if let Some(t) = self.server_txs.get_mut(&invite_key)
+            && let ServerTxKind::Invite(tx) = &mut t.kind
+        {
+            let actions = tx.on_ack(now);
+            self.apply_server_actions(&invite_key, actions);
+        }
+        self.outputs.push_back(Output::Event(
+            call,
+            CallEvent::Confirmed {
+                body: req.body.clone(),
+            },
+        ));
+        if first_ack && hangup_pending {
+            self.send_bye(now, call);
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, req: &Request, cancel_key: &TxKey) {
+        let invite_key = (
+            cancel_key.0.clone(),
+            cancel_key.1.clone(),
+            "INVITE".to_string(),
+        );
+        let Some(t) = self.server_txs.get(&invite_key) else {
+            self.respond_with(now, cancel_key, 481, |b| b);
+            return;
+        };
+        let proceeding = matches!(&t.kind, ServerTxKind::Invite(tx) if tx.state() == InviteServerState::Proceeding);
+        let call = t.call;
+        // The 200 to the CANCEL carries the same To tag as the 487 (§9.2).
+        if let Some(tc) = self.server_txs.get_mut(cancel_key) {
+            tc.call = call;
+        }
+        self.respond_with(now, cancel_key, 200, |b| b);
+        // After a final response the CANCEL has no effect and the call goes on (§9.2).
+        if proceeding {
+            self.respond_with(now, &invite_key, 487, |b| b);
+            if let Some(call) = call {
+                if let Some(c) = self.calls.get(&call) {
+                    info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "cancel", "caller cancelled while ringing");
+                }
+                self.end_call(call, EndReason::Cancelled);
+            }
+        }
+    }
+
+    /// A response that belongs to the call's dialog: carries our tag, Contact and Record-Route.
+    pub(super) fn respond_in_call(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        key: &TxKey,
+        status: u16,
+        sdp: Option<String>,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let tag = c.dialog.local_tag.clone();
+        let contact = match c.peer_transport {
+            Transport::Udp => format!("<sip:ivr@{}>", c.local),
+            Transport::Tcp(_) => format!("<sip:ivr@{};transport=tcp>", c.local),
+        };
+        let Some(t) = self.server_txs.get(key) else {
+            return;
+        };
+        let mut b = ResponseBuilder::new(&t.raw, t.source, status, Some(&tag));
+        // §12.1.1: copy Record-Route into dialog-establishing responses.
+        for rr in t
+            .raw
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
+            .filter_map(|h| h.value_str())
+        {
+            b = b.header("Record-Route", rr);
+        }
+        b = b.header("Contact", &contact);
+        if status >= 200 {
+            b = b.header("Allow", ALLOW);
+        }
+        if let Some(sdp) = sdp {
+            b = b.body("application/sdp", sdp.into_bytes());
+        }
+        self.send_response(now, key, status, b.build());
+    }
+
+    pub(super) fn find_dialog(&self, req: &Request) -> Option<CallRef> {
+        let tag = req.to.tag.clone()?;
+        let call = *self.dialogs.get(&(req.call_id.clone(), tag))?;
+        let c = self.calls.get(&call)?;
+        c.dialog
+            .matches(&req.call_id, &req.from, &req.to)
+            .then_some(call)
+    }
+
+    pub(super) fn send_bye(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.state = CallState::Ending;
+        let branch = format!("z9hG4bK{}", random_token(16));
+        let (bytes, next_hop) = c.dialog.request(
+            "BYE",
+            &c.local.to_string(),
+            c.peer_transport.via_name(),
+            &branch,
+            &[],
+            None,
+        );
+        let to = match c.outbound {
+            Some(_) => uac::outbound_next_hop(&next_hop, c.source),
+            None => next_hop_addr(&next_hop, c),
+        };
+        let transport = c.peer_transport;
+        info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "bye_sent", "hanging up");
+        let (tx, actions) = NonInviteClientTx::new(
+            now,
+            transport.is_reliable(),
+            self.config.timers,
+            Bytes::from(bytes),
+        );
+        self.client_txs.insert(
+            branch.clone(),
+            ClientTx {
+                tx,
+                to,
+                transport,
+                call: Some(call),
+            },
+        );
+        self.apply_client_actions(&branch, actions);
+    }
+
+    pub(super) fn no_ack(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        warn!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "no_ack", "no ACK for 200 OK within 64*T1; sending BYE");
+        self.send_bye(now, call);
+        // The BYE runs on without the call: the caller is gone as far as we can tell.
+        if let Some(t) = self.client_txs.values_mut().find(|t| t.call == Some(call)) {
+            t.call = None;
+        }
+        self.end_call(call, EndReason::NoAck);
+    }
+
+    pub(super) fn end_call(&mut self, call: CallRef, reason: EndReason) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.dialogs
+                .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
+            for t in self.server_txs.values_mut() {
+                if t.call == Some(call) {
+                    t.call = None;
+                }
+            }
+            info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "dialog_ended", %reason, "dialog ended");
+            self.outputs
+                .push_back(Output::Event(call, CallEvent::Ended { reason }));
+        }
+    }
+}
+
+/// Resolves the next hop of an in-dialog request without DNS: over TCP, or with no route set, we
+/// reuse the flow the INVITE came on (works through NAT, RFC 5626 spirit); otherwise the first
+/// route's address when it is an IP literal, else that same flow.
+fn next_hop_addr(next_hop: &str, c: &Call) -> SocketAddr {
+    if matches!(c.peer_transport, Transport::Tcp(_)) || c.dialog.route_set.is_empty() {
+        return c.source;
+    }
+    uri_host_port(next_hop)
+        .and_then(|(host, port)| {
+            let ip = host
+                .trim_matches(|ch| ch == '[' || ch == ']')
+                .parse()
+                .ok()?;
+            Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+        })
+        .unwrap_or(c.source)
+}
+
+fn tx_key(req: &Request) -> TxKey {
+    let method = match req.method {
+        rsip::Method::Ack => "INVITE".to_string(),
+        m => m.to_string(),
+    };
+    let sent_by = format!("{}:{}", req.via.host, req.via.port.unwrap_or(5060));
+    match req.via.rfc3261_branch() {
+        Some(b) => (b.to_string(), sent_by, method),
+        // RFC 2543 peers: no usable branch, fall back to the §17.2.3 legacy identity.
+        None => (
+            format!(
+                "{}|{}|{}|{}",
+                req.call_id,
+                req.from.tag.as_deref().unwrap_or(""),
+                req.cseq,
+                req.via.raw
+            ),
+            sent_by,
+            method,
+        ),
+    }
+}
