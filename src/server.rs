@@ -60,6 +60,7 @@ pub async fn serve(
     let prompts = PromptStore::load_dir(&config.prompts.dir)?;
     info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
     let flows = load_flows(&config)?;
+    let desk = desk_settings(&config, &flows)?;
     let hours = BusinessHours::from_config(&config.hours)?;
     let clock_offset = match config.clock_at {
         Some(at) => at.duration_since(jiff::Timestamp::now()),
@@ -91,7 +92,6 @@ pub async fn serve(
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
-    let desk = desk_settings(&config, &flows)?;
     let settings = Arc::new(CallSettings {
         prompts: Arc::new(prompts),
         flows,

@@ -98,6 +98,49 @@ fn serve_refuses_a_broken_flow_with_the_check_message() {
 }
 
 #[test]
+fn serve_refuses_a_flow_that_dials_an_unconfigured_group_or_a_bad_member() {
+    let dir = unique_temp_dir("cli-serve-desk");
+    let flow = dir.join("dial.toml");
+    std::fs::write(
+        &flow,
+        "name = \"d\"\nstart = \"ring\"\n[nodes.ring]\ntype = \"dial\"\ntargets = [\"sales\"]\n\
+         on_no_answer = \"bye\"\n[nodes.bye]\ntype = \"hangup\"\n",
+    )
+    .unwrap();
+    let serve = |config: &str| {
+        let path = dir.join("ivr.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = ivr(
+            &[
+                "serve",
+                "--sip",
+                "127.0.0.1:0",
+                "--config",
+                path.to_str().unwrap(),
+                "--data",
+                dir.join("data").to_str().unwrap(),
+                "--flow",
+                flow.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(!out.status.success());
+        let msg = text(&out);
+        assert!(!msg.contains("SIP listening"), "{msg}");
+        msg
+    };
+    let msg = serve("");
+    assert!(
+        msg.contains("node `ring` dials \"sales\", which is not a desk group (configured: desk)"),
+        "{msg}"
+    );
+    // A member that is neither a staff user nor an IP address (the line does no DNS).
+    let msg = serve("[[desk.groups]]\nname = \"sales\"\nmembers = [\"sip:bob@pbx.example.com\"]\n");
+    assert!(msg.contains("desk.groups"), "{msg}");
+    assert!(msg.contains("sip:bob@pbx.example.com"), "{msg}");
+}
+
+#[test]
 fn simulate_runs_the_procedure_on_a_virtual_clock() {
     let out = ivr(
         &[
