@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    Baresip, BaresipOptions, G711, count_loud, run_sipp_to, tone_fraction, write_rtp_pcap,
-    write_tone_wav,
+    Baresip, BaresipOptions, G711, count_loud, tone_fraction, write_rtp_pcap, write_tone_wav,
 };
-use common::{Ivr, require_tool, unique_temp_dir};
+use common::{Ivr, require_tool, run_sipp_to, unique_temp_dir};
 
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 const LOG_WAIT: Duration = Duration::from_secs(10);

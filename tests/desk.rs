@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ivr, free_port, manifest_dir, require_tool, run_sipp};
+use common::{Ivr, cdr_rows, free_port, manifest_dir, require_tool, run_sipp};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -125,37 +125,10 @@ fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
     ])
 }
 
-/// `ivr cdr export` as one column → value map per row.
-fn cdr_rows(ivr: &Ivr) -> Vec<HashMap<String, String>> {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
-        .args(["cdr", "export", "--data"])
-        .arg(ivr.dir().join("data"))
-        .output()
-        .expect("ivr cdr export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
-    let headers = reader.headers().expect("header").clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.expect("row");
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 /// The single CDR once the call's record is written.
 fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
     ivr.wait_for_log(&["event=\"cdr\""], WAIT);
-    let rows = cdr_rows(ivr);
+    let rows = cdr_rows(&ivr.dir().join("data"));
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.into_iter().next().expect("row")
 }
@@ -298,7 +271,7 @@ fn a_registered_staff_phone_gets_the_call() {
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     phone.assert_completed();
     ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
-    let rows = cdr_rows(&ivr);
+    let rows = cdr_rows(&ivr.dir().join("data"));
     let outcomes: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r["outcome"].as_str(), r["answered_by"].as_str()))

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{free_port, manifest_dir, require_tool, unique_temp_dir};
+use common::{cdr_rows, free_port, manifest_dir, require_tool, unique_temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use ivr::media::g711::Codec;
 use serde_json::Value;
@@ -455,24 +455,6 @@ fn ivr_cli(args: &[&str], data: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// `ivr cdr export --data DATA` as one column → value map per row, oldest first.
-fn cdr_rows(data: &Path) -> Vec<HashMap<String, String>> {
-    let csv_text = ivr_cli(&["cdr", "export"], data);
-    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-    let headers = reader.headers().expect("CSV header").clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.expect("CSV row");
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn col<'a>(rows: &'a [HashMap<String, String>], name: &str) -> Vec<&'a str> {

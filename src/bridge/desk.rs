@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::sip::dialog::uri_host_port;
+use crate::sip::dialog::uri_socket_addr;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeskError {
@@ -134,11 +134,9 @@ fn parse_member(m: &str, users: &[String]) -> Option<Member> {
     if !lower.starts_with("sip:") {
         return None;
     }
-    let (host, port) = uri_host_port(m)?;
-    let ip = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
     Some(Member::Static {
         uri: m.to_string(),
-        destination: SocketAddr::new(ip, port.unwrap_or(5060)),
+        destination: uri_socket_addr(m)?,
     })
 }
 

@@ -197,22 +197,7 @@ impl Dialog {
             let _ = write!(text, "{name}: {value}\r\n");
         }
         let _ = write!(text, "User-Agent: ivr/{}\r\n", env!("CARGO_PKG_VERSION"));
-        let mut out = match body {
-            Some((ct, b)) => {
-                let _ = write!(
-                    text,
-                    "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-                    b.len()
-                );
-                let mut v = text.into_bytes();
-                v.extend_from_slice(b);
-                v
-            }
-            None => {
-                text.push_str("Content-Length: 0\r\n\r\n");
-                text.into_bytes()
-            }
-        };
+        let mut out = with_body(text, body);
         out.shrink_to_fit();
         (out, next_hop)
     }
@@ -223,6 +208,37 @@ fn uri_of(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(a), Some(b)) if b > a => &value[a + 1..b],
         _ => value.trim(),
+    }
+}
+
+/// The address of a SIP URI whose host is an IP literal (port 5060 when none); `None` for host
+/// names, which the line does not resolve (no DNS).
+pub fn uri_socket_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    let (host, port) = uri_host_port(uri)?;
+    let ip = host
+        .trim_matches(|ch| ch == '[' || ch == ']')
+        .parse()
+        .ok()?;
+    Some(std::net::SocketAddr::new(ip, port.unwrap_or(5060)))
+}
+
+/// Request bytes: the header text so far, then Content-Type/Length and the body (if any).
+pub fn with_body(mut text: String, body: Option<(&str, &[u8])>) -> Vec<u8> {
+    match body {
+        Some((ct, b)) => {
+            let _ = write!(
+                text,
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
+            let mut v = text.into_bytes();
+            v.extend_from_slice(b);
+            v
+        }
+        None => {
+            text.push_str("Content-Length: 0\r\n\r\n");
+            text.into_bytes()
+        }
     }
 }
 

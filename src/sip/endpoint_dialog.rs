@@ -444,15 +444,7 @@ fn next_hop_addr(next_hop: &str, c: &Call) -> SocketAddr {
     if matches!(c.peer_transport, Transport::Tcp(_)) || c.dialog.route_set.is_empty() {
         return c.source;
     }
-    uri_host_port(next_hop)
-        .and_then(|(host, port)| {
-            let ip = host
-                .trim_matches(|ch| ch == '[' || ch == ']')
-                .parse()
-                .ok()?;
-            Some(SocketAddr::new(ip, port.unwrap_or(5060)))
-        })
-        .unwrap_or(c.source)
+    super::super::dialog::uri_socket_addr(next_hop).unwrap_or(c.source)
 }
 
 fn tx_key(req: &Request) -> TxKey {

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::*;
 use crate::sip::auth::{answer_challenge, pick_challenge};
+use crate::sip::dialog::uri_socket_addr;
 use crate::sip::transaction::InviteClientTx;
 
 /// What a call task asks for when it rings a staff phone.
@@ -552,32 +553,17 @@ fn redirect_target(resp: &Response, allowed: &[String]) -> Option<(String, Socke
     if !contact.uri.to_ascii_lowercase().starts_with("sip:") {
         return None;
     }
-    let (host, port) = uri_host_port(&contact.uri)?;
+    let (host, _) = uri_host_port(&contact.uri)?;
     if !allowed.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
         return None;
     }
-    let ip = host
-        .trim_matches(|ch| ch == '[' || ch == ']')
-        .parse()
-        .ok()?;
-    Some((
-        contact.uri.clone(),
-        SocketAddr::new(ip, port.unwrap_or(5060)),
-    ))
+    Some((contact.uri.clone(), uri_socket_addr(&contact.uri)?))
 }
 
 /// The address of an in-dialog request to a staff phone: its Contact (or first route) when that
 /// is an IP literal, else where the INVITE went.
 pub(super) fn outbound_next_hop(next_hop: &str, fallback: SocketAddr) -> SocketAddr {
-    uri_host_port(next_hop)
-        .and_then(|(host, port)| {
-            let ip = host
-                .trim_matches(|ch| ch == '[' || ch == ']')
-                .parse()
-                .ok()?;
-            Some(SocketAddr::new(ip, port.unwrap_or(5060)))
-        })
-        .unwrap_or(fallback)
+    uri_socket_addr(next_hop).unwrap_or(fallback)
 }
 
 /// An out-of-dialog request of ours (INVITE, its CANCEL and non-2xx ACK), over UDP.
@@ -607,22 +593,7 @@ fn uac_request(
         let _ = write!(text, "{name}: {value}\r\n");
     }
     let _ = write!(text, "User-Agent: ivr/{}\r\n", env!("CARGO_PKG_VERSION"));
-    match body {
-        Some((ct, b)) => {
-            let _ = write!(
-                text,
-                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-                b.len()
-            );
-            let mut v = text.into_bytes();
-            v.extend_from_slice(b);
-            v
-        }
-        None => {
-            text.push_str("Content-Length: 0\r\n\r\n");
-            text.into_bytes()
-        }
-    }
+    crate::sip::dialog::with_body(text, body)
 }
 
 #[cfg(test)]

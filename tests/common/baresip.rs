@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{SippRun, manifest_dir, tail, unique_temp_dir};
+use super::unique_temp_dir;
 
 /// How long baresip may take to print "baresip is ready.".
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -673,50 +673,3 @@ pub fn write_rtp_pcap(path: &Path, samples: &[i16], codec: G711) {
 }
 
 // ---- sipp against the phone ----
-
-/// Runs one call of `tests/sipp/<scenario>` against `target` (not necessarily `ivr`), with
-/// sipp's files in `dir`; `extra` adds options (`-key`, `-d`, ...). Like `common::run_sipp`.
-pub fn run_sipp_to(target: SocketAddr, dir: &Path, scenario: &str, extra: &[&str]) -> SippRun {
-    let scenario_path = manifest_dir().join("tests").join("sipp").join(scenario);
-    assert!(
-        scenario_path.is_file(),
-        "missing scenario {}",
-        scenario_path.display()
-    );
-    let stem = scenario.trim_end_matches(".xml");
-    let err_file = dir.join(format!("sipp-{stem}-errors.log"));
-    let out_file = dir.join(format!("sipp-{stem}-stdout.log"));
-    let stdout = std::fs::File::create(&out_file).expect("sipp stdout file");
-    let stderr = stdout.try_clone().expect("clone file");
-    let port = super::free_port().to_string();
-    let media_port = super::free_port().to_string();
-    let status = Command::new("sipp")
-        .arg(target.to_string())
-        .arg("-sf")
-        .arg(&scenario_path)
-        .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
-        .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err_file)
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .status()
-        .unwrap_or_else(|e| panic!("running sipp: {e}"));
-    let mut errors = String::new();
-    if status.code() != Some(0) {
-        errors.push_str(&format!(
-            "--- sipp error log ({}):\n{}\n--- sipp output:\n{}",
-            err_file.display(),
-            std::fs::read_to_string(&err_file).unwrap_or_default(),
-            tail(
-                &std::fs::read_to_string(&out_file).unwrap_or_default(),
-                4000
-            ),
-        ));
-    }
-    SippRun { status, errors }
-}

@@ -230,6 +230,12 @@ impl SippRun {
 /// Runs one call of `tests/sipp/<scenario>` against `ivr` (`-m 1`, 60 s global timeout).
 /// `extra` adds sipp options, e.g. `["-t", "t1"]` for TCP.
 pub fn run_sipp(ivr: &Ivr, scenario: &str, extra: &[&str]) -> SippRun {
+    run_sipp_to(ivr.sip_addr(), ivr.dir(), scenario, extra)
+}
+
+/// Runs one call of `tests/sipp/<scenario>` against `target` (not necessarily `ivr`), with
+/// sipp's files in `dir`; `extra` adds options (`-key`, `-d`, ...). Like `common::run_sipp`.
+pub fn run_sipp_to(target: SocketAddr, dir: &Path, scenario: &str, extra: &[&str]) -> SippRun {
     let scenario_path = manifest_dir().join("tests").join("sipp").join(scenario);
     assert!(
         scenario_path.is_file(),
@@ -237,7 +243,6 @@ pub fn run_sipp(ivr: &Ivr, scenario: &str, extra: &[&str]) -> SippRun {
         scenario_path.display()
     );
     let stem = scenario.trim_end_matches(".xml");
-    let dir = ivr.dir();
     let err_file = dir.join(format!("sipp-{stem}-errors.log"));
     let out_file = dir.join(format!("sipp-{stem}-stdout.log"));
     let stdout = std::fs::File::create(&out_file).expect("sipp stdout file");
@@ -245,7 +250,7 @@ pub fn run_sipp(ivr: &Ivr, scenario: &str, extra: &[&str]) -> SippRun {
     let port = free_port().to_string();
     let media_port = free_port().to_string();
     let status = Command::new("sipp")
-        .arg(ivr.sip_addr().to_string())
+        .arg(target.to_string())
         .arg("-sf")
         .arg(&scenario_path)
         .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
@@ -273,6 +278,33 @@ pub fn run_sipp(ivr: &Ivr, scenario: &str, extra: &[&str]) -> SippRun {
         ));
     }
     SippRun { status, errors }
+}
+
+/// `ivr cdr export --data DATA` as one column → value map per row, oldest first.
+pub fn cdr_rows(data: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["cdr", "export", "--data"])
+        .arg(data)
+        .output()
+        .expect("ivr cdr export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let headers = reader.headers().expect("CSV header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("CSV row");
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }
 
 fn tail(s: &str, max: usize) -> &str {

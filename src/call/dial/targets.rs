@@ -127,9 +127,7 @@ pub(super) fn sip_user(caller: &str) -> String {
 
 /// A registered Contact's address when it is an IP literal (else the REGISTER's source).
 pub(super) fn contact_address(uri: &str) -> Option<SocketAddr> {
-    let (host, port) = crate::sip::dialog::uri_host_port(uri)?;
-    let ip = host.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
-    Some(SocketAddr::new(ip, port.unwrap_or(5060)))
+    crate::sip::dialog::uri_socket_addr(uri)
 }
 
 /// Our address as seen from `dest` (the kernel's route choice; no packet is sent).
