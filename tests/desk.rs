@@ -282,3 +282,35 @@ fn a_registered_staff_phone_gets_the_call() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn a_staff_phone_that_challenges_the_invite_gets_a_digest_answer() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-challenge");
+    let phone = Staff::start(&dir, "staff_challenge.xml", 0);
+    let ivr = start_ivr("desk.toml", &["alice".to_string()], ALICE);
+    let port = phone.port.to_string();
+    let reg = run_sipp(
+        &ivr,
+        "register_contact.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
+    let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "5000"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    phone.assert_completed();
+    let log = ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
+    assert!(log.contains("event=\"dial_leg_auth\""), "{log}");
+}
