@@ -142,6 +142,12 @@ pub struct DeskConfig {
     pub redirect_hosts: Vec<String>,
     /// How long each member rings when a dial is `sequential` (seconds).
     pub ring_each_s: u64,
+    /// Where staff call-backs go out ("sip:IP:port"); empty: off.
+    pub callback_trunk: String,
+    /// A number may be called back while it has a voicemail this recent (or unanswered).
+    pub callback_window_h: u64,
+    /// The From user part of call-backs.
+    pub callback_caller_id: String,
     #[serde(default)]
     pub groups: Vec<DeskGroupConfig>,
 }
@@ -442,6 +448,15 @@ impl Config {
                 "desk.ringback",
                 &self.desk.ringback,
                 "expected \"us\", \"uk\" or \"eu\"".into(),
+            ));
+        }
+        if !self.desk.callback_trunk.is_empty()
+            && crate::sip::dialog::uri_socket_addr(&self.desk.callback_trunk).is_none()
+        {
+            return Err(bad(
+                "desk.callback_trunk",
+                &self.desk.callback_trunk,
+                "expected a SIP URI with an IP address, e.g. \"sip:192.0.2.20:5060\" (the line does no DNS)".into(),
             ));
         }
         if self.desk.accept_timeout_s == 0 || self.desk.ring_each_s == 0 {

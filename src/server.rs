@@ -269,6 +269,17 @@ fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSetting
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
+        callback_trunk: crate::sip::dialog::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
+            let host = crate::sip::dialog::uri_host_port(&config.desk.callback_trunk)
+                .map(|(h, p)| match p {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h,
+                })
+                .unwrap_or_else(|| a.to_string());
+            (host, a)
+        }),
+        callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
+        callback_caller_id: config.desk.callback_caller_id.clone(),
         redirect_hosts: config.desk.redirect_hosts.clone(),
     })
 }

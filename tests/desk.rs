@@ -102,6 +102,28 @@ impl Drop for Staff {
 const ALICE: &str = "[staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\
     [[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n";
 
+/// `ivr serve` on `tests/flows/desk.toml` with `config` as written (its own `[desk]` table).
+fn start_ivr_with_desk(members: &[String], config: &str) -> Ivr {
+    let dir = common::unique_temp_dir("desk-config");
+    let path = dir.join("ivr.toml");
+    let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "{config}\n[[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .expect("config");
+    let flow = manifest_dir().join("tests/flows/desk.toml");
+    Ivr::start(&[
+        "--config",
+        path.to_str().expect("utf8"),
+        "--flow",
+        flow.to_str().expect("utf8"),
+    ])
+}
+
 /// `ivr serve` with the desk group `members` and the flow `tests/flows/<flow>`.
 fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
     let dir = common::unique_temp_dir("desk-config");
@@ -313,4 +335,86 @@ fn a_staff_phone_that_challenges_the_invite_gets_a_digest_answer() {
     phone.assert_completed();
     let log = ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
     assert!(log.contains("event=\"dial_leg_auth\""), "{log}");
+}
+
+#[test]
+fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-callback");
+    // The customer's phone behind the trunk: answers and waits for the BYE.
+    let customer = Staff::start(&dir, "staff_no_press.xml", 0);
+    let trunk = format!("callback_trunk = \"sip:127.0.0.1:{}\"", customer.port);
+    let config = format!("{ALICE}[desk]\n{trunk}\n");
+    // alice is on the desk but not registered: the caller ends in voicemail.
+    let ivr = start_ivr_with_desk(&["alice".to_string()], &config);
+    let caller = run_sipp(
+        &ivr,
+        "uac_caller_hangup.xml",
+        &["-key", "caller", "+15551230003", "-d", "3000"],
+    );
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    ivr.wait_for_log(&["event=\"voicemail_stored\""], WAIT);
+    // sipp's digest uri defaults to the server's address; the Request-URI is what must match
+    // (sipp puts "sip:" in front of -auth_uri itself).
+    let auth_uri = |n: &str| format!("{n}@{}", ivr.sip_addr());
+    let (uri_refused, uri_back) = (auth_uri("+15559990000"), auth_uri("+15551230003"));
+    // A number that left no voicemail cannot be called through the line.
+    let refused = run_sipp(
+        &ivr,
+        "staff_callback_refused.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "number",
+            "+15559990000",
+            "-auth_uri",
+            &uri_refused,
+        ],
+    );
+    assert!(
+        refused.success(),
+        "refused: {}\n{}",
+        refused.errors,
+        ivr.log()
+    );
+    // alice calls the customer back; the customer answers; alice hangs up after 2 s.
+    let back = run_sipp(
+        &ivr,
+        "staff_callback.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "number",
+            "+15551230003",
+            "-auth_uri",
+            &uri_back,
+            "-d",
+            "2000",
+        ],
+    );
+    assert!(back.success(), "call-back: {}\n{}", back.errors, ivr.log());
+    customer.assert_completed();
+    let log = ivr.wait_for_log(&["event=\"callback_ended\""], WAIT);
+    assert!(log.contains("voicemails_acked=1"), "{log}");
+    // The voicemail counts as called back: acknowledged, its escalation timer stopped.
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["voicemail", "list", "--data"])
+        .arg(ivr.dir().join("data"))
+        .output()
+        .expect("voicemail list");
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(list.contains("+15551230003"), "{list}");
+    assert!(list.contains("outbound call to +15551230003"), "{list}");
 }

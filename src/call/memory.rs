@@ -179,6 +179,47 @@ impl Memory {
         }
     }
 
+    /// Whether staff may call `number` back through the line: it left a voicemail that is not
+    /// yet answered, or was answered less than `window` ago. No store: nobody may.
+    pub async fn callback_allowed(&self, number: &str, window: Duration) -> bool {
+        let Some(store) = self.store.clone() else {
+            return false;
+        };
+        let number = number.to_string();
+        let since = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(window).unwrap_or_default())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        match blocking(store, move |s| s.voicemails()).await {
+            Ok(vms) => vms
+                .iter()
+                .any(|v| v.caller == number && v.acked_at.is_none_or(|acked| acked >= since)),
+            Err(e) => {
+                error!(error = %e, "cannot read voicemails; call-back refused");
+                false
+            }
+        }
+    }
+
+    /// A desk call-back to `number` was answered: its voicemails are called back (their SLA
+    /// timers stop). Returns how many were acknowledged.
+    pub async fn callback_answered(&self, number: &str, staff: &str) -> u32 {
+        let Some(store) = self.store.clone() else {
+            return 0;
+        };
+        let number_owned = number.to_string();
+        match blocking(store, move |s| {
+            s.ack_voicemails_for_number(&number_owned, Timestamp::now())
+        })
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, %number, %staff, "call-back answered but the voicemails could not be marked; the callback timer may still escalate");
+                0
+            }
+        }
+    }
+
     /// Stores a finished voicemail, starts its callback timer and tells the helpdesk.
     pub async fn voicemail_recorded(
         &self,

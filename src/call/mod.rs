@@ -69,6 +69,10 @@ pub struct DeskSettings {
     pub ringback: Arc<[i16]>,
     /// Let the caller hear a ringing phone's early media (183 with SDP) instead of the tone.
     pub early_media: bool,
+    /// Where staff call-backs go out: the trunk's URI host part and address.
+    pub callback_trunk: Option<(String, std::net::SocketAddr)>,
+    pub callback_window: Duration,
+    pub callback_caller_id: String,
     pub redirect_hosts: Vec<String>,
 }
 
@@ -142,6 +146,11 @@ pub async fn run(
         events,
         sip_port: incoming.local.port(),
     };
+    // A staff phone calling a customer back: not a caller of the line (no repeat detection).
+    if let Some(staff) = incoming.staff_user.clone() {
+        dial::callback::run(&mut call, &incoming, &settings, &staff).await;
+        return;
+    }
     // Business hours and the caller's history are decided once, when the call arrives.
     let dialled = Some(crate::sip::message::uri_user(&incoming.request_uri))
         .filter(|u| !u.is_empty())

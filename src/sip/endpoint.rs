@@ -125,6 +125,8 @@ pub struct IncomingCall {
     pub local: SocketAddr,
     /// P-Asserted-Identity (RFC 3325), to be believed only from trusted proxies.
     pub asserted_identity: Option<NameAddr>,
+    /// Set when a staff user placed this call and proved it with digest auth: a desk call-back.
+    pub staff_user: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -130,6 +130,16 @@ impl Endpoint {
                 return;
             }
         }
+        // A call from a staff user (a desk call-back) must prove who it is: nobody may borrow a
+        // staff From to call out through the line.
+        let staff_user = if self.config.staff.users.contains_key(req.from.user()) {
+            match self.authenticate_invite(now, &req, &key, source) {
+                Some(user) => Some(user),
+                None => return,
+            }
+        } else {
+            None
+        };
         // 100 Trying at once so the caller's timer A stops retransmitting (§17.2.1).
         self.respond_with(now, &key, 100, |b| b);
         let call = self.next_call;
@@ -168,6 +178,7 @@ impl Endpoint {
             transport,
             local,
             asserted_identity: req.asserted_identity(),
+            staff_user,
         };
         self.outputs
             .push_back(Output::Event(call, CallEvent::Incoming(Box::new(incoming))));

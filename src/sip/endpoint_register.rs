@@ -19,6 +19,11 @@ impl Endpoint {
 
     /// 401 with one challenge per configured algorithm (`stale=true` after a stale nonce).
     pub(super) fn challenge(&mut self, now: Instant, key: &TxKey, stale: bool) {
+        self.challenge_with(now, key, stale, 401);
+    }
+
+    /// A 401 (`WWW-Authenticate`) or 407 (`Proxy-Authenticate`) challenge.
+    fn challenge_with(&mut self, now: Instant, key: &TxKey, stale: bool, status: u16) {
         let now_unix = self.unix_secs(now);
         let challenges: Vec<String> = self
             .config
@@ -33,12 +38,78 @@ impl Endpoint {
                 }
             })
             .collect();
-        self.respond_with(now, key, 401, |mut b| {
+        let header = if status == 407 {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        self.respond_with(now, key, status, |mut b| {
             for c in &challenges {
-                b = b.header("WWW-Authenticate", c);
+                b = b.header(header, c);
             }
             b
         });
+    }
+
+    /// The staff user an INVITE from a staff From proves to be (407 challenge like a PBX), or
+    /// `None` when it was challenged or refused (the response is sent).
+    pub(super) fn authenticate_invite(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        key: &TxKey,
+        source: SocketAddr,
+    ) -> Option<String> {
+        let from = req.from.user().to_string();
+        let values: Vec<&str> = req
+            .raw
+            .headers
+            .iter()
+            .filter(|h| {
+                h.name.eq_ignore_ascii_case("Proxy-Authorization")
+                    || h.name.eq_ignore_ascii_case("Authorization")
+            })
+            .filter_map(|h| h.value_str())
+            .collect();
+        let ours = values
+            .iter()
+            .find(|v| {
+                parse_digest(v)
+                    .ok()
+                    .is_some_and(|p| p.get("realm") == Some(self.digest.realm.as_str()))
+            })
+            .or(values.first())
+            .copied();
+        let now_unix = self.unix_secs(now);
+        let users = &self.config.staff.users;
+        let verified = self.digest.verify(
+            "INVITE",
+            &req.uri,
+            ours,
+            |u| users.get(u).cloned(),
+            now_unix,
+        );
+        match verified {
+            Ok(user) if user == from => Some(user),
+            Ok(user) => {
+                warn!(call_id = %req.call_id, user = %user, from = %from, %source, event = "callback_refused", "authenticated user may not call as another staff user");
+                self.respond_with(now, key, 403, |b| b);
+                None
+            }
+            Err(AuthError::Missing) => {
+                self.challenge_with(now, key, false, 407);
+                None
+            }
+            Err(AuthError::StaleNonce) => {
+                self.challenge_with(now, key, true, 407);
+                None
+            }
+            Err(e) => {
+                warn!(call_id = %req.call_id, user = %from, %source, error = %e, event = "callback_auth_failed", "staff INVITE authentication failed");
+                self.challenge_with(now, key, false, 407);
+                None
+            }
+        }
     }
 
     /// REGISTER outside a dialog (RFC 3261 §10.3): authenticate, then update the bindings.

@@ -672,3 +672,64 @@ fn without_staff_users_register_is_forbidden() {
         d.sent[0].1
     );
 }
+
+/// An INVITE from staff user `from` (a desk call-back) with optional extra headers.
+fn staff_invite(branch: &str, cseq: u32, from: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:+15551230001@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\n\
+From: <sip:{from}@127.0.0.1:5060>;tag=s1\r\nTo: <sip:+15551230001@127.0.0.1:5060>\r\n\
+Call-ID: cb1@test\r\nCSeq: {cseq} INVITE\r\nContact: <sip:{from}@127.0.0.1:5061>\r\n\
+Max-Forwards: 70\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
+}
+
+#[test]
+fn invite_from_a_staff_user_must_prove_it_with_digest() {
+    let mut h = staff_harness();
+    // Without credentials: 407 with Proxy-Authenticate, no call.
+    let d = h.recv(0, &staff_invite("z9hG4bKs1", 1, "alice", ""));
+    assert_eq!(d.statuses(), vec![407]);
+    assert!(d.events.is_empty());
+    let challenge = header_values(&d.sent[0].1, "Proxy-Authenticate")[0].to_string();
+    let uri = "sip:+15551230001@127.0.0.1:5060";
+    // The wrong password: challenged again, still no call.
+    let bad = auth::answer_challenge(&challenge, "INVITE", uri, "alice", "guess", "c1", 1).unwrap();
+    let d = h.recv(
+        10,
+        &staff_invite(
+            "z9hG4bKs2",
+            2,
+            "alice",
+            &format!("Proxy-Authorization: {bad}\r\n"),
+        ),
+    );
+    assert_eq!(d.statuses(), vec![407]);
+    assert!(d.events.is_empty());
+    // The right one: a call marked as the staff user's.
+    let good =
+        auth::answer_challenge(&challenge, "INVITE", uri, "alice", "s3cret", "c2", 1).unwrap();
+    let d = h.recv(
+        20,
+        &staff_invite(
+            "z9hG4bKs3",
+            3,
+            "alice",
+            &format!("Proxy-Authorization: {good}\r\n"),
+        ),
+    );
+    assert_eq!(d.statuses(), vec![100]);
+    let Some((_, CallEvent::Incoming(inc))) = d.events.first() else {
+        panic!("no call: {d:?}")
+    };
+    assert_eq!(inc.staff_user.as_deref(), Some("alice"));
+    // A customer's INVITE (From not a staff user) is a normal call, no challenge.
+    let customer = invite("z9hG4bKc9").replace("<sip:alice@", "<sip:+15551230009@");
+    let d = h.recv(30, &customer);
+    assert_eq!(d.statuses(), vec![100]);
+    let Some((_, CallEvent::Incoming(inc))) = d.events.first() else {
+        panic!("no call: {d:?}")
+    };
+    assert_eq!(inc.staff_user, None);
+}

@@ -31,6 +31,7 @@ use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundC
 use crate::sip::sdp::{self, Negotiated};
 
 mod bridged;
+pub(super) mod callback;
 mod targets;
 
 use bridged::{answer_leg_reoffer, bridge};

@@ -1,0 +1,246 @@
+//! Desk call-backs: a registered staff phone dials a customer's number through the line.
+//!
+//! The endpoint has already proved the staff user (digest, 407). Only numbers that left a
+//! voicemail may be called (unanswered, or answered within `desk.callback_window_h`), and only
+//! through the configured trunk: the line is no open gateway. The staff phone hears ringing (180)
+//! until the customer answers; then both are answered and bridged like a desk call, and the
+//! number's voicemails count as called back, which stops their 20-minute escalation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::super::memory::CallSummary;
+use super::super::{
+    Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, drain_until_end, negotiate,
+};
+use super::bridged::bridge;
+use super::targets::route_ip;
+use super::{DialResult, Internal, LiveLeg, send};
+use crate::media::session::MediaSession;
+use crate::media::socket;
+use crate::sip::endpoint::{CallEvent, EndReason, IncomingCall, OutboundCall};
+use crate::sip::sdp;
+
+/// Runs a staff call-back from INVITE to the end of the call.
+pub(in crate::call) async fn run(
+    call: &mut Call,
+    incoming: &IncomingCall,
+    settings: &Arc<CallSettings>,
+    staff: &str,
+) {
+    let dialled = crate::sip::message::uri_user(&incoming.request_uri).to_string();
+    let number = crate::repeat::normalise(&dialled, settings.memory.default_country.as_deref());
+    let number = number.as_str().to_string();
+    let call_id = call.call_id.clone();
+    info!(call_id = %call_id, staff = %staff, number = %number, event = "callback", "staff call-back");
+    let refuse = |call: &mut Call, status: u16, why: &str| {
+        warn!(call_id = %call.call_id, staff = %staff, number = %number, status, reason = %why, event = "callback_refused", "call-back refused");
+        call.send(CallCommand::Reject {
+            status,
+            warning: why.to_string(),
+        });
+    };
+    let Some((trunk_host, trunk)) = settings.desk.callback_trunk.clone() else {
+        refuse(
+            call,
+            503,
+            "call-backs through the line are off (set desk.callback_trunk)",
+        );
+        drain_until_end(call).await;
+        return;
+    };
+    if !settings
+        .memory
+        .callback_allowed(&number, settings.desk.callback_window)
+        .await
+    {
+        refuse(
+            call,
+            403,
+            "only numbers that left a voicemail can be called back through the line",
+        );
+        drain_until_end(call).await;
+        return;
+    }
+    let (offer_sdp, neg) = match negotiate(&incoming.offer) {
+        Ok(x) => x,
+        Err(why) => {
+            refuse(call, 488, &why);
+            drain_until_end(call).await;
+            return;
+        }
+    };
+    let (staff_socket, staff_port, leg_socket, leg_port) = match (
+        socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await,
+        socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await,
+    ) {
+        (Ok((a, ap)), Ok((b, bp))) => (a, ap, b, bp),
+        _ => {
+            refuse(call, 503, "no media port available");
+            drain_until_end(call).await;
+            return;
+        }
+    };
+    call.send(CallCommand::Ring);
+    let leg_ip = route_ip(trunk).unwrap_or(incoming.local.ip());
+    let spec = OutboundCall {
+        request_uri: format!("sip:{number}@{trunk_host}"),
+        destination: trunk,
+        local: SocketAddr::new(leg_ip, call.sip_port),
+        display_name: String::new(),
+        from_user: settings.desk.callback_caller_id.clone(),
+        sdp: sdp::offer(
+            neg.encoding,
+            leg_ip,
+            leg_port,
+            u64::from(rand::random::<u32>()),
+            1,
+        ),
+        credentials: None,
+        redirect_hosts: Vec::new(),
+        extra_headers: vec![("X-IVR-Callback-By".into(), staff.to_string())],
+    };
+    let (reply, rx) = oneshot::channel();
+    call.send(CallCommand::Dial {
+        spec: Box::new(spec),
+        reply,
+    });
+    let Ok(Leg {
+        id: leg_id,
+        events: mut leg_events,
+    }) = rx.await
+    else {
+        return;
+    };
+    // Ringing: the staff phone may give up (CANCEL), the number may answer or fail.
+    let answer = loop {
+        tokio::select! {
+            ev = call.events.recv() => match ev {
+                Some(CallEvent::Ended { reason }) => {
+                    info!(call_id = %call_id, %reason, event = "callback_abandoned", "staff gave up the call-back");
+                    send(call, leg_id, CallCommand::Hangup);
+                    return;
+                }
+                None => {
+                    send(call, leg_id, CallCommand::Hangup);
+                    return;
+                }
+                Some(_) => {}
+            },
+            ev = leg_events.recv() => match ev {
+                Some(CallEvent::Answered { body }) => break body,
+                Some(CallEvent::Ended { reason }) => {
+                    // The customer's side failed: tell the staff phone why, as a phone would.
+                    let status = match reason {
+                        EndReason::Declined(s) if (400..700).contains(&s) && s != 487 => s,
+                        EndReason::NoResponse => 408,
+                        _ => 480,
+                    };
+                    info!(call_id = %call_id, number = %number, %reason, status, event = "callback_failed", "call-back not answered");
+                    call.send(CallCommand::Reject { status, warning: format!("{number}: {reason}") });
+                    drain_until_end(call).await;
+                    return;
+                }
+                None => {
+                    call.send(CallCommand::Reject { status: 500, warning: "call-back leg lost".into() });
+                    drain_until_end(call).await;
+                    return;
+                }
+                Some(_) => {}
+            },
+        }
+    };
+    // The customer answered: answer the staff phone and connect them.
+    let (leg_answer, leg_neg) = match negotiate(&answer) {
+        Ok(x) => x,
+        Err(why) => {
+            warn!(call_id = %call_id, reason = %why, "the trunk's SDP answer is unusable");
+            send(call, leg_id, CallCommand::Hangup);
+            refuse(call, 488, &why);
+            drain_until_end(call).await;
+            return;
+        }
+    };
+    let local_ip = incoming.local.ip();
+    let session_id = u64::from(rand::random::<u32>());
+    let mut sdp_version = 1u64;
+    call.send(CallCommand::Accept(sdp::answer(
+        &offer_sdp,
+        &neg,
+        local_ip,
+        staff_port,
+        session_id,
+        sdp_version,
+    )));
+    let staff_media = MediaSession::start(
+        staff_socket,
+        neg.remote_rtp,
+        codec_of(neg.encoding),
+        call_id.clone(),
+    );
+    staff_media.set_hold(!neg.direction.answer().we_send());
+    let leg_codec = codec_of(leg_neg.encoding);
+    let leg_media = MediaSession::start(leg_socket, leg_neg.remote_rtp, leg_codec, call_id.clone());
+    leg_media.set_telephone_event(leg_neg.telephone_event);
+    leg_media.set_hold(!leg_neg.direction.answer().we_send());
+    let acked = settings.memory.callback_answered(&number, staff).await;
+    info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
+          event = "callback_connected", "call-back answered; the number's voicemails count as called back");
+    let (itx, mut irx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = leg_events.recv().await {
+            if itx.send(Internal::Leg(0, ev)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut leg = LiveLeg {
+        id: leg_id,
+        member: number.clone(),
+        socket: None,
+        local_ip: leg_ip,
+        rtp_port: leg_port,
+        media: Some(leg_media),
+        neg: Some((leg_answer, leg_neg)),
+        dtmf: None,
+        sdp_version: 1,
+    };
+    let mut ctx = MediaCtx {
+        media: &staff_media,
+        offer_sdp,
+        neg,
+        local_ip,
+        rtp_port: staff_port,
+        session_id,
+        sdp_version: &mut sdp_version,
+    };
+    let mut summary = CallSummary::default();
+    let mut no_rtp = None;
+    let deadline = Instant::now() + settings.max_duration;
+    match bridge(
+        call,
+        &mut ctx,
+        &mut leg,
+        &mut irx,
+        0,
+        &mut no_rtp,
+        deadline,
+        &mut summary,
+    )
+    .await
+    {
+        DialResult::CallerGone(_) => {}
+        DialResult::Outcome(_) => {
+            // The customer hung up (or the maximum duration): hang up the staff phone.
+            call.send(CallCommand::Hangup);
+            drain_until_end(call).await;
+        }
+    }
+    info!(call_id = %call_id, staff = %staff, number = %number, talk_ms = summary.talk.as_millis() as u64,
+          event = "callback_ended", "call-back ended");
+    staff_media.stop().await;
+}
