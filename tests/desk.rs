@@ -26,7 +26,7 @@ impl Staff {
     /// `pause_ms` is the scenario's `<pause/>` (how long it rings before answering).
     fn start(dir: &Path, scenario: &'static str, pause_ms: u64) -> Staff {
         let port = free_port();
-        let media_port = free_port();
+        let media_port = common::free_media_port();
         let stem = scenario.trim_end_matches(".xml");
         let err_file = dir.join(format!("staff-{stem}-{port}-errors.log"));
         let out_file = dir.join(format!("staff-{stem}-{port}.log"));
@@ -101,6 +101,27 @@ impl Drop for Staff {
 /// `[staff]` with one user, alice, MD5 first (sipp 3.6 answers only the first challenge, MD5).
 const ALICE: &str = "[staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\
     [[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n";
+
+/// sipp registers alice (digest, right password) with a Contact at `port`, where the phone is.
+fn register_alice(ivr: &Ivr, port: u16) {
+    let port = port.to_string();
+    let reg = run_sipp(
+        ivr,
+        "register_contact.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
+}
 
 /// `ivr serve` on `tests/flows/desk.toml` with `config` as written (its own `[desk]` table).
 fn start_ivr_with_desk(members: &[String], config: &str) -> Ivr {
@@ -271,23 +292,7 @@ fn a_registered_staff_phone_gets_the_call() {
     );
     assert!(wrong.success(), "{}", wrong.errors);
     // The right one binds the phone's Contact (another port: the phone itself is the UAS).
-    let port = phone.port.to_string();
-    let reg = run_sipp(
-        &ivr,
-        "register_contact.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "contact_port",
-            &port,
-        ],
-    );
-    assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
+    register_alice(&ivr, phone.port);
     // Now a call reaches that contact, is accepted and bridged.
     let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230002"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
@@ -313,23 +318,7 @@ fn a_staff_phone_that_challenges_the_invite_gets_a_digest_answer() {
     let dir = common::unique_temp_dir("desk-challenge");
     let phone = Staff::start(&dir, "staff_challenge.xml", 0);
     let ivr = start_ivr("desk.toml", &["alice".to_string()], ALICE);
-    let port = phone.port.to_string();
-    let reg = run_sipp(
-        &ivr,
-        "register_contact.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "contact_port",
-            &port,
-        ],
-    );
-    assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
+    register_alice(&ivr, phone.port);
     let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "5000"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     phone.assert_completed();

@@ -51,24 +51,19 @@ impl Endpoint {
         });
     }
 
-    /// The staff user an INVITE from a staff From proves to be (407 challenge like a PBX), or
-    /// `None` when it was challenged or refused (the response is sent).
-    pub(super) fn authenticate_invite(
+    /// Checks the request's digest credentials (in any of `headers`) against the staff users.
+    /// Several may be present (one per realm): ours is answered.
+    fn verify_digest(
         &mut self,
         now: Instant,
         req: &Request,
-        key: &TxKey,
-        source: SocketAddr,
-    ) -> Option<String> {
-        let from = req.from.user().to_string();
+        headers: &[&str],
+    ) -> Result<String, AuthError> {
         let values: Vec<&str> = req
             .raw
             .headers
             .iter()
-            .filter(|h| {
-                h.name.eq_ignore_ascii_case("Proxy-Authorization")
-                    || h.name.eq_ignore_ascii_case("Authorization")
-            })
+            .filter(|h| headers.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
             .filter_map(|h| h.value_str())
             .collect();
         let ours = values
@@ -82,13 +77,22 @@ impl Endpoint {
             .copied();
         let now_unix = self.unix_secs(now);
         let users = &self.config.staff.users;
-        let verified = self.digest.verify(
-            "INVITE",
-            &req.uri,
-            ours,
-            |u| users.get(u).cloned(),
-            now_unix,
-        );
+        let method = req.method.to_string();
+        self.digest
+            .verify(&method, &req.uri, ours, |u| users.get(u).cloned(), now_unix)
+    }
+
+    /// The staff user an INVITE from a staff From proves to be (407 challenge like a PBX), or
+    /// `None` when it was challenged or refused (the response is sent).
+    pub(super) fn authenticate_invite(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        key: &TxKey,
+        source: SocketAddr,
+    ) -> Option<String> {
+        let from = req.from.user().to_string();
+        let verified = self.verify_digest(now, req, &["Proxy-Authorization", "Authorization"]);
         match verified {
             Ok(user) if user == from => Some(user),
             Ok(user) => {
@@ -129,32 +133,7 @@ impl Endpoint {
             self.respond_with(now, key, 403, |b| b.header("Warning", &w));
             return;
         }
-        // Several Authorization headers may be present (one per realm): answer ours.
-        let values: Vec<&str> = req
-            .raw
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("Authorization"))
-            .filter_map(|h| h.value_str())
-            .collect();
-        let ours = values
-            .iter()
-            .find(|v| {
-                parse_digest(v)
-                    .ok()
-                    .is_some_and(|p| p.get("realm") == Some(self.digest.realm.as_str()))
-            })
-            .or(values.first())
-            .copied();
-        let now_unix = self.unix_secs(now);
-        let users = &self.config.staff.users;
-        let verified = self.digest.verify(
-            "REGISTER",
-            &req.uri,
-            ours,
-            |u| users.get(u).cloned(),
-            now_unix,
-        );
+        let verified = self.verify_digest(now, req, &["Authorization"]);
         let user = match verified {
             Ok(user) => user,
             Err(AuthError::Missing) => {

@@ -214,6 +214,26 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
+/// A base port for sipp's `-mp`: sipp binds it and the three above it (audio and video RTP and
+/// RTCP), so all four must be free right now. Picked from an even port the kernel handed out.
+pub fn free_media_port() -> u16 {
+    for _ in 0..200 {
+        let probe = UdpSocket::bind("127.0.0.1:0").expect("bind UDP 127.0.0.1:0");
+        let base = probe.local_addr().expect("local addr").port() & !1;
+        drop(probe);
+        if !(1024..=65_000).contains(&base) {
+            continue;
+        }
+        let held: Vec<UdpSocket> = (base..base + 4)
+            .filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == 4 {
+            return base;
+        }
+    }
+    panic!("no four consecutive free UDP ports on 127.0.0.1");
+}
+
 /// Outcome of one sipp run.
 pub struct SippRun {
     pub status: ExitStatus,
@@ -245,26 +265,39 @@ pub fn run_sipp_to(target: SocketAddr, dir: &Path, scenario: &str, extra: &[&str
     let stem = scenario.trim_end_matches(".xml");
     let err_file = dir.join(format!("sipp-{stem}-errors.log"));
     let out_file = dir.join(format!("sipp-{stem}-stdout.log"));
-    let stdout = std::fs::File::create(&out_file).expect("sipp stdout file");
-    let stderr = stdout.try_clone().expect("clone file");
-    let port = free_port().to_string();
-    let media_port = free_port().to_string();
-    let status = Command::new("sipp")
-        .arg(target.to_string())
-        .arg("-sf")
-        .arg(&scenario_path)
-        .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
-        .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err_file)
-        .args(extra)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .status()
-        .unwrap_or_else(|e| panic!("running sipp: {e}"));
+    // Ports are probed free, then sipp binds them: another process may take one in between.
+    // sipp then exits before sending anything, so trying again with new ports is safe.
+    let mut attempt = 0;
+    let status = loop {
+        attempt += 1;
+        let stdout = std::fs::File::create(&out_file).expect("sipp stdout file");
+        let stderr = stdout.try_clone().expect("clone file");
+        let port = free_port().to_string();
+        let media_port = free_media_port().to_string();
+        let status = Command::new("sipp")
+            .arg(target.to_string())
+            .arg("-sf")
+            .arg(&scenario_path)
+            .args(["-i", "127.0.0.1", "-p", &port, "-mp", &media_port])
+            .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&err_file)
+            .args(extra)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .unwrap_or_else(|e| panic!("running sipp: {e}"));
+        let bind_failed = std::fs::read_to_string(&err_file)
+            .is_ok_and(|e| e.contains("Unable to bind") || e.contains("Address already in use"));
+        if status.code() != Some(0) && bind_failed && attempt < 3 {
+            let _ = std::fs::remove_file(&err_file);
+            continue;
+        }
+        break status;
+    };
     let mut errors = String::new();
     if status.code() != Some(0) {
         errors.push_str(&format!(
