@@ -360,6 +360,22 @@ fn bridged_media_is_transcoded_both_ways_with_digits_relayed() {
             "{}",
             ok.text()
         );
+        // Same o= session id as ivr's offer, a higher version (RFC 3264 §8), same codec.
+        let origin = |sdp: &str| -> (String, u64) {
+            let o: Vec<String> = sdp
+                .lines()
+                .find(|l| l.starts_with("o="))
+                .expect("o=")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            (o[1].clone(), o[2].parse().expect("version"))
+        };
+        let (id0, v0) = origin(&inv.body_str());
+        let (id, v) = origin(&ok.body_str());
+        assert_eq!(id, id0, "{}", ok.text());
+        assert!(v > v0, "{}", ok.text());
+        assert!(ok.body_str().contains("RTP/AVP 8 101"), "{}", ok.text());
         let ack = format!(
             "ACK {} SIP/2.0\r\nVia: SIP/2.0/UDP {staff_sip};branch=z9hG4bK-holdack{cseq}\r\n\
              From: {};tag=st1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} ACK\r\n\

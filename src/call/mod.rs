@@ -364,7 +364,7 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
                 call.send(CallCommand::AnswerReoffer(Ok(sdp)));
                 return;
             }
-            match negotiate(&offer) {
+            match renegotiate(&offer, ctx.neg.encoding) {
                 Ok((offer_sdp, neg)) => {
                     *ctx.sdp_version += 1;
                     let sdp = sdp::answer(
@@ -380,15 +380,8 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
                           direction = %neg.direction, "media updated");
                     ctx.media.set_remote(neg.remote_rtp);
                     ctx.media.set_hold(hold);
-                    if neg.encoding != ctx.neg.encoding {
-                        warn!(call_id = %call.call_id, "codec change mid-call is kept at the first codec");
-                    }
                     ctx.offer_sdp = offer_sdp;
-                    ctx.neg = Negotiated {
-                        encoding: ctx.neg.encoding,
-                        payload_type: ctx.neg.payload_type,
-                        ..neg
-                    };
+                    ctx.neg = neg;
                     call.send(CallCommand::AnswerReoffer(Ok(sdp)));
                 }
                 Err(why) => {
@@ -415,6 +408,16 @@ async fn drain_until_end(call: &mut Call) {
             return;
         }
     }
+}
+
+/// Parses a re-offer and keeps the call's codec `keep` (see [`sdp::renegotiate`]).
+fn renegotiate(
+    body: &[u8],
+    keep: sdp::AudioEncoding,
+) -> Result<(sdp::SessionDescription, Negotiated), String> {
+    let offer = sdp::parse(body).map_err(|e| format!("bad SDP: {e}"))?;
+    let neg = sdp::renegotiate(&offer, keep).map_err(|e| e.to_string())?;
+    Ok((offer, neg))
 }
 
 /// Parses and negotiates an SDP offer; the error text goes into a 488 Warning.

@@ -378,6 +378,10 @@ pub enum NegotiationError {
     #[error("audio stream has no connection address (c=)")]
     NoConnectionAddress,
     #[error(
+        "re-offer drops {current}, the codec of this call; a codec change mid-call is not supported"
+    )]
+    CodecChange { current: &'static str },
+    #[error(
         "no common codec: offered {}; we support PCMU/8000, PCMA/8000",
         list(offered)
     )]
@@ -416,6 +420,39 @@ pub fn negotiate(offer: &SessionDescription) -> Result<Negotiated, NegotiationEr
         }
     }
     Err(first_error.unwrap_or(NegotiationError::NoAudio))
+}
+
+/// Negotiates a re-offer inside a running session: the session's codec `keep` stays if the
+/// offer still lists it (whatever its place), since the media session cannot switch codecs;
+/// an offer without it is refused (the 488 leaves the session as it was, RFC 3261 §14.2).
+pub fn renegotiate(
+    offer: &SessionDescription,
+    keep: AudioEncoding,
+) -> Result<Negotiated, NegotiationError> {
+    let neg = negotiate(offer)?;
+    if neg.encoding == keep {
+        return Ok(neg);
+    }
+    let m = &offer.media[neg.media_index];
+    let pt = m
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find(|&pt| {
+            m.encoding(pt).is_some_and(|(name, clock, channels)| {
+                name.eq_ignore_ascii_case(keep.name())
+                    && clock == 8000
+                    && channels.unwrap_or(1) == 1
+            })
+        })
+        .ok_or(NegotiationError::CodecChange {
+            current: keep.name(),
+        })?;
+    Ok(Negotiated {
+        encoding: keep,
+        payload_type: pt,
+        ..neg
+    })
 }
 
 fn negotiate_line(
@@ -582,6 +619,20 @@ pub fn offer(
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn a_re_offer_keeps_the_running_codec_or_is_refused() {
+        let both = super::offer(AudioEncoding::Pcma, Ipv4Addr::LOCALHOST.into(), 7000, 1, 2);
+        let parsed = parse(both.as_bytes()).unwrap();
+        // PCMA is listed first, but the call runs PCMU: keep PCMU.
+        let neg = renegotiate(&parsed, AudioEncoding::Pcmu).unwrap();
+        assert_eq!((neg.encoding, neg.payload_type), (AudioEncoding::Pcmu, 0));
+        let only_pcma = offer("v=0\nc=IN IP4 127.0.0.1\nm=audio 7000 RTP/AVP 8\n");
+        assert_eq!(
+            renegotiate(&only_pcma, AudioEncoding::Pcmu),
+            Err(NegotiationError::CodecChange { current: "PCMU" })
+        );
+    }
 
     #[test]
     fn our_offer_negotiates_back_to_the_preferred_codec() {

@@ -101,7 +101,12 @@ pub(super) fn answer_leg_reoffer(
     media: Option<&MediaHandle>,
     offer: &[u8],
 ) {
-    let answer = match (super::super::negotiate(offer), media) {
+    let keep = l.neg.as_ref().map(|(_, n)| n.encoding);
+    let parsed = match keep {
+        Some(keep) => super::super::renegotiate(offer, keep),
+        None => super::super::negotiate(offer),
+    };
+    let answer = match (parsed, media) {
         (Ok((offer_sdp, neg)), Some(media)) => {
             l.sdp_version += 1;
             let sdp = sdp::answer(
@@ -109,13 +114,14 @@ pub(super) fn answer_leg_reoffer(
                 &neg,
                 l.local_ip,
                 l.rtp_port,
-                u64::from(l.rtp_port),
+                l.session_id,
                 l.sdp_version,
             );
             let hold = !neg.direction.answer().we_send();
             info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
             media.set_remote(neg.remote_rtp);
             media.set_hold(hold);
+            l.neg = Some((offer_sdp, neg));
             Ok(sdp)
         }
         (Err(why), _) => Err((488, why)),

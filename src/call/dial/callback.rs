@@ -87,19 +87,14 @@ pub(in crate::call) async fn run(
     };
     call.send(CallCommand::Ring);
     let leg_ip = route_ip(trunk).unwrap_or(incoming.local.ip());
+    let leg_session = u64::from(rand::random::<u32>());
     let spec = OutboundCall {
         request_uri: format!("sip:{number}@{trunk_host}"),
         destination: trunk,
         local: SocketAddr::new(leg_ip, call.sip_port),
         display_name: String::new(),
         from_user: settings.desk.callback_caller_id.clone(),
-        sdp: sdp::offer(
-            neg.encoding,
-            leg_ip,
-            leg_port,
-            u64::from(rand::random::<u32>()),
-            1,
-        ),
+        sdp: sdp::offer(neg.encoding, leg_ip, leg_port, leg_session, 1),
         credentials: None,
         redirect_hosts: Vec::new(),
         extra_headers: vec![("X-IVR-Callback-By".into(), staff.to_string())],
@@ -207,6 +202,7 @@ pub(in crate::call) async fn run(
         media: Some(leg_media),
         neg: Some((leg_answer, leg_neg)),
         dtmf: None,
+        session_id: leg_session,
         sdp_version: 1,
     };
     let mut ctx = MediaCtx {

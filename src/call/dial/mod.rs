@@ -82,6 +82,9 @@ struct LiveLeg {
     media: Option<MediaHandle>,
     neg: Option<(sdp::SessionDescription, Negotiated)>,
     dtmf: Option<DtmfReceiver>,
+    /// Our SDP's o= session id and version towards this phone (RFC 3264 §8: same id, the
+    /// version grows with each new description).
+    session_id: u64,
     sdp_version: u64,
 }
 
@@ -327,13 +330,8 @@ impl Dialing<'_> {
                 return None;
             }
         };
-        let offer = sdp::offer(
-            self.caller_codec,
-            local_ip,
-            rtp_port,
-            u64::from(rand::random::<u32>()),
-            1,
-        );
+        let session_id = u64::from(rand::random::<u32>());
+        let offer = sdp::offer(self.caller_codec, local_ip, rtp_port, session_id, 1);
         let client = self.record.client.as_ref().map(|c| c.name.clone());
         let display = match (&client, self.record.repeat) {
             (Some(name), true) => format!("{name} (repeat caller)"),
@@ -376,6 +374,7 @@ impl Dialing<'_> {
             media: None,
             neg: None,
             dtmf: None,
+            session_id,
             sdp_version: 1,
         })
     }
