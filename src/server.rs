@@ -250,7 +250,11 @@ fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSetting
             .iter()
             .map(|m| m.label())
             .collect();
-        info!(group = name, members = ?members, "desk group");
+        if members.is_empty() {
+            warn!(group = name, "desk group has no members: calls that ring it go to the flow's no-answer branch (voicemail); add members under [[desk.groups]]");
+        } else {
+            info!(group = name, members = ?members, "desk group");
+        }
     }
     let tone: crate::media::tones::RingbackTone = config
         .desk
