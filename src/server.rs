@@ -251,7 +251,10 @@ fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSetting
             .map(|m| m.label())
             .collect();
         if members.is_empty() {
-            warn!(group = name, "desk group has no members: calls that ring it go to the flow's no-answer branch (voicemail); add members under [[desk.groups]]");
+            warn!(
+                group = name,
+                "desk group has no members: calls that ring it go to the flow's no-answer branch (voicemail); add members under [[desk.groups]]"
+            );
         } else {
             info!(group = name, members = ?members, "desk group");
         }

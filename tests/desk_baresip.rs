@@ -41,6 +41,18 @@ fn phone_source(path: &Path) {
 
 #[test]
 fn baresip_on_the_desk_is_bridged_with_audio_both_ways() {
+    bridged_with_audio_both_ways("udp");
+}
+
+/// A phone registered over TCP is reachable only through its connection: the INVITE, the BYE and
+/// the rest of the dialog go over it.
+#[test]
+fn baresip_registered_over_tcp_is_called_over_its_connection() {
+    bridged_with_audio_both_ways("tcp");
+}
+
+/// The whole check, with baresip registered over `transport` ("udp" or "tcp").
+fn bridged_with_audio_both_ways(transport: &'static str) {
     let baresip = require_tool("baresip");
     if !baresip {
         return;
@@ -65,6 +77,7 @@ fn baresip_on_the_desk_is_bridged_with_audio_both_ways() {
     phone_source(&source);
     let mut opts = BaresipOptions::new(ivr.sip_addr(), "alice", "s3cret", &source);
     opts.codecs = vec!["PCMA"];
+    opts.transport = transport;
     let mut phone = Baresip::start(opts);
     assert!(
         phone.wait_registered(WAIT),
@@ -136,6 +149,17 @@ fn baresip_on_the_desk_is_bridged_with_audio_both_ways() {
     );
     sender.join().unwrap();
     ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
+    // ivr's own requests to the phone (INVITE, BYE) went over the transport it registered on.
+    let ours = format!(
+        "Via: SIP/2.0/{} {}",
+        transport.to_uppercase(),
+        ivr.sip_addr()
+    );
+    assert!(
+        phone.log().contains(&ours),
+        "no `{ours}` in:\n{}",
+        phone.log()
+    );
     // What the phone heard: the whisper, then the caller's 440 Hz.
     let wavs = phone.heard_wavs();
     let heard_by_phone = wavs.last().map(|p| read_wav_lenient(p)).unwrap_or_default();

@@ -20,6 +20,8 @@ pub struct OutboundCall {
     pub request_uri: String,
     /// Where the INVITE goes (no DNS: configured IP literals and registered contacts).
     pub destination: SocketAddr,
+    /// UDP, or the TCP connection a phone registered on (it is reachable only through it).
+    pub transport: Transport,
     /// Our SIP address as the staff phone reaches it (Via, Contact, From host).
     pub local: SocketAddr,
     /// Shown on the staff phone: who is calling.
@@ -66,7 +68,7 @@ pub(super) struct Outbound {
     provisional: bool,
     cancel: Cancel,
     /// The ACK of the 2xx, resent for each retransmission of it.
-    ack: Option<(Bytes, SocketAddr)>,
+    ack: Option<(Bytes, SocketAddr, Transport)>,
     authenticated: bool,
     redirected: bool,
 }
@@ -83,6 +85,7 @@ impl Outbound {
 pub(super) struct InviteClient {
     tx: InviteClientTx,
     to: SocketAddr,
+    transport: Transport,
     call: CallRef,
 }
 
@@ -123,7 +126,7 @@ impl Endpoint {
                 dialog,
                 invite_key: (String::new(), String::new(), "INVITE".to_string()),
                 state: CallState::Calling,
-                peer_transport: Transport::Udp,
+                peer_transport: spec.transport,
                 source: spec.destination,
                 local: spec.local,
                 reoffer: None,
@@ -165,7 +168,7 @@ impl Endpoint {
         c.dialog.set_local_cseq(o.cseq);
         c.invite_cseq = o.cseq;
         let mut extra: Vec<(&str, String)> = vec![
-            ("Contact", format!("<sip:ivr@{}>", o.spec.local)),
+            ("Contact", contact_of(o.spec.local, o.spec.transport)),
             ("Allow", ALLOW.to_string()),
         ];
         if let Some((name, value)) = authorization {
@@ -177,7 +180,7 @@ impl Endpoint {
         let bytes = uac_request(
             "INVITE",
             &o.spec.request_uri,
-            &o.spec.local,
+            (&o.spec.local, o.spec.transport),
             &o.branch,
             &c.from,
             &c.dialog.local_tag,
@@ -190,9 +193,18 @@ impl Endpoint {
         let to = o.spec.destination;
         c.source = to;
         let branch = o.branch.clone();
-        let (tx, actions) = InviteClientTx::new(now, false, timers, Bytes::from(bytes));
-        self.invite_client_txs
-            .insert(branch.clone(), InviteClient { tx, to, call });
+        let transport = o.spec.transport;
+        let (tx, actions) =
+            InviteClientTx::new(now, transport.is_reliable(), timers, Bytes::from(bytes));
+        self.invite_client_txs.insert(
+            branch.clone(),
+            InviteClient {
+                tx,
+                to,
+                transport,
+                call,
+            },
+        );
         self.apply_invite_client_actions(now, &branch, actions, None);
     }
 
@@ -230,10 +242,10 @@ impl Endpoint {
             let Some(entry) = self.invite_client_txs.get(branch) else {
                 return;
             };
-            let (to, call) = (entry.to, entry.call);
+            let (to, call, transport) = (entry.to, entry.call, entry.transport);
             match a {
                 TxAction::Transmit(bytes) => self.outputs.push_back(Output::Transmit {
-                    transport: Transport::Udp,
+                    transport,
                     to,
                     bytes,
                 }),
@@ -354,16 +366,19 @@ impl Endpoint {
         c.dialog
             .on_answer(to, resp.contacts.first(), &resp.record_route);
         let branch = format!("z9hG4bK{}", random_token(16));
-        let (bytes, next_hop) = c
-            .dialog
-            .ack(o.cseq, &o.spec.local.to_string(), "UDP", &branch);
+        let (bytes, next_hop) = c.dialog.ack(
+            o.cseq,
+            &o.spec.local.to_string(),
+            o.spec.transport.via_name(),
+            &branch,
+        );
         let dest = outbound_next_hop(&next_hop, c.source);
         let bytes = Bytes::from(bytes);
-        o.ack = Some((bytes.clone(), dest));
+        o.ack = Some((bytes.clone(), dest, o.spec.transport));
         let cancelled = o.cancel != Cancel::NotAsked;
         c.state = CallState::Confirmed;
         self.outputs.push_back(Output::Transmit {
-            transport: Transport::Udp,
+            transport: o.spec.transport,
             to: dest,
             bytes,
         });
@@ -398,10 +413,10 @@ impl Endpoint {
                 .then(|| o.ack.clone())
                 .flatten()
         });
-        if let Some((bytes, to)) = ack {
+        if let Some((bytes, to, transport)) = ack {
             debug!(call_id = %resp.call_id, "2xx retransmission: ACK resent");
             self.outputs.push_back(Output::Transmit {
-                transport: Transport::Udp,
+                transport,
                 to,
                 bytes,
             });
@@ -435,7 +450,7 @@ impl Endpoint {
         let bytes = uac_request(
             "CANCEL",
             &o.spec.request_uri,
-            &o.spec.local,
+            (&o.spec.local, o.spec.transport),
             &o.branch,
             &c.from,
             &c.dialog.local_tag,
@@ -447,7 +462,9 @@ impl Endpoint {
         );
         info!(call_id = %c.dialog.call_id, to = %c.to, event = "dial_leg_cancel", "cancelling staff phone");
         let to = o.spec.destination;
-        let (tx, actions) = NonInviteClientTx::new(now, false, timers, Bytes::from(bytes));
+        let transport = o.spec.transport;
+        let (tx, actions) =
+            NonInviteClientTx::new(now, transport.is_reliable(), timers, Bytes::from(bytes));
         // Keyed apart from the INVITE (same branch): responses are told apart by CSeq method.
         let key = format!("{}|CANCEL", o.branch);
         self.client_txs.insert(
@@ -455,7 +472,7 @@ impl Endpoint {
             ClientTx {
                 tx,
                 to,
-                transport: Transport::Udp,
+                transport,
                 call: None,
             },
         );
@@ -534,7 +551,7 @@ fn non2xx_ack(c: &Call, resp: &Response) -> Bytes {
     Bytes::from(uac_request(
         "ACK",
         &o.spec.request_uri,
-        &o.spec.local,
+        (&o.spec.local, o.spec.transport),
         &o.branch,
         &c.from,
         &c.dialog.local_tag,
@@ -566,12 +583,20 @@ pub(super) fn outbound_next_hop(next_hop: &str, fallback: SocketAddr) -> SocketA
     uri_socket_addr(next_hop).unwrap_or(fallback)
 }
 
-/// An out-of-dialog request of ours (INVITE, its CANCEL and non-2xx ACK), over UDP.
+/// Our Contact towards a staff phone.
+fn contact_of(local: SocketAddr, transport: Transport) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:ivr@{local}>"),
+        Transport::Tcp(_) => format!("<sip:ivr@{local};transport=tcp>"),
+    }
+}
+
+/// An out-of-dialog request of ours (INVITE, its CANCEL and non-2xx ACK).
 #[allow(clippy::too_many_arguments)]
 fn uac_request(
     method: &str,
     request_uri: &str,
-    local: &SocketAddr,
+    (local, transport): (&SocketAddr, Transport),
     branch: &str,
     from: &str,
     from_tag: &str,
@@ -583,7 +608,8 @@ fn uac_request(
 ) -> Vec<u8> {
     let mut text = String::with_capacity(768);
     let _ = write!(text, "{method} {request_uri} SIP/2.0\r\n");
-    let _ = write!(text, "Via: SIP/2.0/UDP {local};branch={branch};rport\r\n");
+    let via = transport.via_name();
+    let _ = write!(text, "Via: SIP/2.0/{via} {local};branch={branch};rport\r\n");
     let _ = write!(text, "Max-Forwards: 70\r\n");
     let _ = write!(text, "From: {from};tag={from_tag}\r\n");
     let _ = write!(text, "To: {to}\r\n");

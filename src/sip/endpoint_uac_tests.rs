@@ -25,6 +25,7 @@ fn spec() -> OutboundCall {
     OutboundCall {
         request_uri: "sip:alice@127.0.0.1:5070".into(),
         destination: staff(),
+        transport: Transport::Udp,
         local: local(),
         display_name: "Acme +15551230001".into(),
         from_user: "+15551230001".into(),
@@ -445,6 +446,53 @@ fn cancel_without_any_answer_gives_up_after_64_t1() {
     let (_, ev) = leg.run_until(100 + 32_000);
     assert_eq!(
         ev,
+        vec![CallEvent::Ended {
+            reason: EndReason::NoResponse
+        }]
+    );
+}
+
+#[test]
+fn a_phone_registered_over_tcp_is_called_on_its_connection_without_retransmissions() {
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let t0 = Instant::now();
+    ep.invite(
+        t0,
+        OutboundCall {
+            transport: Transport::Tcp(7),
+            ..spec()
+        },
+    );
+    let mut sent = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        while let Some(o) = ep.poll_output() {
+            match o {
+                Output::Transmit {
+                    transport, bytes, ..
+                } => sent.push((transport, String::from_utf8(bytes.to_vec()).unwrap())),
+                Output::Event(_, e) => events.push(e),
+            }
+        }
+        match ep.poll_timeout() {
+            Some(d) if d <= t0 + Duration::from_secs(40) => ep.handle_timeout(d),
+            _ => break,
+        }
+    }
+    assert_eq!(sent.len(), 1, "no timer A over TCP: {sent:?}");
+    let (transport, invite) = &sent[0];
+    assert_eq!(*transport, Transport::Tcp(7));
+    assert!(
+        header(invite, "Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TCP 127.0.0.1:5060;")
+    );
+    assert_eq!(
+        header(invite, "Contact"),
+        Some("<sip:ivr@127.0.0.1:5060;transport=tcp>")
+    );
+    assert_eq!(
+        events,
         vec![CallEvent::Ended {
             reason: EndReason::NoResponse
         }]

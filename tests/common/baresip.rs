@@ -76,6 +76,8 @@ pub struct BaresipOptions {
     pub codecs: Vec<&'static str>,
     /// REGISTER expiry asked for, in seconds (ivr's default `staff.min_expires` is 60).
     pub regint: u32,
+    /// SIP transport towards the registrar: "udp" or "tcp" (calls then come on that connection).
+    pub transport: &'static str,
 }
 
 impl BaresipOptions {
@@ -89,6 +91,7 @@ impl BaresipOptions {
             source_min_duration: Duration::from_secs(600),
             codecs: vec!["PCMU"],
             regint: 60,
+            transport: "udp",
         }
     }
 }
@@ -397,13 +400,14 @@ fn config_text(sip_port: u16, source: &Path, recordings: &Path) -> String {
     )
 }
 
-/// The `accounts` line: register over UDP to the registrar, answer at once, given codecs.
+/// The `accounts` line: register (UDP or TCP) to the registrar, answer at once, given codecs.
 fn account_line(opts: &BaresipOptions) -> String {
     format!(
-        "<sip:{user}@{registrar};transport=udp>;auth_user={user};auth_pass={pass};\
+        "<sip:{user}@{registrar};transport={transport}>;auth_user={user};auth_pass={pass};\
          answermode=auto;regint={regint};audio_codecs={codecs};mwi=no;call_transfer=no\n",
         user = opts.user,
         registrar = opts.registrar,
+        transport = opts.transport,
         pass = opts.password,
         regint = opts.regint,
         codecs = opts.codecs.join(","),

@@ -18,12 +18,13 @@ use super::super::{
     Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, drain_until_end, negotiate,
 };
 use super::bridged::bridge;
-use super::targets::route_ip;
 use super::{DialResult, Internal, LiveLeg, send};
 use crate::media::session::MediaSession;
 use crate::media::socket;
 use crate::sip::endpoint::{CallEvent, EndReason, IncomingCall, OutboundCall};
+use crate::sip::message::Transport;
 use crate::sip::sdp;
+use crate::sip::transport::route_source_ip as route_ip;
 
 /// Runs a staff call-back from INVITE to the end of the call.
 pub(in crate::call) async fn run(
@@ -91,6 +92,7 @@ pub(in crate::call) async fn run(
     let spec = OutboundCall {
         request_uri: format!("sip:{number}@{trunk_host}"),
         destination: trunk,
+        transport: Transport::Udp,
         local: SocketAddr::new(leg_ip, call.sip_port),
         display_name: String::new(),
         from_user: settings.desk.callback_caller_id.clone(),

@@ -34,8 +34,10 @@ mod bridged;
 pub(super) mod callback;
 mod targets;
 
+use crate::sip::message::Transport;
+use crate::sip::transport::route_source_ip as route_ip;
 use bridged::{answer_leg_reoffer, bridge};
-use targets::{resolve, route_ip, sip_user, whisper_prompts};
+use targets::{resolve, sip_user, whisper_prompts};
 
 /// The `dial` node's request.
 pub(super) struct DialRequest {
@@ -62,6 +64,7 @@ struct Contact {
     member: String,
     uri: String,
     destination: SocketAddr,
+    transport: Transport,
     credentials: Option<Credentials>,
 }
 
@@ -342,6 +345,7 @@ impl Dialing<'_> {
         let spec = OutboundCall {
             request_uri: c.uri.clone(),
             destination: c.destination,
+            transport: c.transport,
             local: SocketAddr::new(local_ip, call.sip_port),
             display_name: display,
             from_user: sip_user(self.record.caller.as_str()),

@@ -1,7 +1,7 @@
 //! Who to ring and what they hear first: desk group members resolved to phones (registered
 //! contacts come from the endpoint's registrar), and the whisper's prompts.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -12,6 +12,7 @@ use super::super::{Call, CallCommand, CallSettings};
 use super::{Contact, DialRequest};
 use crate::bridge::Member;
 use crate::sip::endpoint::Credentials;
+use crate::sip::message::Transport;
 
 /// Each member of the target groups (once, in order) with the phones to ring.
 pub(super) async fn resolve(
@@ -33,6 +34,7 @@ pub(super) async fn resolve(
                     member: uri.clone(),
                     uri: uri.clone(),
                     destination: *destination,
+                    transport: Transport::Udp,
                     credentials: None,
                 }],
                 Member::User(user) => {
@@ -50,7 +52,8 @@ pub(super) async fn resolve(
                         .into_iter()
                         .map(|b| Contact {
                             member: user.clone(),
-                            destination: contact_address(&b.contact).unwrap_or(b.source),
+                            destination: binding_destination(&b.contact, b.source, b.transport),
+                            transport: b.transport,
                             uri: b.contact,
                             credentials: password.clone().map(|password| Credentials {
                                 username: user.clone(),
@@ -125,19 +128,41 @@ pub(super) fn sip_user(caller: &str) -> String {
     }
 }
 
-/// A registered Contact's address when it is an IP literal (else the REGISTER's source).
-pub(super) fn contact_address(uri: &str) -> Option<SocketAddr> {
-    crate::sip::dialog::uri_socket_addr(uri)
+/// Where to send a registered phone its INVITE: over TCP, the connection it registered on (the
+/// transport ignores the address then); over UDP its Contact when that names the address the
+/// REGISTER came from (another port is fine: the phone may listen elsewhere), else the REGISTER's
+/// source: a phone behind NAT advertises a private address it cannot be reached at.
+pub(super) fn binding_destination(
+    contact: &str,
+    source: SocketAddr,
+    transport: Transport,
+) -> SocketAddr {
+    match (transport, crate::sip::dialog::uri_socket_addr(contact)) {
+        (Transport::Udp, Some(addr)) if addr.ip() == source.ip() => addr,
+        _ => source,
+    }
 }
 
-/// Our address as seen from `dest` (the kernel's route choice; no packet is sent).
-pub(super) fn route_ip(dest: SocketAddr) -> Option<IpAddr> {
-    let bind: SocketAddr = if dest.is_ipv4() {
-        "0.0.0.0:0".parse().ok()?
-    } else {
-        "[::]:0".parse().ok()?
-    };
-    let s = std::net::UdpSocket::bind(bind).ok()?;
-    s.connect(dest).ok()?;
-    Some(s.local_addr().ok()?.ip())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_phones_are_reached_where_they_can_be() {
+        let source: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        // The Contact names the REGISTER's address (maybe another port): use it.
+        assert_eq!(
+            binding_destination("sip:alice@198.51.100.7:5070", source, Transport::Udp),
+            "198.51.100.7:5070".parse().unwrap()
+        );
+        // A private address behind NAT, or a host name: where the REGISTER came from.
+        for contact in ["sip:alice@192.168.1.20:5060", "sip:alice@laptop.local"] {
+            assert_eq!(binding_destination(contact, source, Transport::Udp), source);
+        }
+        // Over TCP, the registration's connection.
+        assert_eq!(
+            binding_destination("sip:alice@198.51.100.7:5070", source, Transport::Tcp(3)),
+            source
+        );
+    }
 }
