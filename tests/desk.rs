@@ -397,6 +397,19 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     customer.assert_completed();
     let log = ivr.wait_for_log(&["event=\"callback_ended\""], WAIT);
     assert!(log.contains("voicemails_acked=1"), "{log}");
+    // The helpdesk's `callback_connected` event is queued in the outbox (no URL configured here).
+    let db = rusqlite::Connection::open(ivr.dir().join("data").join("ivr.db")).expect("db");
+    let payload: String = db
+        .query_row(
+            "SELECT payload FROM outbox WHERE event_type = 'callback_connected'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("callback_connected queued");
+    assert!(
+        payload.contains("+15551230003") && payload.contains("alice"),
+        "{payload}"
+    );
     // The voicemail counts as called back: acknowledged, its escalation timer stopped.
     let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
         .args(["voicemail", "list", "--data"])

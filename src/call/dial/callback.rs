@@ -187,6 +187,19 @@ pub(in crate::call) async fn run(
     let acked = settings.memory.callback_answered(&number, staff).await;
     info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
           event = "callback_connected", "call-back answered; the number's voicemails count as called back");
+    // The helpdesk learns the promise was kept (webhook `callback_connected`).
+    let vars = [
+        ("staff", staff.to_string()),
+        ("number", number.clone()),
+        ("voicemails_acked", acked.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    settings
+        .memory
+        .custom_event("callback_connected", &call_id, &vars)
+        .await;
     let (itx, mut irx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(ev) = leg_events.recv().await {
