@@ -353,13 +353,7 @@ impl Endpoint {
         };
         let mut b = ResponseBuilder::new(&t.raw, t.source, status, Some(&tag));
         // §12.1.1: copy Record-Route into dialog-establishing responses.
-        for rr in t
-            .raw
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
-            .filter_map(|h| h.value_str())
-        {
+        for rr in t.raw.header_values("Record-Route") {
             b = b.header("Record-Route", rr);
         }
         b = b.header("Contact", &contact);

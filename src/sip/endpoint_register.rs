@@ -165,13 +165,7 @@ impl Endpoint {
             self.respond_with(now, key, 403, |b| b.header("Warning", &w));
             return;
         }
-        let contact_values: Vec<&str> = req
-            .raw
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("Contact"))
-            .filter_map(|h| h.value_str())
-            .collect();
+        let contact_values: Vec<&str> = req.raw.header_values("Contact").collect();
         let parsed = parse_contacts(&contact_values).and_then(|(contacts, star)| {
             let expires_header = match req.raw.header_str("Expires") {
                 None => None,

@@ -511,13 +511,7 @@ fn challenge_answer(
     } else {
         ("Proxy-Authenticate", "Proxy-Authorization")
     };
-    let challenges: Vec<&str> = resp
-        .raw
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(challenge_header))
-        .filter_map(|h| h.value_str())
-        .collect();
+    let challenges: Vec<&str> = resp.raw.header_values(challenge_header).collect();
     let credentials = o
         .spec
         .credentials

@@ -237,10 +237,21 @@ impl RawMessage {
 
     /// Every Via value in order, splitting comma-joined values.
     pub fn vias(&self) -> Vec<String> {
+        self.header_list("Via")
+    }
+
+    /// The value of every `name` header line, in order (readable ones; not split at commas).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("Via"))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .filter_map(|h| h.value_str())
+    }
+
+    /// Every element of the list header `name` (Via, Contact, Record-Route), in order, with
+    /// comma-joined values split.
+    pub fn header_list(&self, name: &str) -> Vec<String> {
+        self.header_values(name)
             .flat_map(split_comma_list)
             .collect()
     }
@@ -657,13 +668,7 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
         },
         _ => None,
     };
-    let record_route = raw
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
-        .filter_map(|h| h.value_str())
-        .flat_map(split_comma_list)
-        .collect();
+    let record_route = raw.header_list("Record-Route");
     Ok(Request {
         method,
         uri: uri.to_string(),
@@ -714,20 +719,11 @@ fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
         .header_str("To")
         .and_then(|t| NameAddr::parse(t, "To").ok());
     let contacts = raw
-        .headers
+        .header_list("Contact")
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("Contact"))
-        .filter_map(|h| h.value_str())
-        .flat_map(split_comma_list)
-        .filter_map(|c| NameAddr::parse(&c, "Contact").ok())
+        .filter_map(|c| NameAddr::parse(c, "Contact").ok())
         .collect();
-    let record_route = raw
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("Record-Route"))
-        .filter_map(|h| h.value_str())
-        .flat_map(split_comma_list)
-        .collect();
+    let record_route = raw.header_list("Record-Route");
     Ok(Response {
         status,
         via,
