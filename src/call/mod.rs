@@ -364,22 +364,12 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
                 call.send(CallCommand::AnswerReoffer(Ok(sdp)));
                 return;
             }
-            match renegotiate(&offer, ctx.neg.encoding) {
-                Ok((offer_sdp, neg)) => {
-                    *ctx.sdp_version += 1;
-                    let sdp = sdp::answer(
-                        &offer_sdp,
-                        &neg,
-                        ctx.local_ip,
-                        ctx.rtp_port,
-                        ctx.session_id,
-                        *ctx.sdp_version,
-                    );
+            let origin = (ctx.local_ip, ctx.rtp_port, ctx.session_id);
+            match reanswer(&offer, ctx.neg.encoding, origin, ctx.sdp_version, ctx.media) {
+                Ok((sdp, offer_sdp, neg)) => {
                     let hold = !neg.direction.answer().we_send();
                     info!(call_id = %call.call_id, event = "reoffer", hold, remote_rtp = %neg.remote_rtp,
                           direction = %neg.direction, "media updated");
-                    ctx.media.set_remote(neg.remote_rtp);
-                    ctx.media.set_hold(hold);
                     ctx.offer_sdp = offer_sdp;
                     ctx.neg = neg;
                     call.send(CallCommand::AnswerReoffer(Ok(sdp)));
@@ -410,14 +400,25 @@ async fn drain_until_end(call: &mut Call) {
     }
 }
 
-/// Parses a re-offer and keeps the call's codec `keep` (see [`sdp::renegotiate`]).
-fn renegotiate(
+/// Answers a re-offer (hold, resume, a new address) on a running media session, for the caller
+/// and for staff legs alike: the session's codec `keep` stays (`sdp::renegotiate`), our SDP
+/// keeps its `origin` (address, RTP port, o= session id) with the next `version`, and the
+/// session follows the new address and direction. Returns the answer and the agreed terms; the
+/// error text goes into a 488 Warning.
+fn reanswer(
     body: &[u8],
     keep: sdp::AudioEncoding,
-) -> Result<(sdp::SessionDescription, Negotiated), String> {
+    (local_ip, rtp_port, session_id): (IpAddr, u16, u64),
+    version: &mut u64,
+    media: &MediaHandle,
+) -> Result<(String, sdp::SessionDescription, Negotiated), String> {
     let offer = sdp::parse(body).map_err(|e| format!("bad SDP: {e}"))?;
     let neg = sdp::renegotiate(&offer, keep).map_err(|e| e.to_string())?;
-    Ok((offer, neg))
+    *version += 1;
+    let answer = sdp::answer(&offer, &neg, local_ip, rtp_port, session_id, *version);
+    media.set_remote(neg.remote_rtp);
+    media.set_hold(!neg.direction.answer().we_send());
+    Ok((answer, offer, neg))
 }
 
 /// Parses and negotiates an SDP offer; the error text goes into a 488 Warning.

@@ -16,7 +16,6 @@ use crate::media::RtpIn;
 use crate::media::dtmf::parse_info;
 use crate::media::session::MediaHandle;
 use crate::sip::endpoint::{CallEvent, EndReason};
-use crate::sip::sdp;
 
 /// The caller and the accepting staff phone, connected until one of them hangs up.
 #[allow(clippy::too_many_arguments)]
@@ -101,31 +100,21 @@ pub(super) fn answer_leg_reoffer(
     media: Option<&MediaHandle>,
     offer: &[u8],
 ) {
-    let keep = l.neg.as_ref().map(|(_, n)| n.encoding);
-    let parsed = match keep {
-        Some(keep) => super::super::renegotiate(offer, keep),
-        None => super::super::negotiate(offer),
-    };
-    let answer = match (parsed, media) {
-        (Ok((offer_sdp, neg)), Some(media)) => {
-            l.sdp_version += 1;
-            let sdp = sdp::answer(
-                &offer_sdp,
-                &neg,
-                l.local_ip,
-                l.rtp_port,
-                l.session_id,
-                l.sdp_version,
-            );
-            let hold = !neg.direction.answer().we_send();
-            info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
-            media.set_remote(neg.remote_rtp);
-            media.set_hold(hold);
-            l.neg = Some((offer_sdp, neg));
-            Ok(sdp)
+    // A leg's media session and its agreed terms start together (`Dialing::answered`).
+    let answer = match (media, l.neg.as_ref().map(|(_, n)| n.encoding)) {
+        (Some(media), Some(keep)) => {
+            let origin = (l.local_ip, l.rtp_port, l.session_id);
+            match super::super::reanswer(offer, keep, origin, &mut l.sdp_version, media) {
+                Ok((sdp, offer_sdp, neg)) => {
+                    let hold = !neg.direction.answer().we_send();
+                    info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
+                    l.neg = Some((offer_sdp, neg));
+                    Ok(sdp)
+                }
+                Err(why) => Err((488, why)),
+            }
         }
-        (Err(why), _) => Err((488, why)),
-        (_, None) => Err((488, "no media session".to_string())),
+        _ => Err((488, "no media session".to_string())),
     };
     send(call, l.id, CallCommand::AnswerReoffer(answer));
 }
