@@ -243,8 +243,7 @@ async fn answer_and_run(
     call.send(CallCommand::Accept(answer));
     rec.answered_at = Some(jiff::Timestamp::now());
     summary.answered = true;
-    let mut media = MediaSession::start(rtp_socket, neg.remote_rtp, codec, call.call_id.clone());
-    media.set_hold(!neg.direction.answer().we_send());
+    let mut media = start_media(rtp_socket, &neg, &call.call_id);
     let rtp_in = media.take_events();
     let telephone_event = neg.telephone_event;
 
@@ -398,6 +397,20 @@ async fn drain_until_end(call: &mut Call) {
             return;
         }
     }
+}
+
+/// The media session of a leg (the caller's or a staff phone's) once its terms are agreed: its
+/// codec, telephone-event type, remote address and whether we may send.
+fn start_media(socket: tokio::net::UdpSocket, neg: &Negotiated, call_id: &str) -> MediaHandle {
+    let media = MediaSession::start(
+        socket,
+        neg.remote_rtp,
+        codec_of(neg.encoding),
+        call_id.to_string(),
+    );
+    media.set_telephone_event(neg.telephone_event);
+    media.set_hold(!neg.direction.answer().we_send());
+    media
 }
 
 /// Answers a re-offer (hold, resume, a new address) on a running media session, for the caller

@@ -15,11 +15,10 @@ use tracing::{info, warn};
 
 use super::super::memory::CallSummary;
 use super::super::{
-    Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, drain_until_end, negotiate,
+    Call, CallCommand, CallSettings, Leg, MediaCtx, drain_until_end, negotiate, start_media,
 };
 use super::bridged::bridge;
 use super::{DialResult, Internal, LiveLeg, send};
-use crate::media::session::MediaSession;
 use crate::media::socket;
 use crate::sip::endpoint::{CallEvent, EndReason, IncomingCall, OutboundCall};
 use crate::sip::message::Transport;
@@ -173,17 +172,8 @@ pub(in crate::call) async fn run(
         session_id,
         sdp_version,
     )));
-    let staff_media = MediaSession::start(
-        staff_socket,
-        neg.remote_rtp,
-        codec_of(neg.encoding),
-        call_id.clone(),
-    );
-    staff_media.set_hold(!neg.direction.answer().we_send());
-    let leg_codec = codec_of(leg_neg.encoding);
-    let leg_media = MediaSession::start(leg_socket, leg_neg.remote_rtp, leg_codec, call_id.clone());
-    leg_media.set_telephone_event(leg_neg.telephone_event);
-    leg_media.set_hold(!leg_neg.direction.answer().we_send());
+    let staff_media = start_media(staff_socket, &neg, &call_id);
+    let leg_media = start_media(leg_socket, &leg_neg, &call_id);
     let acked = settings.memory.callback_answered(&number, staff).await;
     info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
           event = "callback_connected", "call-back answered; the number's voicemails count as called back");

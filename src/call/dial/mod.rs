@@ -25,7 +25,7 @@ use super::{Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, handle_mid
 use crate::bridge::{DialAction, DialPlan, Dialer, LegEvent, LegId};
 use crate::flow::{DialOutcome, Strategy};
 use crate::media::dtmf::DtmfReceiver;
-use crate::media::session::{MediaHandle, MediaSession};
+use crate::media::session::MediaHandle;
 use crate::media::{RtpIn, socket};
 use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 use crate::sip::sdp::{self, Negotiated};
@@ -481,9 +481,7 @@ impl Dialing<'_> {
         let (answer, neg) = super::negotiate(body)?;
         let socket = l.socket.take().ok_or("no RTP socket")?;
         let codec = codec_of(neg.encoding);
-        let mut media = MediaSession::start(socket, neg.remote_rtp, codec, self.call_id.clone());
-        media.set_telephone_event(neg.telephone_event);
-        media.set_hold(!neg.direction.answer().we_send());
+        let mut media = super::start_media(socket, &neg, &self.call_id);
         if let Some(mut rx) = media.take_events() {
             let itx = self.itx.clone();
             tokio::spawn(async move {
