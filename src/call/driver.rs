@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::dial::{DialCall, DialRequest, DialResult};
 use super::memory::{CallRecord, CallSummary};
-use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call};
+use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call, recv_rtp};
 use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
@@ -196,10 +196,7 @@ impl Shell<'_, '_> {
                     }
                 }
                 pkt = recv_rtp(&mut rtp_in) => {
-                    let Some(pkt) = pkt else {
-                        rtp_in = None;
-                        continue;
-                    };
+                    let Some(pkt) = pkt else { continue };
                     let now = Instant::now().into_std();
                     if let Some(d) = dtmf.on_rtp(&pkt, now) {
                         let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
@@ -492,11 +489,4 @@ pub(crate) fn file_safe(s: &str) -> String {
         out = out.replace('.', "%2E");
     }
     out
-}
-
-async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) -> Option<RtpIn> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }

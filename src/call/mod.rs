@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::flow::{Facts, Flow};
 use crate::hours::BusinessHours;
+use crate::media::RtpIn;
 use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
 use crate::media::session::{MediaHandle, MediaSession};
@@ -126,8 +127,13 @@ enum Wait {
 
 impl Call {
     pub(crate) fn send(&self, cmd: CallCommand) {
+        self.send_to(self.id, cmd);
+    }
+
+    /// A command for another dialog of this call (a staff leg it dialled).
+    pub(crate) fn send_to(&self, dialog: CallRef, cmd: CallCommand) {
         // The endpoint outlives every call; a closed channel means the process is exiting.
-        let _ = self.commands.send((self.id, cmd));
+        let _ = self.commands.send((dialog, cmd));
     }
 }
 
@@ -388,6 +394,21 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
         | CallEvent::Progress { .. }
         | CallEvent::Answered { .. }
         | CallEvent::Ended { .. } => {}
+    }
+}
+
+/// The next packet from a media session's receive queue. Once the session is gone the queue is
+/// dropped: `None`, and afterwards never ready, so loops can keep selecting on it.
+async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) -> Option<RtpIn> {
+    match rx.as_mut() {
+        Some(r) => {
+            let pkt = r.recv().await;
+            if pkt.is_none() {
+                *rx = None;
+            }
+            pkt
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -8,8 +8,9 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::super::memory::CallSummary;
+use super::super::recv_rtp;
 use super::super::{Call, CallCommand, MediaCtx, handle_mid_call};
-use super::{DialResult, Internal, LiveLeg, recv_rtp, send};
+use super::{DialResult, Internal, LiveLeg};
 use crate::bridge::LegId;
 use crate::flow::DialOutcome;
 use crate::media::RtpIn;
@@ -46,11 +47,11 @@ pub(super) async fn bridge(
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Ended { reason }) => {
                     info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "caller", %reason, "caller hung up; hanging up staff");
-                    send(call, leg.id, CallCommand::Hangup);
+                    call.send_to(leg.id, CallCommand::Hangup);
                     break DialResult::CallerGone(reason);
                 }
                 None => {
-                    send(call, leg.id, CallCommand::Hangup);
+                    call.send_to(leg.id, CallCommand::Hangup);
                     break DialResult::CallerGone(EndReason::LocalBye);
                 }
                 Some(CallEvent::Info { content_type, body }) => {
@@ -81,7 +82,7 @@ pub(super) async fn bridge(
             _ = recv_rtp(rtp_in) => {}
             _ = tokio::time::sleep_until(deadline) => {
                 info!(call_id = %call_id, event = "max_duration", "bridged call reached the maximum duration");
-                send(call, leg.id, CallCommand::Hangup);
+                call.send_to(leg.id, CallCommand::Hangup);
                 break DialResult::Outcome(DialOutcome::Answered);
             }
         }
@@ -116,5 +117,5 @@ pub(super) fn answer_leg_reoffer(
         }
         _ => Err((488, "no media session".to_string())),
     };
-    send(call, l.id, CallCommand::AnswerReoffer(answer));
+    call.send_to(l.id, CallCommand::AnswerReoffer(answer));
 }

@@ -18,7 +18,7 @@ use super::super::{
     Call, CallCommand, CallSettings, Leg, MediaCtx, drain_until_end, negotiate, start_media,
 };
 use super::bridged::bridge;
-use super::{DialResult, Internal, LiveLeg, send};
+use super::{DialResult, Internal, LiveLeg};
 use crate::media::socket;
 use crate::sip::endpoint::{CallEvent, EndReason, IncomingCall, OutboundCall};
 use crate::sip::message::Transport;
@@ -118,11 +118,11 @@ pub(in crate::call) async fn run(
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Ended { reason }) => {
                     info!(call_id = %call_id, %reason, event = "callback_abandoned", "staff gave up the call-back");
-                    send(call, leg_id, CallCommand::Hangup);
+                    call.send_to(leg_id, CallCommand::Hangup);
                     return;
                 }
                 None => {
-                    send(call, leg_id, CallCommand::Hangup);
+                    call.send_to(leg_id, CallCommand::Hangup);
                     return;
                 }
                 Some(_) => {}
@@ -155,7 +155,7 @@ pub(in crate::call) async fn run(
         Ok(x) => x,
         Err(why) => {
             warn!(call_id = %call_id, reason = %why, "the trunk's SDP answer is unusable");
-            send(call, leg_id, CallCommand::Hangup);
+            call.send_to(leg_id, CallCommand::Hangup);
             refuse(call, 488, &why);
             drain_until_end(call).await;
             return;

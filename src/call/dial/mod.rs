@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::memory::{CallRecord, CallSummary};
-use super::{Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, handle_mid_call};
+use super::{Call, CallCommand, CallSettings, Leg, MediaCtx, codec_of, handle_mid_call, recv_rtp};
 use crate::bridge::{DialAction, DialPlan, Dialer, LegEvent, LegId};
 use crate::flow::{DialOutcome, Strategy};
 use crate::media::dtmf::DtmfReceiver;
@@ -208,6 +208,8 @@ impl DialCall<'_, '_> {
                     Some(CallEvent::Info { .. }) => {}
                     Some(other) => handle_mid_call(call, ctx, other),
                 },
+                // The caller's RTP is drained and dropped while the desk rings, so the flow does
+                // not find seconds of stale audio queued when the dial ends.
                 _ = recv_rtp(rtp_in) => {}
                 Some(msg) = irx.recv() => {
                     let now = Instant::now().into_std();
@@ -290,7 +292,7 @@ impl Dialing<'_> {
             DialAction::Drop(leg) => {
                 if let Some(l) = legs.get_mut(&leg) {
                     info!(call_id = %self.call_id, member = %l.member, event = "dial_leg_drop", "dropping staff phone");
-                    send(call, l.id, CallCommand::Hangup);
+                    call.send_to(l.id, CallCommand::Hangup);
                     // Dropping the handle ends the leg's media session.
                     l.media = None;
                     l.socket = None;
@@ -441,7 +443,7 @@ impl Dialing<'_> {
                         Ok(()) => vec![(leg, LegEvent::Answered)],
                         Err(why) => {
                             warn!(call_id = %self.call_id, member = %l.member, reason = %why, "staff phone's SDP answer unusable; dropping it");
-                            send(call, l.id, CallCommand::Hangup);
+                            call.send_to(l.id, CallCommand::Hangup);
                             vec![(leg, LegEvent::Ended(EndReason::Declined(488)))]
                         }
                     },
@@ -498,22 +500,5 @@ impl Dialing<'_> {
         l.neg = Some((answer, neg));
         l.media = Some(media);
         Ok(())
-    }
-}
-
-fn send(call: &Call, leg: CallRef, cmd: CallCommand) {
-    let _ = call.commands.send((leg, cmd));
-}
-
-/// The caller's RTP while the desk is rung or bridged: drained and dropped here (the relay
-/// forwards it), so the flow does not find seconds of stale audio queued when the dial ends.
-async fn recv_rtp(rx: &mut Option<mpsc::Receiver<RtpIn>>) {
-    match rx.as_mut() {
-        Some(r) => {
-            if r.recv().await.is_none() {
-                *rx = None;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
