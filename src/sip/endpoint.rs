@@ -263,6 +263,9 @@ pub struct Endpoint {
     client_txs: HashMap<String, ClientTx>,
     /// INVITEs we sent, by branch.
     invite_client_txs: HashMap<String, uac::InviteClient>,
+    /// Legs we CANCELled, and when to give up waiting for their final response (kept apart so
+    /// the timer scan does not walk every call).
+    cancel_deadlines: HashMap<CallRef, Instant>,
     outputs: VecDeque<Output>,
     next_call: CallRef,
     draining: bool,
@@ -287,6 +290,7 @@ impl Endpoint {
             server_txs: HashMap::new(),
             client_txs: HashMap::new(),
             invite_client_txs: HashMap::new(),
+            cancel_deadlines: HashMap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
             draining: false,
@@ -345,10 +349,7 @@ impl Endpoint {
             .invite_client_txs
             .values()
             .filter_map(|t| t.next_deadline());
-        let cancels = self
-            .calls
-            .values()
-            .filter_map(|c| c.outbound.as_ref()?.deadline());
+        let cancels = self.cancel_deadlines.values().copied();
         server.chain(client).chain(invites).chain(cancels).min()
     }
 

@@ -427,6 +427,7 @@ impl Endpoint {
     }
 
     pub(super) fn end_call(&mut self, call: CallRef, reason: EndReason) {
+        self.cancel_deadlines.remove(&call);
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs
                 .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));

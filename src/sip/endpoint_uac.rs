@@ -55,10 +55,9 @@ enum Cancel {
     NotAsked,
     /// Asked before any provisional response: sent when one arrives (§9.1).
     Pending,
-    /// Sent; if no final response follows by then, the leg is given up.
-    Sent {
-        give_up_at: Instant,
-    },
+    /// Sent; if no final response follows within 64*T1 the leg is given up
+    /// (`Endpoint::cancel_deadlines`).
+    Sent,
 }
 
 pub(super) struct Outbound {
@@ -71,15 +70,6 @@ pub(super) struct Outbound {
     ack: Option<(Bytes, SocketAddr, Transport)>,
     authenticated: bool,
     redirected: bool,
-}
-
-impl Outbound {
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        match self.cancel {
-            Cancel::Sent { give_up_at } => Some(give_up_at),
-            _ => None,
-        }
-    }
 }
 
 pub(super) struct InviteClient {
@@ -444,9 +434,7 @@ impl Endpoint {
         let Some(o) = c.outbound.as_mut() else {
             return;
         };
-        o.cancel = Cancel::Sent {
-            give_up_at: now + timers.t1x64(),
-        };
+        o.cancel = Cancel::Sent;
         let bytes = uac_request(
             "CANCEL",
             &o.spec.request_uri,
@@ -467,6 +455,7 @@ impl Endpoint {
             NonInviteClientTx::new(now, transport.is_reliable(), timers, Bytes::from(bytes));
         // Keyed apart from the INVITE (same branch): responses are told apart by CSeq method.
         let key = format!("{}|CANCEL", o.branch);
+        self.cancel_deadlines.insert(call, now + timers.t1x64());
         self.client_txs.insert(
             key.clone(),
             ClientTx {
@@ -482,20 +471,21 @@ impl Endpoint {
     /// Legs whose CANCEL got no final response in 64*T1 are given up.
     pub(super) fn expire_cancelled_legs(&mut self, now: Instant) {
         let expired: Vec<CallRef> = self
-            .calls
+            .cancel_deadlines
             .iter()
-            .filter(|(_, c)| {
-                c.state == CallState::Calling
-                    && c.outbound
-                        .as_ref()
-                        .and_then(|o| o.deadline())
-                        .is_some_and(|d| d <= now)
-            })
-            .map(|(k, _)| *k)
+            .filter(|&(_, &d)| d <= now)
+            .map(|(&call, _)| call)
             .collect();
         for call in expired {
-            self.invite_client_txs.retain(|_, t| t.call != call);
-            self.end_call(call, EndReason::NoResponse);
+            self.cancel_deadlines.remove(&call);
+            if self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.state == CallState::Calling)
+            {
+                self.invite_client_txs.retain(|_, t| t.call != call);
+                self.end_call(call, EndReason::NoResponse);
+            }
         }
     }
 }
