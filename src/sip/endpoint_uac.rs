@@ -168,15 +168,11 @@ impl Endpoint {
             extra.push((k.as_str(), v.clone()));
         }
         let bytes = uac_request(
-            "INVITE",
-            &o.spec.request_uri,
-            (&o.spec.local, o.spec.transport),
-            &o.branch,
+            o,
             &c.from,
-            &c.dialog.local_tag,
+            &c.dialog,
+            "INVITE",
             &format!("<{}>", o.spec.request_uri),
-            &c.dialog.call_id,
-            o.cseq,
             &extra,
             Some(("application/sdp", o.spec.sdp.as_bytes())),
         );
@@ -436,15 +432,11 @@ impl Endpoint {
         };
         o.cancel = Cancel::Sent;
         let bytes = uac_request(
-            "CANCEL",
-            &o.spec.request_uri,
-            (&o.spec.local, o.spec.transport),
-            &o.branch,
+            o,
             &c.from,
-            &c.dialog.local_tag,
+            &c.dialog,
+            "CANCEL",
             &format!("<{}>", o.spec.request_uri),
-            &c.dialog.call_id,
-            o.cseq,
             &[],
             None,
         );
@@ -532,19 +524,7 @@ fn non2xx_ack(c: &Call, resp: &Response) -> Bytes {
         .as_ref()
         .map(|t| t.raw.clone())
         .unwrap_or_else(|| format!("<{}>", o.spec.request_uri));
-    Bytes::from(uac_request(
-        "ACK",
-        &o.spec.request_uri,
-        (&o.spec.local, o.spec.transport),
-        &o.branch,
-        &c.from,
-        &c.dialog.local_tag,
-        &to,
-        &c.dialog.call_id,
-        o.cseq,
-        &[],
-        None,
-    ))
+    Bytes::from(uac_request(o, &c.from, &c.dialog, "ACK", &to, &[], None))
 }
 
 /// Where a 3xx sends us, if its first Contact is a `sip:` URI on an allowed host with an IP
@@ -575,24 +555,22 @@ fn contact_of(local: SocketAddr, transport: Transport) -> String {
     }
 }
 
-/// An out-of-dialog request of ours (INVITE, its CANCEL and non-2xx ACK).
-#[allow(clippy::too_many_arguments)]
+/// An out-of-dialog request of ours (INVITE, its CANCEL and non-2xx ACK): the leg's current
+/// Request-URI, branch and CSeq, our From (`from` with the dialog's tag) and the given To.
 fn uac_request(
-    method: &str,
-    request_uri: &str,
-    (local, transport): (&SocketAddr, Transport),
-    branch: &str,
+    o: &Outbound,
     from: &str,
-    from_tag: &str,
+    dialog: &Dialog,
+    method: &str,
     to: &str,
-    call_id: &str,
-    cseq: u32,
     extra: &[(&str, String)],
     body: Option<(&str, &[u8])>,
 ) -> Vec<u8> {
+    let (request_uri, local, branch, cseq) = (&o.spec.request_uri, o.spec.local, &o.branch, o.cseq);
+    let (from_tag, call_id) = (&dialog.local_tag, &dialog.call_id);
     let mut text = String::with_capacity(768);
     let _ = write!(text, "{method} {request_uri} SIP/2.0\r\n");
-    let via = transport.via_name();
+    let via = o.spec.transport.via_name();
     let _ = write!(text, "Via: SIP/2.0/{via} {local};branch={branch};rport\r\n");
     let _ = write!(text, "Max-Forwards: 70\r\n");
     let _ = write!(text, "From: {from};tag={from_tag}\r\n");
