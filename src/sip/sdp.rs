@@ -543,10 +543,7 @@ pub fn answer(
     session_id: u64,
     session_version: u64,
 ) -> String {
-    let addr = match local_ip {
-        IpAddr::V4(ip) => format!("IN IP4 {ip}"),
-        IpAddr::V6(ip) => format!("IN IP6 {ip}"),
-    };
+    let addr = connection_address(local_ip);
     let mut out = String::with_capacity(256);
     // `write!` into a String cannot fail; the results are ignored for that reason.
     let _ = write!(
@@ -582,6 +579,14 @@ pub fn answer(
     out
 }
 
+/// `IN IP4 a.b.c.d` / `IN IP6 ...`: the network and address of our o= and c= lines.
+fn connection_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(ip) => format!("IN IP4 {ip}"),
+        IpAddr::V6(ip) => format!("IN IP6 {ip}"),
+    }
+}
+
 /// The telephone-event payload type in our own offers (RFC 4733; 101 by common practice).
 pub const OFFER_TELEPHONE_EVENT: u8 = 101;
 
@@ -594,10 +599,7 @@ pub fn offer(
     session_id: u64,
     session_version: u64,
 ) -> String {
-    let addr = match local_ip {
-        IpAddr::V4(ip) => format!("IN IP4 {ip}"),
-        IpAddr::V6(ip) => format!("IN IP6 {ip}"),
-    };
+    let addr = connection_address(local_ip);
     let other = match prefer {
         AudioEncoding::Pcmu => AudioEncoding::Pcma,
         AudioEncoding::Pcma => AudioEncoding::Pcmu,
