@@ -35,7 +35,6 @@ pub(super) async fn bridge(
         return DialResult::Outcome(DialOutcome::Failed);
     };
     staff.stop_playback();
-    ctx.media.set_telephone_event(ctx.neg.telephone_event);
     ctx.media.relay_to(Some(staff.relay_input()));
     staff.relay_to(Some(ctx.media.relay_input()));
     let accepted = Instant::now();
@@ -102,14 +101,14 @@ pub(super) fn answer_leg_reoffer(
     offer: &[u8],
 ) {
     // A leg's media session and its agreed terms start together (`Dialing::answered`).
-    let answer = match (media, l.neg.as_ref().map(|(_, n)| n.encoding)) {
+    let answer = match (media, l.encoding) {
         (Some(media), Some(keep)) => {
             let origin = (l.local_ip, l.rtp_port, l.session_id);
             match super::super::reanswer(offer, keep, origin, &mut l.sdp_version, media) {
-                Ok((sdp, offer_sdp, neg)) => {
+                Ok((sdp, _, neg)) => {
                     let hold = !neg.direction.answer().we_send();
                     info!(call_id = %call.call_id, member = %l.member, hold, event = "staff_reoffer", "staff phone updated media");
-                    l.neg = Some((offer_sdp, neg));
+
                     Ok(sdp)
                 }
                 Err(why) => Err((488, why)),

@@ -151,7 +151,7 @@ pub(in crate::call) async fn run(
         }
     };
     // The customer answered: answer the staff phone and connect them.
-    let (leg_answer, leg_neg) = match negotiate(&answer) {
+    let (_, leg_neg) = match negotiate(&answer) {
         Ok(x) => x,
         Err(why) => {
             warn!(call_id = %call_id, reason = %why, "the trunk's SDP answer is unusable");
@@ -205,7 +205,7 @@ pub(in crate::call) async fn run(
         local_ip: leg_ip,
         rtp_port: leg_port,
         media: Some(leg_media),
-        neg: Some((leg_answer, leg_neg)),
+        encoding: Some(leg_neg.encoding),
         dtmf: None,
         session_id: leg_session,
         sdp_version: 1,

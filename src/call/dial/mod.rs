@@ -28,7 +28,7 @@ use crate::media::dtmf::DtmfReceiver;
 use crate::media::session::MediaHandle;
 use crate::media::{RtpIn, socket};
 use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
-use crate::sip::sdp::{self, Negotiated};
+use crate::sip::sdp;
 
 mod bridged;
 pub(super) mod callback;
@@ -83,7 +83,8 @@ struct LiveLeg {
     local_ip: IpAddr,
     rtp_port: u16,
     media: Option<MediaHandle>,
-    neg: Option<(sdp::SessionDescription, Negotiated)>,
+    /// The codec its media session runs, kept through re-offers; set with `media`.
+    encoding: Option<sdp::AudioEncoding>,
     dtmf: Option<DtmfReceiver>,
     /// Our SDP's o= session id and version towards this phone (RFC 3264 §8: same id, the
     /// version grows with each new description).
@@ -378,7 +379,7 @@ impl Dialing<'_> {
             local_ip,
             rtp_port,
             media: None,
-            neg: None,
+            encoding: None,
             dtmf: None,
             session_id,
             sdp_version: 1,
@@ -480,7 +481,7 @@ impl Dialing<'_> {
 
     /// The leg answered (or sent early media): start its media session on the socket we offered.
     fn answered(&mut self, l: &mut LiveLeg, leg: LegId, body: &[u8]) -> Result<(), String> {
-        let (answer, neg) = super::negotiate(body)?;
+        let (_, neg) = super::negotiate(body)?;
         let socket = l.socket.take().ok_or("no RTP socket")?;
         let codec = codec_of(neg.encoding);
         let mut media = super::start_media(socket, &neg, &self.call_id);
@@ -497,7 +498,7 @@ impl Dialing<'_> {
         info!(call_id = %self.call_id, member = %l.member, codec = codec.name(), remote_rtp = %neg.remote_rtp,
               telephone_event = ?neg.telephone_event, "staff leg media started");
         l.dtmf = Some(DtmfReceiver::new(codec, neg.telephone_event));
-        l.neg = Some((answer, neg));
+        l.encoding = Some(neg.encoding);
         l.media = Some(media);
         Ok(())
     }
