@@ -123,49 +123,12 @@ fn register_alice(ivr: &Ivr, port: u16) {
     assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
 }
 
-/// `ivr serve` on `tests/flows/desk.toml` with `config` as written (its own `[desk]` table).
-fn start_ivr_with_desk(members: &[String], config: &str) -> Ivr {
-    let dir = common::unique_temp_dir("desk-config");
-    let path = dir.join("ivr.toml");
-    let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            "{config}\n[[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
-            list.join(", ")
-        ),
-    )
-    .expect("config");
-    let flow = manifest_dir().join("tests/flows/desk.toml");
-    Ivr::start(&[
-        "--config",
-        path.to_str().expect("utf8"),
-        "--flow",
-        flow.to_str().expect("utf8"),
-    ])
-}
-
-/// `ivr serve` with the desk group `members` and the flow `tests/flows/<flow>`.
+/// `ivr serve` with the desk group `members`, the flow `tests/flows/<flow>`, a 4 s accept
+/// window, and `extra` config.
 fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
-    let dir = common::unique_temp_dir("desk-config");
-    let config = dir.join("ivr.toml");
-    let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "{extra}\n[desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\nredirect_hosts = []\n\
-             [[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
-            list.join(", ")
-        ),
-    )
-    .expect("config");
-    let flow = manifest_dir().join("tests/flows").join(flow);
-    Ivr::start(&[
-        "--config",
-        config.to_str().expect("utf8"),
-        "--flow",
-        flow.to_str().expect("utf8"),
-    ])
+    let desk =
+        "[desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\nredirect_hosts = []\n";
+    Ivr::start_desk(flow, members, &format!("{extra}\n{desk}"))
 }
 
 /// The single CDR once the call's record is written.
@@ -337,7 +300,7 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     let trunk = format!("callback_trunk = \"sip:127.0.0.1:{}\"", customer.port);
     let config = format!("{ALICE}[desk]\n{trunk}\n");
     // alice is on the desk but not registered: the caller ends in voicemail.
-    let ivr = start_ivr_with_desk(&["alice".to_string()], &config);
+    let ivr = Ivr::start_desk("desk.toml", &["alice".to_string()], &config);
     let caller = run_sipp(
         &ivr,
         "uac_caller_hangup.xml",

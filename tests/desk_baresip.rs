@@ -11,9 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::baresip::{Baresip, BaresipOptions, read_wav_lenient, tone, tone_fraction};
-use common::{
-    CallIds, Ivr, UdpUa, in_dialog, invite, manifest_dir, require_tool, sdp_audio_addr, sdp_offer,
-};
+use common::{CallIds, Ivr, UdpUa, in_dialog, invite, require_tool, sdp_audio_addr, sdp_offer};
 use ivr::media::g711::Codec;
 use ivr::media::rtp::{RtpSender, parse};
 
@@ -58,21 +56,13 @@ fn bridged_with_audio_both_ways(transport: &'static str) {
         return;
     }
     let dir = common::unique_temp_dir("desk-baresip");
-    let config = dir.join("ivr.toml");
     // baresip 1.0.0 answers MD5 challenges only (see tests/baresip_harness.rs).
-    std::fs::write(
-        &config,
+    let ivr = Ivr::start_desk(
+        "desk.toml",
+        &["alice".to_string()],
         "[staff]\nalgorithms = [\"MD5\"]\n[[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n\
-         [desk]\naccept_timeout_s = 8\n[[desk.groups]]\nname = \"desk\"\nmembers = [\"alice\"]\n",
-    )
-    .expect("config");
-    let flow = manifest_dir().join("tests/flows/desk.toml");
-    let ivr = Ivr::start(&[
-        "--config",
-        config.to_str().expect("utf8"),
-        "--flow",
-        flow.to_str().expect("utf8"),
-    ]);
+         [desk]\naccept_timeout_s = 8\n",
+    );
     let source = dir.join("phone.wav");
     phone_source(&source);
     let mut opts = BaresipOptions::new(ivr.sip_addr(), "alice", "s3cret", &source);

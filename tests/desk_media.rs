@@ -9,9 +9,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{
-    CallIds, Ivr, SipMsg, UdpUa, in_dialog, invite, manifest_dir, ok_for, sdp_audio_addr,
-};
+use common::{CallIds, Ivr, SipMsg, UdpUa, in_dialog, invite, ok_for, sdp_audio_addr};
 use ivr::media::g711::Codec;
 use ivr::media::rtp::{RtpIn, RtpSender, parse};
 
@@ -22,25 +20,9 @@ fn start_ivr(members: &[String]) -> Ivr {
 }
 
 fn start_ivr_with(members: &[String], desk_extra: &str) -> Ivr {
-    let dir = common::unique_temp_dir("desk-media-config");
-    let config = dir.join("ivr.toml");
-    let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "[desk]\naccept_timeout_s = 5\nringback = \"eu\"\nring_each_s = 15\nredirect_hosts = []\n{desk_extra}\n\
-             [[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
-            list.join(", ")
-        ),
-    )
-    .expect("config");
-    let flow = manifest_dir().join("tests/flows/desk.toml");
-    Ivr::start(&[
-        "--config",
-        config.to_str().expect("utf8"),
-        "--flow",
-        flow.to_str().expect("utf8"),
-    ])
+    let desk =
+        "[desk]\naccept_timeout_s = 5\nringback = \"eu\"\nring_each_s = 15\nredirect_hosts = []\n";
+    Ivr::start_desk("desk.toml", members, &format!("{desk}{desk_extra}\n"))
 }
 
 fn caller_sdp(port: u16) -> String {

@@ -55,6 +55,28 @@ pub struct Ivr {
 }
 
 impl Ivr {
+    /// `ivr serve` with `config` (TOML over the built-in defaults) in a temp file, the flow
+    /// `tests/flows/<flow>`, and the desk group `desk` of `members` appended to the config.
+    pub fn start_desk(flow: &str, members: &[String], config: &str) -> Ivr {
+        let path = unique_temp_dir("desk-config").join("ivr.toml");
+        let list: Vec<String> = members.iter().map(|m| format!("{m:?}")).collect();
+        std::fs::write(
+            &path,
+            format!(
+                "{config}\n[[desk.groups]]\nname = \"desk\"\nmembers = [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        let flow = manifest_dir().join("tests/flows").join(flow);
+        Ivr::start(&[
+            "--config",
+            path.to_str().expect("utf-8 temp path"),
+            "--flow",
+            flow.to_str().expect("utf-8 path"),
+        ])
+    }
+
     /// Starts `ivr serve --sip 127.0.0.1:0 --data <tmp> --prompts <repo>/prompts <args>` and waits
     /// for its `ivr: SIP listening on ...` line. Unless `args` name a `--flow`, calls run
     /// `tests/flows/greeting.toml` (greeting, then hang up), which the SIP/RTP tests rely on.
