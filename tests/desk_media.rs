@@ -25,6 +25,57 @@ fn start_ivr_with(members: &[String], desk_extra: &str) -> Ivr {
     Ivr::start_desk("desk.toml", members, &format!("{desk}{desk_extra}\n"))
 }
 
+/// A caller connected to ivr (answered, ACKed) while the desk's one member, a hand-written
+/// staff phone, has just received ivr's INVITE.
+struct DeskCall {
+    ivr: Ivr,
+    staff: UdpUa,
+    staff_sip: SocketAddr,
+    staff_rtp: UdpSocket,
+    caller: UdpUa,
+    caller_rtp: UdpSocket,
+    ids: CallIds,
+    /// ivr's 200 to the caller.
+    ok: SipMsg,
+    /// ivr's INVITE to the staff phone.
+    inv: SipMsg,
+}
+
+/// Starts ivr with the staff phone as the desk (`desk_extra` added to `[desk]`), calls it and
+/// waits for the INVITE to the staff phone.
+fn call_the_desk(desk_extra: &str) -> DeskCall {
+    let staff = UdpUa::new("127.0.0.1:9".parse().unwrap());
+    let staff_rtp = UdpSocket::bind("127.0.0.1:0").expect("staff rtp");
+    let staff_sip = staff.local();
+    let ivr = start_ivr_with(&[format!("sip:staff@{staff_sip}")], desk_extra);
+    let staff = UdpUa {
+        sock: staff.sock,
+        server: ivr.sip_addr(),
+    };
+    let caller = UdpUa::new(ivr.sip_addr());
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("caller rtp");
+    let ids = CallIds::new();
+    caller.send(invite(
+        &caller,
+        &ids,
+        &caller_sdp(caller_rtp.local_addr().unwrap().port()),
+    ));
+    let ok = caller.expect_response(&ids.call_id, |s| s == 200, SIP_WAIT);
+    caller.send(in_dialog(&caller, &ids, &ok, "ACK", 1));
+    let inv = staff.recv(SIP_WAIT).expect("INVITE to staff");
+    DeskCall {
+        ivr,
+        staff,
+        staff_sip,
+        staff_rtp,
+        caller,
+        caller_rtp,
+        ids,
+        ok,
+        inv,
+    }
+}
+
 fn caller_sdp(port: u16) -> String {
     format!(
         "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -189,30 +240,21 @@ fn events(packets: &[RtpIn], pt: u8) -> Vec<(u8, u32)> {
 
 #[test]
 fn bridged_media_is_transcoded_both_ways_with_digits_relayed() {
-    let staff = UdpUa::new("127.0.0.1:9".parse().unwrap());
-    let staff_rtp = UdpSocket::bind("127.0.0.1:0").expect("staff rtp");
-    let staff_sip = staff.local();
-    let ivr = start_ivr(&[format!("sip:staff@{staff_sip}")]);
-    let staff = UdpUa {
-        sock: staff.sock,
-        server: ivr.sip_addr(),
-    };
-
-    // The caller dials in; the flow rings the desk at once.
-    let caller = UdpUa::new(ivr.sip_addr());
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("caller rtp");
-    let ids = CallIds::new();
-    caller.send(invite(
-        &caller,
-        &ids,
-        &caller_sdp(caller_rtp.local_addr().unwrap().port()),
-    ));
-    let ok = caller.expect_response(&ids.call_id, |s| s == 200, SIP_WAIT);
-    caller.send(in_dialog(&caller, &ids, &ok, "ACK", 1));
+    // The caller dials in; the flow rings the desk (one hand-written staff phone) at once.
+    let DeskCall {
+        ivr,
+        staff,
+        staff_sip,
+        staff_rtp,
+        caller,
+        caller_rtp,
+        ids,
+        ok,
+        inv,
+    } = call_the_desk("");
     let ivr_caller_rtp = sdp_audio_addr(&ok.body_str());
 
     // The staff phone rings: ivr offers the caller's codec first, then the other, and events.
-    let inv = staff.recv(SIP_WAIT).expect("INVITE to staff");
     assert_eq!(inv.method(), Some("INVITE"), "{}", inv.text());
     assert!(inv.body_str().contains("m=audio"), "{}", inv.text());
     assert!(
@@ -457,25 +499,17 @@ fn caller_input_cannot_make_ivr_dial_outside_the_group() {
 
 #[test]
 fn early_media_from_a_ringing_phone_reaches_the_caller() {
-    let staff = UdpUa::new("127.0.0.1:9".parse().unwrap());
-    let staff_rtp = UdpSocket::bind("127.0.0.1:0").expect("staff rtp");
-    let staff_sip = staff.local();
-    let ivr = start_ivr_with(&[format!("sip:staff@{staff_sip}")], "early_media = true");
-    let staff = UdpUa {
-        sock: staff.sock,
-        server: ivr.sip_addr(),
-    };
-    let caller = UdpUa::new(ivr.sip_addr());
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").expect("caller rtp");
-    let ids = CallIds::new();
-    caller.send(invite(
-        &caller,
-        &ids,
-        &caller_sdp(caller_rtp.local_addr().unwrap().port()),
-    ));
-    let ok = caller.expect_response(&ids.call_id, |s| s == 200, SIP_WAIT);
-    caller.send(in_dialog(&caller, &ids, &ok, "ACK", 1));
-    let inv = staff.recv(SIP_WAIT).expect("INVITE to staff");
+    let DeskCall {
+        ivr,
+        staff,
+        staff_sip,
+        staff_rtp,
+        caller,
+        caller_rtp,
+        ids,
+        ok,
+        inv,
+    } = call_the_desk("early_media = true");
     let ivr_staff_rtp = sdp_audio_addr(&inv.body_str());
     // 183 Session Progress with SDP, then the phone's own ringing audio (PCMA).
     staff.send(staff_response(
