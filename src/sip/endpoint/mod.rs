@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +27,8 @@ use super::registrar::{
     Binding, RegisterError, RegisterInput, Registrar, contact_header_values, parse_contacts,
 };
 use super::transaction::{
-    InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerTx, Timers, TxAction,
+    InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerState, NonInviteServerTx,
+    TimerQueue, Timers, TxAction,
 };
 
 /// Identifies one call (one INVITE dialog) between the endpoint and its call task.
@@ -194,8 +196,21 @@ impl std::fmt::Display for EndReason {
     }
 }
 
-/// Transaction key per §17.2.3: branch, sent-by and method (ACK maps to INVITE).
-type TxKey = (String, String, String);
+/// Transaction key per §17.2.3: branch, sent-by and method (ACK maps to INVITE). Shared, so the
+/// call, the timer queue and the table hold one copy.
+type TxKey = Arc<(String, String, String)>;
+
+/// Whose timer a [`TimerQueue`] entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum TimerKey {
+    Server(TxKey),
+    /// A non-INVITE client transaction (BYE, CANCEL), by its table key.
+    Client(String),
+    /// An INVITE client transaction, by branch.
+    InviteClient(String),
+    /// A leg we CANCELled: give up on it if no final response came in 64*T1.
+    CancelGiveUp(CallRef),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallState {
@@ -237,9 +252,33 @@ enum ServerTxKind {
     NonInvite(NonInviteServerTx),
 }
 
+impl ServerTxKind {
+    fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            ServerTxKind::Invite(tx) => tx.next_deadline(),
+            ServerTxKind::NonInvite(tx) => tx.next_deadline(),
+        }
+    }
+
+    /// Whether the final response has been sent: the TU may send nothing more, so the request
+    /// need not be kept (retransmissions are answered from the response bytes).
+    fn final_sent(&self) -> bool {
+        match self {
+            ServerTxKind::Invite(tx) => tx.state() != InviteServerState::Proceeding,
+            ServerTxKind::NonInvite(tx) => !matches!(
+                tx.state(),
+                NonInviteServerState::Trying | NonInviteServerState::Proceeding
+            ),
+        }
+    }
+}
+
 struct ServerTx {
     kind: ServerTxKind,
-    raw: RawMessage,
+    /// The request, to build responses from; dropped once the final response is out (a UDP
+    /// transaction lives 32 s after that, and thousands of them would otherwise keep every
+    /// request).
+    raw: Option<RawMessage>,
     source: SocketAddr,
     transport: Transport,
     /// Where responses go (§18.2.2).
@@ -263,9 +302,11 @@ pub struct Endpoint {
     client_txs: HashMap<String, ClientTx>,
     /// INVITEs we sent, by branch.
     invite_client_txs: HashMap<String, uac::InviteClient>,
-    /// Legs we CANCELled, and when to give up waiting for their final response (kept apart so
-    /// the timer scan does not walk every call).
-    cancel_deadlines: HashMap<CallRef, Instant>,
+    /// Every transaction timer and CANCEL give-up deadline, earliest first.
+    timers: TimerQueue<TimerKey>,
+    /// Call-ID → the calls (normally one) with it: merged-request checks and stray 2xx
+    /// retransmissions look here instead of at every call.
+    by_call_id: HashMap<String, Vec<CallRef>>,
     outputs: VecDeque<Output>,
     next_call: CallRef,
     draining: bool,
@@ -290,7 +331,8 @@ impl Endpoint {
             server_txs: HashMap::new(),
             client_txs: HashMap::new(),
             invite_client_txs: HashMap::new(),
-            cancel_deadlines: HashMap::new(),
+            timers: TimerQueue::new(),
+            by_call_id: HashMap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
             draining: false,
@@ -330,27 +372,16 @@ impl Endpoint {
 
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transaction_timeout()
+        self.timers
+            .next()
             .into_iter()
             .chain(self.registrar.next_expiry())
             .min()
     }
 
-    fn transaction_timeout(&self) -> Option<Instant> {
-        let server = self.server_txs.values().filter_map(|t| match &t.kind {
-            ServerTxKind::Invite(tx) => tx.next_deadline(),
-            ServerTxKind::NonInvite(tx) => tx.next_deadline(),
-        });
-        let client = self
-            .client_txs
-            .values()
-            .filter_map(|t| t.tx.next_deadline());
-        let invites = self
-            .invite_client_txs
-            .values()
-            .filter_map(|t| t.next_deadline());
-        let cancels = self.cancel_deadlines.values().copied();
-        server.chain(client).chain(invites).chain(cancels).min()
+    /// Live transactions (server, client and INVITE client), for metrics and tests.
+    pub fn transactions(&self) -> usize {
+        self.server_txs.len() + self.client_txs.len() + self.invite_client_txs.len()
     }
 
     /// One complete message from `source` over `transport`, received on our address `local`.
@@ -406,53 +437,40 @@ impl Endpoint {
                 "expired registrations purged"
             );
         }
-        let due: Vec<TxKey> = self
-            .server_txs
-            .iter()
-            .filter(|(_, t)| {
-                let d = match &t.kind {
-                    ServerTxKind::Invite(tx) => tx.next_deadline(),
-                    ServerTxKind::NonInvite(tx) => tx.next_deadline(),
-                };
-                d.is_some_and(|d| d <= now)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(t) = self.server_txs.get_mut(&key) else {
-                continue;
-            };
-            let (actions, was_accepted) = match &mut t.kind {
-                ServerTxKind::Invite(tx) => {
-                    let accepted = tx.state() == InviteServerState::Accepted;
-                    (tx.on_timeout(now), accepted)
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Server(key) => self.server_timeout(now, &key),
+                TimerKey::Client(key) => {
+                    if let Some(t) = self.client_txs.get_mut(&key) {
+                        let actions = t.tx.on_timeout(now);
+                        self.apply_client_actions(&key, actions);
+                    }
                 }
-                ServerTxKind::NonInvite(tx) => (tx.on_timeout(now), false),
-            };
-            let call = t.call;
-            let timed_out = self.apply_server_actions(&key, actions);
-            if timed_out
-                && was_accepted
-                && let Some(call) = call
-            {
-                self.no_ack(now, call);
+                TimerKey::InviteClient(branch) => self.invite_client_timeout(now, &branch),
+                TimerKey::CancelGiveUp(call) => self.give_up_cancelled_leg(call),
             }
         }
-        let due: Vec<String> = self
-            .client_txs
-            .iter()
-            .filter(|(_, t)| t.tx.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            let Some(t) = self.client_txs.get_mut(&key) else {
-                continue;
-            };
-            let actions = t.tx.on_timeout(now);
-            self.apply_client_actions(&key, actions);
+    }
+
+    fn server_timeout(&mut self, now: Instant, key: &TxKey) {
+        let Some(t) = self.server_txs.get_mut(key) else {
+            return;
+        };
+        let (actions, was_accepted) = match &mut t.kind {
+            ServerTxKind::Invite(tx) => {
+                let accepted = tx.state() == InviteServerState::Accepted;
+                (tx.on_timeout(now), accepted)
+            }
+            ServerTxKind::NonInvite(tx) => (tx.on_timeout(now), false),
+        };
+        let call = t.call;
+        let timed_out = self.apply_server_actions(key, actions);
+        if timed_out
+            && was_accepted
+            && let Some(call) = call
+        {
+            self.no_ack(now, call);
         }
-        self.invite_client_timeouts(now);
-        self.expire_cancelled_legs(now);
     }
 
     // ---- commands from call tasks ----
@@ -518,7 +536,7 @@ impl Endpoint {
                     let cseq = self
                         .server_txs
                         .get(&key)
-                        .and_then(|t| t.raw.header_str("CSeq"))
+                        .and_then(|t| t.raw.as_ref()?.header_str("CSeq"))
                         .and_then(|c| c.split_whitespace().next()?.parse().ok())
                         .unwrap_or(0);
                     c.awaiting_ack.push((cseq, key.clone()));
@@ -547,7 +565,9 @@ impl Endpoint {
                     hangup_pending: true,
                 }
             }
-            CallState::Confirmed => self.send_bye(now, call),
+            CallState::Confirmed => {
+                self.send_bye(now, call);
+            }
             CallState::Ending => {}
         }
     }
@@ -583,11 +603,15 @@ impl Endpoint {
         let Some(t) = self.server_txs.get(key) else {
             return;
         };
+        let Some(raw) = &t.raw else {
+            debug!(status, "response after the final one dropped");
+            return;
+        };
         let tag = match t.call.and_then(|c| self.calls.get(&c)) {
             Some(c) => c.dialog.local_tag.clone(),
             None => random_token(10),
         };
-        let b = ResponseBuilder::new(&t.raw, t.source, status, Some(&tag));
+        let b = ResponseBuilder::new(raw, t.source, status, Some(&tag));
         self.send_response(now, key, status, extra(b).build());
     }
 
@@ -623,6 +647,16 @@ impl Endpoint {
                 TxAction::Response(_) => {}
             }
         }
+        let deadline = match self.server_txs.get_mut(key) {
+            Some(t) => {
+                if t.raw.is_some() && t.kind.final_sent() {
+                    t.raw = None;
+                }
+                t.kind.next_deadline()
+            }
+            None => None,
+        };
+        self.timers.set(&TimerKey::Server(key.clone()), deadline);
         timed_out
     }
 
@@ -647,6 +681,12 @@ impl Endpoint {
                 }
             }
         }
+        let deadline = self
+            .client_txs
+            .get(branch)
+            .and_then(|t| t.tx.next_deadline());
+        self.timers
+            .set(&TimerKey::Client(branch.to_string()), deadline);
     }
 
     fn bye_done(&mut self, branch: &str) {
@@ -672,16 +712,14 @@ pub fn random_token(len: usize) -> String {
         .collect()
 }
 
-#[path = "endpoint_dialog.rs"]
 mod dialog_requests;
 
-#[path = "endpoint_register.rs"]
 mod register;
 
-#[path = "endpoint_uac.rs"]
 mod uac;
 pub use uac::{Credentials, OutboundCall};
 
 #[cfg(test)]
-#[path = "endpoint_tests.rs"]
+mod scale_tests;
+#[cfg(test)]
 mod tests;

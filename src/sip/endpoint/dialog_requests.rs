@@ -51,7 +51,7 @@ impl Endpoint {
             key.clone(),
             ServerTx {
                 kind,
-                raw: req.raw.clone(),
+                raw: Some(req.raw.clone()),
                 source,
                 transport,
                 reply_to,
@@ -104,12 +104,17 @@ impl Endpoint {
         local: SocketAddr,
     ) {
         // §8.2.2.2 merged request: same From tag, Call-ID and CSeq arriving by another path.
-        let merged = self.calls.values().any(|c| {
-            c.dialog.call_id == req.call_id
-                && c.dialog.remote_tag == req.from.tag
-                && c.invite_cseq == req.cseq
-                && c.invite_key != key
-        });
+        let merged = self
+            .by_call_id
+            .get(&req.call_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|call| self.calls.get(call))
+            .any(|c| {
+                c.dialog.remote_tag == req.from.tag
+                    && c.invite_cseq == req.cseq
+                    && c.invite_key != key
+            });
         if merged {
             self.respond_with(now, &key, 482, |b| b);
             return;
@@ -147,6 +152,10 @@ impl Endpoint {
         let dialog = Dialog::uas(&req, &random_token(10));
         self.dialogs
             .insert((dialog.call_id.clone(), dialog.local_tag.clone()), call);
+        self.by_call_id
+            .entry(dialog.call_id.clone())
+            .or_default()
+            .push(call);
         if let Some(t) = self.server_txs.get_mut(&key) {
             t.call = Some(call);
         }
@@ -303,11 +312,11 @@ impl Endpoint {
     }
 
     pub(super) fn on_cancel(&mut self, now: Instant, req: &Request, cancel_key: &TxKey) {
-        let invite_key = (
+        let invite_key = Arc::new((
             cancel_key.0.clone(),
             cancel_key.1.clone(),
             "INVITE".to_string(),
-        );
+        ));
         let Some(t) = self.server_txs.get(&invite_key) else {
             self.respond_with(now, cancel_key, 481, |b| b);
             return;
@@ -351,9 +360,12 @@ impl Endpoint {
         let Some(t) = self.server_txs.get(key) else {
             return;
         };
-        let mut b = ResponseBuilder::new(&t.raw, t.source, status, Some(&tag));
+        let Some(raw) = &t.raw else {
+            return;
+        };
+        let mut b = ResponseBuilder::new(raw, t.source, status, Some(&tag));
         // §12.1.1: copy Record-Route into dialog-establishing responses.
-        for rr in t.raw.header_values("Record-Route") {
+        for rr in raw.header_values("Record-Route") {
             b = b.header("Record-Route", rr);
         }
         b = b.header("Contact", &contact);
@@ -375,9 +387,10 @@ impl Endpoint {
             .then_some(call)
     }
 
-    pub(super) fn send_bye(&mut self, now: Instant, call: CallRef) {
+    /// Sends BYE in the call's dialog; returns the BYE transaction's key.
+    pub(super) fn send_bye(&mut self, now: Instant, call: CallRef) -> Option<String> {
         let Some(c) = self.calls.get_mut(&call) else {
-            return;
+            return None;
         };
         c.state = CallState::Ending;
         let branch = format!("z9hG4bK{}", random_token(16));
@@ -411,6 +424,7 @@ impl Endpoint {
             },
         );
         self.apply_client_actions(&branch, actions);
+        Some(branch)
     }
 
     pub(super) fn no_ack(&mut self, now: Instant, call: CallRef) {
@@ -418,22 +432,26 @@ impl Endpoint {
             return;
         };
         warn!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "no_ack", "no ACK for 200 OK within 64*T1; sending BYE");
-        self.send_bye(now, call);
+        let bye = self.send_bye(now, call);
         // The BYE runs on without the call: the caller is gone as far as we can tell.
-        if let Some(t) = self.client_txs.values_mut().find(|t| t.call == Some(call)) {
+        if let Some(t) = bye.and_then(|b| self.client_txs.get_mut(&b)) {
             t.call = None;
         }
         self.end_call(call, EndReason::NoAck);
     }
 
+    /// Removes the call and tells its task. Touches only this call's entries: server
+    /// transactions that still name it resolve to nothing from now on (call references are never
+    /// reused).
     pub(super) fn end_call(&mut self, call: CallRef, reason: EndReason) {
-        self.cancel_deadlines.remove(&call);
+        self.timers.set(&TimerKey::CancelGiveUp(call), None);
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs
                 .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
-            for t in self.server_txs.values_mut() {
-                if t.call == Some(call) {
-                    t.call = None;
+            if let Some(calls) = self.by_call_id.get_mut(&c.dialog.call_id) {
+                calls.retain(|x| *x != call);
+                if calls.is_empty() {
+                    self.by_call_id.remove(&c.dialog.call_id);
                 }
             }
             info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "dialog_ended", %reason, "dialog ended");
@@ -460,9 +478,9 @@ fn tx_key(req: &Request) -> TxKey {
     };
     let sent_by = format!("{}:{}", req.via.host, req.via.port.unwrap_or(5060));
     match req.via.rfc3261_branch() {
-        Some(b) => (b.to_string(), sent_by, method),
+        Some(b) => Arc::new((b.to_string(), sent_by, method)),
         // RFC 2543 peers: no usable branch, fall back to the §17.2.3 legacy identity.
-        None => (
+        None => Arc::new((
             format!(
                 "{}|{}|{}|{}",
                 req.call_id,
@@ -472,6 +490,6 @@ fn tx_key(req: &Request) -> TxKey {
             ),
             sent_by,
             method,
-        ),
+        )),
     }
 }

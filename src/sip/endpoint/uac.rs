@@ -56,7 +56,7 @@ enum Cancel {
     /// Asked before any provisional response: sent when one arrives (§9.1).
     Pending,
     /// Sent; if no final response follows within 64*T1 the leg is given up
-    /// (`Endpoint::cancel_deadlines`).
+    /// (`TimerKey::CancelGiveUp`).
     Sent,
 }
 
@@ -77,12 +77,6 @@ pub(super) struct InviteClient {
     to: SocketAddr,
     transport: Transport,
     call: CallRef,
-}
-
-impl InviteClient {
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.tx.next_deadline()
-    }
 }
 
 impl Endpoint {
@@ -109,12 +103,16 @@ impl Endpoint {
             1,
         );
         self.dialogs.insert((call_id.clone(), tag), call);
+        self.by_call_id
+            .entry(call_id.clone())
+            .or_default()
+            .push(call);
         info!(%call_id, to = %spec.request_uri, destination = %spec.destination, event = "dial_leg", "ringing staff phone");
         self.calls.insert(
             call,
             Call {
                 dialog,
-                invite_key: (String::new(), String::new(), "INVITE".to_string()),
+                invite_key: Arc::new((String::new(), String::new(), "INVITE".to_string())),
                 state: CallState::Calling,
                 peer_transport: spec.transport,
                 source: spec.destination,
@@ -251,6 +249,12 @@ impl Endpoint {
                 }
             }
         }
+        let deadline = self
+            .invite_client_txs
+            .get(branch)
+            .and_then(|t| t.tx.next_deadline());
+        self.timers
+            .set(&TimerKey::InviteClient(branch.to_string()), deadline);
     }
 
     fn on_leg_response(&mut self, now: Instant, call: CallRef, status: u16, resp: &Response) {
@@ -321,21 +325,13 @@ impl Endpoint {
         }
     }
 
-    /// Fires the INVITE client transactions' timers (A, B, D).
-    pub(super) fn invite_client_timeouts(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .invite_client_txs
-            .iter()
-            .filter(|(_, t)| t.tx.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for branch in due {
-            let Some(t) = self.invite_client_txs.get_mut(&branch) else {
-                continue;
-            };
-            let actions = t.tx.on_timeout(now);
-            self.apply_invite_client_actions(now, &branch, actions, None);
-        }
+    /// Fires an INVITE client transaction's timers (A, B, D).
+    pub(super) fn invite_client_timeout(&mut self, now: Instant, branch: &str) {
+        let Some(t) = self.invite_client_txs.get_mut(branch) else {
+            return;
+        };
+        let actions = t.tx.on_timeout(now);
+        self.apply_invite_client_actions(now, branch, actions, None);
     }
 
     fn on_leg_answered(&mut self, now: Instant, call: CallRef, resp: &Response) {
@@ -391,11 +387,10 @@ impl Endpoint {
         let Some(tag) = resp.to_tag.clone() else {
             return;
         };
-        let ack = self.calls.values().find_map(|c| {
+        let calls = self.by_call_id.get(&resp.call_id).into_iter().flatten();
+        let ack = calls.filter_map(|call| self.calls.get(call)).find_map(|c| {
             let o = c.outbound.as_ref()?;
-            (c.dialog.call_id == resp.call_id
-                && c.dialog.remote_tag.as_deref() == Some(tag.as_str())
-                && o.cseq == resp.cseq)
+            (c.dialog.remote_tag.as_deref() == Some(tag.as_str()) && o.cseq == resp.cseq)
                 .then(|| o.ack.clone())
                 .flatten()
         });
@@ -447,7 +442,8 @@ impl Endpoint {
             NonInviteClientTx::new(now, transport.is_reliable(), timers, Bytes::from(bytes));
         // Keyed apart from the INVITE (same branch): responses are told apart by CSeq method.
         let key = format!("{}|CANCEL", o.branch);
-        self.cancel_deadlines.insert(call, now + timers.t1x64());
+        self.timers
+            .set(&TimerKey::CancelGiveUp(call), Some(now + timers.t1x64()));
         self.client_txs.insert(
             key.clone(),
             ClientTx {
@@ -460,25 +456,20 @@ impl Endpoint {
         self.apply_client_actions(&key, actions);
     }
 
-    /// Legs whose CANCEL got no final response in 64*T1 are given up.
-    pub(super) fn expire_cancelled_legs(&mut self, now: Instant) {
-        let expired: Vec<CallRef> = self
-            .cancel_deadlines
-            .iter()
-            .filter(|&(_, &d)| d <= now)
-            .map(|(&call, _)| call)
-            .collect();
-        for call in expired {
-            self.cancel_deadlines.remove(&call);
-            if self
-                .calls
-                .get(&call)
-                .is_some_and(|c| c.state == CallState::Calling)
-            {
-                self.invite_client_txs.retain(|_, t| t.call != call);
-                self.end_call(call, EndReason::NoResponse);
-            }
+    /// A leg whose CANCEL got no final response in 64*T1 is given up.
+    pub(super) fn give_up_cancelled_leg(&mut self, call: CallRef) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Calling {
+            return;
         }
+        if let Some(o) = &c.outbound {
+            let branch = o.branch.clone();
+            self.invite_client_txs.remove(&branch);
+            self.timers.set(&TimerKey::InviteClient(branch), None);
+        }
+        self.end_call(call, EndReason::NoResponse);
     }
 }
 
@@ -585,5 +576,5 @@ fn uac_request(
 }
 
 #[cfg(test)]
-#[path = "endpoint_uac_tests.rs"]
+#[path = "uac_tests.rs"]
 mod tests;

@@ -1,3 +1,7 @@
+//! Parsing, framing and response building against hand-written messages.
+
+use std::net::SocketAddr;
+
 use super::*;
 
 const INVITE: &str = "INVITE sip:ivr@127.0.0.1:5060 SIP/2.0\r\n\

@@ -1,0 +1,364 @@
+//! SIP message parsing and response building.
+//!
+//! Incoming bytes go through two steps. First a byte-level scan (`RawMessage`) that splits the start
+//! line, headers and body, unfolds continuation lines, expands compact header names and checks the
+//! Content-Length framing (RFC 3261 §7.3, §18.3). That scan survives input rsip would refuse
+//! (non-UTF-8 values, unknown methods), so we can still answer such requests with 400 or 501.
+//! Second, well-framed messages are handed to `rsip` for the grammar of the start line, URIs and
+//! name-addr headers, and the result is distilled into [`Request`] / [`Response`].
+//!
+//! Outgoing messages are written by [`ResponseBuilder`] and `dialog::RequestBuilder` as text: we
+//! control header order and the exact Via/To/Record-Route copying RFC 3261 §8.2.6 demands.
+
+use rsip::prelude::*;
+use thiserror::Error;
+
+mod headers;
+mod raw;
+mod response;
+
+pub use headers::{NameAddr, Via, split_comma_list, split_host_port, uri_user};
+pub use raw::{Frame, RawHeader, RawMessage, frame_stream};
+pub use response::{ResponseBuilder, reason_phrase};
+
+/// Largest message we accept on any transport: UDP datagrams cannot be bigger, and a TCP peer that
+/// announces more is either broken or hostile.
+pub const MAX_MESSAGE_SIZE: usize = 65_535;
+
+/// Methods this endpoint implements; anything else gets 501 with this list in `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REGISTER";
+
+/// The transport a message arrived on or leaves by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    /// A TCP connection, identified by the shell's connection id.
+    Tcp(u64),
+}
+
+impl Transport {
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ParseError {
+    #[error("no SIP start line")]
+    NoStartLine,
+    #[error("message ends inside the headers (truncated)")]
+    Truncated,
+    #[error("header line without a colon: {0:?}")]
+    BadHeaderLine(String),
+    #[error("header {0} is not valid UTF-8")]
+    NotUtf8(String),
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed {0} header")]
+    BadHeader(&'static str),
+    #[error("Content-Length is not a number")]
+    BadContentLength,
+    #[error("Content-Length {declared} but only {actual} body bytes arrived")]
+    BodyTooShort { declared: usize, actual: usize },
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit")]
+    TooLarge(usize),
+    #[error("unsupported SIP version {0:?}")]
+    BadVersion(String),
+    #[error("CSeq method {cseq} does not match request method {method}")]
+    CSeqMismatch { cseq: String, method: String },
+    #[error("malformed start line: {0}")]
+    BadStartLine(String),
+}
+
+/// A parsed, validated request.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: rsip::Method,
+    pub uri: String,
+    pub via: Via,
+    pub vias: Vec<String>,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    pub call_id: String,
+    pub cseq: u32,
+    pub cseq_method: String,
+    pub contact: Option<NameAddr>,
+    pub record_route: Vec<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub raw: RawMessage,
+}
+
+impl Request {
+    /// The first P-Asserted-Identity (RFC 3325 §9.1), if present and well-formed.
+    pub fn asserted_identity(&self) -> Option<NameAddr> {
+        let value = self.raw.header_str("P-Asserted-Identity")?;
+        let first = split_comma_list(value).into_iter().next()?;
+        NameAddr::parse(&first, "P-Asserted-Identity").ok()
+    }
+}
+
+/// A parsed response (to a request we sent).
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub via: Via,
+    pub call_id: String,
+    pub cseq: u32,
+    pub cseq_method: String,
+    pub to_tag: Option<String>,
+    /// The To header (with the tag the far end chose), echoed in our ACK and dialog requests.
+    pub to: Option<NameAddr>,
+    /// Every Contact (a 2xx names the remote target; a 3xx lists where to try instead).
+    pub contacts: Vec<NameAddr>,
+    pub record_route: Vec<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub raw: RawMessage,
+}
+
+#[derive(Debug)]
+pub enum Incoming {
+    Request(Box<Request>),
+    Response(Box<Response>),
+}
+
+/// Why a message could not be accepted, and what to do about it.
+#[derive(Debug)]
+pub enum Rejection {
+    /// Answer with this status; `raw` has what is needed to address the response.
+    Respond {
+        status: u16,
+        reason: String,
+        raw: Box<RawMessage>,
+    },
+    /// Nothing can be answered (garbage, a broken response): log and drop.
+    Drop(ParseError),
+}
+
+/// Parses one complete message (a datagram or a framed stream message).
+pub fn parse(buf: &[u8]) -> Result<Incoming, Rejection> {
+    let raw = match RawMessage::scan(buf) {
+        Ok(raw) => raw,
+        Err((e, Some(raw))) if raw.can_answer() => {
+            return Err(Rejection::Respond {
+                status: if matches!(e, ParseError::TooLarge(_)) {
+                    513
+                } else {
+                    400
+                },
+                reason: e.to_string(),
+                raw: Box::new(raw),
+            });
+        }
+        Err((e, _)) => return Err(Rejection::Drop(e)),
+    };
+    if raw.is_request() {
+        parse_request(raw).map(|r| Incoming::Request(Box::new(r)))
+    } else {
+        parse_response(&raw)
+            .map(|r| Incoming::Response(Box::new(r)))
+            .map_err(Rejection::Drop)
+    }
+}
+
+fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
+    let reject = |status: u16, e: ParseError, raw: RawMessage| {
+        if raw.can_answer() {
+            Rejection::Respond {
+                status,
+                reason: e.to_string(),
+                raw: Box::new(raw),
+            }
+        } else {
+            Rejection::Drop(e)
+        }
+    };
+    let mut parts = raw.start_line.split(' ');
+    let (Some(method_tok), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        let e = ParseError::BadStartLine(raw.start_line.clone());
+        return Err(reject(400, e, raw));
+    };
+    if version != "SIP/2.0" {
+        let e = ParseError::BadVersion(version.to_string());
+        return Err(reject(505, e, raw));
+    }
+    let vias = raw.vias();
+    let Some(top) = vias.first() else {
+        return Err(Rejection::Drop(ParseError::MissingHeader("Via")));
+    };
+    let via = match Via::parse(top) {
+        Ok(v) => v,
+        Err(e) => return Err(Rejection::Drop(e)),
+    };
+    for (name, key) in [
+        ("Call-ID", "Call-ID"),
+        ("From", "From"),
+        ("To", "To"),
+        ("CSeq", "CSeq"),
+    ] {
+        if raw.header_str(name).is_none() {
+            return Err(reject(400, ParseError::MissingHeader(key), raw));
+        }
+    }
+    let cseq_raw = raw.header_str("CSeq").unwrap_or_default().to_string();
+    let mut cseq_parts = cseq_raw.split_whitespace();
+    let (Some(Ok(cseq)), Some(cseq_method)) = (
+        cseq_parts.next().map(|n| n.parse::<u32>()),
+        cseq_parts.next(),
+    ) else {
+        return Err(reject(400, ParseError::BadHeader("CSeq"), raw));
+    };
+    let cseq_method = cseq_method.to_string();
+    if cseq_method != method_tok {
+        let e = ParseError::CSeqMismatch {
+            cseq: cseq_method,
+            method: method_tok.to_string(),
+        };
+        return Err(reject(400, e, raw));
+    }
+    // Methods are case-sensitive tokens; rsip only knows the standard set, so an extension method
+    // is answered 501 by the caller from `raw` (RFC 3261 §8.2.1).
+    let method = match rsip::Method::all()
+        .into_iter()
+        .find(|m| m.to_string() == method_tok)
+    {
+        Some(m) => m,
+        None => {
+            return Err(Rejection::Respond {
+                status: 501,
+                reason: format!("method {method_tok} is not implemented"),
+                raw: Box::new(raw),
+            });
+        }
+    };
+    // Hand the unfolded, normalised message to rsip for the URI grammar and header tokens.
+    let normalised = normalise(&raw);
+    let parsed = match rsip::Request::try_from(normalised.as_slice()) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = ParseError::BadStartLine(format!("{}: {e}", raw.start_line));
+            return Err(reject(400, e, raw));
+        }
+    };
+    if parsed.call_id_header().is_err() {
+        return Err(reject(400, ParseError::MissingHeader("Call-ID"), raw));
+    }
+    let call_id = raw.header_str("Call-ID").unwrap_or_default().to_string();
+    if call_id.is_empty() {
+        return Err(reject(400, ParseError::MissingHeader("Call-ID"), raw));
+    }
+    let from = match NameAddr::parse(raw.header_str("From").unwrap_or_default(), "From") {
+        Ok(f) => f,
+        Err(e) => return Err(reject(400, e, raw)),
+    };
+    let to = match NameAddr::parse(raw.header_str("To").unwrap_or_default(), "To") {
+        Ok(t) => t,
+        Err(e) => return Err(reject(400, e, raw)),
+    };
+    let contact = match raw.header_str("Contact") {
+        Some(c) if c.trim() != "*" => match NameAddr::parse(&split_comma_list(c)[0], "Contact") {
+            Ok(c) => Some(c),
+            Err(e) => return Err(reject(400, e, raw)),
+        },
+        _ => None,
+    };
+    let record_route = raw.header_list("Record-Route");
+    Ok(Request {
+        method,
+        uri: uri.to_string(),
+        via,
+        vias: vias.clone(),
+        from,
+        to,
+        call_id,
+        cseq,
+        cseq_method,
+        contact,
+        record_route,
+        content_type: raw.header_str("Content-Type").map(|s| s.to_string()),
+        body: raw.body.clone(),
+        raw,
+    })
+}
+
+fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
+    let mut parts = raw.start_line.splitn(3, ' ');
+    let (Some("SIP/2.0"), Some(code)) = (parts.next(), parts.next()) else {
+        return Err(ParseError::BadStartLine(raw.start_line.clone()));
+    };
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (100..700).contains(c))
+        .ok_or_else(|| ParseError::BadStartLine(raw.start_line.clone()))?;
+    let via = raw
+        .vias()
+        .first()
+        .ok_or(ParseError::MissingHeader("Via"))
+        .and_then(|v| Via::parse(v))?;
+    let call_id = raw
+        .header_str("Call-ID")
+        .ok_or(ParseError::MissingHeader("Call-ID"))?
+        .to_string();
+    let cseq_raw = raw
+        .header_str("CSeq")
+        .ok_or(ParseError::MissingHeader("CSeq"))?;
+    let mut cs = cseq_raw.split_whitespace();
+    let cseq = cs
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or(ParseError::BadHeader("CSeq"))?;
+    let cseq_method = cs.next().ok_or(ParseError::BadHeader("CSeq"))?.to_string();
+    let to = raw
+        .header_str("To")
+        .and_then(|t| NameAddr::parse(t, "To").ok());
+    let contacts = raw
+        .header_list("Contact")
+        .iter()
+        .filter_map(|c| NameAddr::parse(c, "Contact").ok())
+        .collect();
+    let record_route = raw.header_list("Record-Route");
+    Ok(Response {
+        status,
+        via,
+        call_id,
+        cseq,
+        cseq_method,
+        to_tag: to.as_ref().and_then(|t| t.tag.clone()),
+        to,
+        contacts,
+        record_route,
+        content_type: raw.header_str("Content-Type").map(|s| s.to_string()),
+        body: raw.body.clone(),
+        raw: raw.clone(),
+    })
+}
+
+/// Re-serialises the scanned message with long header names and no folding, so rsip sees only
+/// the forms its tokenizer knows.
+fn normalise(raw: &RawMessage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + raw.body.len());
+    out.extend_from_slice(raw.start_line.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in &raw.headers {
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&raw.body);
+    out
+}
+
+#[cfg(test)]
+mod tests;
