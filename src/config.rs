@@ -224,6 +224,8 @@ pub struct SipConfig {
     pub listen: String,
     pub public_address: String,
     pub max_calls: usize,
+    /// INVITEs in, whose call task has not answered yet; beyond it new calls get 503 at once.
+    pub max_pending_setups: usize,
     pub t1_ms: u64,
 }
 
@@ -432,6 +434,13 @@ impl Config {
                 "sla.callback_minutes",
                 "0",
                 "must be at least 1 minute".into(),
+            ));
+        }
+        if self.sip.max_pending_setups == 0 {
+            return Err(bad(
+                "sip.max_pending_setups",
+                "0",
+                "must be at least 1".into(),
             ));
         }
         if self.sip.max_calls == 0 {

@@ -113,6 +113,7 @@ pub async fn serve(
             ..Timers::default()
         },
         max_calls: config.sip.max_calls,
+        max_pending_setups: config.sip.max_pending_setups,
         staff: StaffAuth {
             realm: config.staff.realm.clone(),
             users: config

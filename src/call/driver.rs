@@ -104,6 +104,7 @@ impl Shell<'_, '_> {
                     whisper,
                 } = action
                 {
+                    summary.desk_rung = true;
                     let dial = DialCall {
                         call,
                         ctx,

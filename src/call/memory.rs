@@ -71,6 +71,8 @@ pub struct CallSummary {
     pub talk: Duration,
     pub answered: bool,
     pub rejected: bool,
+    /// The flow rang the desk (whatever came of it).
+    pub desk_rung: bool,
     pub end_reason: String,
 }
 
@@ -294,14 +296,17 @@ impl Memory {
 
     /// Completes the CDR and sends `call_ended`.
     pub async fn call_ended(&self, rec: &CallRecord, s: &CallSummary) {
+        // What happened wins over when: a call bridged, taken to voicemail or abandoned at the
+        // desk in business hours is recorded as such; `closed_hours` is for calls answered in
+        // hours that the flow sent on without involving the desk.
         let outcome = if s.rejected {
             Outcome::Rejected
-        } else if !rec.after_hours && s.answered {
-            Outcome::ClosedHours
         } else if s.bridged {
             Outcome::Bridged
         } else if s.voicemail {
             Outcome::Voicemail
+        } else if !rec.after_hours && s.answered && !s.desk_rung {
+            Outcome::ClosedHours
         } else {
             Outcome::Abandoned
         };

@@ -52,7 +52,7 @@ impl SipTransport {
     ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
         let (udp, tcp) = bind_pair(addr).await?;
         let local = udp.local_addr()?;
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let transport = SipTransport {
             udp: Arc::new(udp),
             conns: Arc::new(Mutex::new(HashMap::new())),
@@ -147,8 +147,25 @@ async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     Err(last.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
 }
 
+/// Messages waiting for the endpoint task, at most.
+const INBOUND_QUEUE: usize = 4096;
+
+/// Below this much free room in the queue, new work (INVITE, OPTIONS, REGISTER) arriving over
+/// UDP is dropped unparsed: the endpoint is so far behind that even answering 503 costs more than
+/// it can afford. What finishes work already taken (responses, ACK, BYE, CANCEL) still passes,
+/// and a dropped client retransmits or tries another server.
+const SHED_BELOW_FREE: usize = INBOUND_QUEUE / 4;
+
+fn is_new_work(datagram: &[u8]) -> bool {
+    [&b"INVITE "[..], b"OPTIONS ", b"REGISTER "]
+        .iter()
+        .any(|m| datagram.starts_with(m))
+}
+
 async fn udp_loop(t: SipTransport, tx: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+    let mut dropped: u64 = 0;
+    let mut logged_at: Option<std::time::Instant> = None;
     loop {
         let (n, source) = match t.udp.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -160,6 +177,20 @@ async fn udp_loop(t: SipTransport, tx: mpsc::Sender<Inbound>) {
         };
         // Keep-alive CRLFs (RFC 5626 §4.4.1) carry nothing.
         if buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
+            continue;
+        }
+        if tx.capacity() < SHED_BELOW_FREE && is_new_work(&buf[..n]) {
+            dropped += 1;
+            if logged_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+                warn!(
+                    dropped,
+                    queued = INBOUND_QUEUE - tx.capacity(),
+                    event = "sip_shed",
+                    "SIP overload: dropping new requests unparsed"
+                );
+                logged_at = Some(std::time::Instant::now());
+                dropped = 0;
+            }
             continue;
         }
         let inbound = Inbound {

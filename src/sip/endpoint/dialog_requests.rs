@@ -36,6 +36,9 @@ impl Endpoint {
             Transport::Udp => req.via.response_target(source),
             Transport::Tcp(_) => source,
         };
+        if req.to.tag.is_none() && self.answer_statelessly(now, &req, source, transport, reply_to) {
+            return;
+        }
         let kind = if method == rsip::Method::Invite {
             ServerTxKind::Invite(InviteServerTx::new(
                 transport.is_reliable(),
@@ -119,11 +122,6 @@ impl Endpoint {
             self.respond_with(now, &key, 482, |b| b);
             return;
         }
-        if self.draining || self.calls.len() >= self.config.max_calls {
-            warn!(call_id = %req.call_id, live = self.calls.len(), "refusing call: at capacity or shutting down");
-            self.respond_with(now, &key, 503, |b| b.header("Retry-After", "30"));
-            return;
-        }
         if !req.body.is_empty() {
             let ct = req.content_type.as_deref().unwrap_or("");
             if !ct
@@ -175,8 +173,10 @@ impl Endpoint {
                 from: req.from.uri.clone(),
                 to: req.to.uri.clone(),
                 outbound: None,
+                setup_pending: true,
             },
         );
+        self.pending_setups += 1;
         let incoming = IncomingCall {
             call_id: req.call_id.clone(),
             from: req.from.clone(),
@@ -191,6 +191,67 @@ impl Endpoint {
         };
         self.outputs
             .push_back(Output::Event(call, CallEvent::Incoming(Box::new(incoming))));
+    }
+
+    /// Out-of-dialog requests answered without keeping a transaction (RFC 3261 §8.2.7): OPTIONS
+    /// pings, and new calls refused because we are shutting down, full, or behind. Under a flood
+    /// of either, 32 s of transaction state per request would be the cost; a retransmission is
+    /// simply answered again, with the same To tag. Returns whether the request was answered.
+    fn answer_statelessly(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: SocketAddr,
+        transport: Transport,
+        reply_to: SocketAddr,
+    ) -> bool {
+        let (status, retry_after) = match req.method {
+            rsip::Method::Options if req.raw.header("Require").is_none() => (200, None),
+            rsip::Method::Invite if self.draining || self.calls.len() >= self.config.max_calls => {
+                (503, Some("30"))
+            }
+            rsip::Method::Invite if self.pending_setups >= self.config.max_pending_setups => {
+                (503, Some("2"))
+            }
+            _ => return false,
+        };
+        if status == 503 {
+            self.note_shed(now, req, retry_after == Some("2"));
+        }
+        let tag = stateless_tag(req);
+        let mut b = ResponseBuilder::new(&req.raw, source, status, Some(&tag));
+        b = match retry_after {
+            Some(secs) => b.header("Retry-After", secs),
+            None => b
+                .header("Allow", ALLOW)
+                .header("Accept", "application/sdp")
+                .header("Accept-Language", "en"),
+        };
+        self.transmit(transport, reply_to, b.build());
+        true
+    }
+
+    /// Logs refused calls without a line per call: the first at once, then a count per second.
+    fn note_shed(&mut self, now: Instant, req: &Request, overloaded: bool) {
+        self.shed.count += 1;
+        if self
+            .shed
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        let refused = std::mem::take(&mut self.shed.count);
+        self.shed.logged_at = Some(now);
+        let why = if self.draining {
+            "shutting down"
+        } else if overloaded {
+            "overloaded: call set-up is behind"
+        } else {
+            "at capacity (sip.max_calls)"
+        };
+        warn!(call_id = %req.call_id, live = self.calls.len(), pending = self.pending_setups,
+              refused, event = "call_refused", "refusing new calls with 503: {why}");
     }
 
     pub(super) fn on_in_dialog_request(&mut self, now: Instant, req: Request, key: &TxKey) {
@@ -389,9 +450,7 @@ impl Endpoint {
 
     /// Sends BYE in the call's dialog; returns the BYE transaction's key.
     pub(super) fn send_bye(&mut self, now: Instant, call: CallRef) -> Option<String> {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return None;
-        };
+        let c = self.calls.get_mut(&call)?;
         c.state = CallState::Ending;
         let branch = format!("z9hG4bK{}", random_token(16));
         let (bytes, next_hop) = c.dialog.request(
@@ -445,6 +504,7 @@ impl Endpoint {
     /// reused).
     pub(super) fn end_call(&mut self, call: CallRef, reason: EndReason) {
         self.timers.set(&TimerKey::CancelGiveUp(call), None);
+        self.setup_done(call);
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs
                 .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
@@ -469,6 +529,15 @@ fn next_hop_addr(next_hop: &str, c: &Call) -> SocketAddr {
         return c.source;
     }
     super::super::dialog::uri_socket_addr(next_hop).unwrap_or(c.source)
+}
+
+/// The To tag of a stateless response: the same for every retransmission of the request
+/// (§8.2.7), so it is derived from the request's identity rather than drawn at random.
+fn stateless_tag(req: &Request) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (&req.call_id, &req.from.tag, req.cseq, &req.via.branch).hash(&mut h);
+    format!("s{:x}", h.finish())
 }
 
 fn tx_key(req: &Request) -> TxKey {

@@ -39,6 +39,10 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// New INVITEs beyond this many live calls get 503.
     pub max_calls: usize,
+    /// New INVITEs get 503 (statelessly, before any call is created) while this many calls
+    /// have not been answered by their call task yet: the tasks are behind, and taking more
+    /// work would only make every call late.
+    pub max_pending_setups: usize,
     /// Who may REGISTER, and for how long.
     pub staff: StaffAuth,
     /// A monotonic instant and the Unix second it corresponds to: digest nonces carry Unix time,
@@ -54,6 +58,7 @@ impl Default for EndpointConfig {
         EndpointConfig {
             timers: Timers::default(),
             max_calls: 1000,
+            max_pending_setups: 400,
             staff: StaffAuth::default(),
             wall_clock: None,
         }
@@ -245,6 +250,8 @@ struct Call {
     to: String,
     /// Set for the legs we dial (UAC).
     outbound: Option<Box<uac::Outbound>>,
+    /// An incoming call whose task has not yet rung, answered or rejected it.
+    setup_pending: bool,
 }
 
 enum ServerTxKind {
@@ -293,6 +300,12 @@ struct ClientTx {
     call: Option<CallRef>,
 }
 
+#[derive(Default)]
+struct ShedLog {
+    count: u64,
+    logged_at: Option<Instant>,
+}
+
 pub struct Endpoint {
     config: EndpointConfig,
     calls: HashMap<CallRef, Call>,
@@ -309,6 +322,10 @@ pub struct Endpoint {
     by_call_id: HashMap<String, Vec<CallRef>>,
     outputs: VecDeque<Output>,
     next_call: CallRef,
+    /// Calls with `setup_pending` (see [`EndpointConfig::max_pending_setups`]).
+    pending_setups: usize,
+    /// New calls refused with 503 since the last log line about it.
+    shed: ShedLog,
     draining: bool,
     registrar: Registrar,
     digest: DigestServer,
@@ -335,6 +352,8 @@ impl Endpoint {
             by_call_id: HashMap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
+            pending_setups: 0,
+            shed: ShedLog::default(),
             draining: false,
         }
     }
@@ -346,6 +365,21 @@ impl Endpoint {
 
     pub fn live_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls whose task has not answered them yet.
+    pub fn pending_setups(&self) -> usize {
+        self.pending_setups
+    }
+
+    /// The call's task has decided (rung, answered or rejected) or the call is gone.
+    fn setup_done(&mut self, call: CallRef) {
+        if let Some(c) = self.calls.get_mut(&call)
+            && c.setup_pending
+        {
+            c.setup_pending = false;
+            self.pending_setups -= 1;
+        }
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -477,6 +511,7 @@ impl Endpoint {
 
     /// Sends 180 Ringing (with our To tag: an early dialog).
     pub fn ring(&mut self, now: Instant, call: CallRef) {
+        self.setup_done(call);
         if let Some(c) = self.calls.get(&call)
             && c.state == CallState::Early
         {
@@ -487,6 +522,7 @@ impl Endpoint {
 
     /// Answers the INVITE with 200 OK carrying `sdp`.
     pub fn accept(&mut self, now: Instant, call: CallRef, sdp: String) {
+        self.setup_done(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -503,6 +539,7 @@ impl Endpoint {
 
     /// Refuses the INVITE with a final status (488 with a Warning for SDP trouble, 486, 503...).
     pub fn reject(&mut self, now: Instant, call: CallRef, status: u16, warning: Option<&str>) {
+        self.setup_done(call);
         let Some(c) = self.calls.get(&call) else {
             return;
         };

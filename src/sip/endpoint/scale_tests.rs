@@ -106,6 +106,7 @@ fn thousands_of_live_transactions_each_match_their_own_retransmission_cancel_and
     let at = |ms: u64| t0 + Duration::from_millis(ms);
     let mut ep = Endpoint::new(EndpointConfig {
         max_calls: CALLS + 1,
+        max_pending_setups: CALLS + 1,
         ..EndpointConfig::default()
     });
     // All calls arrive; each gets its own 100 Trying and its own call reference.
@@ -223,6 +224,7 @@ fn pending_timers_do_not_grow_the_per_message_cost() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new(EndpointConfig {
         max_calls: CALLS + 1,
+        max_pending_setups: CALLS + 1,
         ..EndpointConfig::default()
     });
     for i in 0..CALLS {
@@ -235,4 +237,78 @@ fn pending_timers_do_not_grow_the_per_message_cost() {
     assert_eq!(ep.transactions(), CALLS);
     assert_eq!(ep.timers.len(), CALLS);
     assert!(ep.timers.entries() <= 2 * CALLS, "{}", ep.timers.entries());
+}
+
+#[test]
+fn new_calls_are_refused_statelessly_while_call_setup_is_behind() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(EndpointConfig {
+        max_pending_setups: 2,
+        ..EndpointConfig::default()
+    });
+    let (_, first) = recv(&mut ep, t0, 0, &invite(0));
+    recv(&mut ep, t0, 1, &invite(1));
+    assert_eq!(ep.pending_setups(), 2);
+    // The third finds two calls whose tasks have not answered: 503 at once, no call, no state.
+    for attempt in 0..2 {
+        let (sent, events) = recv(&mut ep, t0, 2, &invite(2));
+        assert!(events.is_empty(), "no call task is started");
+        let [resp] = &sent[..] else { panic!() };
+        assert_eq!(resp.status(), Some(503));
+        assert_eq!(resp.header("Retry-After"), Some("2"));
+        assert_eq!(resp.to, caller(2));
+        // A retransmission gets the same To tag (§8.2.7).
+        let tag = resp.to_tag();
+        assert!(tag.starts_with('s'), "attempt {attempt}: {tag}");
+    }
+    assert_eq!(ep.live_calls(), 2);
+    assert_eq!(
+        ep.transactions(),
+        2,
+        "the refused INVITE left no transaction"
+    );
+    // Once a task rings its call, a new call is taken again.
+    ep.ring(t0, first[0].0);
+    drain(&mut ep);
+    assert_eq!(ep.pending_setups(), 1);
+    let (sent, events) = recv(&mut ep, t0, 3, &invite(3));
+    assert_eq!(sent[0].status(), Some(100));
+    assert!(matches!(events[0].1, CallEvent::Incoming(_)));
+    // A call ended by its caller before its task answered frees its place too.
+    let (sent, events) = recv(&mut ep, t0, 3, &same_branch(3, "CANCEL", None));
+    assert_eq!(sent.len(), 2);
+    assert!(matches!(events[0].1, CallEvent::Ended { .. }));
+    assert_eq!(ep.pending_setups(), 1);
+}
+
+#[test]
+fn an_options_flood_leaves_no_transaction_state() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new(EndpointConfig::default());
+    let options = |i: usize| {
+        format!(
+            "OPTIONS sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: {}\r\n\
+From: <sip:probe@example.com>;tag=p{i}\r\nTo: <sip:ivr@127.0.0.1:5060>\r\n\
+Call-ID: opt-{i}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            via(i)
+        )
+    };
+    let mut tags = HashMap::new();
+    for i in 0..10_000 {
+        let (sent, events) = recv(&mut ep, t0, i % CALLS, &options(i));
+        assert!(events.is_empty());
+        let [resp] = &sent[..] else { panic!() };
+        assert_eq!(resp.status(), Some(200));
+        assert_eq!(
+            resp.header("Call-ID"),
+            Some(format!("opt-{i}@test").as_str())
+        );
+        assert!(resp.header("Allow").is_some_and(|a| a.contains("INVITE")));
+        tags.insert(i, resp.to_tag());
+    }
+    assert_eq!(ep.transactions(), 0);
+    assert_eq!(ep.poll_timeout(), None);
+    // A retransmission is answered again, identically tagged.
+    let (sent, _) = recv(&mut ep, t0, 7, &options(7));
+    assert_eq!(sent[0].to_tag(), tags[&7]);
 }

@@ -132,6 +132,7 @@ impl Endpoint {
                     authenticated: false,
                     redirected: false,
                 })),
+                setup_pending: false,
             },
         );
         self.send_invite(now, call, None);

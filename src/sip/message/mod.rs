@@ -4,13 +4,13 @@
 //! line, headers and body, unfolds continuation lines, expands compact header names and checks the
 //! Content-Length framing (RFC 3261 §7.3, §18.3). That scan survives input rsip would refuse
 //! (non-UTF-8 values, unknown methods), so we can still answer such requests with 400 or 501.
-//! Second, well-framed messages are handed to `rsip` for the grammar of the start line, URIs and
-//! name-addr headers, and the result is distilled into [`Request`] / [`Response`].
+//! Second, the headers the endpoint uses are read from that scan into [`Request`] / [`Response`],
+//! and `rsip` checks the grammar of the Request-URI. Each message is parsed once: handing the
+//! whole message to rsip as well doubled the cost of a request and its result was dropped.
 //!
 //! Outgoing messages are written by [`ResponseBuilder`] and `dialog::RequestBuilder` as text: we
 //! control header order and the exact Via/To/Record-Route copying RFC 3261 §8.2.6 demands.
 
-use rsip::prelude::*;
 use thiserror::Error;
 
 mod headers;
@@ -227,10 +227,7 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
     }
     // Methods are case-sensitive tokens; rsip only knows the standard set, so an extension method
     // is answered 501 by the caller from `raw` (RFC 3261 §8.2.1).
-    let method = match rsip::Method::all()
-        .into_iter()
-        .find(|m| m.to_string() == method_tok)
-    {
+    let method = match method_of(method_tok) {
         Some(m) => m,
         None => {
             return Err(Rejection::Respond {
@@ -240,17 +237,11 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
             });
         }
     };
-    // Hand the unfolded, normalised message to rsip for the URI grammar and header tokens.
-    let normalised = normalise(&raw);
-    let parsed = match rsip::Request::try_from(normalised.as_slice()) {
-        Ok(r) => r,
-        Err(e) => {
-            let e = ParseError::BadStartLine(format!("{}: {e}", raw.start_line));
-            return Err(reject(400, e, raw));
-        }
-    };
-    if parsed.call_id_header().is_err() {
-        return Err(reject(400, ParseError::MissingHeader("Call-ID"), raw));
+    // rsip checks the Request-URI grammar; every header we use is read from the scan above, so
+    // the message is parsed once (see DESIGN.md, "Parsing SIP").
+    if let Err(e) = rsip::Uri::try_from(uri) {
+        let e = ParseError::BadStartLine(format!("{}: {e}", raw.start_line));
+        return Err(reject(400, e, raw));
     }
     let call_id = raw.header_str("Call-ID").unwrap_or_default().to_string();
     if call_id.is_empty() {
@@ -343,21 +334,27 @@ fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
     })
 }
 
-/// Re-serialises the scanned message with long header names and no folding, so rsip sees only
-/// the forms its tokenizer knows.
-fn normalise(raw: &RawMessage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512 + raw.body.len());
-    out.extend_from_slice(raw.start_line.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for h in &raw.headers {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&raw.body);
-    out
+/// The rsip method for a request token. Methods are case-sensitive (RFC 3261 §7.1), so only
+/// the exact upper-case names match; anything else is an extension we answer with 501.
+fn method_of(token: &str) -> Option<rsip::Method> {
+    use rsip::Method::*;
+    Some(match token {
+        "ACK" => Ack,
+        "BYE" => Bye,
+        "CANCEL" => Cancel,
+        "INFO" => Info,
+        "INVITE" => Invite,
+        "MESSAGE" => Message,
+        "NOTIFY" => Notify,
+        "OPTIONS" => Options,
+        "PRACK" => PRack,
+        "PUBLISH" => Publish,
+        "REFER" => Refer,
+        "REGISTER" => Register,
+        "SUBSCRIBE" => Subscribe,
+        "UPDATE" => Update,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -100,9 +100,7 @@ impl<K: Clone + Eq + Hash> TimerQueue<K> {
             if top.at > now {
                 return None;
             }
-            let Some(entry) = self.heap.pop() else {
-                return None;
-            };
+            let entry = self.heap.pop()?;
             if self.is_live(&entry) {
                 self.armed.remove(&entry.key);
                 self.drop_stale_top();
