@@ -22,6 +22,7 @@ mod disk;
 mod schema;
 mod sqlite;
 mod types;
+mod writer;
 
 #[cfg(test)]
 mod sqlite_queue_tests;
@@ -29,6 +30,8 @@ mod sqlite_queue_tests;
 mod sqlite_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod writer_tests;
 
 pub use cdr_csv::{CDR_COLUMNS, write_cdrs_csv};
 pub use sqlite::{DB_FILE, SqliteStore};
@@ -37,7 +40,9 @@ pub use types::*;
 use jiff::Timestamp;
 
 /// Everything the rest of `ivr` stores, whatever the database. Implementations are `Send +
-/// Sync` and block; see the module docs for how async code calls them.
+/// Sync` and block; see the module docs for how async code calls them. A write method returns
+/// `Ok` only once its data is committed durably (a voicemail is on disk before anyone is told
+/// about it); an implementation may commit several callers' writes together to get there.
 pub trait Store: Send + Sync {
     /// Record the start of a call: inserts its `calls` row, updates `callers`, and decides
     /// whether it is a repeat from the calls to the line before it, all in one transaction.

@@ -1,13 +1,14 @@
 //! The SQLite schema as Rust sees it: the embedded migrations, the column lists, the mapping
 //! between rows and store values, and the queries several operations share.
 //!
-//! Times are unix milliseconds (INTEGER); booleans are 0/1; JSON payloads are text.
+//! Times are unix milliseconds (INTEGER); booleans are 0/1; JSON payloads are text. The query
+//! helpers take the writer's connection, which runs them inside its batch transaction.
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::{CallerHistory, Cdr, OutboxEvent, OutboxRow, Outcome, SlaState, StoreError, Voicemail};
 use crate::repeat::PreviousCall;
@@ -98,7 +99,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Fail> {
 
 /// The last `limit` calls before row `before_id`, most recent first.
 pub(super) fn previous_calls(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     before_id: i64,
     limit: usize,
 ) -> Result<Vec<PreviousCall>, Fail> {
@@ -114,7 +115,7 @@ pub(super) fn previous_calls(
 }
 
 pub(super) fn caller_history(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     caller: &crate::repeat::CallerId,
 ) -> Result<Option<CallerHistory>, Fail> {
     if caller.is_anonymous() {
@@ -138,7 +139,7 @@ pub(super) fn caller_history(
 /// Move a pending timer to escalated; `false` if it was not pending. The `state = 'pending'`
 /// condition is the claim: of two nodes racing, only one updates the row.
 pub(super) fn claim_escalation(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     voicemail_id: i64,
     at: Timestamp,
 ) -> Result<bool, Fail> {
@@ -156,7 +157,7 @@ pub(super) fn claim_escalation(
     Ok(true)
 }
 
-pub(super) fn insert_event(tx: &Transaction<'_>, ev: &OutboxEvent) -> Result<i64, Fail> {
+pub(super) fn insert_event(tx: &Connection, ev: &OutboxEvent) -> Result<i64, Fail> {
     let at = ev.created_at.as_millisecond();
     tx.execute(
         "INSERT INTO outbox (event_type, call_id, target, payload, created_at, next_attempt_at) \

@@ -1,10 +1,13 @@
 //! The default [`Store`]: one SQLite file, `DATA/ivr.db`, in WAL mode (readers never wait for
 //! the writer, and a crash loses no committed transaction).
 //!
-//! One connection behind a `Mutex`: SQLite serialises writers anyway, and one process is one
-//! writer. Every write runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock up
-//! front, so a read-then-write (repeat detection, timer claims) cannot interleave with another
-//! process using the same file; `busy_timeout` makes that other process wait instead of failing.
+//! Two connections. Writes go to one writer thread ([`super::writer`]) that commits whatever
+//! writes are queued as one transaction: under load, many calls' rows share one fsync, and
+//! each write still returns only once it is durable. Every batch is a `BEGIN IMMEDIATE`
+//! transaction, which takes the write lock up front, so a read-then-write (repeat detection,
+//! timer claims) cannot interleave with another process using the same file; `busy_timeout`
+//! makes that other process wait instead of failing. Reads use their own connection: in WAL
+//! mode they see every committed batch and never wait behind a batch's fsync.
 //! Schema migrations are compiled in (`migrations/*.sql`) and applied at open, recorded in
 //! `schema_version`; opening an up-to-date database changes nothing.
 
@@ -13,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::disk::{classify, io_error};
 use super::schema::{
@@ -21,6 +24,7 @@ use super::schema::{
     claim_escalation, from_ms, insert_event, migrate, outbox_from_row, previous_calls, sla_state,
     to_i64, voicemail_from_row,
 };
+use super::writer::Writer;
 use super::{
     AckOutcome, CallStart, CallStartOutcome, Cdr, NewVoicemail, OutboxEvent, OutboxRow, Outcome,
     SlaTimer, Store, StoreError, Voicemail,
@@ -34,7 +38,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// Declared before `writer` because fields drop in order: the reader closes first, so the
+    /// writer's connection is the last one and folds the WAL back into the database file.
+    reader: Mutex<Connection>,
+    writer: Writer,
     dir: PathBuf,
     path: PathBuf,
 }
@@ -67,8 +74,12 @@ impl SqliteStore {
         };
         let mut conn = Connection::open(&path).map_err(|e| fail("opening", e.into()))?;
         Self::configure(&mut conn, &path).map_err(|e| fail("opening", e))?;
+        // Opened after the writer's connection has made the file WAL and migrated it.
+        let reader = Connection::open(&path).map_err(|e| fail("opening", e.into()))?;
+        Self::configure_reader(&reader).map_err(|e| fail("opening", e.into()))?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            writer: Writer::start(conn, dir.to_path_buf(), path.clone())?,
             dir: dir.to_path_buf(),
             path,
         })
@@ -83,10 +94,17 @@ impl SqliteStore {
             tracing::warn!(db = %path.display(), mode, "SQLite refused WAL mode");
         }
         // FULL: a committed outbox event or voicemail survives a power cut, not only a crash.
-        // The IVR writes a handful of rows per call, so the extra fsync costs nothing visible.
+        // Group commit makes this cheap: one fsync per batch of writes, not per write.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(conn, path)
+    }
+
+    /// The read connection: it waits for locks like the writer (a checkpoint or WAL recovery
+    /// by another process can hold one briefly) and refuses writes, which belong to the writer.
+    fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", "ON")
     }
 
     /// The database file.
@@ -94,12 +112,10 @@ impl SqliteStore {
         &self.path
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock dropped its transaction, which rolled back, so the
-        // connection is still consistent: keep using it rather than failing forever.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+    /// Write transactions committed since open. Each commits a batch of writes with one fsync;
+    /// writes divided by commits is how much group commit saves (for /metrics).
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 
     fn error(&self, doing: &str, e: Fail) -> StoreError {
@@ -109,42 +125,55 @@ impl SqliteStore {
         }
     }
 
-    /// Run `f` in one `BEGIN IMMEDIATE` transaction; commit if it succeeds.
-    fn write<T>(
+    /// Run `f` on the writer thread inside the current batch transaction (in its own
+    /// savepoint); returns once the batch is committed. `f` owns its inputs because it runs
+    /// on another thread, and may run twice (see [`super::writer::Work`]).
+    pub(super) fn write<T: Send + 'static>(
         &self,
-        doing: &str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, Fail>,
+        doing: &'static str,
+        f: impl Fn(&Connection) -> Result<T, Fail> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let run = |conn: &mut Connection| -> Result<T, Fail> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        };
-        run(&mut conn).map_err(|e| self.error(doing, e))
+        self.writer.write(doing, Box::new(f))
     }
 
-    /// Run a read-only `f`.
+    /// Run a read-only `f` on the read connection.
     fn read<T>(
         &self,
         doing: &str,
         f: impl FnOnce(&Connection) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
-        let conn = self.lock();
-        f(&conn).map_err(|e| self.error(doing, e))
+        f(&self.lock_reader()).map_err(|e| self.error(doing, e))
     }
 
-    /// Tests reach the raw connection (to simulate a full disk with `max_page_count`).
+    fn lock_reader(&self) -> MutexGuard<'_, Connection> {
+        // Reads hold no transaction open across calls, so a panic during one left the
+        // connection consistent: keep using it rather than failing forever.
+        self.reader
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Jobs queued for the writer (tests wait on it to know a batch has formed).
     #[cfg(test)]
-    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        f(&self.lock())
+    pub(super) fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// Tests reach the writer's connection (to simulate a full disk with `max_page_count`).
+    #[cfg(test)]
+    pub(crate) fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Connection) -> T + Send + 'static,
+    ) -> T {
+        self.write("testing", move |c| Ok(f(c)))
+            .expect("the writer runs test code")
     }
 }
 
 impl Store for SqliteStore {
     fn call_started(&self, call: &CallStart) -> Result<CallStartOutcome, StoreError> {
-        self.write("recording a call start", |tx| {
+        let call = call.clone();
+        self.write("recording a call start", move |tx| {
             let caller = call.caller.as_str();
             let lookback = call.repeat_policy.lookback();
             let existing: Option<(i64, bool)> = tx
@@ -206,7 +235,8 @@ impl Store for SqliteStore {
     }
 
     fn call_ended(&self, cdr: &Cdr) -> Result<(), StoreError> {
-        self.write("recording a call end", |tx| {
+        let cdr = cdr.clone();
+        self.write("recording a call end", move |tx| {
             tx.execute(
                 &format!(
                     "INSERT INTO calls ({CDR_COLUMNS_SQL}) VALUES \
@@ -247,7 +277,8 @@ impl Store for SqliteStore {
     }
 
     fn add_voicemail(&self, vm: &NewVoicemail, sla_due_at: Timestamp) -> Result<i64, StoreError> {
-        self.write("storing a voicemail", |tx| {
+        let vm = vm.clone();
+        self.write("storing a voicemail", move |tx| {
             tx.execute(
                 "INSERT INTO voicemails (call_id, caller, client, ticket, path, duration_ms, \
                  created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -271,7 +302,8 @@ impl Store for SqliteStore {
     }
 
     fn ack_voicemail(&self, id: i64, by: &str, at: Timestamp) -> Result<AckOutcome, StoreError> {
-        self.write("acknowledging a voicemail", |tx| {
+        let by = by.to_string();
+        self.write("acknowledging a voicemail", move |tx| {
             let row: Option<(Option<i64>, Option<String>)> = tx
                 .query_row(
                     "SELECT acked_at, acked_by FROM voicemails WHERE id = ?1",
@@ -301,17 +333,18 @@ impl Store for SqliteStore {
     }
 
     fn ack_voicemails_for_number(&self, number: &str, at: Timestamp) -> Result<u32, StoreError> {
-        self.write("acknowledging voicemails for a number", |tx| {
+        let number = number.to_string();
+        self.write("acknowledging voicemails for a number", move |tx| {
             tx.execute(
                 "UPDATE sla_timers SET state = 'acked' WHERE voicemail_id IN \
                  (SELECT id FROM voicemails WHERE caller = ?1 AND acked_at IS NULL)",
-                [number],
+                [&number],
             )?;
             let n = tx.execute(
                 "UPDATE voicemails SET acked_at = ?2, acked_by = ?3 \
                  WHERE caller = ?1 AND acked_at IS NULL",
                 rusqlite::params![
-                    number,
+                    &number,
                     at.as_millisecond(),
                     format!("outbound call to {number}")
                 ],
@@ -374,7 +407,7 @@ impl Store for SqliteStore {
     }
 
     fn mark_escalated(&self, voicemail_id: i64, at: Timestamp) -> Result<bool, StoreError> {
-        self.write("escalating an SLA timer", |tx| {
+        self.write("escalating an SLA timer", move |tx| {
             claim_escalation(tx, voicemail_id, at)
         })
     }
@@ -385,9 +418,10 @@ impl Store for SqliteStore {
         at: Timestamp,
         event: &OutboxEvent,
     ) -> Result<Option<i64>, StoreError> {
-        self.write("escalating an SLA timer", |tx| {
+        let event = event.clone();
+        self.write("escalating an SLA timer", move |tx| {
             if claim_escalation(tx, voicemail_id, at)? {
-                Ok(Some(insert_event(tx, event)?))
+                Ok(Some(insert_event(tx, &event)?))
             } else {
                 Ok(None)
             }
@@ -395,7 +429,8 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, event: &OutboxEvent) -> Result<i64, StoreError> {
-        self.write("queueing an event", |tx| insert_event(tx, event))
+        let event = event.clone();
+        self.write("queueing an event", move |tx| insert_event(tx, &event))
     }
 
     fn pending_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
@@ -417,7 +452,7 @@ impl Store for SqliteStore {
     }
 
     fn mark_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
-        self.write("marking an event delivered", |tx| {
+        self.write("marking an event delivered", move |tx| {
             // COALESCE: a second report of the same delivery keeps the first time.
             let n = tx.execute(
                 "UPDATE outbox SET delivered_at = COALESCE(delivered_at, ?2) WHERE id = ?1",
@@ -436,7 +471,8 @@ impl Store for SqliteStore {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.write("recording a failed delivery", |tx| {
+        let error = error.to_string();
+        self.write("recording a failed delivery", move |tx| {
             let n = tx.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, \
                  last_error = ?3 WHERE id = ?1",
