@@ -118,10 +118,10 @@ pub struct StaffConfig {
 
 impl StaffConfig {
     /// The validated `algorithms` list.
-    pub fn digest_algorithms(&self) -> Vec<crate::sip::auth::Algorithm> {
+    pub fn digest_algorithms(&self) -> Vec<crate::sip::Algorithm> {
         self.algorithms
             .iter()
-            .filter_map(|a| crate::sip::auth::Algorithm::parse(a))
+            .filter_map(|a| crate::sip::Algorithm::parse(a))
             .filter(|(_, sess)| !sess)
             .map(|(a, _)| a)
             .collect()
@@ -460,7 +460,7 @@ impl Config {
             ));
         }
         if !self.desk.callback_trunk.is_empty()
-            && crate::sip::dialog::uri_socket_addr(&self.desk.callback_trunk).is_none()
+            && crate::sip::uri_socket_addr(&self.desk.callback_trunk).is_none()
         {
             return Err(bad(
                 "desk.callback_trunk",
@@ -739,7 +739,7 @@ mod tests {
         assert_eq!(s.realm, "ivr");
         assert!(s.users.is_empty());
         assert_eq!((s.min_expires, s.max_expires), (60, 3600));
-        use crate::sip::auth::Algorithm;
+        use crate::sip::Algorithm;
         assert_eq!(s.digest_algorithms(), [Algorithm::Sha256, Algorithm::Md5]);
         let c = Config::from_str(
             "[[staff.users]]\nname = \"alice\"\npassword = \"pw\"\ndisplay = \"Alice\"\n\

@@ -22,9 +22,9 @@ use crate::config::Config;
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
-use crate::sip::endpoint::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
-use crate::sip::transaction::Timers;
-use crate::sip::transport::SipTransport;
+use crate::sip::SipTransport;
+use crate::sip::Timers;
+use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::store::{SqliteStore, Store};
 
 #[derive(Debug, Error)]
@@ -277,8 +277,8 @@ fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSetting
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
-        callback_trunk: crate::sip::dialog::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
-            let host = crate::sip::dialog::uri_host_port(&config.desk.callback_trunk)
+        callback_trunk: crate::sip::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
+            let host = crate::sip::uri_host_port(&config.desk.callback_trunk)
                 .map(|(h, p)| match p {
                     Some(p) => format!("{h}:{p}"),
                     None => h,

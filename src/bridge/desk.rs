@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::sip::dialog::uri_socket_addr;
+use crate::sip::uri_socket_addr;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeskError {

@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use crate::flow::{DialOutcome, Strategy};
-use crate::sip::endpoint::EndReason;
+use crate::sip::EndReason;
 
 /// Index of a leg in the order the dialer started them.
 pub type LegId = usize;

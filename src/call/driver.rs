@@ -22,7 +22,7 @@ use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
 use crate::media::{Codec, Playback, RtpIn};
-use crate::sip::endpoint::{CallEvent, EndReason};
+use crate::sip::{CallEvent, EndReason};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 

@@ -21,7 +21,7 @@ use crate::billing::{self, Client};
 use crate::notify::Notifier;
 use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
 use crate::repeat::{self, CallerId, RepeatPolicy};
-use crate::sip::endpoint::IncomingCall;
+use crate::sip::IncomingCall;
 use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, StoreError};
 
 /// Process-wide memory settings and handles.

@@ -26,9 +26,9 @@ use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
 use crate::media::session::{MediaHandle, MediaSession};
 use crate::media::socket;
-use crate::sip::endpoint::{CallEvent, CallRef, EndReason, IncomingCall, OutboundCall};
-use crate::sip::registrar::Binding;
+use crate::sip::Binding;
 use crate::sip::sdp::{self, AudioEncoding, Negotiated};
+use crate::sip::{CallEvent, CallRef, EndReason, IncomingCall, OutboundCall};
 
 /// What a call task asks of the endpoint.
 #[derive(Debug)]
@@ -158,7 +158,7 @@ pub async fn run(
         return;
     }
     // Business hours and the caller's history are decided once, when the call arrives.
-    let dialled = Some(crate::sip::message::uri_user(&incoming.request_uri))
+    let dialled = Some(crate::sip::uri_user(&incoming.request_uri))
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| incoming.to.user())
         .to_string();

@@ -1,4 +1,8 @@
 //! SIP signalling: message parsing, SDP offer/answer, transactions, dialogs and transport.
+//!
+//! The rest of `ivr` uses the surface re-exported here: the endpoint core and what goes in and
+//! out of it, the transport shell, the URI helpers and `sdp` for offer/answer. The submodules
+//! stay public for tests and benchmarks that drive one layer on its own.
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
@@ -7,3 +11,14 @@ pub mod registrar;
 pub mod sdp;
 pub mod transaction;
 pub mod transport;
+
+pub use auth::Algorithm;
+pub use dialog::{uri_host_port, uri_socket_addr};
+pub use endpoint::{
+    CallEvent, CallRef, Credentials, EndReason, Endpoint, EndpointConfig, IncomingCall,
+    OutboundCall, Output, StaffAuth,
+};
+pub use message::{Transport, uri_user};
+pub use registrar::Binding;
+pub use transaction::Timers;
+pub use transport::{SipTransport, route_source_ip};

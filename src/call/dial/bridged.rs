@@ -16,7 +16,7 @@ use crate::flow::DialOutcome;
 use crate::media::RtpIn;
 use crate::media::dtmf::parse_info;
 use crate::media::session::MediaHandle;
-use crate::sip::endpoint::{CallEvent, EndReason};
+use crate::sip::{CallEvent, EndReason};
 
 /// The caller and the accepting staff phone, connected until one of them hangs up.
 #[allow(clippy::too_many_arguments)]

@@ -20,10 +20,10 @@ use super::super::{
 use super::bridged::bridge;
 use super::{DialResult, Internal, LiveLeg};
 use crate::media::socket;
-use crate::sip::endpoint::{CallEvent, EndReason, IncomingCall, OutboundCall};
-use crate::sip::message::Transport;
+use crate::sip::Transport;
+use crate::sip::route_source_ip as route_ip;
 use crate::sip::sdp;
-use crate::sip::transport::route_source_ip as route_ip;
+use crate::sip::{CallEvent, EndReason, IncomingCall, OutboundCall};
 
 /// Runs a staff call-back from INVITE to the end of the call.
 pub(in crate::call) async fn run(
@@ -32,7 +32,7 @@ pub(in crate::call) async fn run(
     settings: &Arc<CallSettings>,
     staff: &str,
 ) {
-    let dialled = crate::sip::message::uri_user(&incoming.request_uri).to_string();
+    let dialled = crate::sip::uri_user(&incoming.request_uri).to_string();
     let number = crate::repeat::normalise(&dialled, settings.memory.default_country.as_deref());
     let number = number.as_str().to_string();
     let call_id = call.call_id.clone();

@@ -27,15 +27,15 @@ use crate::flow::{DialOutcome, Strategy};
 use crate::media::dtmf::DtmfReceiver;
 use crate::media::session::MediaHandle;
 use crate::media::{RtpIn, socket};
-use crate::sip::endpoint::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 use crate::sip::sdp;
+use crate::sip::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 
 mod bridged;
 pub(super) mod callback;
 mod targets;
 
-use crate::sip::message::Transport;
-use crate::sip::transport::route_source_ip as route_ip;
+use crate::sip::Transport;
+use crate::sip::route_source_ip as route_ip;
 use bridged::{answer_leg_reoffer, bridge};
 use targets::{resolve, sip_user, whisper_prompts};
 

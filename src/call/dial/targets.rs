@@ -11,8 +11,8 @@ use super::super::memory::CallRecord;
 use super::super::{Call, CallCommand, CallSettings};
 use super::{Contact, DialRequest};
 use crate::bridge::Member;
-use crate::sip::endpoint::Credentials;
-use crate::sip::message::Transport;
+use crate::sip::Credentials;
+use crate::sip::Transport;
 
 /// Each member of the target groups (once, in order) with the phones to ring.
 pub(super) async fn resolve(
@@ -137,7 +137,7 @@ pub(super) fn binding_destination(
     source: SocketAddr,
     transport: Transport,
 ) -> SocketAddr {
-    match (transport, crate::sip::dialog::uri_socket_addr(contact)) {
+    match (transport, crate::sip::uri_socket_addr(contact)) {
         (Transport::Udp, Some(addr)) if addr.ip() == source.ip() => addr,
         _ => source,
     }

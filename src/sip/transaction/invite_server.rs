@@ -132,9 +132,11 @@ impl InviteServerTx {
                 }
             }
             InviteServerState::Accepted => {
-                // Timer L keeps running from the 2xx: it bounds the absorbing period.
+                // Timer L keeps running from the 2xx: it bounds the absorbing period. The 2xx
+                // itself is not needed any more (retransmissions are absorbed, not answered).
                 self.acked = true;
                 self.retransmit = None;
+                self.last_response = None;
                 Vec::new()
             }
             _ => Vec::new(),
