@@ -9,7 +9,7 @@
 //!
 //! There is no timer: the writer never waits to collect a batch. While one commit is syncing,
 //! the next callers queue up, and the next batch is whatever arrived meanwhile; a lone write
-//! under no load commits alone and as fast as before.
+//! under no load commits alone, with one fsync as before (plus a thread hand-off).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -28,7 +28,7 @@ use super::schema::Fail;
 /// At most this many writes share one transaction. Enough to absorb thousands of writes per
 /// second behind one fsync; the bound keeps one transaction (and the latency of its first
 /// caller) short when a burst queues far more.
-pub(super) const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 256;
 
 /// One write, run by the writer thread inside the batch transaction. `Fn`, not `FnOnce`: if
 /// SQLite rolls back the whole transaction (it may, for a full disk or an I/O error in another
