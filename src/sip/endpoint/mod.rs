@@ -5,7 +5,9 @@
 //! [`Output`]s: bytes to transmit and [`CallEvent`]s for the call tasks. It applies the UAS rules of
 //! RFC 3261 §8.2 (method and extension checks, merged requests), transaction matching (§17.2.3),
 //! CANCEL (§9.2), dialog checks (§12.2.2) and the no-ACK rule (§13.3.1.4).
-//! Received requests (new INVITEs, in-dialog requests, ACK, CANCEL) and BYE: `endpoint_dialog.rs`.
+//! Received requests (new INVITEs, in-dialog requests, ACK, CANCEL) and BYE: `dialog_requests.rs`;
+//! REGISTER: `register.rs`; the legs we dial: `uac.rs`; settings: `config.rs`; outputs and events:
+//! `events.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,189 +19,24 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tracing::{debug, info, warn};
 
-use super::auth::{Algorithm, AuthError, DigestServer, parse_digest};
+use super::auth::{AuthError, DigestServer, parse_digest};
 use super::dialog::{Dialog, uri_host_port};
 use super::message::{
-    ALLOW, Incoming, NameAddr, RawMessage, Rejection, Request, Response, ResponseBuilder,
-    Transport, parse,
+    ALLOW, Incoming, RawMessage, Rejection, Request, Response, ResponseBuilder, Transport, parse,
 };
 use super::registrar::{
     Binding, RegisterError, RegisterInput, Registrar, contact_header_values, parse_contacts,
 };
+mod config;
+mod events;
+
+pub use config::{EndpointConfig, NONCE_TTL, StaffAuth};
+pub use events::{CallEvent, CallRef, EndReason, IncomingCall, Output};
+
 use super::transaction::{
     InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerState, NonInviteServerTx,
-    TimerQueue, Timers, TxAction,
+    TimerQueue, TxAction,
 };
-
-/// Identifies one call (one INVITE dialog) between the endpoint and its call task.
-pub type CallRef = u64;
-
-#[derive(Clone, Debug)]
-pub struct EndpointConfig {
-    pub timers: Timers,
-    /// New INVITEs beyond this many live calls get 503.
-    pub max_calls: usize,
-    /// New INVITEs get 503 (statelessly, before any call is created) while this many calls
-    /// have not been answered by their call task yet: the tasks are behind, and taking more
-    /// work would only make every call late.
-    pub max_pending_setups: usize,
-    /// Who may REGISTER, and for how long.
-    pub staff: StaffAuth,
-    /// A monotonic instant and the Unix second it corresponds to: digest nonces carry Unix time,
-    /// and the endpoint derives it from the `now` it is handed (so nonce staleness follows the
-    /// same clock as every other timer, virtual in tests). `None`: the first instant the
-    /// endpoint sees counts as Unix second 0, which is fine for nonces that only this process
-    /// verifies.
-    pub wall_clock: Option<(Instant, u64)>,
-}
-
-impl Default for EndpointConfig {
-    fn default() -> Self {
-        EndpointConfig {
-            timers: Timers::default(),
-            max_calls: 1000,
-            max_pending_setups: 400,
-            staff: StaffAuth::default(),
-            wall_clock: None,
-        }
-    }
-}
-
-/// How long a digest nonce stays fresh; an older one gets a `stale=true` re-challenge.
-pub const NONCE_TTL: Duration = Duration::from_secs(300);
-
-/// The registrar's settings: the digest realm, the staff credentials and the expiry bounds.
-#[derive(Clone)]
-pub struct StaffAuth {
-    pub realm: String,
-    /// User name → password. Empty: REGISTER is refused with 403.
-    pub users: HashMap<String, String>,
-    pub min_expires: u32,
-    pub max_expires: u32,
-    /// The challenge algorithms, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4:
-    /// most preferred first).
-    pub algorithms: Vec<Algorithm>,
-}
-
-impl Default for StaffAuth {
-    fn default() -> Self {
-        StaffAuth {
-            realm: "ivr".to_string(),
-            users: HashMap::new(),
-            min_expires: super::registrar::MIN_EXPIRES,
-            max_expires: 3600,
-            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
-        }
-    }
-}
-
-impl std::fmt::Debug for StaffAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut users: Vec<&String> = self.users.keys().collect();
-        users.sort();
-        f.debug_struct("StaffAuth")
-            .field("realm", &self.realm)
-            .field("users", &users)
-            .field("min_expires", &self.min_expires)
-            .field("max_expires", &self.max_expires)
-            .field("algorithms", &self.algorithms)
-            .finish()
-    }
-}
-
-#[derive(Debug, PartialEq)]
-pub enum Output {
-    Transmit {
-        transport: Transport,
-        to: SocketAddr,
-        bytes: Bytes,
-    },
-    Event(CallRef, CallEvent),
-}
-
-/// What a new INVITE tells the call task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncomingCall {
-    pub call_id: String,
-    pub from: NameAddr,
-    pub to: NameAddr,
-    pub request_uri: String,
-    /// The SDP offer; empty for a late-offer INVITE (the answer then comes in the ACK).
-    pub offer: Vec<u8>,
-    pub source: SocketAddr,
-    pub transport: Transport,
-    /// Our address as the caller reached it (for Contact and SDP).
-    pub local: SocketAddr,
-    /// P-Asserted-Identity (RFC 3325), to be believed only from trusted proxies.
-    pub asserted_identity: Option<NameAddr>,
-    /// Set when a staff user placed this call and proved it with digest auth: a desk call-back.
-    pub staff_user: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CallEvent {
-    Incoming(Box<IncomingCall>),
-    /// The caller ACKed our 2xx; `body` holds the SDP answer of a late-offer call.
-    Confirmed {
-        body: Vec<u8>,
-    },
-    /// An in-dialog offer (re-INVITE or UPDATE) to answer with `answer_reoffer`; empty for an
-    /// offerless re-INVITE, which we answer with a fresh offer.
-    ReOffer {
-        offer: Vec<u8>,
-    },
-    /// A staff leg we dial: a provisional response (180 Ringing, 183 with early media).
-    Progress {
-        status: u16,
-        body: Vec<u8>,
-    },
-    /// A staff leg we dial answered (2xx, already ACKed); `body` is its SDP answer.
-    Answered {
-        body: Vec<u8>,
-    },
-    /// SIP INFO inside the dialog (DTMF relay and the like).
-    Info {
-        content_type: Option<String>,
-        body: Vec<u8>,
-    },
-    /// The call is over; no more events follow.
-    Ended {
-        reason: EndReason,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The caller sent BYE.
-    RemoteBye,
-    /// We sent BYE and it completed (or timed out).
-    LocalBye,
-    /// The caller sent CANCEL before we answered.
-    Cancelled,
-    /// No ACK for our 2xx within 64*T1: we sent BYE (§13.3.1.4).
-    NoAck,
-    /// We answered with this final non-2xx status.
-    Rejected(u16),
-    /// A leg we dialled got this final non-2xx status (486 busy, 603 declined, 487 after our
-    /// CANCEL...).
-    Declined(u16),
-    /// A leg we dialled never answered our INVITE (timer B) or our CANCEL.
-    NoResponse,
-}
-
-impl std::fmt::Display for EndReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EndReason::RemoteBye => write!(f, "caller hung up"),
-            EndReason::LocalBye => write!(f, "we hung up"),
-            EndReason::Cancelled => write!(f, "caller cancelled"),
-            EndReason::NoAck => write!(f, "no ACK for 200 OK"),
-            EndReason::Rejected(s) => write!(f, "rejected with {s}"),
-            EndReason::Declined(s) => write!(f, "declined with {s}"),
-            EndReason::NoResponse => write!(f, "no response"),
-        }
-    }
-}
 
 /// Transaction key per §17.2.3: branch, sent-by and method (ACK maps to INVITE). Shared, so the
 /// call, the timer queue and the table hold one copy.

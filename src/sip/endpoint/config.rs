@@ -1,0 +1,81 @@
+//! The endpoint's settings: RFC 3261 timers, call limits and overload thresholds, and the staff
+//! registrar's realm, users and expiry bounds.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::sip::auth::Algorithm;
+use crate::sip::transaction::Timers;
+
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub timers: Timers,
+    /// New INVITEs beyond this many live calls get 503.
+    pub max_calls: usize,
+    /// New INVITEs get 503 (statelessly, before any call is created) while this many calls
+    /// have not been answered by their call task yet: the tasks are behind, and taking more
+    /// work would only make every call late.
+    pub max_pending_setups: usize,
+    /// Who may REGISTER, and for how long.
+    pub staff: StaffAuth,
+    /// A monotonic instant and the Unix second it corresponds to: digest nonces carry Unix time,
+    /// and the endpoint derives it from the `now` it is handed (so nonce staleness follows the
+    /// same clock as every other timer, virtual in tests). `None`: the first instant the
+    /// endpoint sees counts as Unix second 0, which is fine for nonces that only this process
+    /// verifies.
+    pub wall_clock: Option<(Instant, u64)>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            timers: Timers::default(),
+            max_calls: 1000,
+            max_pending_setups: 400,
+            staff: StaffAuth::default(),
+            wall_clock: None,
+        }
+    }
+}
+
+/// How long a digest nonce stays fresh; an older one gets a `stale=true` re-challenge.
+pub const NONCE_TTL: Duration = Duration::from_secs(300);
+
+/// The registrar's settings: the digest realm, the staff credentials and the expiry bounds.
+#[derive(Clone)]
+pub struct StaffAuth {
+    pub realm: String,
+    /// User name → password. Empty: REGISTER is refused with 403.
+    pub users: HashMap<String, String>,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    /// The challenge algorithms, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4:
+    /// most preferred first).
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl Default for StaffAuth {
+    fn default() -> Self {
+        StaffAuth {
+            realm: "ivr".to_string(),
+            users: HashMap::new(),
+            min_expires: crate::sip::registrar::MIN_EXPIRES,
+            max_expires: 3600,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+        }
+    }
+}
+
+impl std::fmt::Debug for StaffAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut users: Vec<&String> = self.users.keys().collect();
+        users.sort();
+        f.debug_struct("StaffAuth")
+            .field("realm", &self.realm)
+            .field("users", &users)
+            .field("min_expires", &self.min_expires)
+            .field("max_expires", &self.max_expires)
+            .field("algorithms", &self.algorithms)
+            .finish()
+    }
+}
