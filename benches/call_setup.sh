@@ -20,10 +20,13 @@
 # SECONDS + 120 s per sipp run).
 #
 # Set-up: ivr with [call] ring_ms = 0 and answer_delay_ms = 0 (answers at once), the shipped
-# after-hours flow, a fresh data directory and a fresh process per rate (so peak RSS is per rate).
+# after-hours flow with --now on a Saturday night (the greeting path whatever the time of day),
+# RTP ports 10000-31999 (11,000 calls at once), a fresh data directory and a fresh process per
+# rate (so peak RSS is per rate).
 # The caller is sipp's built-in uac with -d 0 (benches/sipp/uac_caller.xml: `sipp -sn uac` with one
 # caller number per call, see there why): it sends BYE as soon as it has sent the ACK. sipp's own
-# limits are lifted: -l (concurrent calls) = all the calls of the run, -max_socket 60000;
+# limits are lifted: -l (concurrent calls) = all the calls of the run, -max_socket 60000,
+# -buff_size 4 MiB (sipp's default socket buffers are 64 KiB: responses were dropped);
 # -recv_timeout 32 s (a call that gets a 100 but never a final answer fails after 32 s, like
 # timer B, instead of hanging);
 # -timeout SECONDS + 120 s as a last resort (calls still open then show as "unfinished").
@@ -36,26 +39,34 @@
 #     message: it ACKs it and counts the call as failed; "503s" counts those answers in sipp's
 #     -trace_err log (one line per call aborted on a 503).
 #   completed cps = successful / elapsed, elapsed = wall time of the sipp run from its start to
-#     the end of its last call (sipp's StartTime to its final -trace_stat dump).
+#     the end of its last call (sipp's StartTime to its final -trace_stat dump). A few calls that
+#     fail slowly (32 s) stretch elapsed, so also:
+#   goodput cps = successful / the time by which the last successful call had ended (first
+#     -trace_stat sample showing the final count; 1 s resolution).
 #   achieved cps = calls sipp had created by its last 1 s -trace_stat sample before it had
 #     created them all, divided by that sample's time: if this is well below "offered", the sipp
 #     caller could not offer the rate and the row measures sipp, not the server.
 #   retrans = retransmissions sent by the sipp caller (INVITE, BYE).
 #   server CPU s = utime + stime of the server process during the sipp run (/proc/PID/stat);
 #   peak RSS = VmHWM of the server process (fresh per rate), end RSS = VmRSS after the run;
+#   server UDP drops = datagrams the kernel dropped at the server's SIP socket because its
+#     receive buffer was full (/proc/net/udp; ivr keeps the default SO_RCVBUF, sipp gets
+#     -buff_size 4 MiB, capped by net.core.rmem_max);
 #   setup ms = sipp's mean INVITE-to-200 time over the successful calls (ResponseTime1);
 #   caller CPU s = the sipp caller's own CPU (close to "elapsed s": the caller was busy all the
 #     time on its one thread; check "achieved cps").
 # What was checked about the caller: "achieved cps" against "offered", and the baseline row: the
 # same sipp caller against sipp's UAS shows what the caller can drive on this machine. Both
 # servers share the machine's 2 cores with the caller, so the caller's CPU is part of the picture.
-# Prints a Markdown table, then one of completed cps ivr / sipp-uas per rate.
+# Prints a Markdown table, then one of the ratios ivr / sipp-uas per rate (completed and goodput
+# cps), and on stderr a summary of each ivr log (WARN / ERROR lines by kind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rates="${1:-2000 3000 4000}"
 seconds="${2:-10}"
 max_calls="${IVR_MAX_CALLS:-1000000}"
 scenario="$PWD/benches/sipp/uac_caller.xml"
+after_hours="2026-11-28T03:00:00Z"   # a Saturday night in America/New_York: the same flow path any time
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
@@ -74,6 +85,11 @@ tck=$(getconf CLK_TCK)
 free_port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 cpu_seconds() { awk -v t="$tck" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
+# udp_drops PORT -> datagrams the kernel dropped for the UDP socket(s) bound to 127.0.0.1:PORT
+# (the "drops" column of /proc/net/udp: the socket's receive buffer was full)
+udp_drops() {
+    awk -v p="$(printf '0100007F:%04X' "$1")" '$2 == p {d += $NF} END {print d + 0}' /proc/net/udp
+}
 # ivr's graceful shutdown waits out its SIP transactions (64 x T1 = 32 s after the last one);
 # the measurements are taken by then. Give it 45 s, then SIGKILL.
 stop_ivr() {
@@ -93,18 +109,18 @@ run_load() {
     # bash's `time` gives the wall time of the run and the caller's own CPU.
     ( cd "$dir" && TIMEFORMAT='%R %U %S' && { time sipp -sf "$scenario" "127.0.0.1:$port" -i 127.0.0.1 \
         -p "$(free_port)" -mp "$(free_port)" -r "$rate" -m "$calls" -d 0 -l "$calls" \
-        -max_socket 60000 -recv_timeout 32s -timeout $((seconds + 120))s \
+        -max_socket 60000 -buff_size 4194304 -recv_timeout 32s -timeout $((seconds + 120))s \
         -trace_stat -stf stat.csv -fd 1 -trace_err -error_file err.log \
         >/dev/null 2>sipp.stderr ; } 2> time.txt ) || true
     sleep 0.5   # let the server finish the last BYE transactions before reading its CPU
     cpu1=$(cpu_seconds "$pid")
-    echo "$name $rate $dir $cpu0 $cpu1 $(status_kb "$pid" VmHWM) $(status_kb "$pid" VmRSS)" >> "$results"
+    echo "$name $rate $dir $cpu0 $cpu1 $(status_kb "$pid" VmHWM) $(status_kb "$pid" VmRSS) $(udp_drops "$port")" >> "$results"
 }
 
 for rate in $rates; do
     port=$(free_port)
     ./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" \
-        --rtp-ports 10000-31999 --data "$work/data-$rate" >"$work/ivr-$rate.out" 2>"$work/ivr-$rate.log" &
+        --rtp-ports 10000-31999 --data "$work/data-$rate" --now "$after_hours" >"$work/ivr-$rate.out" 2>"$work/ivr-$rate.log" &
     ivr_pid=$!
     pids+=("$ivr_pid")
     for _ in $(seq 100); do grep -q "listening" "$work/ivr-$rate.out" 2>/dev/null && break; sleep 0.1; done
@@ -113,7 +129,7 @@ for rate in $rates; do
 
     port=$(free_port)
     uas_pid=$(cd "$work" && sipp -sn uas -i 127.0.0.1 -p "$port" -mp "$(free_port)" \
-        -max_socket 60000 -bg 2>&1 | sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' || true)
+        -max_socket 60000 -buff_size 4194304 -bg 2>&1 | sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' || true)
     pids+=("$uas_pid")
     sleep 0.5
     run_load sipp-uas "$port" "$uas_pid" "$rate"
@@ -129,7 +145,7 @@ def epoch(t):  # sipp's time columns: "date<TAB>time<TAB>epoch"
 
 rows, cps = [], {}
 for line in open(sys.argv[1]):
-    name, rate, d, cpu0, cpu1, hwm, rss = line.split()
+    name, rate, d, cpu0, cpu1, hwm, rss, drops = line.split()
     stats = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
     head, last = stats[0], stats[-1]
     col = lambda r, k: r[head.index(k)]
@@ -166,22 +182,26 @@ for line in open(sys.argv[1]):
     if unfinished:
         failed_s += f"; unfinished: {unfinished}"
     completed = ok / wall if wall > 0 else 0.0
+    last_ok = next(epoch(col(r, "CurrentTime")) - start for r in stats[1:]
+                   if int(col(r, "SuccessfulCall(C)")) >= ok)
+    goodput = ok / last_ok if last_ok > 0 else 0.0
     h, m, sec, us = (int(x) for x in col(last, "ResponseTime1(C)").split(":"))
     setup_ms = (h * 3600 + m * 60 + sec) * 1000 + us / 1000
-    cps[(name, rate)] = completed
-    rows.append(f"| {name} | {rate} | {achieved} | {attempted} | {ok} | {failed_s} | {completed:.0f} | {setup_ms:.0f} "
+    cps[(name, rate)] = (completed, goodput)
+    rows.append(f"| {name} | {rate} | {achieved} | {attempted} | {ok} | {failed_s} | {completed:.0f} | {goodput:.0f} | {setup_ms:.0f} "
                 f"| {n503} | {n('Retransmissions(C)')} | {float(cpu1) - float(cpu0):.1f} "
-                f"| {int(hwm) / 1024:.1f} | {int(rss) / 1024:.1f} | {wall:.1f} | {ucpu + scpu:.1f} |")
+                f"| {int(hwm) / 1024:.1f} | {int(rss) / 1024:.1f} | {drops} | {wall:.1f} | {ucpu + scpu:.1f} |")
 
-print("| server | offered cps | achieved cps | attempted | successful | failed | completed cps | setup ms "
-      "| 503s | retrans | server CPU s | peak RSS MiB | end RSS MiB | elapsed s | caller CPU s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| server | offered cps | achieved cps | attempted | successful | failed | completed cps | goodput cps | setup ms "
+      "| 503s | retrans | server CPU s | peak RSS MiB | end RSS MiB | server UDP drops | elapsed s | caller CPU s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))
 print()
-print("| offered cps | ivr completed cps | sipp-uas completed cps | ratio ivr / sipp-uas |")
-print("|---|---|---|---|")
-for (name, rate), v in cps.items():
+print("| offered cps | ivr completed cps | sipp-uas completed cps | ratio | ivr goodput cps | sipp-uas goodput cps | ratio |")
+print("|---|---|---|---|---|---|---|")
+ratio = lambda a, b: f"{a / b:.2f}×" if b else "–"
+for (name, rate), (c, g) in cps.items():
     if name == "ivr" and ("sipp-uas", rate) in cps:
-        b = cps[("sipp-uas", rate)]
-        print(f"| {rate} | {v:.0f} | {b:.0f} | {v / b:.2f}× |" if b else f"| {rate} | {v:.0f} | 0 | – |")
+        bc, bg = cps[("sipp-uas", rate)]
+        print(f"| {rate} | {c:.0f} | {bc:.0f} | {ratio(c, bc)} | {g:.0f} | {bg:.0f} | {ratio(g, bg)} |")
 PY

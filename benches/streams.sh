@@ -92,7 +92,7 @@ run_streams() {
     idle=$(rss_kb "$pid")
     cpu0=$(cpu_seconds "$pid")
     (cd "$dir" && exec sipp -sf "$scenario" "127.0.0.1:$port" -i 127.0.0.1 -p "$(free_port)" -mp "$(free_port)" \
-        -r "$rate" -m "$calls" -d "$hold" -l $((calls + 100)) -max_socket 60000 \
+        -r "$rate" -m "$calls" -d "$hold" -l $((calls + 100)) -max_socket 60000 -buff_size 4194304 \
         -recv_timeout 32s -timeout $((ramp_s + hold / 1000 + 120))s \
         -trace_stat -stf stat.csv -fd 1 >/dev/null 2>sipp.stderr) &
     local uac=$!
@@ -128,7 +128,7 @@ stop_ivr "$ivr_pid"
 # Baseline: sipp UAS streaming the same prompt with rtp_stream.
 port=$(free_port)
 uas_pid=$(cd "$work" && sipp -sf "$work/uas_rtp.xml" -i 127.0.0.1 -p "$port" -mp "$(free_port)" \
-    -max_socket 60000 -bg 2>&1 | sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' || true)
+    -max_socket 60000 -buff_size 4194304 -bg 2>&1 | sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' || true)
 pids+=("$uas_pid")
 sleep 0.5
 run_streams sipp-uas "$port" "$uas_pid"
