@@ -83,6 +83,22 @@ results="$work/results.txt"
 tck=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# free_media_port -> an even port P with P..P+3 free: sipp binds -mp (audio RTP), +1 (RTCP),
+# +2 and +3 (video) and gives up if any of them is taken; below 50000, as a UAS numbers its
+# per-call [auto_media_port] up to 10,000 above -mp
+free_media_port() {
+    python3 -c 'import random,socket
+for _ in range(500):
+    p = random.randrange(40000, 50000, 2); ss = []
+    try:
+        for q in range(p, p + 4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); ss.append(s); s.bind(("127.0.0.1", q))
+        print(p); break
+    except OSError:
+        pass
+    finally:
+        for s in ss: s.close()'
+}
 cpu_seconds() { awk -v t="$tck" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 # udp_drops PORT -> datagrams the kernel dropped for the UDP socket(s) bound to 127.0.0.1:PORT
@@ -108,7 +124,7 @@ run_load() {
     cpu0=$(cpu_seconds "$pid")
     # bash's `time` gives the wall time of the run and the caller's own CPU.
     ( cd "$dir" && TIMEFORMAT='%R %U %S' && { time sipp -sf "$scenario" "127.0.0.1:$port" -i 127.0.0.1 \
-        -p "$(free_port)" -mp "$(free_port)" -r "$rate" -m "$calls" -d 0 -l "$calls" \
+        -p "$(free_port)" -mp "$(free_media_port)" -r "$rate" -m "$calls" -d 0 -l "$calls" \
         -max_socket 60000 -buff_size 4194304 -recv_timeout 32s -timeout $((seconds + 120))s \
         -trace_stat -stf stat.csv -fd 1 -trace_err -error_file err.log \
         >/dev/null 2>sipp.stderr ; } 2> time.txt ) || true
@@ -128,7 +144,7 @@ for rate in $rates; do
     stop_ivr "$ivr_pid"
 
     port=$(free_port)
-    uas_pid=$(cd "$work" && sipp -sn uas -i 127.0.0.1 -p "$port" -mp "$(free_port)" \
+    uas_pid=$(cd "$work" && sipp -sn uas -i 127.0.0.1 -p "$port" -mp "$(free_media_port)" \
         -max_socket 60000 -buff_size 4194304 -bg 2>&1 | sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' || true)
     pids+=("$uas_pid")
     sleep 0.5
