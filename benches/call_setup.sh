@@ -36,8 +36,9 @@
 #   attempted = calls sipp created; successful + failed (+ unfinished, if any) = attempted.
 #   failed: every way a call can fail (error answer such as 503, INVITE or BYE retransmissions
 #     exhausted, no answer within -recv_timeout). sipp's default UAC treats a 503 as an unexpected
-#     message: it ACKs it and counts the call as failed; "503s" counts those answers in sipp's
-#     -trace_err log (one line per call aborted on a 503).
+#     message: it ACKs it and counts the call as failed; "503s" counts those calls in sipp's
+#     -trace_err log (one line per call aborted on a 503), and in brackets the 503s that arrived
+#     for calls sipp had already given up on (no answer in 32 s), which nobody ACKs any more.
 #   completed cps = successful / elapsed, elapsed = wall time of the sipp run from its start to
 #     the end of its last call (sipp's StartTime to its final -trace_stat dump). A few calls that
 #     fail slowly (32 s) stretch elapsed, so also:
@@ -181,7 +182,11 @@ for line in open(sys.argv[1]):
         err = open(f"{d}/err.log", errors="replace").read()
     except FileNotFoundError:
         err = ""
-    n503 = len(re.findall(r"received 'SIP/2\.0 503", err))
+    # Calls that failed on a 503, and 503s that reached sipp for calls it had already given up
+    # (retransmitted until timer H: nothing ACKs them any more).
+    n503 = len(re.findall(r"Aborting call on unexpected message[^\n]*received 'SIP/2\.0 503", err))
+    dead503 = len(re.findall(r"Dead call [^\n]*received 'SIP/2\.0 503", err))
+    n503 = f"{n503} (+{dead503} to abandoned calls)" if dead503 else f"{n503}"
     _, ucpu, scpu = (float(x) for x in open(f"{d}/time.txt").read().split()[-3:])
     why = []
     for label, key in (("unexpected answer", "FailedUnexpectedMessage(C)"),

@@ -14,6 +14,8 @@
 # Env: KEEP_WORK=1 keeps the work directory (ivr log, sipp stats, probe JSON).
 # Needs: sipp (apt-get install sip-tester), python3 (standard library only).
 #
+# The flood uses no RTP; the calls use ports 10000-31999.
+#
 # How: sipp -sf benches/sipp/options_uac.xml sends each OPTIONS as its own sipp "call" (own
 # Call-ID and branch) and expects 200; it retransmits unanswered ones (T1 = 500 ms, doubling) and
 # fails them when its retransmissions run out, or when nothing arrives within -recv_timeout 32 s.
@@ -23,8 +25,10 @@
 #
 # Columns:
 #   achieved/s = OPTIONS sipp had sent by its last 1 s -trace_stat sample before it had sent them
-#     all, divided by that sample's time (well below RATE: the sipp sender is the limit, not the
-#     server; both servers share the 2 cores with it);
+#     all, divided by that sample's time (well below RATE: the sipp sender could not keep up, and
+#     the row measures sipp, not the server; both servers share the 2 cores with it). Checked:
+#     against the sipp UAS baseline the sender offers 8000/s on 2 cores and every OPTIONS is
+#     answered, once sipp's socket buffers are 4 MiB (with its default 64 KiB it was not);
 #   sent = OPTIONS transactions started (not counting retransmissions); answered = 200 received;
 #   failed = no 200 (another answer, retransmissions exhausted, or nothing within 32 s);
 #   answered/s = answered / elapsed, elapsed = the sipp run from its start to its final stats;

@@ -15,7 +15,9 @@
 #
 # How: sipp (benches/sipp/uac_caller.xml: `sipp -sn uac` with one caller number per call, see
 # there why) places CALLS calls at CALLS/5 calls/s (a 5 s ramp if the server keeps up), each held
-# 60 s after its answer before the caller's BYE; the callers send no RTP. ivr runs with the shipped
+# 60 s after its answer before the caller's BYE; the callers send no RTP, and the streams all go
+# to the one -mp port of the sipp caller, which never reads it (the kernel drops them there,
+# at little cost). ivr runs with the shipped
 # defaults (1 s ringing, 300 ms answer delay, the after-hours flow), sip.max_calls lifted,
 # --hold-after-prompt, RTP ports 10000-31999, and --now set to a Saturday night so the after-hours
 # greeting plays whatever the time of day. Once every call has been answered (sipp's
@@ -25,8 +27,8 @@
 #
 # Columns:
 #   calls = calls sipp created; answered = 200s sipp had received when the probe was placed;
-#   probe at s = when the probe was placed, from the first INVITE (minus ~1 s: the time the
-#     server took to answer all the calls); up at probe end = sipp's calls in progress when the
+#   probe at s = seconds from the first INVITE to the probe's: the time the server took to
+#     answer all the calls, plus 1 s; up at probe end = sipp's calls in progress when the
 #     probe ended (should still be all of them);
 #   failed = sipp's failed calls over the whole run (error answer, retransmissions exhausted,
 #     no answer within 32 s);
