@@ -44,11 +44,11 @@ impl Codec {
 
     /// Appends one G.711 byte per sample to `out`.
     pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
-        out.reserve(pcm.len());
-        match self {
-            Codec::Pcmu => out.extend(pcm.iter().map(|&s| linear_to_ulaw(s))),
-            Codec::Pcma => out.extend(pcm.iter().map(|&s| linear_to_alaw(s))),
-        }
+        let table = match self {
+            Codec::Pcmu => &ULAW,
+            Codec::Pcma => &ALAW,
+        };
+        out.extend(pcm.iter().map(|&s| table[usize::from(s as u16)]));
     }
 
     /// Appends one PCM sample per G.711 byte to `out`.
@@ -69,21 +69,41 @@ impl Codec {
     }
 }
 
+/// The code of every 16-bit sample (indexed by its bit pattern), computed at compile time: the
+/// media plane encodes every frame of every call, and 160 lookups in a table that stays in cache
+/// cost about a fifth of 160 segment searches. 64 KiB each, in the binary's read-only data.
+static ULAW: [u8; 65536] = encode_table(Codec::Pcmu);
+static ALAW: [u8; 65536] = encode_table(Codec::Pcma);
+
+const fn encode_table(codec: Codec) -> [u8; 65536] {
+    let mut table = [0u8; 65536];
+    let mut i = 0;
+    while i < table.len() {
+        let sample = i as u16 as i16;
+        table[i] = match codec {
+            Codec::Pcmu => linear_to_ulaw(sample),
+            Codec::Pcma => linear_to_alaw(sample),
+        };
+        i += 1;
+    }
+    table
+}
+
 /// μ-law works on magnitudes offset by this bias so that every segment starts at a power of two.
 const ULAW_BIAS: i32 = 0x84;
 /// Largest magnitude that still fits the top segment once the bias is added.
 const ULAW_CLIP: i32 = 32635;
 
 /// Encodes one sample as μ-law.
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let mut mag = i32::from(sample);
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
+    let mut mag = sample as i32;
     let sign = if mag < 0 {
         mag = -mag;
         0x80
     } else {
         0
     };
-    let biased = mag.min(ULAW_CLIP) + ULAW_BIAS;
+    let biased = if mag < ULAW_CLIP { mag } else { ULAW_CLIP } + ULAW_BIAS;
     // `biased` lies in 0x84..=0x7FFF, so its top set bit is bit 7..=14: the segment is 0..=7.
     let exponent = (31 - biased.leading_zeros() as i32) - 7;
     let mantissa = (biased >> (exponent + 3)) & 0x0F;
@@ -106,9 +126,9 @@ pub fn ulaw_to_linear(code: u8) -> i16 {
 }
 
 /// Encodes one sample as A-law.
-pub fn linear_to_alaw(sample: i16) -> u8 {
+pub const fn linear_to_alaw(sample: i16) -> u8 {
     // A-law is defined on 13-bit samples.
-    let mut pcm = i32::from(sample) >> 3;
+    let mut pcm = (sample as i32) >> 3;
     let mask: i32 = if pcm >= 0 {
         0xD5
     } else {
@@ -202,6 +222,18 @@ mod tests {
             } else {
                 assert!(err <= 512, "clipped sample {s}: decoded {back}");
             }
+        }
+    }
+
+    #[test]
+    fn tables_agree_with_the_reference_code_for_every_sample() {
+        let every: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        let (mut u, mut a) = (Vec::new(), Vec::new());
+        Codec::Pcmu.encode(&every, &mut u);
+        Codec::Pcma.encode(&every, &mut a);
+        for (i, &s) in every.iter().enumerate() {
+            assert_eq!(u[i], linear_to_ulaw(s), "μ-law {s}");
+            assert_eq!(a[i], linear_to_alaw(s), "A-law {s}");
         }
     }
 

@@ -1,12 +1,14 @@
 //! Media plane: G.711 codecs, RTP packetisation, paced playout, receive statistics, prompts.
 //!
-//! Sans-IO cores (`g711`, `rtp`, `pacer`, `stats`, `player`, `prompt` conversion, `relay`) are
-//! driven by the thin tokio shell in `session`, which owns the call's RTP socket (allocated by
-//! `socket`). `relay` carries audio and DTMF between the two sessions of a bridged call; `tones`
-//! synthesises ringback and DTMF tones.
+//! Sans-IO cores (`g711`, `rtp`, `pacer`, `outgoing`, `stats`, `player`, `prompt` conversion,
+//! `relay`) are driven by two thin shells: `session`, which owns the call's RTP socket (allocated by
+//! `socket`) and receives on it in a small tokio task, and `ticker`, the pacing threads that send
+//! every call's packets when they are due. `relay` carries audio and DTMF between the two sessions
+//! of a bridged call; `tones` synthesises ringback and DTMF tones.
 
 pub mod dtmf;
 pub mod g711;
+mod outgoing;
 pub mod pacer;
 pub mod player;
 pub mod prompt;
@@ -16,12 +18,13 @@ pub mod rtp;
 pub mod session;
 pub mod socket;
 pub mod stats;
+mod ticker;
 pub mod tones;
 
 pub use g711::Codec;
 pub use prompt::{Prompt, PromptError, PromptStore};
 pub use relay::{RelayFrame, RelayOut, frame_from_packet};
 pub use rtp::{RtpIn, RtpSender};
-pub use session::{MediaHandle, MediaSession, PlayOutcome, Playback, RelaySender};
+pub use session::{MediaHandle, MediaSession, PlayOutcome, Playback, RelayClosed, RelaySender};
 pub use stats::{RtpStats, RtpStatsSnapshot};
 pub use tones::{RingbackTone, dtmf_tone, ringback};

@@ -2,7 +2,13 @@
 //! deadlines are never derived from "now + ptime", so scheduler latency on one wake-up does not
 //! accumulate into the stream's clock (a 3-minute prompt ends at 3 minutes, not 3 minutes plus
 //! 9000 wake-up delays).
+//!
+//! [`Schedule`] keeps many streams' pacers on one timeline, so one thread can serve thousands of
+//! calls with one wake-up per [`Schedule`] quantum instead of one timer and one task wake-up per
+//! packet (see `ticker`).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// Most packets `poll` releases at once. A task that wakes late catches up by sending the slots
@@ -71,13 +77,126 @@ impl Pacer {
 
     fn due(&self, n: u64) -> Instant {
         // Multiplying in nanoseconds keeps the grid exact: no rounding error piles up.
-        let nanos = self.ptime.as_nanos() * u128::from(n);
-        let offset = Duration::new(
-            (nanos / 1_000_000_000) as u64,
-            (nanos % 1_000_000_000) as u32,
-        );
-        self.start + offset
+        self.start + nanos(self.ptime.as_nanos() * u128::from(n))
     }
+}
+
+/// What one stream may do when `Schedule::run_due` reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Slots to serve now (at most `MAX_BURST`; at least 1).
+    pub send: u32,
+    /// Slots that passed unserved, before these (see `Pacer::take_skipped`).
+    pub skipped: u32,
+}
+
+/// Many streams' pacers on one timeline, sans-IO. The shell sleeps until `next_wake` and then
+/// calls `run_due`, which hands each stream with a slot due its `Due`, earliest first.
+///
+/// Wake-ups fall on a grid of `quantum` steps from `epoch`: a stream's slot is served at the
+/// first grid point at or after its due time. The quantum divides the packet time, so each
+/// stream meets the grid at the same offset in every period: the rounding adds a fixed delay of
+/// less than one quantum to a stream, not jitter, while one wake-up serves every stream due in
+/// that quantum. (Serving a stream the moment it is due would mean a wake-up per packet.)
+#[derive(Debug)]
+pub struct Schedule<T> {
+    epoch: Instant,
+    quantum: Duration,
+    /// (next due, entry index); ties are served in entry order.
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    entries: Vec<Option<(Pacer, T)>>,
+    free: Vec<usize>,
+}
+
+impl<T> Schedule<T> {
+    pub fn new(epoch: Instant, quantum: Duration) -> Self {
+        Self {
+            epoch,
+            quantum,
+            heap: BinaryHeap::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    /// Streams on the schedule.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Adds a stream paced by `pacer`; its first slot is served at the next wake-up at or after
+    /// `pacer.next_due()`.
+    pub fn insert(&mut self, pacer: Pacer, item: T) {
+        let due = pacer.next_due();
+        let entry = Some((pacer, item));
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.entries[idx] = entry;
+                idx
+            }
+            None => {
+                self.entries.push(entry);
+                self.entries.len() - 1
+            }
+        };
+        self.heap.push(Reverse((due, idx)));
+    }
+
+    /// When the shell should call `run_due` next: the grid point at or after the earliest due
+    /// slot. `None` with no streams.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((due, _))| self.ceil(*due))
+    }
+
+    /// Serves every stream due by the last grid point at or before `now`, earliest first:
+    /// `serve` gets the stream and its `Due`, and returns whether the stream goes on (`false`
+    /// removes it). Returns how many streams were served.
+    pub fn run_due(&mut self, now: Instant, mut serve: impl FnMut(&mut T, Due) -> bool) -> usize {
+        let limit = self.floor(now);
+        let mut served = 0;
+        while let Some(&Reverse((due, idx))) = self.heap.peek() {
+            if due > limit {
+                break;
+            }
+            self.heap.pop();
+            // Every heap entry points at a live entry: both are removed together below.
+            let Some((pacer, item)) = self.entries.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            let send = pacer.poll(limit);
+            let skipped = pacer.take_skipped();
+            served += 1;
+            if serve(item, Due { send, skipped }) {
+                self.heap.push(Reverse((pacer.next_due(), idx)));
+            } else {
+                self.entries[idx] = None;
+                self.free.push(idx);
+            }
+        }
+        served
+    }
+
+    /// The grid point at or after `t` (the epoch for anything earlier).
+    fn ceil(&self, t: Instant) -> Instant {
+        let q = self.quantum.as_nanos().max(1);
+        let since = t.saturating_duration_since(self.epoch).as_nanos();
+        self.epoch + nanos(since.div_ceil(q) * q)
+    }
+
+    /// The grid point at or before `t` (the epoch for anything earlier).
+    fn floor(&self, t: Instant) -> Instant {
+        let q = self.quantum.as_nanos().max(1);
+        let since = t.saturating_duration_since(self.epoch).as_nanos();
+        self.epoch + nanos(since / q * q)
+    }
+}
+
+fn nanos(n: u128) -> Duration {
+    Duration::new((n / 1_000_000_000) as u64, (n % 1_000_000_000) as u32)
 }
 
 #[cfg(test)]
@@ -141,5 +260,143 @@ mod tests {
         assert_eq!(p.take_skipped(), 0, "taking resets");
         assert_eq!(p.released(), 51);
         assert_eq!(p.next_due(), t0 + Duration::from_millis(1020));
+    }
+
+    const Q: Duration = Duration::from_millis(1);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Runs `sched` at every wake-up it asks for until `end`, recording (time, stream, due).
+    fn drive(sched: &mut Schedule<u32>, end: Instant) -> Vec<(Instant, u32, Due)> {
+        let mut log = Vec::new();
+        while let Some(at) = sched.next_wake().filter(|&at| at < end) {
+            sched.run_due(at, |id, due| {
+                log.push((at, *id, due));
+                true
+            });
+        }
+        log
+    }
+
+    #[test]
+    fn streams_are_served_on_the_grid_once_per_slot() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Q);
+        // Stream 1 starts on a grid point, stream 2 between two.
+        s.insert(Pacer::new(t0, PTIME), 1);
+        s.insert(Pacer::new(t0 + Duration::from_micros(5300), PTIME), 2);
+        let log = drive(&mut s, t0 + ms(100));
+        let times = |id| {
+            log.iter()
+                .filter(|(_, i, _)| *i == id)
+                .map(|(at, _, due)| {
+                    assert_eq!(
+                        *due,
+                        Due {
+                            send: 1,
+                            skipped: 0
+                        }
+                    );
+                    *at - t0
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(times(1), [0, 20, 40, 60, 80].map(ms));
+        // Rounded up to the next grid point, by the same amount in every period: no jitter.
+        assert_eq!(times(2), [6, 26, 46, 66, 86].map(ms));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn one_wakeup_serves_every_stream_due_in_its_quantum() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Q);
+        for i in 0..10u32 {
+            s.insert(
+                Pacer::new(t0 + Duration::from_micros(100 * u64::from(i) + 1), PTIME),
+                i,
+            );
+        }
+        assert_eq!(s.next_wake(), Some(t0 + ms(1)));
+        let mut order = Vec::new();
+        let served = s.run_due(t0 + ms(1), |id, _| {
+            order.push(*id);
+            true
+        });
+        assert_eq!(served, 10);
+        assert_eq!(order, (0..10).collect::<Vec<_>>(), "earliest due first");
+        assert_eq!(s.next_wake(), Some(t0 + ms(21)));
+    }
+
+    #[test]
+    fn early_or_mid_quantum_runs_serve_nothing_new() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Q);
+        s.insert(Pacer::new(t0 + Duration::from_micros(200), PTIME), 7);
+        // Woken between grid points (a new stream arrived): the stream waits for its grid point,
+        // so its packets keep one fixed offset.
+        let served = s.run_due(t0 + Duration::from_micros(900), |_, _| true);
+        assert_eq!(served, 0);
+        assert_eq!(s.run_due(t0 + ms(1), |_, _| true), 1);
+    }
+
+    #[test]
+    fn late_wakeups_catch_up_and_report_skips() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Q);
+        s.insert(Pacer::new(t0, PTIME), 1);
+        let mut got = Vec::new();
+        s.run_due(t0 + ms(65), |_, due| {
+            got.push(due);
+            true
+        });
+        s.run_due(t0 + ms(1000), |_, due| {
+            got.push(due);
+            true
+        });
+        assert_eq!(
+            got,
+            [
+                Due {
+                    send: 4,
+                    skipped: 0
+                },
+                Due {
+                    send: MAX_BURST,
+                    skipped: 42
+                }
+            ]
+        );
+        assert_eq!(s.next_wake(), Some(t0 + ms(1020)));
+    }
+
+    #[test]
+    fn ended_streams_leave_and_their_entries_are_reused() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Q);
+        s.insert(Pacer::new(t0, PTIME), 1);
+        s.insert(Pacer::new(t0, PTIME), 2);
+        s.run_due(t0, |id, _| *id != 1);
+        assert_eq!(s.len(), 1);
+        s.insert(Pacer::new(t0 + ms(3), PTIME), 3);
+        assert_eq!(s.entries.len(), 2, "slot of stream 1 reused");
+        let log = drive(&mut s, t0 + ms(30));
+        let ids: Vec<u32> = log.iter().map(|(_, id, _)| *id).collect();
+        assert_eq!(ids, [3, 2, 3]);
+        s.run_due(t0 + ms(60), |_, _| false);
+        assert!(s.is_empty());
+        assert_eq!(s.next_wake(), None);
+    }
+
+    #[test]
+    fn streams_started_before_the_epoch_are_served_at_once() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0 + ms(5), Q);
+        s.insert(Pacer::new(t0, PTIME), 1);
+        assert_eq!(s.next_wake(), Some(t0 + ms(5)));
+        assert_eq!(s.run_due(t0 + ms(5), |_, _| true), 1);
+        assert_eq!(s.next_wake(), Some(t0 + ms(20)));
     }
 }

@@ -1,6 +1,6 @@
 //! Prompt playout, sans-IO: cuts a prompt's samples into 20 ms G.711 frames. It knows nothing of
-//! time or sockets; the session shell asks it for a frame whenever the `Pacer` says one is due
-//! and hands the frame to the `RtpSender`.
+//! time or sockets; the stream's send core (`outgoing`) asks it for a frame whenever a packet slot
+//! is due and has it encoded straight into the datagram the `RtpSender` is writing.
 
 use std::sync::Arc;
 
@@ -49,33 +49,54 @@ impl PromptPlayer {
 
     /// The next frame, or `None` once the prompt is exhausted.
     pub fn next_frame(&mut self) -> Option<Frame> {
-        if self.is_done() {
-            return None;
-        }
-        let end = (self.pos + FRAME_SAMPLES).min(self.samples.len());
+        let marker = self.first;
         let mut payload = Vec::with_capacity(FRAME_SAMPLES);
-        self.codec
-            .encode(&self.samples[self.pos..end], &mut payload);
-        // A short last frame is padded so every packet has the same duration, which keeps the
-        // receiver's playout and our timestamps simple.
-        payload.resize(FRAME_SAMPLES, self.codec.silence_byte());
-        self.pos = end;
-        let marker = std::mem::replace(&mut self.first, false);
-        Some(Frame {
+        self.encode_next(&mut payload).then_some(Frame {
             payload,
             samples: FRAME_SAMPLES as u32,
             marker,
         })
     }
+
+    /// Appends the next frame's `FRAME_SAMPLES` G.711 bytes to `out` (the session encodes straight
+    /// into the outgoing datagram); `false`, with nothing appended, once the prompt is exhausted.
+    pub fn encode_next(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        let end = (self.pos + FRAME_SAMPLES).min(self.samples.len());
+        let start = out.len();
+        self.codec.encode(&self.samples[self.pos..end], out);
+        // A short last frame is padded so every packet has the same duration, which keeps the
+        // receiver's playout and our timestamps simple.
+        out.resize(start + FRAME_SAMPLES, self.codec.silence_byte());
+        self.pos = end;
+        self.first = false;
+        true
+    }
+
+    /// Moves past the next frame without encoding it (the stream is on hold: the prompt plays
+    /// out on schedule, unheard).
+    pub fn skip_frame(&mut self) {
+        self.pos = (self.pos + FRAME_SAMPLES).min(self.samples.len());
+        self.first = false;
+    }
 }
 
 /// One frame of digital silence, sent between prompts (see `session`).
 pub fn silence_frame(codec: Codec) -> Frame {
+    let mut payload = Vec::with_capacity(FRAME_SAMPLES);
+    append_silence(codec, &mut payload);
     Frame {
-        payload: vec![codec.silence_byte(); FRAME_SAMPLES],
+        payload,
         samples: FRAME_SAMPLES as u32,
         marker: false,
     }
+}
+
+/// Appends one frame of digital silence to `out`.
+pub fn append_silence(codec: Codec, out: &mut Vec<u8>) {
+    out.resize(out.len() + FRAME_SAMPLES, codec.silence_byte());
 }
 
 #[cfg(test)]

@@ -159,7 +159,8 @@ impl RelayOut {
     pub fn new(telephone_event: Option<u8>) -> Self {
         Self {
             telephone_event,
-            fifo: VecDeque::with_capacity(MAX_BUFFERED_SAMPLES + FRAME_SAMPLES),
+            // Grows on the first relayed frame: most sessions are never bridged.
+            fifo: VecDeque::new(),
             pending: VecDeque::new(),
             seen: VecDeque::new(),
             active: None,

@@ -7,6 +7,9 @@ use rtp_rs::{RtpPacketBuilder, RtpReader, RtpReaderError, Seq};
 
 use super::g711::Codec;
 
+/// Length of the fixed RTP header (RFC 3550 §5.1) we send: no CSRCs, no extension.
+pub const HEADER_LEN: usize = 12;
+
 /// Why an incoming datagram is not an RTP packet we can use.
 #[derive(Debug, thiserror::Error)]
 pub enum RtpError {
@@ -95,9 +98,28 @@ impl RtpSender {
     /// Builds the next packet carrying `payload`, which holds `samples` sampling periods; the
     /// caller sets `marker` on the first packet of a talk spurt (RFC 3551 §4.1).
     pub fn next_packet(&mut self, payload: &[u8], samples: u32, marker: bool) -> Vec<u8> {
-        let buf = self.build(self.payload_type, payload, self.timestamp, marker);
-        self.timestamp = self.timestamp.wrapping_add(samples);
+        let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+        self.write_next(&mut buf, samples, marker, |out| {
+            out.extend_from_slice(payload)
+        });
         buf
+    }
+
+    /// Writes the next packet into `out` (cleared first, so one buffer serves every packet of a
+    /// stream without allocating): the header, then whatever `payload` appends, covering
+    /// `samples` sampling periods. The payload is written in place, so a frame is encoded
+    /// straight into the datagram instead of being built and copied.
+    pub fn write_next(
+        &mut self,
+        out: &mut Vec<u8>,
+        samples: u32,
+        marker: bool,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.write_header(out, self.payload_type, self.timestamp, marker);
+        payload(out);
+        self.octets_sent += (out.len() - HEADER_LEN) as u64;
+        self.timestamp = self.timestamp.wrapping_add(samples);
     }
 
     /// Builds the next packet of the stream with its own payload type and timestamp: an RFC 4733
@@ -115,29 +137,44 @@ impl RtpSender {
         timestamp: u32,
         marker: bool,
     ) -> Vec<u8> {
-        self.build(payload_type & 0x7F, payload, timestamp, marker)
+        let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+        self.write_at(&mut buf, payload_type, payload, timestamp, marker);
+        buf
     }
 
-    /// Builds one packet and counts it; advances the sequence number only.
-    fn build(&mut self, payload_type: u8, payload: &[u8], timestamp: u32, marker: bool) -> Vec<u8> {
+    /// `next_packet_at`, written into `out` (cleared first).
+    pub fn write_at(
+        &mut self,
+        out: &mut Vec<u8>,
+        payload_type: u8,
+        payload: &[u8],
+        timestamp: u32,
+        marker: bool,
+    ) {
+        self.write_header(out, payload_type & 0x7F, timestamp, marker);
+        out.extend_from_slice(payload);
+        self.octets_sent += payload.len() as u64;
+    }
+
+    /// Clears `out` and writes one packet header into it; counts the packet and advances the
+    /// sequence number only.
+    fn write_header(&mut self, out: &mut Vec<u8>, payload_type: u8, timestamp: u32, marker: bool) {
         let builder = RtpPacketBuilder::new()
             .payload_type(payload_type)
             .marked(marker)
             .ssrc(self.ssrc)
             .sequence(Seq::from(self.seq))
-            .timestamp(timestamp)
-            .payload(payload);
-        let mut buf = vec![0; builder.target_length()];
+            .timestamp(timestamp);
+        let mut header = [0u8; HEADER_LEN];
         // The checked build can only fail for a payload type above 127 or a malformed header
         // extension; our payload types come from `Codec` (0 or 8) or are masked to 7 bits by
-        // `next_packet_at`, we never add extensions, and `buf` is exactly `target_length()` long,
-        // so the unchecked build is sound.
-        let len = builder.build_into_unchecked(&mut buf);
-        buf.truncate(len);
+        // `write_at`, we never add extensions or CSRCs, and with no payload the packet is exactly
+        // the fixed 12-byte header, so the unchecked build is sound and fills `header`.
+        let len = builder.build_into_unchecked(&mut header);
+        out.clear();
+        out.extend_from_slice(&header[..len]);
         self.seq = self.seq.wrapping_add(1);
         self.packets_sent += 1;
-        self.octets_sent += payload.len() as u64;
-        buf
     }
 
     /// Moves the timestamp on without sending, for time that passed with nothing sent (hold,

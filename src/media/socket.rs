@@ -1,11 +1,19 @@
 //! RTP port allocation: binds a UDP socket on an even port of the configured range (RFC 3550
-//! §11: RTP on even ports, RTCP on the next odd one, which we leave free for when RTCP arrives).
+//! §11: RTP on even ports, RTCP on the next odd one, which we leave free for when RTCP arrives);
+//! and `send_and_receive`, which readies a bound socket for a media session.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use rand::Rng;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
+
+/// A media session's socket, as the receive task watches it: registered with the runtime for
+/// readability only.
+pub type ReceiveSocket = AsyncFd<Arc<std::net::UdpSocket>>;
 
 /// Binds `ip` on the first free even port of `port_range` (inclusive), trying ports from a
 /// random starting point so concurrent calls (and restarted processes) do not all race for the
@@ -38,6 +46,28 @@ pub async fn bind(ip: IpAddr, port_range: (u16, u16)) -> io::Result<(UdpSocket, 
             "no free even RTP port in {lo}-{hi} on {ip}; widen the range or lower the call limit"
         ),
     ))
+}
+
+/// Splits a bound RTP socket into the plain socket the pacing thread sends from and the same
+/// socket registered with the runtime for readability only, for the receive task. Must be
+/// called on a tokio runtime.
+///
+/// Why not keep the tokio `UdpSocket`: it is registered for writability as well, and Linux
+/// signals a UDP socket writable again each time a sent datagram's buffer is freed, so every RTP
+/// packet sent cost an epoll event (and often a runtime thread woken from `epoll_wait`) on top of
+/// its `sendto`: at thousands of streams, as much work as the sending itself. Nobody waits for
+/// this socket to be writable (a full send buffer drops the packet), so it is not asked to be.
+pub fn send_and_receive(
+    socket: UdpSocket,
+) -> io::Result<(Arc<std::net::UdpSocket>, ReceiveSocket)> {
+    // Stays non-blocking: sends never wait, receives are driven by readiness.
+    let socket = Arc::new(socket.into_std()?);
+    // SAFETY: `register_with_interest` asks that the descriptor `as_raw_fd` returns stay open and
+    // the same for the `AsyncFd`'s whole life. It is the descriptor of the socket this `Arc`
+    // owns; the `AsyncFd` keeps one `Arc` until it is dropped, so the socket cannot be closed
+    // before, and an `Arc<std::net::UdpSocket>` always reports its one descriptor.
+    let receive = unsafe { AsyncFd::register_with_interest(socket.clone(), Interest::READABLE) }?;
+    Ok((socket, receive))
 }
 
 #[cfg(test)]
