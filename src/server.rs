@@ -41,6 +41,8 @@ pub enum ServeError {
     Webhooks(#[from] crate::notify::NotifyError),
     #[error("desk: {0}")]
     Desk(crate::bridge::DeskError),
+    #[error("cannot start the SIP thread: {0}")]
+    Thread(std::io::Error),
     #[error("cannot listen for SIP on {addr} (is another SIP server using the port?)")]
     Bind {
         addr: SocketAddr,
@@ -54,7 +56,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Starts everything and runs until `shutdown` fires twice or calls have drained.
 pub async fn serve(
     config: Config,
-    mut shutdown: mpsc::Receiver<()>,
+    shutdown: mpsc::Receiver<()>,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
     let prompts = PromptStore::load_dir(&config.prompts.dir)?;
@@ -80,18 +82,6 @@ pub async fn serve(
     let memory = open_memory(&config, &shutdown_rx)?;
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
-    let (transport, mut inbound) =
-        SipTransport::bind(listen, public_ip)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: listen,
-                source,
-            })?;
-    let local = transport.local_addr();
-    println!("ivr: SIP listening on {local} (UDP and TCP)");
-    if let Some(ready) = ready {
-        let _ = ready.send(local);
-    }
     let settings = Arc::new(CallSettings {
         prompts: Arc::new(prompts),
         flows,
@@ -107,7 +97,7 @@ pub async fn serve(
         rtp_ports: config.rtp_ports(),
         desk,
     });
-    let mut endpoint = Endpoint::new(EndpointConfig {
+    let endpoint = Endpoint::new(EndpointConfig {
         timers: Timers {
             t1: Duration::from_millis(config.sip.t1_ms),
             ..Timers::default()
@@ -133,6 +123,73 @@ pub async fn serve(
         users = config.staff.users.len(),
         "staff registrar ready"
     );
+    // Signalling runs on a thread of its own (a current-thread runtime holding the SIP sockets
+    // and the endpoint), so a busy runtime full of call and media tasks never delays reading
+    // the SIP socket: under load, late reads meant kernel drops of ACKs and BYEs, and their
+    // retransmissions made the overload worse. Call tasks still run on the main runtime.
+    let calls_rt = tokio::runtime::Handle::current();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<std::io::Result<SocketAddr>>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("ivr-sip".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (transport, inbound) = match SipTransport::bind(listen, public_ip).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = bound_tx.send(Ok(transport.local_addr()));
+                run_signalling(transport, inbound, endpoint, shutdown, settings, calls_rt).await;
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(ServeError::Thread)?;
+    let bound = bound_rx
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("SIP thread ended before binding")));
+    let local = bound.map_err(|source| ServeError::Bind {
+        addr: listen,
+        source,
+    })?;
+    println!("ivr: SIP listening on {local} (UDP and TCP)");
+    if let Some(ready) = ready {
+        let _ = ready.send(local);
+    }
+    let _ = done_rx.await;
+    // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
+    let _ = shutdown_tx.send(true);
+    let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// The signalling loop: feeds the endpoint inbound messages, call commands and timer expiries,
+/// carries out its outputs, and starts a call task (on `calls_rt`) for each new call. Returns when
+/// shutdown has drained every call.
+async fn run_signalling(
+    transport: SipTransport,
+    mut inbound: mpsc::Receiver<crate::sip::transport::Inbound>,
+    mut endpoint: Endpoint,
+    mut shutdown: mpsc::Receiver<()>,
+    settings: Arc<CallSettings>,
+    calls_rt: tokio::runtime::Handle,
+) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut draining_since: Option<Instant> = None;
@@ -195,7 +252,7 @@ pub async fn serve(
                 Output::Event(call, CallEvent::Incoming(incoming)) => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     calls.insert(call, tx);
-                    tokio::spawn(call::run(
+                    calls_rt.spawn(call::run(
                         call,
                         *incoming,
                         rx,
@@ -227,14 +284,6 @@ pub async fn serve(
             }
         }
     }
-    // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
-    let _ = shutdown_tx.send(true);
-    let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    }
-    info!("stopped");
-    Ok(())
 }
 
 fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSettings, ServeError> {
