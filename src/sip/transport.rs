@@ -51,6 +51,13 @@ impl SipTransport {
         public_ip: Option<IpAddr>,
     ) -> io::Result<(SipTransport, mpsc::Receiver<Inbound>)> {
         let (udp, tcp) = bind_pair(addr).await?;
+        // A burst of datagrams while the signalling thread is descheduled must wait in the
+        // kernel, not be dropped: the default buffer (~208 KiB) holds a few hundred INVITEs, and a
+        // dropped ACK or BYE costs a retransmission storm. The kernel caps this at
+        // net.core.rmem_max; a smaller buffer than asked for is fine, so the result is only logged.
+        if let Err(e) = socket2::SockRef::from(&udp).set_recv_buffer_size(SIP_RECV_BUFFER) {
+            debug!(error = %e, "could not enlarge the SIP socket's receive buffer");
+        }
         let local = udp.local_addr()?;
         let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
         let transport = SipTransport {
@@ -146,6 +153,9 @@ async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free port for UDP and TCP")))
 }
+
+/// The receive buffer asked for the SIP UDP socket.
+const SIP_RECV_BUFFER: usize = 4 << 20;
 
 /// Messages waiting for the endpoint task, at most.
 const INBOUND_QUEUE: usize = 4096;
