@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{cdr_rows, free_port, manifest_dir, require_tool, unique_temp_dir};
+use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, unique_temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use ivr::media::g711::Codec;
 use serde_json::Value;
@@ -200,7 +200,8 @@ impl Line {
             .args(["-key", "caller", caller])
             .args(["-i", "127.0.0.1"])
             .args(["-p", &free_port().to_string()])
-            .args(["-mp", &free_port().to_string()])
+            // sipp binds -mp and the three ports above it (audio and video RTP/RTCP).
+            .args(["-mp", &free_media_port().to_string()])
             .args(["-m", "1", "-timeout", "45s", "-timeout_error", "-nostdin"])
             .arg("-trace_err")
             .arg("-error_file")
@@ -214,10 +215,25 @@ impl Line {
 
     /// Runs one sipp call to completion and asserts it succeeded.
     fn call(&self, scenario: &str, caller: &str, cwd: &Path, tag: &str) {
-        let status = self
-            .sipp(scenario, caller, cwd, tag)
-            .status()
-            .expect("run sipp");
+        // Ports are probed free, then sipp binds them: another process may take one in between.
+        // sipp then exits before sending anything, so trying again with new ports is safe.
+        let errors = cwd.join(format!("sipp-{tag}-errors.log"));
+        let mut attempt = 0;
+        let status = loop {
+            attempt += 1;
+            let status = self
+                .sipp(scenario, caller, cwd, tag)
+                .status()
+                .expect("run sipp");
+            let bind_failed = std::fs::read_to_string(&errors).is_ok_and(|e| {
+                e.contains("Unable to bind") || e.contains("Address already in use")
+            });
+            if !status.success() && bind_failed && attempt < 3 {
+                let _ = std::fs::remove_file(&errors);
+                continue;
+            }
+            break status;
+        };
         if !status.success() {
             let read = |name: String| std::fs::read_to_string(cwd.join(name)).unwrap_or_default();
             panic!(
