@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod sdp;
+mod throttle;
 pub mod transaction;
 pub mod transport;
 
@@ -20,5 +21,6 @@ pub use endpoint::{
 };
 pub use message::{Transport, uri_user};
 pub use registrar::Binding;
+pub(crate) use throttle::LogThrottle;
 pub use transaction::Timers;
 pub use transport::{SipTransport, route_source_ip};

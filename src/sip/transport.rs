@@ -174,8 +174,7 @@ fn is_new_work(datagram: &[u8]) -> bool {
 
 async fn udp_loop(t: SipTransport, tx: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-    let mut dropped: u64 = 0;
-    let mut logged_at: Option<std::time::Instant> = None;
+    let mut shed = super::LogThrottle::default();
     loop {
         let (n, source) = match t.udp.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -190,16 +189,13 @@ async fn udp_loop(t: SipTransport, tx: mpsc::Sender<Inbound>) {
             continue;
         }
         if tx.capacity() < SHED_BELOW_FREE && is_new_work(&buf[..n]) {
-            dropped += 1;
-            if logged_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1)) {
+            if let Some(dropped) = shed.note(std::time::Instant::now()) {
                 warn!(
                     dropped,
                     queued = INBOUND_QUEUE - tx.capacity(),
                     event = "sip_shed",
                     "SIP overload: dropping new requests unparsed"
                 );
-                logged_at = Some(std::time::Instant::now());
-                dropped = 0;
             }
             continue;
         }

@@ -85,13 +85,7 @@ impl Endpoint {
         match method {
             rsip::Method::Invite => self.on_new_invite(now, req, key, source, transport, local),
             rsip::Method::Register => self.on_register(now, &req, &key, source, transport),
-            rsip::Method::Options => {
-                self.respond_with(now, &key, 200, |b| {
-                    b.header("Allow", ALLOW)
-                        .header("Accept", "application/sdp")
-                        .header("Accept-Language", "en")
-                });
-            }
+            // (OPTIONS outside a dialog was answered statelessly, or got 420, above.)
             // BYE, INFO, UPDATE outside a dialog (§12.2.2).
             _ => self.respond_with(now, &key, 481, |b| b),
         }
@@ -233,16 +227,9 @@ impl Endpoint {
 
     /// Logs refused calls without a line per call: the first at once, then a count per second.
     fn note_shed(&mut self, now: Instant, req: &Request, overloaded: bool) {
-        self.shed.count += 1;
-        if self
-            .shed
-            .logged_at
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
-        {
+        let Some(refused) = self.shed.note(now) else {
             return;
-        }
-        let refused = std::mem::take(&mut self.shed.count);
-        self.shed.logged_at = Some(now);
+        };
         let why = if self.draining {
             "shutting down"
         } else if overloaded {

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -33,6 +33,7 @@ mod events;
 pub use config::{EndpointConfig, NONCE_TTL, StaffAuth};
 pub use events::{CallEvent, CallRef, EndReason, IncomingCall, Output};
 
+use super::LogThrottle;
 use super::transaction::{
     InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerState, NonInviteServerTx,
     TimerQueue, TxAction,
@@ -137,12 +138,6 @@ struct ClientTx {
     call: Option<CallRef>,
 }
 
-#[derive(Default)]
-struct ShedLog {
-    count: u64,
-    logged_at: Option<Instant>,
-}
-
 pub struct Endpoint {
     config: EndpointConfig,
     calls: HashMap<CallRef, Call>,
@@ -162,7 +157,7 @@ pub struct Endpoint {
     /// Calls with `setup_pending` (see [`EndpointConfig::max_pending_setups`]).
     pending_setups: usize,
     /// New calls refused with 503 since the last log line about it.
-    shed: ShedLog,
+    shed: LogThrottle,
     draining: bool,
     registrar: Registrar,
     digest: DigestServer,
@@ -190,7 +185,7 @@ impl Endpoint {
             outputs: VecDeque::new(),
             next_call: 1,
             pending_setups: 0,
-            shed: ShedLog::default(),
+            shed: LogThrottle::default(),
             draining: false,
         }
     }
@@ -236,9 +231,7 @@ impl Endpoint {
     /// [`poll_timeout`](Self::poll_timeout) this ignores registration expiry, so a draining
     /// shell knows when it may exit.
     pub fn transactions_pending(&self) -> bool {
-        !self.server_txs.is_empty()
-            || !self.client_txs.is_empty()
-            || !self.invite_client_txs.is_empty()
+        self.transactions() > 0
     }
 
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
