@@ -64,25 +64,8 @@ trap cleanup EXIT
 printf '[sip]\nmax_calls = 1000000\n[call]\nring_ms = 0\n' > "$work/ivr.toml"
 results="$work/results.txt"
 : > "$results"
-tck=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-cpu_seconds() { awk -v t="$tck" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
-status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
-# udp_drops PORT -> datagrams the kernel dropped for the UDP socket(s) bound to 127.0.0.1:PORT
-# (the "drops" column of /proc/net/udp: the socket's receive buffer was full)
-udp_drops() {
-    awk -v p="$(printf '0100007F:%04X' "$1")" '$2 == p {d += $NF} END {print d + 0}' /proc/net/udp
-}
-# ivr's graceful shutdown waits out its SIP transactions (64 x T1 = 32 s after the last one);
-# the measurements are taken by then. Give it 45 s, then SIGKILL.
-stop_ivr() {
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 450); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$1" 2>/dev/null && { echo "ivr $1 still running 45 s after SIGTERM; killing it" >&2; kill -9 "$1"; }
-    wait "$1" 2>/dev/null || true
-}
-
+source benches/lib.sh
 # flood NAME PORT SERVER_PID PROBE(yes|no) -> one line in $results
 flood() {
     local name=$1 port=$2 pid=$3 probe=$4
