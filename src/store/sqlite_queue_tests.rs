@@ -98,16 +98,7 @@ fn voicemail_sla_ack_and_escalation() {
             .expect("mark")
     );
     assert_eq!(store.next_sla_due().expect("next"), None);
-    let outbox: Vec<(i64, String)> = {
-        let conn = raw(dir.path());
-        let mut stmt = conn
-            .prepare("SELECT id, event_type FROM outbox")
-            .expect("prepare");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let outbox: Vec<(i64, String)> = outbox_events(dir.path());
     assert_eq!(
         outbox,
         [(first.expect("id"), "callback_overdue".to_string())]

@@ -46,6 +46,18 @@ pub(super) fn raw(dir: &Path) -> Connection {
     Connection::open(dir.join(DB_FILE)).expect("raw connection")
 }
 
+/// Every outbox row as (id, event type), read straight from the database file.
+pub(super) fn outbox_events(dir: &Path) -> Vec<(i64, String)> {
+    let conn = raw(dir);
+    let mut stmt = conn
+        .prepare("SELECT id, event_type FROM outbox")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
 pub(super) fn start(call_id: &str, caller: &str, at: &str) -> CallStart {
     CallStart {
         call_id: call_id.into(),

@@ -171,16 +171,7 @@ fn a_failing_write_loses_nothing_else_in_its_batch() {
         "{bad}"
     );
     assert!(panics.to_string().contains("panicked"), "{panics}");
-    let events: Vec<(i64, String)> = {
-        let conn = raw(dir.path());
-        let mut stmt = conn
-            .prepare("SELECT id, event_type FROM outbox")
-            .expect("prepare");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let events: Vec<(i64, String)> = outbox_events(dir.path());
     assert_eq!(events, [(good, "call_started".into())]);
     assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM calls"), 1);
     // The writer survived the panic.
