@@ -227,6 +227,27 @@ pub struct SipConfig {
     /// INVITEs in, whose call task has not answered yet; beyond it new calls get 503 at once.
     pub max_pending_setups: usize,
     pub t1_ms: u64,
+    /// Hosts a Request-URI may name besides the address a request arrived on.
+    pub domains: Vec<String>,
+    /// Networks (CIDR or single IPs) our in-dialog requests may be routed to.
+    pub follow_routes_to: Vec<String>,
+    pub limits: SipLimitsConfig,
+}
+
+/// Per-source admission (`[sip.limits]`): rates are per second per source address.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipLimitsConfig {
+    pub calls_per_s: f64,
+    pub calls_burst: u32,
+    pub registers_per_s: f64,
+    pub registers_burst: u32,
+    pub requests_per_s: f64,
+    pub requests_burst: u32,
+    pub max_half_open: u32,
+    pub silent_after: u32,
+    pub exempt: Vec<String>,
+    pub max_sources: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -362,6 +383,7 @@ impl Config {
                 })?;
         }
         parse_port_range(&self.rtp.ports).map_err(|r| bad("rtp.ports", &self.rtp.ports, r))?;
+        self.validate_sip_limits(origin)?;
         if !(50..=5000).contains(&self.sip.t1_ms) {
             return Err(bad(
                 "sip.t1_ms",
@@ -556,6 +578,74 @@ impl Config {
         Ok(())
     }
 
+    fn validate_sip_limits(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, value: &str, reason: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        for (key, list) in [
+            ("sip.follow_routes_to", &self.sip.follow_routes_to),
+            ("sip.limits.exempt", &self.sip.limits.exempt),
+        ] {
+            for net in list {
+                parse_net(net).map_err(|r| bad(key, net, r))?;
+            }
+        }
+        for d in &self.sip.domains {
+            if d.is_empty() || d.contains([':', '/', ' ', '@']) {
+                return Err(bad(
+                    "sip.domains",
+                    d,
+                    "expected a host name or IP address without port, e.g. \"ivr.example.com\""
+                        .into(),
+                ));
+            }
+        }
+        let l = &self.sip.limits;
+        for (key, rate) in [
+            ("sip.limits.calls_per_s", l.calls_per_s),
+            ("sip.limits.registers_per_s", l.registers_per_s),
+            ("sip.limits.requests_per_s", l.requests_per_s),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(bad(
+                    key,
+                    &rate.to_string(),
+                    "expected a number of requests per second, 0 for no limit".into(),
+                ));
+            }
+        }
+        if l.max_sources == 0 {
+            return Err(bad(
+                "sip.limits.max_sources",
+                "0",
+                "must be at least 1 (e.g. 10000)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CIDR networks of `sip.follow_routes_to` (validated at load).
+    pub fn follow_routes_to(&self) -> Vec<ipnet::IpNet> {
+        self.sip
+            .follow_routes_to
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+
+    /// The CIDR networks of `sip.limits.exempt` (validated at load).
+    pub fn limits_exempt(&self) -> Vec<ipnet::IpNet> {
+        self.sip
+            .limits
+            .exempt
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         // Validated at load time.
         parse_listen(&self.sip.listen).unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 5060)))
@@ -581,6 +671,16 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()
         .map_err(|_| "expected IP:PORT, e.g. 0.0.0.0:5060 or [::1]:5060".to_string())
+}
+
+/// A network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            "expected an IP address or CIDR network, e.g. 203.0.113.7 or 10.0.0.0/8".into()
+        })
 }
 
 /// `LO-HI`: at least two ports (one RTP/RTCP pair), within 1024..=65535.

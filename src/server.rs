@@ -24,8 +24,10 @@ use crate::media::prompt::{PromptError, PromptStore};
 use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
 use crate::sip::SipTransport;
 use crate::sip::Timers;
+use crate::sip::admission::{AdmissionConfig, Rate};
 use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::store::{SqliteStore, Store};
+use ipnet::IpNet;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -97,27 +99,7 @@ pub async fn serve(
         rtp_ports: config.rtp_ports(),
         desk,
     });
-    let endpoint = Endpoint::new(EndpointConfig {
-        timers: Timers {
-            t1: Duration::from_millis(config.sip.t1_ms),
-            ..Timers::default()
-        },
-        max_calls: config.sip.max_calls,
-        max_pending_setups: config.sip.max_pending_setups,
-        staff: StaffAuth {
-            realm: config.staff.realm.clone(),
-            users: config
-                .staff
-                .users
-                .iter()
-                .map(|u| (u.name.clone(), u.password.clone()))
-                .collect(),
-            min_expires: config.staff.min_expires,
-            max_expires: config.staff.max_expires,
-            algorithms: config.staff.digest_algorithms(),
-        },
-        wall_clock: Some((Instant::now().into_std(), unix_now())),
-    });
+    let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip));
     info!(
         realm = %config.staff.realm,
         users = config.staff.users.len(),
@@ -478,5 +460,69 @@ fn hang_up_all(
     let now = Instant::now().into_std();
     for call in calls.keys() {
         endpoint.hangup(now, *call);
+    }
+}
+
+/// The SIP core's settings, from the config.
+fn endpoint_config(
+    config: &Config,
+    listen: SocketAddr,
+    public_ip: Option<IpAddr>,
+) -> EndpointConfig {
+    let l = &config.sip.limits;
+    let rate = |per_s: f64, burst: u32| Rate {
+        per_s,
+        burst: f64::from(burst),
+    };
+    // Trusted proxies carry many callers each: never limit them per source.
+    let mut exempt = config.limits_exempt();
+    exempt.extend(
+        config
+            .callers
+            .trusted_proxies
+            .iter()
+            .map(|ip| IpNet::from(*ip)),
+    );
+    let mut domains: Vec<String> = config
+        .sip
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    domains.extend(public_ip.map(|ip| ip.to_string()));
+    if !listen.ip().is_unspecified() {
+        domains.push(listen.ip().to_string());
+    }
+    EndpointConfig {
+        timers: Timers {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..Timers::default()
+        },
+        max_calls: config.sip.max_calls,
+        max_pending_setups: config.sip.max_pending_setups,
+        staff: StaffAuth {
+            realm: config.staff.realm.clone(),
+            users: config
+                .staff
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            min_expires: config.staff.min_expires,
+            max_expires: config.staff.max_expires,
+            algorithms: config.staff.digest_algorithms(),
+        },
+        wall_clock: Some((Instant::now().into_std(), unix_now())),
+        admission: AdmissionConfig {
+            calls: rate(l.calls_per_s, l.calls_burst),
+            registers: rate(l.registers_per_s, l.registers_burst),
+            requests: rate(l.requests_per_s, l.requests_burst),
+            max_half_open: l.max_half_open,
+            silent_after: l.silent_after,
+            exempt,
+            max_sources: l.max_sources,
+        },
+        domains,
+        follow_routes_to: config.follow_routes_to(),
     }
 }

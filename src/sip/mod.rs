@@ -3,6 +3,7 @@
 //! The rest of `ivr` uses the surface re-exported here: the endpoint core and what goes in and
 //! out of it, the transport shell, the URI helpers and `sdp` for offer/answer. The submodules
 //! stay public for tests and benchmarks that drive one layer on its own.
+pub mod admission;
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
+use crate::sip::admission::AdmissionConfig;
 use crate::sip::auth::Algorithm;
 use crate::sip::transaction::Timers;
 
@@ -24,6 +27,14 @@ pub struct EndpointConfig {
     /// endpoint sees counts as Unix second 0, which is fine for nonces that only this process
     /// verifies.
     pub wall_clock: Option<(Instant, u64)>,
+    /// Per-source limits on out-of-dialog requests (see `sip::admission`).
+    pub admission: AdmissionConfig,
+    /// Host names and addresses (lower case) a Request-URI may name besides the address the
+    /// request arrived on; a request for any other host gets 404 (RFC 3261 §8.2.2.1).
+    pub domains: Vec<String>,
+    /// Networks a dialog's Record-Route or Contact may send our in-dialog requests to when it
+    /// names a host other than the one the dialog came from (a proxy in front).
+    pub follow_routes_to: Vec<IpNet>,
 }
 
 impl Default for EndpointConfig {
@@ -34,6 +45,9 @@ impl Default for EndpointConfig {
             max_pending_setups: 400,
             staff: StaffAuth::default(),
             wall_clock: None,
+            admission: AdmissionConfig::default(),
+            domains: Vec::new(),
+            follow_routes_to: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use tracing::{debug, info, warn};
 
 use super::*;
+use crate::sip::dialog::uri_socket_addr;
 
 impl Endpoint {
     pub(super) fn on_request(
@@ -36,8 +37,17 @@ impl Endpoint {
             Transport::Udp => req.via.response_target(source),
             Transport::Tcp(_) => source,
         };
-        if req.to.tag.is_none() && self.answer_statelessly(now, &req, source, transport, reply_to) {
-            return;
+        if req.to.tag.is_none() && method != rsip::Method::Cancel {
+            if !self.names_us(&req.uri, local) {
+                self.refuse_foreign_host(now, &req, source, transport, reply_to, local);
+                return;
+            }
+            if !self.admit(now, &req, source, transport, reply_to) {
+                return;
+            }
+            if self.answer_statelessly(now, &req, source, transport, reply_to) {
+                return;
+            }
         }
         let kind = if method == rsip::Method::Invite {
             ServerTxKind::Invite(InviteServerTx::new(
@@ -127,16 +137,18 @@ impl Endpoint {
                 return;
             }
         }
-        // A call from a staff user (a desk call-back) must prove who it is: nobody may borrow a
-        // staff From to call out through the line.
-        let staff_user = if self.config.staff.users.contains_key(req.from.user()) {
-            match self.authenticate_invite(now, &req, &key, source) {
-                Some(user) => Some(user),
-                None => return,
-            }
-        } else {
-            None
-        };
+        // A call whose From claims one of our users (a desk call-back) must prove who it is:
+        // nobody may borrow a staff From to call out through the line. Every such From is
+        // challenged, named staff or not, so the answers do not tell which names exist.
+        let staff_user =
+            if !self.config.staff.users.is_empty() && self.claims_to_be_ours(&req.from.uri, local) {
+                match self.authenticate_invite(now, &req, &key, source) {
+                    Some(user) => Some(user),
+                    None => return,
+                }
+            } else {
+                None
+            };
         // 100 Trying at once so the caller's timer A stops retransmitting (§17.2.1).
         self.respond_with(now, &key, 100, |b| b);
         let call = self.next_call;
@@ -168,8 +180,10 @@ impl Endpoint {
                 to: req.to.uri.clone(),
                 outbound: None,
                 setup_pending: true,
+                half_open: true,
             },
         );
+        self.admission.opened(source.ip());
         self.pending_setups += 1;
         let incoming = IncomingCall {
             call_id: req.call_id.clone(),
@@ -341,6 +355,10 @@ impl Endpoint {
         );
         if first_ack {
             c.state = CallState::Confirmed;
+            if std::mem::take(&mut c.half_open) {
+                let ip = c.source.ip();
+                self.admission.closed(ip);
+            }
         }
         if let Some(t) = self.server_txs.get_mut(&invite_key)
             && let ServerTxKind::Invite(tx) = &mut t.kind
@@ -448,10 +466,11 @@ impl Endpoint {
             &[],
             None,
         );
-        let to = match c.outbound {
-            Some(_) => uac::outbound_next_hop(&next_hop, c.source),
+        let hop = match c.outbound {
+            Some(_) => uri_socket_addr(&next_hop),
             None => next_hop_addr(&next_hop, c),
         };
+        let to = gate::allowed_hop(&self.config.follow_routes_to, hop, c.source);
         let transport = c.peer_transport;
         info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "bye_sent", "hanging up");
         let (tx, actions) = NonInviteClientTx::new(
@@ -493,6 +512,9 @@ impl Endpoint {
         self.timers.set(&TimerKey::CancelGiveUp(call), None);
         self.setup_done(call);
         if let Some(c) = self.calls.remove(&call) {
+            if c.half_open {
+                self.admission.closed(c.source.ip());
+            }
             self.dialogs
                 .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
             if let Some(calls) = self.by_call_id.get_mut(&c.dialog.call_id) {
@@ -508,19 +530,19 @@ impl Endpoint {
     }
 }
 
-/// Resolves the next hop of an in-dialog request without DNS: over TCP, or with no route set, we
-/// reuse the flow the INVITE came on (works through NAT, RFC 5626 spirit); otherwise the first
-/// route's address when it is an IP literal, else that same flow.
-fn next_hop_addr(next_hop: &str, c: &Call) -> SocketAddr {
+/// The next hop of an in-dialog request without DNS: over TCP, or with no route set, we reuse the
+/// flow the INVITE came on (works through NAT, RFC 5626 spirit; the Contact is not used); otherwise
+/// the first route's address when it is an IP literal, else that same flow.
+fn next_hop_addr(next_hop: &str, c: &Call) -> Option<SocketAddr> {
     if matches!(c.peer_transport, Transport::Tcp(_)) || c.dialog.route_set.is_empty() {
-        return c.source;
+        return None;
     }
-    super::super::dialog::uri_socket_addr(next_hop).unwrap_or(c.source)
+    uri_socket_addr(next_hop)
 }
 
 /// The To tag of a stateless response: the same for every retransmission of the request
 /// (§8.2.7), so it is derived from the request's identity rather than drawn at random.
-fn stateless_tag(req: &Request) -> String {
+pub(super) fn stateless_tag(req: &Request) -> String {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
     (&req.call_id, &req.from.tag, req.cseq, &req.via.branch).hash(&mut h);

@@ -19,6 +19,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tracing::{debug, info, warn};
 
+use super::admission::{Admission, Verdict, Work};
 use super::auth::{AuthError, DigestServer, parse_digest};
 use super::dialog::{Dialog, uri_host_port};
 use super::message::{
@@ -29,6 +30,7 @@ use super::registrar::{
 };
 mod config;
 mod events;
+mod gate;
 
 pub use config::{EndpointConfig, NONCE_TTL, StaffAuth};
 pub use events::{CallEvent, CallRef, EndReason, IncomingCall, Output};
@@ -90,6 +92,8 @@ struct Call {
     outbound: Option<Box<uac::Outbound>>,
     /// An incoming call whose task has not yet rung, answered or rejected it.
     setup_pending: bool,
+    /// An incoming call not yet confirmed by ACK: it counts against its source's half-open cap.
+    half_open: bool,
 }
 
 enum ServerTxKind {
@@ -158,6 +162,12 @@ pub struct Endpoint {
     pending_setups: usize,
     /// New calls refused with 503 since the last log line about it.
     shed: LogThrottle,
+    /// Per-source limits on out-of-dialog requests.
+    admission: Admission,
+    /// Requests refused or dropped by `admission` since the last log line about it.
+    limited: LogThrottle,
+    /// Requests for hosts that are not ours since the last log line about it.
+    foreign: LogThrottle,
     draining: bool,
     registrar: Registrar,
     digest: DigestServer,
@@ -170,6 +180,7 @@ impl Endpoint {
         let staff = &config.staff;
         let registrar = Registrar::new(staff.min_expires, staff.max_expires, staff.max_expires);
         let digest = DigestServer::with_random_secret(staff.realm.clone(), NONCE_TTL);
+        let admission = Admission::new(config.admission.clone());
         Endpoint {
             registrar,
             digest,
@@ -186,6 +197,9 @@ impl Endpoint {
             next_call: 1,
             pending_setups: 0,
             shed: LogThrottle::default(),
+            admission,
+            limited: LogThrottle::default(),
+            foreign: LogThrottle::default(),
             draining: false,
         }
     }
@@ -586,6 +600,8 @@ mod register;
 mod uac;
 pub use uac::{Credentials, OutboundCall};
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod scale_tests;
 #[cfg(test)]

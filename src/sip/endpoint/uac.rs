@@ -133,6 +133,7 @@ impl Endpoint {
                     redirected: false,
                 })),
                 setup_pending: false,
+                half_open: false,
             },
         );
         self.send_invite(now, call, None);
@@ -355,7 +356,11 @@ impl Endpoint {
             o.spec.transport.via_name(),
             &branch,
         );
-        let dest = outbound_next_hop(&next_hop, c.source);
+        let dest = gate::allowed_hop(
+            &self.config.follow_routes_to,
+            uri_socket_addr(&next_hop),
+            c.source,
+        );
         let bytes = Bytes::from(bytes);
         o.ack = Some((bytes.clone(), dest, o.spec.transport));
         let cancelled = o.cancel != Cancel::NotAsked;
@@ -531,12 +536,6 @@ fn redirect_target(resp: &Response, allowed: &[String]) -> Option<(String, Socke
         return None;
     }
     Some((contact.uri.clone(), uri_socket_addr(&contact.uri)?))
-}
-
-/// The address of an in-dialog request to a staff phone: its Contact (or first route) when that
-/// is an IP literal, else where the INVITE went.
-pub(super) fn outbound_next_hop(next_hop: &str, fallback: SocketAddr) -> SocketAddr {
-    uri_socket_addr(next_hop).unwrap_or(fallback)
 }
 
 /// Our Contact towards a staff phone.

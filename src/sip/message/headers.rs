@@ -115,7 +115,13 @@ pub struct NameAddr {
 impl NameAddr {
     pub(super) fn parse(raw: &str, name: &'static str) -> Result<NameAddr, ParseError> {
         let raw = raw.trim();
-        let (uri, params) = if let Some(lt) = raw.find('<') {
+        // A quoted display name may hold '<', ',' or ';': skip it whole. One without its closing
+        // quote leaves the header's extent unknowable (RFC 4475 §3.1.2.6): refuse it.
+        let name_end = match raw.strip_prefix('"') {
+            Some(quoted) => 1 + closing_quote(quoted).ok_or(ParseError::BadHeader(name))? + 1,
+            None => 0,
+        };
+        let (uri, params) = if let Some(lt) = raw[name_end..].find('<').map(|i| i + name_end) {
             let gt = raw[lt..].find('>').ok_or(ParseError::BadHeader(name))? + lt;
             (raw[lt + 1..gt].trim(), &raw[gt + 1..])
         } else {
@@ -145,6 +151,21 @@ impl NameAddr {
     pub fn user(&self) -> &str {
         uri_user(&self.uri)
     }
+}
+
+/// The byte index of the `"` that ends a quoted string whose opening quote was just consumed
+/// (RFC 3261 §25.1 quoted-pair: a backslash escapes the next character).
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The user part of a SIP or tel URI (`sip:alice@host;x` → `alice`, `tel:+1555;y` → `+1555`);

@@ -64,6 +64,10 @@ pub enum ParseError {
     BadHeader(&'static str),
     #[error("Content-Length is not a number")]
     BadContentLength,
+    #[error("Content-Length headers disagree")]
+    ConflictingContentLength,
+    #[error("unsupported URI scheme in {0:?}")]
+    UnsupportedScheme(String),
     #[error("Content-Length {declared} but only {actual} body bytes arrived")]
     BodyTooShort { declared: usize, actual: usize },
     #[error("message of {0} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit")]
@@ -237,6 +241,13 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
             });
         }
     };
+    // We serve sip: (and sips:, whose security is the transport's business); any other scheme
+    // (tel:, mailto:, ...) is not ours to route: 416 (§8.2.2.1, RFC 4475 §3.3.1).
+    let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        let e = ParseError::UnsupportedScheme(uri.to_string());
+        return Err(reject(416, e, raw));
+    }
     // rsip checks the Request-URI grammar; every header we use is read from the scan above, so
     // the message is parsed once (see DESIGN.md, "Parsing SIP").
     if let Err(e) = rsip::Uri::try_from(uri) {

@@ -144,15 +144,26 @@ impl RawMessage {
         self.header(name).and_then(|h| h.value_str())
     }
 
+    /// The declared body length. Two Content-Length headers that disagree make the message's
+    /// end ambiguous (RFC 4475 §3.1.2.11): which one a proxy in front believed is unknowable, so
+    /// the message is refused rather than guessed at (request smuggling).
     pub fn content_length(&self) -> Result<Option<usize>, ParseError> {
-        match self.header("Content-Length") {
-            None => Ok(None),
-            Some(h) => h
+        let mut length = None;
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("Content-Length"))
+        {
+            let n = h
                 .value_str()
                 .and_then(|v| v.trim().parse::<usize>().ok())
-                .map(Some)
-                .ok_or(ParseError::BadContentLength),
+                .ok_or(ParseError::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::ConflictingContentLength);
+            }
+            length = Some(n);
         }
+        Ok(length)
     }
 
     pub fn is_request(&self) -> bool {
@@ -230,11 +241,14 @@ pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
         let name = String::from_utf8_lossy(trim_bytes(&line[..colon]));
         if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
             let v = String::from_utf8_lossy(trim_bytes(&line[colon + 1..]));
-            length = Some(
-                v.trim()
-                    .parse::<usize>()
-                    .map_err(|_| ParseError::BadContentLength)?,
-            );
+            let n = v
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| ParseError::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::ConflictingContentLength);
+            }
+            length = Some(n);
         }
     }
     // On a stream Content-Length is mandatory (§18.3, §20.14).

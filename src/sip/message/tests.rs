@@ -224,3 +224,58 @@ fn p_asserted_identity_is_read() {
     let tel = NameAddr::parse("<tel:+15551230001;phone-context=x>", "To").unwrap();
     assert_eq!(tel.user(), "+15551230001");
 }
+
+/// The status a request is refused with, or `None` when it parses.
+fn refusal(msg: &str) -> Option<u16> {
+    match parse(msg.as_bytes()) {
+        Ok(_) => None,
+        Err(Rejection::Respond { status, .. }) => Some(status),
+        Err(Rejection::Drop(e)) => panic!("dropped instead of answered: {e}"),
+    }
+}
+
+#[test]
+fn a_request_uri_of_another_scheme_gets_416() {
+    // RFC 4475 §3.3.1 (unksm2) and a mailto: one.
+    for uri in [
+        "mailto:alice@example.com",
+        "isbn:2983792873",
+        "tel:+15550100",
+    ] {
+        let msg = INVITE.replacen("sip:ivr@127.0.0.1:5060", uri, 1);
+        assert_eq!(refusal(&msg), Some(416), "{uri}");
+    }
+    let sips = INVITE.replacen("sip:ivr@", "sips:ivr@", 1);
+    assert_eq!(refusal(&sips), None);
+    let upper = INVITE.replacen("sip:ivr@", "SIP:ivr@", 1);
+    assert_eq!(refusal(&upper), None);
+}
+
+#[test]
+fn content_length_headers_that_disagree_get_400() {
+    // RFC 4475 §3.1.2.11 (mcl01): the body's end is ambiguous.
+    let msg = INVITE.replace("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 2\r\n");
+    assert_eq!(refusal(&msg), Some(400));
+    let same = INVITE.replace("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 4\r\n");
+    assert_eq!(refusal(&same), None);
+    // And on a stream, where framing depends on it.
+    let head = "OPTIONS sip:ivr@h SIP/2.0\r\nContent-Length: 0\r\nContent-Length: 10\r\n\r\n";
+    assert_eq!(
+        frame_stream(head.as_bytes()),
+        Err(ParseError::ConflictingContentLength)
+    );
+}
+
+#[test]
+fn an_unterminated_quoted_display_name_gets_400() {
+    // RFC 4475 §3.1.2.6 (quotbal).
+    let msg = INVITE.replace("From: \"Alice\" <sip:", "From: \"Alice <sip:");
+    assert_eq!(refusal(&msg), Some(400));
+    // A closed quote may hold '<', ';' and escaped quotes.
+    let msg = INVITE.replace("From: \"Alice\" <sip:", "From: \"A \\\"<b>\\\"; c\" <sip:");
+    let Incoming::Request(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.from.uri, "sip:+15551230001@client.example");
+    assert_eq!(r.from.tag.as_deref(), Some("a1"));
+}
