@@ -113,6 +113,11 @@ fn a_flood_of_unacked_invites_from_one_source_cannot_take_the_line() {
     call_is_answered(&caller, "after the flood");
     let log = ivr.log();
     let incoming = log.matches("event=\"invite\"").count();
+    eprintln!(
+        "flood: 600 INVITEs ({sent_bytes} bytes) in {flood_time:?}; back in 3 s: {datagrams} datagrams, \
+         {back_bytes} bytes ({:.2}x); calls created: {incoming} (2 real)",
+        back_bytes as f64 / sent_bytes as f64
+    );
     assert!(
         incoming <= 12,
         "calls created for the flooder (+2 real): {incoming}; the flood took {flood_time:?}"

@@ -140,15 +140,16 @@ impl Endpoint {
         // A call whose From claims one of our users (a desk call-back) must prove who it is:
         // nobody may borrow a staff From to call out through the line. Every such From is
         // challenged, named staff or not, so the answers do not tell which names exist.
-        let staff_user =
-            if !self.config.staff.users.is_empty() && self.claims_to_be_ours(&req.from.uri, local) {
-                match self.authenticate_invite(now, &req, &key, source) {
-                    Some(user) => Some(user),
-                    None => return,
-                }
-            } else {
-                None
-            };
+        let staff_user = if !self.config.staff.users.is_empty()
+            && self.claims_to_be_ours(&req.from.uri, local)
+        {
+            match self.authenticate_invite(now, &req, &key, source) {
+                Some(user) => Some(user),
+                None => return,
+            }
+        } else {
+            None
+        };
         // 100 Trying at once so the caller's timer A stops retransmitting (§17.2.1).
         self.respond_with(now, &key, 100, |b| b);
         let call = self.next_call;
