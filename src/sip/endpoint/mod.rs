@@ -19,7 +19,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tracing::{debug, info, warn};
 
-use super::auth::{AuthError, DigestServer, parse_digest};
+use super::auth::{AuthError, DigestServer, Gatekeeper, parse_digest};
 use super::dialog::{Dialog, uri_host_port};
 use super::message::{
     ALLOW, Incoming, RawMessage, Rejection, Request, Response, ResponseBuilder, Transport, parse,
@@ -160,7 +160,7 @@ pub struct Endpoint {
     shed: LogThrottle,
     draining: bool,
     registrar: Registrar,
-    digest: DigestServer,
+    auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
     wall_clock: Option<(Instant, u64)>,
 }
@@ -170,9 +170,10 @@ impl Endpoint {
         let staff = &config.staff;
         let registrar = Registrar::new(staff.min_expires, staff.max_expires, staff.max_expires);
         let digest = DigestServer::with_random_secret(staff.realm.clone(), NONCE_TTL);
+        let auth = Gatekeeper::new(digest, staff.lockout);
         Endpoint {
             registrar,
-            digest,
+            auth,
             wall_clock: config.wall_clock,
             config,
             calls: HashMap::new(),
