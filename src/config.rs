@@ -114,6 +114,16 @@ pub struct StaffConfig {
     pub max_expires: u32,
     /// Digest algorithms offered, one `WWW-Authenticate` each, in this order.
     pub algorithms: Vec<String>,
+    /// Failed digest answers within `auth_failure_window_s` that block the source (and,
+    /// separately, the user named); 0 turns the lockout off.
+    pub auth_failures_before_block: u32,
+    /// The window the failures are counted in (seconds).
+    pub auth_failure_window_s: u64,
+    /// The first block's length (seconds); each further block of the same source or user doubles.
+    pub auth_block_s: u64,
+    /// The longest block (seconds); also how long a source or user must stay quiet after a block
+    /// before the next one starts short again.
+    pub auth_block_max_s: u64,
 }
 
 impl StaffConfig {
@@ -542,6 +552,29 @@ impl Config {
                     .into(),
             ));
         }
+        if s.auth_failure_window_s == 0 {
+            return Err(bad(
+                "staff.auth_failure_window_s",
+                "0",
+                "must be at least 1 second, e.g. 300".into(),
+            ));
+        }
+        if s.auth_block_s == 0 {
+            return Err(bad(
+                "staff.auth_block_s",
+                "0",
+                "must be at least 1 second, e.g. 60 (to turn blocking off, set \
+                 staff.auth_failures_before_block = 0)"
+                    .into(),
+            ));
+        }
+        if s.auth_block_max_s < s.auth_block_s {
+            return Err(bad(
+                "staff.auth_block_max_s",
+                &s.auth_block_max_s.to_string(),
+                format!("must be at least staff.auth_block_s ({})", s.auth_block_s),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for u in &s.users {
             let name_ok = !u.name.is_empty()
@@ -839,6 +872,15 @@ mod tests {
         assert_eq!(s.realm, "ivr");
         assert!(s.users.is_empty());
         assert_eq!((s.min_expires, s.max_expires), (60, 3600));
+        assert_eq!(
+            (
+                s.auth_failures_before_block,
+                s.auth_failure_window_s,
+                s.auth_block_s,
+                s.auth_block_max_s
+            ),
+            (10, 300, 60, 3600)
+        );
         use crate::sip::Algorithm;
         assert_eq!(s.digest_algorithms(), [Algorithm::Sha256, Algorithm::Md5]);
         let c = Config::from_str(
@@ -878,6 +920,12 @@ mod tests {
         assert!(e("[staff]\nrealm = \"\"\n").contains("staff.realm"));
         assert!(e("[staff]\nalgorithms = [\"SHA-1\"]\n").contains("staff.algorithms"));
         assert!(e("[staff]\nalgorithms = []\n").contains("staff.algorithms"));
+        assert!(e("[staff]\nauth_block_s = 0\n").contains("staff.auth_block_s"));
+        assert!(e("[staff]\nauth_failure_window_s = 0\n").contains("staff.auth_failure_window_s"));
+        assert_eq!(
+            e("[staff]\nauth_block_s = 600\nauth_block_max_s = 60\n"),
+            "config t.toml: staff.auth_block_max_s = \"60\": must be at least staff.auth_block_s (600)"
+        );
         assert!(
             e("[[staff.users]]\nname = \"a\"\npasswd = \"x\"\n").contains("unknown field `passwd`")
         );

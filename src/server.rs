@@ -25,6 +25,7 @@ use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
 use crate::sip::SipTransport;
 use crate::sip::Timers;
 use crate::sip::admission::{AdmissionConfig, Rate};
+use crate::sip::auth::LockoutPolicy;
 use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::store::{SqliteStore, Store};
 use ipnet::IpNet;
@@ -511,6 +512,12 @@ fn endpoint_config(
             min_expires: config.staff.min_expires,
             max_expires: config.staff.max_expires,
             algorithms: config.staff.digest_algorithms(),
+            lockout: LockoutPolicy {
+                failures: config.staff.auth_failures_before_block,
+                window: Duration::from_secs(config.staff.auth_failure_window_s),
+                block: Duration::from_secs(config.staff.auth_block_s),
+                block_max: Duration::from_secs(config.staff.auth_block_max_s),
+            },
         },
         wall_clock: Some((Instant::now().into_std(), unix_now())),
         admission: AdmissionConfig {

@@ -11,7 +11,11 @@
 //! - [`RegisterError::TooManyContacts`]: 403 (a policy refusal, so a hostile or broken phone cannot
 //!   grow the table without bound).
 //!
-//! An update is all-or-nothing: every contact is checked before any binding changes.
+//! An update is all-or-nothing: every contact is checked before any binding changes. The Call-ID/
+//! CSeq rule (steps 6 and 7: for `Contact: *` every binding, else each binding of a listed URI;
+//! same Call-ID and a CSeq not higher aborts) only orders one client's requests: a request with
+//! another Call-ID is another client by the RFC, so a replayed REGISTER with a fresh Call-ID is
+//! refused by `sip::auth`'s nonce-count check before it gets here.
 //! The dial node asks [`Registrar::contacts`] for a user's live contacts; the shell calls
 //! [`Registrar::expire`] at [`Registrar::next_expiry`].
 

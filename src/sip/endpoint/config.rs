@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 use crate::sip::admission::AdmissionConfig;
-use crate::sip::auth::Algorithm;
+use crate::sip::auth::{Algorithm, LockoutPolicy};
 use crate::sip::transaction::Timers;
 
 #[derive(Clone, Debug)]
@@ -55,7 +55,8 @@ impl Default for EndpointConfig {
 /// How long a digest nonce stays fresh; an older one gets a `stale=true` re-challenge.
 pub const NONCE_TTL: Duration = Duration::from_secs(300);
 
-/// The registrar's settings: the digest realm, the staff credentials and the expiry bounds.
+/// The registrar's settings: the digest realm, the staff credentials, the expiry bounds and the
+/// lockout after failed answers.
 #[derive(Clone)]
 pub struct StaffAuth {
     pub realm: String,
@@ -66,6 +67,8 @@ pub struct StaffAuth {
     /// The challenge algorithms, one `WWW-Authenticate` each, in this order (RFC 8760 §2.4:
     /// most preferred first).
     pub algorithms: Vec<Algorithm>,
+    /// When failed digest answers block a source or a user (see `sip::auth::Lockout`).
+    pub lockout: LockoutPolicy,
 }
 
 impl Default for StaffAuth {
@@ -76,6 +79,7 @@ impl Default for StaffAuth {
             min_expires: crate::sip::registrar::MIN_EXPIRES,
             max_expires: 3600,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            lockout: LockoutPolicy::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl std::fmt::Debug for StaffAuth {
             .field("min_expires", &self.min_expires)
             .field("max_expires", &self.max_expires)
             .field("algorithms", &self.algorithms)
+            .field("lockout", &self.lockout)
             .finish()
     }
 }

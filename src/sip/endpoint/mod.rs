@@ -20,7 +20,7 @@ use rand::distr::Alphanumeric;
 use tracing::{debug, info, warn};
 
 use super::admission::{Admission, Verdict, Work};
-use super::auth::{AuthError, DigestServer, parse_digest};
+use super::auth::{AuthError, DigestServer, Gatekeeper, parse_digest};
 use super::dialog::{Dialog, uri_host_port};
 use super::message::{
     ALLOW, Incoming, RawMessage, Rejection, Request, Response, ResponseBuilder, Transport, parse,
@@ -170,7 +170,7 @@ pub struct Endpoint {
     foreign: LogThrottle,
     draining: bool,
     registrar: Registrar,
-    digest: DigestServer,
+    auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
     wall_clock: Option<(Instant, u64)>,
 }
@@ -181,9 +181,10 @@ impl Endpoint {
         let registrar = Registrar::new(staff.min_expires, staff.max_expires, staff.max_expires);
         let digest = DigestServer::with_random_secret(staff.realm.clone(), NONCE_TTL);
         let admission = Admission::new(config.admission.clone());
+        let auth = Gatekeeper::new(digest, staff.lockout);
         Endpoint {
             registrar,
-            digest,
+            auth,
             wall_clock: config.wall_clock,
             config,
             calls: HashMap::new(),

@@ -1,10 +1,13 @@
 //! REGISTER for staff phones (RFC 3261 §10.3 with digest auth, RFC 7616/8760): the part of the
-//! endpoint core that authenticates a phone and keeps its bindings in the registrar.
+//! endpoint core that authenticates a phone (and a staff call-back INVITE) through the
+//! [`Gatekeeper`](crate::sip::auth::Gatekeeper), which refuses replayed answers and blocks
+//! sources and users after repeated failures, and keeps the bindings in the registrar.
 
 use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::super::auth::{Admission, Block, Culprit};
 use super::*;
 
 impl Endpoint {
@@ -25,6 +28,7 @@ impl Endpoint {
     /// A 401 (`WWW-Authenticate`) or 407 (`Proxy-Authenticate`) challenge.
     fn challenge_with(&mut self, now: Instant, key: &TxKey, stale: bool, status: u16) {
         let now_unix = self.unix_secs(now);
+        let digest = self.auth.digest();
         let challenges: Vec<String> = self
             .config
             .staff
@@ -32,9 +36,9 @@ impl Endpoint {
             .iter()
             .map(|a| {
                 if stale {
-                    self.digest.stale_challenge(now_unix, *a)
+                    digest.stale_challenge(now_unix, *a)
                 } else {
-                    self.digest.challenge(now_unix, *a)
+                    digest.challenge(now_unix, *a)
                 }
             })
             .collect();
@@ -51,14 +55,9 @@ impl Endpoint {
         });
     }
 
-    /// Checks the request's digest credentials (in any of `headers`) against the staff users.
-    /// Several may be present (one per realm): ours is answered.
-    fn verify_digest(
-        &mut self,
-        now: Instant,
-        req: &Request,
-        headers: &[&str],
-    ) -> Result<String, AuthError> {
+    /// The request's digest credentials for our realm among `headers` (a request may carry one
+    /// per realm), else the first there is.
+    fn our_credentials(&self, req: &Request, headers: &[&str]) -> Option<String> {
         let values: Vec<&str> = req
             .raw
             .headers
@@ -66,20 +65,108 @@ impl Endpoint {
             .filter(|h| headers.iter().any(|n| h.name.eq_ignore_ascii_case(n)))
             .filter_map(|h| h.value_str())
             .collect();
-        let ours = values
+        let realm = self.auth.digest().realm.as_str();
+        values
             .iter()
             .find(|v| {
                 parse_digest(v)
                     .ok()
-                    .is_some_and(|p| p.get("realm") == Some(self.digest.realm.as_str()))
+                    .is_some_and(|p| p.get("realm") == Some(realm))
             })
             .or(values.first())
-            .copied();
+            .map(|v| v.to_string())
+    }
+
+    /// Checks the request's digest credentials (in any of `headers`) against the staff users,
+    /// after asking the lockout whether to look at them at all. `None`: the source or user is
+    /// blocked and the request was answered 403 or dropped. Failures are logged as `event`, at
+    /// most once a second with a count; blocks that start get a line each.
+    fn check_credentials(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        key: &TxKey,
+        source: SocketAddr,
+        headers: &[&str],
+        event: &str,
+    ) -> Option<Result<String, AuthError>> {
+        let credentials = self.our_credentials(req, headers);
+        let named = credentials
+            .as_deref()
+            .and_then(|c| parse_digest(c).ok())
+            .and_then(|p| p.get("username").map(str::to_string));
+        match self.auth.admit(now, source.ip(), named.as_deref()) {
+            Admission::Check => {}
+            Admission::Refuse => {
+                // The same answer for every source and user, known or not.
+                self.respond_with(now, key, 403, |b| {
+                    b.header(
+                        "Warning",
+                        "399 ivr \"too many failed attempts; try again later\"",
+                    )
+                });
+                return None;
+            }
+            Admission::Drop => {
+                self.forget_request(key);
+                return None;
+            }
+        }
         let now_unix = self.unix_secs(now);
         let users = &self.config.staff.users;
         let method = req.method.to_string();
-        self.digest
-            .verify(&method, &req.uri, ours, |u| users.get(u).cloned(), now_unix)
+        let result = self.auth.authenticate(
+            now,
+            now_unix,
+            source.ip(),
+            &method,
+            &req.uri,
+            credentials.as_deref(),
+            |u| users.get(u).cloned(),
+        );
+        while let Some(block) = self.auth.poll_block() {
+            self.log_block(now, &block);
+        }
+        match &result {
+            Ok(_) | Err(AuthError::Missing | AuthError::StaleNonce) => {}
+            Err(AuthError::Replayed) => {
+                if let Some(count) = self.auth.replay_log.note(now) {
+                    warn!(call_id = %req.call_id, user = named.as_deref().unwrap_or("-"), %source, %method, count, event = "auth_replay", "replayed digest answer refused (stale challenge sent); count since the last line");
+                }
+            }
+            Err(e) => {
+                if let Some(count) = self.auth.failure_log.note(now) {
+                    warn!(call_id = %req.call_id, user = named.as_deref().unwrap_or("-"), %source, %method, error = %e, count, event, "digest authentication failed; count: failures since the last such line");
+                }
+            }
+        }
+        Some(result)
+    }
+
+    fn log_block(&mut self, now: Instant, block: &Block) {
+        let until_unix = self.unix_secs(block.until);
+        let until = i64::try_from(until_unix)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| until_unix.to_string());
+        let secs = block.length.as_secs();
+        let remaining = block.until.saturating_duration_since(now).as_secs();
+        match &block.who {
+            Culprit::Source(ip) => {
+                warn!(source = %ip, failures = block.failures, block_s = secs, nth = block.nth, %until, remaining_s = remaining, event = "auth_blocked", "source blocked from authenticating after repeated failures")
+            }
+            Culprit::User(user) => {
+                warn!(user = %user, failures = block.failures, block_s = secs, nth = block.nth, %until, remaining_s = remaining, event = "auth_blocked", "user blocked from authenticating except from addresses it logged in from")
+            }
+        }
+    }
+
+    /// Forgets a request we will never answer (a blocked source past its answered refusals):
+    /// no transaction state is kept for it, and a retransmission is judged afresh.
+    fn forget_request(&mut self, key: &TxKey) {
+        self.server_txs.remove(key);
+        self.timers.set(&TimerKey::Server(key.clone()), None);
     }
 
     /// The staff user an INVITE from a staff From proves to be (407 challenge like a PBX), or
@@ -92,7 +179,14 @@ impl Endpoint {
         source: SocketAddr,
     ) -> Option<String> {
         let from = req.from.user().to_string();
-        let verified = self.verify_digest(now, req, &["Proxy-Authorization", "Authorization"]);
+        let verified = self.check_credentials(
+            now,
+            req,
+            key,
+            source,
+            &["Proxy-Authorization", "Authorization"],
+            "callback_auth_failed",
+        )?;
         match verified {
             Ok(user) if user == from => Some(user),
             Ok(user) => {
@@ -100,16 +194,11 @@ impl Endpoint {
                 self.respond_with(now, key, 403, |b| b);
                 None
             }
-            Err(AuthError::Missing) => {
-                self.challenge_with(now, key, false, 407);
-                None
-            }
-            Err(AuthError::StaleNonce) => {
+            Err(AuthError::StaleNonce | AuthError::Replayed) => {
                 self.challenge_with(now, key, true, 407);
                 None
             }
-            Err(e) => {
-                warn!(call_id = %req.call_id, user = %from, %source, error = %e, event = "callback_auth_failed", "staff INVITE authentication failed");
+            Err(_) => {
                 self.challenge_with(now, key, false, 407);
                 None
             }
@@ -133,7 +222,11 @@ impl Endpoint {
             self.respond_with(now, key, 403, |b| b.header("Warning", &w));
             return;
         }
-        let verified = self.verify_digest(now, req, &["Authorization"]);
+        let Some(verified) =
+            self.check_credentials(now, req, key, source, &["Authorization"], "register_failed")
+        else {
+            return;
+        };
         let user = match verified {
             Ok(user) => user,
             Err(AuthError::Missing) => {
@@ -141,20 +234,18 @@ impl Endpoint {
                 self.challenge(now, key, false);
                 return;
             }
-            Err(AuthError::StaleNonce) => {
-                debug!(call_id = %req.call_id, user = %aor, "stale nonce: re-challenging");
+            Err(AuthError::StaleNonce | AuthError::Replayed) => {
+                debug!(call_id = %req.call_id, user = %aor, "stale or replayed answer: re-challenging");
                 self.challenge(now, key, true);
                 return;
             }
             Err(AuthError::Malformed(why)) => {
-                warn!(call_id = %req.call_id, user = %aor, %source, error = %why, event = "register_failed", "malformed Authorization");
                 let w = warning(&why);
                 self.respond_with(now, key, 400, |b| b.header("Warning", &w));
                 return;
             }
-            Err(e) => {
-                // Never tell the peer which check failed (usernames must not be guessable).
-                warn!(call_id = %req.call_id, user = %aor, %source, error = %e, event = "register_failed", "REGISTER authentication failed");
+            // Never tell the peer which check failed (usernames must not be guessable).
+            Err(_) => {
                 self.challenge(now, key, false);
                 return;
             }
@@ -224,3 +315,6 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

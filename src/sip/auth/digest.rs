@@ -1,21 +1,12 @@
-//! HTTP Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), sans-IO.
+//! Digest computation and the stateless half of the server side: challenges, nonces and the check
+//! of one `Authorization` answer (RFC 7616, RFC 8760, RFC 2069 form), plus the client's answer to a
+//! challenge. What needs memory (replayed answers, failure counts) lives beside it in this folder.
 //!
-//! Server side: [`DigestServer`] writes `WWW-Authenticate` challenges and checks `Authorization`
-//! answers. Its nonces are stateless: `hex(unix seconds) || hex(HMAC-SHA256(secret, seconds,
-//! algorithm, realm)[..16])`, so any process that holds the secret can verify them, nothing is
-//! stored per challenge, and a nonce issued for SHA-256 cannot be answered with MD5 (no downgrade).
-//! Stateless nonces cannot track `nc`, so an answer can be replayed until the nonce goes stale; for
-//! REGISTER that only repeats the same binding, and the registrar's Call-ID/CSeq rule rejects it.
-//!
-//! Client side: [`answer_challenge`] answers a 401/407 from a staff phone or trunk (issue 6's UAC).
-//!
-//! How the shell maps [`AuthError`] to responses:
-//! - `Missing`, `WrongPassword`, `UnknownUser`, `BadNonce`, `BadRealm`, `UnsupportedAlgorithm`:
-//!   401 (407 for a proxy) with fresh challenges. Log the variant, but never tell the peer which
-//!   one it was (that would reveal which usernames exist).
-//! - `StaleNonce`: the password was right, the nonce too old: 401 with `stale=true` challenges
-//!   ([`DigestServer::stale_challenge`]), so the phone retries without asking its user.
-//! - `Malformed`: 400 (RFC 7616 §3.4.6 for a `uri` that does not match the Request-URI).
+//! Nonces: `hex(unix seconds) || hex(8 random bytes) || hex(HMAC-SHA256(secret, seconds, salt,
+//! algorithm, realm)[..16])`. Any process that holds the secret can tell one of ours from a forgery
+//! with nothing stored per challenge, a nonce issued for SHA-256 cannot be answered with MD5 (no
+//! downgrade), and the salt makes every challenge's nonce unique, so two phones challenged in the
+//! same second never share one (the replay table counts `nc` per nonce).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -25,12 +16,19 @@ use md5::Md5;
 use sha2::{Digest, Sha256, Sha512_256};
 use thiserror::Error;
 
+use super::params::quote_escape;
+pub use super::params::{DigestParams, parse_digest};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// A nonce from a clock this far ahead of ours is still accepted (clock steps, several nodes).
-const FUTURE_SKEW_SECS: u64 = 5;
+pub(super) const FUTURE_SKEW_SECS: u64 = 5;
 /// Bytes of the HMAC tag kept in a nonce: 128 bits is far beyond guessing.
 const NONCE_TAG_LEN: usize = 16;
+/// Random bytes in each nonce, so no two challenges share one.
+const NONCE_SALT_LEN: usize = 8;
+/// Hex digits of a nonce: time, salt and tag.
+const NONCE_HEX_LEN: usize = 16 + 2 * NONCE_SALT_LEN + 2 * NONCE_TAG_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -103,6 +101,24 @@ pub enum AuthError {
     BadRealm,
     #[error("unsupported digest algorithm {0:?}")]
     UnsupportedAlgorithm(String),
+    /// A right answer seen before: the same nonce, cnonce and `nc` (or, without qop, the same
+    /// nonce) again. Answered like [`StaleNonce`](Self::StaleNonce), so a phone that re-sent
+    /// recovers with a fresh nonce while a replayer gains nothing.
+    #[error("digest answer replayed (nonce count already used)")]
+    Replayed,
+}
+
+/// A digest answer that passed every stateless check: right password, our nonce, fresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub username: String,
+    /// The nonce's issue time (Unix seconds).
+    pub issued: u64,
+    pub nonce: String,
+    /// Empty for the RFC 2069 form.
+    pub cnonce: String,
+    /// The nonce count; 0 for the RFC 2069 form, whose nonce is single-use.
+    pub nc: u32,
 }
 
 /// The server side: issues challenges and verifies answers without per-client state.
@@ -162,17 +178,24 @@ impl DigestServer {
         s
     }
 
-    /// The stateless nonce for `ts` and `algorithm`: 16 hex digits of time, 32 of HMAC tag.
+    /// A fresh nonce for `ts` and `algorithm`: 16 hex digits of time, 16 of salt, 32 of HMAC tag.
     pub fn nonce(&self, ts: u64, algorithm: Algorithm) -> String {
-        let tag = self.nonce_tag(ts, algorithm);
-        format!("{:016x}{}", ts, hex::encode(&tag[..NONCE_TAG_LEN]))
+        let salt: [u8; NONCE_SALT_LEN] = rand::random();
+        let tag = self.nonce_tag(ts, &salt, algorithm);
+        format!(
+            "{:016x}{}{}",
+            ts,
+            hex::encode(salt),
+            hex::encode(&tag[..NONCE_TAG_LEN])
+        )
     }
 
-    fn nonce_tag(&self, ts: u64, algorithm: Algorithm) -> Vec<u8> {
+    fn nonce_tag(&self, ts: u64, salt: &[u8], algorithm: Algorithm) -> Vec<u8> {
         // HMAC takes keys of any length, so `new_from_slice` cannot fail.
         #[allow(clippy::expect_used)]
         let mut m = HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts any key length");
         m.update(&ts.to_be_bytes());
+        m.update(salt);
         m.update(algorithm.name().as_bytes());
         m.update(b"\0");
         m.update(self.realm.as_bytes());
@@ -181,18 +204,21 @@ impl DigestServer {
 
     /// The issue time of a nonce we made for `algorithm`, or `None` when it is not ours.
     fn nonce_time(&self, nonce: &str, algorithm: Algorithm) -> Option<u64> {
-        if nonce.len() != 16 + 2 * NONCE_TAG_LEN || !nonce.is_ascii() {
+        if nonce.len() != NONCE_HEX_LEN || !nonce.is_ascii() {
             return None;
         }
         let ts = u64::from_str_radix(&nonce[..16], 16).ok()?;
-        let tag = hex::decode(&nonce[16..]).ok()?;
-        let expected = self.nonce_tag(ts, algorithm);
+        let salt_end = 16 + 2 * NONCE_SALT_LEN;
+        let salt = hex::decode(&nonce[16..salt_end]).ok()?;
+        let tag = hex::decode(&nonce[salt_end..]).ok()?;
+        let expected = self.nonce_tag(ts, &salt, algorithm);
         ct_eq(&tag, &expected[..NONCE_TAG_LEN]).then_some(ts)
     }
 
     /// Checks an `Authorization` (or `Proxy-Authorization`) value for a request with `method` and
     /// Request-URI `request_uri`. `lookup_password` maps a username to its plain password.
-    /// Returns the authenticated username.
+    /// Returns the authenticated username. Stateless: a replayed answer passes (see
+    /// [`check`](Self::check) and the replay table).
     pub fn verify(
         &self,
         method: &str,
@@ -201,6 +227,26 @@ impl DigestServer {
         lookup_password: impl Fn(&str) -> Option<String>,
         now_unix: u64,
     ) -> Result<String, AuthError> {
+        self.check(
+            method,
+            request_uri,
+            authorization,
+            lookup_password,
+            now_unix,
+        )
+        .map(|v| v.username)
+    }
+
+    /// As [`verify`](Self::verify), returning what the replay table needs: the nonce, its issue
+    /// time, the cnonce and the nonce count of the answer.
+    pub fn check(
+        &self,
+        method: &str,
+        request_uri: &str,
+        authorization: Option<&str>,
+        lookup_password: impl Fn(&str) -> Option<String>,
+        now_unix: u64,
+    ) -> Result<Verified, AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
         let p = parse_digest(value)?;
         let need = |k: &str| {
@@ -280,7 +326,18 @@ impl DigestServer {
         {
             return Err(AuthError::StaleNonce);
         }
-        Ok(username.to_string())
+        let (cnonce, nc) = match qop {
+            // Checked above to be 8 hex digits.
+            Some((cnonce, nc)) => (cnonce, u32::from_str_radix(nc, 16).unwrap_or(u32::MAX)),
+            None => ("", 0),
+        };
+        Ok(Verified {
+            username: username.to_string(),
+            issued,
+            nonce: nonce.to_string(),
+            cnonce: cnonce.to_string(),
+            nc,
+        })
     }
 }
 
@@ -413,126 +470,6 @@ pub fn pick_challenge<'a>(challenges: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Parsed `Digest` auth-params: lowercase keys, unquoted values, in order.
-#[derive(Debug, PartialEq, Eq)]
-pub struct DigestParams(Vec<(String, String)>);
-
-impl DigestParams {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses `Digest k=v, k="quoted, \"value\"", ...` (RFC 7616 §3.4, RFC 3261 §25.1 quoting).
-/// The scheme is case-insensitive; duplicate keys are an error.
-pub fn parse_digest(value: &str) -> Result<DigestParams, AuthError> {
-    let bad = |m: &str| AuthError::Malformed(m.to_string());
-    let v = value.trim();
-    let scheme_end = v.find(|c: char| c.is_ascii_whitespace()).unwrap_or(v.len());
-    if !v[..scheme_end].eq_ignore_ascii_case("Digest") {
-        return Err(AuthError::Malformed(format!(
-            "scheme {:?} is not Digest",
-            &v[..scheme_end]
-        )));
-    }
-    let chars: Vec<char> = v[scheme_end..].chars().collect();
-    let mut i = 0;
-    let mut out: Vec<(String, String)> = Vec::new();
-    let skip_ws = |i: &mut usize| {
-        while *i < chars.len() && chars[*i].is_whitespace() {
-            *i += 1;
-        }
-    };
-    loop {
-        skip_ws(&mut i);
-        if i >= chars.len() {
-            break;
-        }
-        let start = i;
-        while i < chars.len() && is_token_char(chars[i]) {
-            i += 1;
-        }
-        let key: String = chars[start..i].iter().collect();
-        if key.is_empty() {
-            return Err(AuthError::Malformed(format!(
-                "expected a parameter name at {:?}",
-                chars[i..].iter().collect::<String>()
-            )));
-        }
-        skip_ws(&mut i);
-        if i >= chars.len() || chars[i] != '=' {
-            return Err(AuthError::Malformed(format!(
-                "parameter {key} has no value"
-            )));
-        }
-        i += 1;
-        skip_ws(&mut i);
-        let mut val = String::new();
-        if i < chars.len() && chars[i] == '"' {
-            i += 1;
-            loop {
-                match chars.get(i) {
-                    None => return Err(bad("unterminated quoted string")),
-                    Some('"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some('\\') => {
-                        let c = chars.get(i + 1).ok_or_else(|| bad("dangling backslash"))?;
-                        val.push(*c);
-                        i += 2;
-                    }
-                    Some(c) => {
-                        val.push(*c);
-                        i += 1;
-                    }
-                }
-            }
-        } else {
-            let vs = i;
-            while i < chars.len() && is_token_char(chars[i]) {
-                i += 1;
-            }
-            val = chars[vs..i].iter().collect();
-            if val.is_empty() {
-                return Err(AuthError::Malformed(format!(
-                    "parameter {key} has an empty value"
-                )));
-            }
-        }
-        if out.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-            return Err(AuthError::Malformed(format!("duplicate parameter {key}")));
-        }
-        out.push((key.to_ascii_lowercase(), val));
-        skip_ws(&mut i);
-        match chars.get(i) {
-            None => break,
-            Some(',') => i += 1,
-            Some(c) => {
-                return Err(AuthError::Malformed(format!(
-                    "expected ',' after parameter {key}, found {c:?}"
-                )));
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(bad("Digest without parameters"));
-    }
-    Ok(DigestParams(out))
-}
-
-/// RFC 3261 §25.1 `token` characters.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
-}
-
-fn quote_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 /// Equality whose time depends only on the lengths (which are public here), not the contents.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -543,5 +480,4 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

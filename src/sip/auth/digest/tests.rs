@@ -129,7 +129,7 @@ fn challenge_shape() {
     assert_eq!(p.get("algorithm"), Some("SHA-256"));
     assert_eq!(p.get("qop"), Some("auth"));
     assert_eq!(p.get("stale"), None);
-    assert_eq!(p.get("nonce").unwrap().len(), 48);
+    assert_eq!(p.get("nonce").unwrap().len(), 64);
     let stale = parse_digest(&s.stale_challenge(T0, Algorithm::Md5)).unwrap();
     assert_eq!(stale.get("stale"), Some("true"));
     assert_eq!(stale.get("algorithm"), Some("MD5"));
@@ -212,10 +212,20 @@ fn tampered_or_foreign_nonce() {
     let mut forged_time = format!("{:016x}", T0 + 100);
     forged_time.push_str(&good[16..]);
     let mut flipped = good.clone();
-    flipped.replace_range(47..48, if good.ends_with('0') { "1" } else { "0" });
+    let last = good.len() - 1;
+    flipped.replace_range(last.., if good.ends_with('0') { "1" } else { "0" });
+    // Another salt under the same tag.
+    let mut salted = good.clone();
+    salted.replace_range(16..18, if &good[16..18] == "00" { "01" } else { "00" });
     let other_secret = DigestServer::new("ivr.example.com", [8u8; 32], Duration::from_secs(300))
         .nonce(T0, Algorithm::Sha256);
-    for nonce in [forged_time, flipped, other_secret, "abc".to_string()] {
+    for nonce in [
+        forged_time,
+        flipped,
+        salted,
+        other_secret,
+        "abc".to_string(),
+    ] {
         let ch = format!(
             "Digest realm=\"ivr.example.com\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\""
         );
