@@ -28,6 +28,7 @@ use super::registrar::{
     Binding, RegisterError, RegisterInput, Registrar, contact_header_values, parse_contacts,
 };
 mod config;
+mod connections;
 mod events;
 
 pub use config::{EndpointConfig, NONCE_TTL, StaffAuth};
