@@ -241,6 +241,12 @@ pub struct SipConfig {
     pub domains: Vec<String>,
     /// Networks (CIDR or single IPs) our in-dialog requests may be routed to.
     pub follow_routes_to: Vec<String>,
+    /// Seconds without a message before a TCP connection with no call or binding is closed.
+    pub tcp_idle_timeout_s: u64,
+    /// Seconds a TCP message may take from its first byte to its last.
+    pub tcp_message_timeout_s: u64,
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_source: usize,
     pub limits: SipLimitsConfig,
 }
 
@@ -477,6 +483,30 @@ impl Config {
         }
         if self.sip.max_calls == 0 {
             return Err(bad("sip.max_calls", "0", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("sip.tcp_idle_timeout_s", self.sip.tcp_idle_timeout_s),
+            ("sip.tcp_message_timeout_s", self.sip.tcp_message_timeout_s),
+        ] {
+            if !(1..=86_400).contains(&value) {
+                return Err(bad(
+                    key,
+                    &value.to_string(),
+                    "must be between 1 and 86400 seconds".into(),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("sip.tcp_max_connections", self.sip.tcp_max_connections),
+            ("sip.tcp_max_per_source", self.sip.tcp_max_per_source),
+        ] {
+            if value == 0 {
+                return Err(bad(
+                    key,
+                    "0",
+                    "must be at least 1 (TCP cannot be switched off; a firewall can)".into(),
+                ));
+            }
         }
         crate::hours::BusinessHours::from_config(&self.hours)
             .map_err(|e| bad(e.key, &e.value, e.reason))?;
@@ -797,6 +827,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("config t.toml: "), "{e}");
+    }
+
+    #[test]
+    fn tcp_limits_have_safe_defaults_and_name_their_key() {
+        let s = Config::embedded().sip;
+        assert_eq!((s.tcp_idle_timeout_s, s.tcp_message_timeout_s), (30, 10));
+        assert_eq!((s.tcp_max_connections, s.tcp_max_per_source), (1024, 64));
+        for (text, key) in [
+            ("tcp_idle_timeout_s = 0", "sip.tcp_idle_timeout_s"),
+            ("tcp_message_timeout_s = 0", "sip.tcp_message_timeout_s"),
+            ("tcp_max_connections = 0", "sip.tcp_max_connections"),
+            ("tcp_max_per_source = 0", "sip.tcp_max_per_source"),
+        ] {
+            let e = Config::from_str(&format!("[sip]\n{text}\n"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::sip::SipTransport;
 use crate::sip::Timers;
 use crate::sip::admission::{AdmissionConfig, Rate};
 use crate::sip::auth::LockoutPolicy;
+use crate::sip::transport::{TcpLimits, fd_budget};
 use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::store::{SqliteStore, Store};
 use ipnet::IpNet;
@@ -66,6 +67,7 @@ pub async fn serve(
     info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
     let flows = load_flows(&config)?;
     let desk = desk_settings(&config, &flows)?;
+    let (tcp_limits, max_calls) = fit_fd_budget(&config, &desk);
     let hours = BusinessHours::from_config(&config.hours)?;
     let clock_offset = match config.clock_at {
         Some(at) => at.duration_since(jiff::Timestamp::now()),
@@ -100,7 +102,7 @@ pub async fn serve(
         rtp_ports: config.rtp_ports(),
         desk,
     });
-    let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip));
+    let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));
     info!(
         realm = %config.staff.realm,
         users = config.staff.users.len(),
@@ -127,13 +129,14 @@ pub async fn serve(
                 }
             };
             rt.block_on(async move {
-                let (transport, inbound) = match SipTransport::bind(listen, public_ip).await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = bound_tx.send(Err(e));
-                        return;
-                    }
-                };
+                let (transport, inbound) =
+                    match SipTransport::bind(listen, public_ip, tcp_limits).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
                 run_signalling(transport, inbound, endpoint, shutdown, settings, calls_rt).await;
             });
@@ -177,6 +180,10 @@ async fn run_signalling(
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut draining_since: Option<Instant> = None;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+    // Idle TCP connections are closed unless a call or a registration uses them; the transport
+    // learns which ones from here.
+    let mut tcp_in_use = tokio::time::interval(transport.tcp_in_use_interval());
+    tcp_in_use.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let timer = endpoint
@@ -212,6 +219,9 @@ async fn run_signalling(
             }
             _ = tokio::time::sleep_until(timer) => {
                 endpoint.handle_timeout(Instant::now().into_std());
+            }
+            _ = tcp_in_use.tick() => {
+                transport.set_tcp_in_use(endpoint.tcp_connections_in_use(Instant::now().into_std()));
             }
             sig = shutdown.recv() => {
                 if sig.is_none() || draining_since.is_some() {
@@ -267,6 +277,34 @@ async fn run_signalling(
             }
         }
     }
+}
+
+/// Raises the open-files limit and fits `max_calls` and the TCP caps under it (see
+/// `sip::transport::fd_budget`); returns the TCP limits and the call limit to run with.
+fn fit_fd_budget(config: &Config, desk: &call::DeskSettings) -> (TcpLimits, usize) {
+    // A call holds its RTP socket, a recording, a route lookup while it dials, and one RTP
+    // socket per staff leg: every member of the largest group rings at once, and a staff
+    // call-back holds two.
+    let largest_group = desk
+        .groups
+        .names()
+        .map(|n| desk.groups.get(n).map_or(0, <[_]>::len))
+        .max()
+        .unwrap_or(0);
+    let want = fd_budget::Demand {
+        max_calls: config.sip.max_calls,
+        fds_per_call: 3 + largest_group.max(2),
+        tcp_max_connections: config.sip.tcp_max_connections,
+        tcp_max_per_source: config.sip.tcp_max_per_source,
+    };
+    let plan = fd_budget::fit(want);
+    let limits = TcpLimits {
+        idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_s),
+        message_timeout: Duration::from_secs(config.sip.tcp_message_timeout_s),
+        max_connections: plan.tcp_max_connections,
+        max_per_source: plan.tcp_max_per_source,
+    };
+    (limits, plan.max_calls)
 }
 
 fn desk_settings(config: &Config, flows: &FlowTable) -> Result<call::DeskSettings, ServeError> {
@@ -469,6 +507,7 @@ fn endpoint_config(
     config: &Config,
     listen: SocketAddr,
     public_ip: Option<IpAddr>,
+    max_calls: usize,
 ) -> EndpointConfig {
     let l = &config.sip.limits;
     let rate = |per_s: f64, burst: u32| Rate {
@@ -499,7 +538,7 @@ fn endpoint_config(
             t1: Duration::from_millis(config.sip.t1_ms),
             ..Timers::default()
         },
-        max_calls: config.sip.max_calls,
+        max_calls,
         max_pending_setups: config.sip.max_pending_setups,
         staff: StaffAuth {
             realm: config.staff.realm.clone(),

@@ -81,6 +81,12 @@ impl Ivr {
     /// for its `ivr: SIP listening on ...` line. Unless `args` name a `--flow`, calls run
     /// `tests/flows/greeting.toml` (greeting, then hang up), which the SIP/RTP tests rely on.
     pub fn start(args: &[&str]) -> Ivr {
+        Ivr::start_on("127.0.0.1:0", args)
+    }
+
+    /// Like [`Ivr::start`], listening for SIP on `sip` (e.g. `0.0.0.0:0`: every interface, a
+    /// free port; [`Ivr::sip_addr`] then names the wildcard address with the port).
+    pub fn start_on(sip: &str, args: &[&str]) -> Ivr {
         let default_flow = manifest_dir().join("tests/flows/greeting.toml");
         let flow_args: Vec<std::ffi::OsString> = if args.contains(&"--flow") {
             Vec::new()
@@ -95,7 +101,7 @@ impl Ivr {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
             .arg("serve")
             .arg("--sip")
-            .arg("127.0.0.1:0")
+            .arg(sip)
             .arg("--data")
             .arg(&data)
             .arg("--prompts")
@@ -149,6 +155,11 @@ impl Ivr {
     /// Where the server listens for SIP (UDP and TCP).
     pub fn sip_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server's process id (its memory is in `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// This server's temp directory (also used for sipp logs).

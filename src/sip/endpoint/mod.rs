@@ -29,6 +29,7 @@ use super::registrar::{
     Binding, RegisterError, RegisterInput, Registrar, contact_header_values, parse_contacts,
 };
 mod config;
+mod connections;
 mod events;
 mod gate;
 
