@@ -351,9 +351,16 @@ async fn bridge_transcodes_audio_and_maps_telephone_events() {
         phone
     });
 
-    // Collect B's output until the event's last end packet and a few frames after it.
+    // Collect B's output until the event's last end packet and a few frames after it. B sends
+    // for ever, so a lost event must fail the test, not hang it.
     let mut after_end = None;
+    let give_up = Instant::now() + Duration::from_secs(10);
     while after_end.is_none_or(|n| n > 0) {
+        assert!(
+            Instant::now() < give_up,
+            "the key press never fully reached B: {} event packets",
+            seen.iter().filter(|p| p.payload_type == 96).count()
+        );
         let p = recv(&staff, Duration::from_secs(2))
             .await
             .expect("B keeps sending");
