@@ -270,6 +270,34 @@ pub struct SipLimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct RtpConfig {
     pub ports: String,
+    /// Which sources a call's RTP is taken from (`latch = "signalling"` or `"sdp"`).
+    pub latch: String,
+    /// Silence (no RTP believed) from a far end that says it sends before the call is hung up;
+    /// 0 turns it off.
+    pub timeout_s: u64,
+}
+
+/// `rtp.latch`: where a call's RTP may come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtpLatch {
+    /// The SDP address, or a source at the SIP peer's or the SDP's IP on any port (NAT).
+    Signalling,
+    /// Only the exact address the SDP names.
+    Sdp,
+}
+
+impl RtpLatch {
+    fn parse(s: &str) -> Result<RtpLatch, String> {
+        match s {
+            "signalling" => Ok(RtpLatch::Signalling),
+            "sdp" => Ok(RtpLatch::Sdp),
+            _ => Err(
+                "expected \"signalling\" (the SDP address, or a source at the SIP peer's or \
+                      the SDP's IP on any port: NAT) or \"sdp\" (only the exact SDP address)"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -400,6 +428,14 @@ impl Config {
         }
         parse_port_range(&self.rtp.ports).map_err(|r| bad("rtp.ports", &self.rtp.ports, r))?;
         self.validate_sip_limits(origin)?;
+        RtpLatch::parse(&self.rtp.latch).map_err(|r| bad("rtp.latch", &self.rtp.latch, r))?;
+        if self.rtp.timeout_s > 3600 {
+            return Err(bad(
+                "rtp.timeout_s",
+                &self.rtp.timeout_s.to_string(),
+                "expected 0 (off) or seconds up to 3600, e.g. 30".into(),
+            ));
+        }
         if !(50..=5000).contains(&self.sip.t1_ms) {
             return Err(bad(
                 "sip.t1_ms",
@@ -717,6 +753,11 @@ impl Config {
     pub fn rtp_ports(&self) -> (u16, u16) {
         parse_port_range(&self.rtp.ports).unwrap_or((20000, 29999))
     }
+
+    pub fn rtp_latch(&self) -> RtpLatch {
+        // Validated at load time; the default is the safe one.
+        RtpLatch::parse(&self.rtp.latch).unwrap_or(RtpLatch::Signalling)
+    }
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -804,6 +845,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("callers.repeat_times"), "{e}");
+    }
+
+    #[test]
+    fn rtp_source_rules_and_timeout() {
+        let c = Config::embedded();
+        assert_eq!(c.rtp_latch(), RtpLatch::Signalling);
+        assert_eq!(c.rtp.timeout_s, 30);
+        let c = Config::from_str("[rtp]\nlatch = \"sdp\"\ntimeout_s = 0\n", "t.toml").unwrap();
+        assert_eq!((c.rtp_latch(), c.rtp.timeout_s), (RtpLatch::Sdp, 0));
+        let e = Config::from_str("[rtp]\nlatch = \"first\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config t.toml: rtp.latch = \"first\": expected \"signalling\""),
+            "{e}"
+        );
+        let e = Config::from_str("[rtp]\ntimeout_s = 86400\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rtp.timeout_s"), "{e}");
     }
 
     #[test]

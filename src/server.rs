@@ -18,9 +18,10 @@ use tracing::{info, warn};
 use crate::billing::Client;
 use crate::call::memory::Memory;
 use crate::call::{self, CallCommand, CallSettings, FlowTable};
-use crate::config::Config;
+use crate::config::{Config, RtpLatch};
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
+use crate::media::{LatchMode, RtpRules};
 use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
 use crate::sip::SipTransport;
 use crate::sip::Timers;
@@ -100,6 +101,13 @@ pub async fn serve(
         max_duration: Duration::from_secs(config.call.max_duration_s),
         rtp_bind_ip: listen.ip(),
         rtp_ports: config.rtp_ports(),
+        rtp_rules: RtpRules {
+            latch: match config.rtp_latch() {
+                RtpLatch::Signalling => LatchMode::Signalling,
+                RtpLatch::Sdp => LatchMode::Sdp,
+            },
+            timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
+        },
         desk,
     });
     let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));

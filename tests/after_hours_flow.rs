@@ -17,7 +17,18 @@ const IN_HOURS: &str = "2026-11-30T10:00:00-05:00";
 
 fn start_line(at: &str) -> Ivr {
     let flow = manifest_dir().join("callflows/after_hours.toml");
-    Ivr::start(&["--flow", flow.to_str().expect("utf-8 path"), "--now", at])
+    // sipp sends the key presses' RFC 4733 packets and no audio, where a phone streams all
+    // along: with `rtp.timeout_s` on, this minute-long call would be cut as a dead one.
+    let config = common::unique_temp_dir("after-hours").join("ivr.toml");
+    std::fs::write(&config, "[rtp]\ntimeout_s = 0\n").expect("write config");
+    Ivr::start(&[
+        "--flow",
+        flow.to_str().expect("utf-8 path"),
+        "--now",
+        at,
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ])
 }
 
 /// The `prompt="..."` values of the log's `event="prompt"` lines, in order.

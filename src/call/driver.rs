@@ -156,6 +156,12 @@ impl Shell<'_, '_> {
                     pending.extend(run.handle(Instant::now().into_std(), ev));
                 }
             }
+            // The call's own limits end once we have sent BYE (only its answer matters then, and a
+            // deadline already passed would wake the loop without pause).
+            let limits = match hangup_sent {
+                true => [None, None],
+                false => [Some(deadline.into_std()), ctx.media.rtp_deadline()],
+            };
             let timer = [
                 run.poll_timeout(),
                 dtmf.poll_at(),
@@ -165,11 +171,11 @@ impl Shell<'_, '_> {
                     .map(|g| g.deadline()),
             ]
             .into_iter()
+            .chain(limits)
             .flatten()
-            .map(Instant::from_std)
-            .min()
-            .unwrap_or(deadline)
-            .min(deadline);
+            .min();
+            let timing = timer.is_some();
+            let timer = timer.map_or_else(Instant::now, Instant::from_std);
             let playing = !jobs.is_empty();
             let intro_playing = recording.as_ref().is_some_and(|r| r.intro.is_some());
             tokio::select! {
@@ -252,11 +258,15 @@ impl Shell<'_, '_> {
                         Some(other) => handle_mid_call(call, ctx, other),
                     }
                 }
-                _ = tokio::time::sleep_until(timer) => {
+                _ = tokio::time::sleep_until(timer), if timing => {
                     let now = Instant::now().into_std();
                     if Instant::now() >= deadline && !hangup_sent {
                         info!(call_id = %call_id, event = "max_duration", "call reached its maximum duration");
                         call.send(CallCommand::Hangup);
+                        hangup_sent = true;
+                    }
+                    if !hangup_sent && let Some(timeout) = ctx.media.rtp_silence(now) {
+                        call.hang_up_silent(ctx.media, timeout);
                         hangup_sent = true;
                     }
                     if let Some(d) = dtmf.poll(now) {

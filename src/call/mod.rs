@@ -24,7 +24,7 @@ use crate::hours::BusinessHours;
 use crate::media::RtpIn;
 use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
-use crate::media::session::{MediaHandle, MediaSession};
+use crate::media::session::{MediaHandle, MediaSession, Remote, RtpRules};
 use crate::media::socket;
 use crate::sip::Binding;
 use crate::sip::sdp::{self, AudioEncoding, Negotiated};
@@ -107,6 +107,8 @@ pub struct CallSettings {
     pub max_duration: Duration,
     pub rtp_bind_ip: IpAddr,
     pub rtp_ports: (u16, u16),
+    /// Whose RTP a leg believes, and when its silence ends the call (`[rtp]`).
+    pub rtp_rules: RtpRules,
     pub desk: DeskSettings,
 }
 
@@ -117,6 +119,8 @@ pub(crate) struct Call {
     events: mpsc::UnboundedReceiver<CallEvent>,
     /// Our SIP port (for the Contact of the legs we dial).
     sip_port: u16,
+    /// Why we sent BYE, when the CDR should say more than "we hung up".
+    hangup_cause: Option<String>,
 }
 
 /// Why the call loop stopped waiting.
@@ -135,6 +139,25 @@ impl Call {
         // The endpoint outlives every call; a closed channel means the process is exiting.
         let _ = self.commands.send((dialog, cmd));
     }
+
+    /// `rtp.timeout_s` (`timeout`) ran out on this call's own leg (`media`): stop streaming at
+    /// once (a BYE to a peer that is gone takes 64·T1 to time out), hang up, and give the CDR the
+    /// reason.
+    pub(crate) fn hang_up_silent(&mut self, media: &MediaHandle, timeout: Duration) {
+        info!(call_id = %self.call_id, event = "rtp_timeout", timeout_s = timeout.as_secs(),
+              "no RTP from the caller; hanging up");
+        media.set_hold(true);
+        self.hangup_cause = Some(format!("no RTP for {} s", timeout.as_secs()));
+        self.send(CallCommand::Hangup);
+    }
+
+    /// What the CDR says about the end: our own reason for a BYE we sent, else the dialog's.
+    fn end_reason(&self, reason: EndReason) -> String {
+        match (&self.hangup_cause, reason) {
+            (Some(cause), EndReason::LocalBye) => cause.clone(),
+            _ => reason.to_string(),
+        }
+    }
 }
 
 /// Runs one call from INVITE to the end of the dialog.
@@ -151,6 +174,7 @@ pub async fn run(
         commands,
         events,
         sip_port: incoming.local.port(),
+        hangup_cause: None,
     };
     // A staff phone calling a customer back: not a caller of the line (no repeat detection).
     if let Some(staff) = incoming.staff_user.clone() {
@@ -249,7 +273,8 @@ async fn answer_and_run(
     call.send(CallCommand::Accept(answer));
     rec.answered_at = Some(jiff::Timestamp::now());
     summary.answered = true;
-    let mut media = start_media(rtp_socket, &neg, &call.call_id);
+    let peer = incoming.source.ip();
+    let mut media = start_media(rtp_socket, &neg, peer, settings.rtp_rules, &call.call_id);
     let rtp_in = media.take_events();
     let telephone_event = neg.telephone_event;
 
@@ -303,9 +328,10 @@ async fn answer_and_run(
         }
     };
     let stats = media.stop().await;
+    let reason = call.end_reason(reason);
     info!(call_id = %call.call_id, %from, %to, event = "ended", %reason,
           duration_ms = started.elapsed().as_millis() as u64, rtp_in = %stats, "call finished");
-    summary.end_reason = reason.to_string();
+    summary.end_reason = reason;
     summary
 }
 
@@ -421,17 +447,37 @@ async fn drain_until_end(call: &mut Call) {
 }
 
 /// The media session of a leg (the caller's or a staff phone's) once its terms are agreed: its
-/// codec, telephone-event type, remote address and whether we may send.
-fn start_media(socket: tokio::net::UdpSocket, neg: &Negotiated, call_id: &str) -> MediaHandle {
+/// codec, telephone-event type, remote address and direction. `peer` is the IP the leg's SIP
+/// came from or went to: its RTP is believed from there on any port (`rules`).
+fn start_media(
+    socket: tokio::net::UdpSocket,
+    neg: &Negotiated,
+    peer: IpAddr,
+    rules: RtpRules,
+    call_id: &str,
+) -> MediaHandle {
+    let remote = Remote {
+        sdp: neg.remote_rtp,
+        signalling_ip: peer,
+    };
     let media = MediaSession::start(
         socket,
-        neg.remote_rtp,
+        remote,
+        rules,
         codec_of(neg.encoding),
         call_id.to_string(),
     );
     media.set_telephone_event(neg.telephone_event);
-    media.set_hold(!neg.direction.answer().we_send());
+    follow_direction(&media, neg.direction);
     media
+}
+
+/// The far end's SDP `direction` on a running session: we send unless it holds us, and its
+/// silence counts towards `rtp.timeout_s` only while it says it sends and receives (on hold many
+/// phones go quiet, and a `recvonly` peer sends nothing at all).
+fn follow_direction(media: &MediaHandle, direction: sdp::Direction) {
+    media.set_hold(!direction.answer().we_send());
+    media.expect_inbound(direction == sdp::Direction::SendRecv);
 }
 
 /// Answers a re-offer (hold, resume, a new address) on a running media session, for the caller
@@ -451,7 +497,7 @@ fn reanswer(
     *version += 1;
     let answer = sdp::answer(&offer, &neg, local_ip, rtp_port, session_id, *version);
     media.set_remote(neg.remote_rtp);
-    media.set_hold(!neg.direction.answer().we_send());
+    follow_direction(media, neg.direction);
     Ok((answer, offer, neg))
 }
 

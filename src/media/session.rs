@@ -13,10 +13,13 @@
 //! - Hold (`set_hold(true)`) stops sending entirely; prompts keep playing out on schedule (frames
 //!   are consumed, not sent) so call-flow timing does not depend on the far end. On resume the RTP
 //!   timestamp has advanced by the held time and the first packet carries the marker bit.
-//! - Symmetric RTP (RFC 4961): we send to the address of the first RTP packet we receive instead
-//!   of the SDP address, which fixes callers behind NAT. The latch is taken once per remote
-//!   (reset by `set_remote`); packets from any other source are then ignored, so a stranger
-//!   cannot hijack the stream by spraying packets later.
+//! - Source rules and symmetric RTP (RFC 4961): a `Latch` decides which packets are believed and
+//!   where we send: the SDP address, or once the far end's RTP arrives from its signalling IP or
+//!   its SDP IP (any port: NAT), that source. Packets from anywhere else are dropped and counted
+//!   (one log line a second at most), never decoded, recorded or relayed. `set_remote` re-arms it.
+//! - RTP inactivity: an `Inactivity` clock, restarted by every believed packet and stopped while
+//!   the far end does not say it sends (`expect_inbound`); the call task sleeps until
+//!   `rtp_deadline` and asks `rtp_silence` whether the far end is gone.
 //! - Bridging (B2BUA): `relay_to` hands every received packet, as a `RelayFrame`, to another
 //!   session's `relay_input`; that session sends it on its own stream (its SSRC, sequence and
 //!   timestamps, its codec, its telephone-event payload type) through a `RelayOut`. Priority in
@@ -27,7 +30,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -40,6 +43,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::g711::Codec;
+use super::inactivity::Inactivity;
+use super::latch::{Latch, LatchMode, Verdict};
 use super::outgoing::Outgoing;
 pub use super::outgoing::PlayOutcome;
 use super::pacer::Due;
@@ -118,15 +123,33 @@ pub struct MediaHandle {
     events: Option<mpsc::Receiver<RtpIn>>,
 }
 
+/// The far end of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote {
+    /// The address from its SDP.
+    pub sdp: SocketAddr,
+    /// Where its SIP came from (or where we sent ours): RTP from this IP is believed on any port.
+    pub signalling_ip: IpAddr,
+}
+
+/// Per-process rules for received RTP (`[rtp]` in the config).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RtpRules {
+    pub latch: LatchMode,
+    /// Silence from a far end that says it sends after which the call task hangs up; `None`: off.
+    pub timeout: Option<Duration>,
+}
+
 /// Namespace for starting sessions; the running state lives in `Shared`.
 pub struct MediaSession;
 
 impl MediaSession {
-    /// Starts the session on the current tokio runtime. `remote` is the address from the peer's
-    /// SDP; `codec` the negotiated G.711 flavour.
+    /// Starts the session on the current tokio runtime; `codec` is the negotiated G.711 flavour.
+    /// The inactivity clock starts now.
     pub fn start(
         socket: UdpSocket,
-        remote: SocketAddr,
+        remote: Remote,
+        rules: RtpRules,
         codec: Codec,
         call_id: String,
     ) -> MediaHandle {
@@ -148,8 +171,8 @@ impl MediaSession {
             state: Mutex::new(State {
                 out: Outgoing::new(codec),
                 socket: send,
-                remote,
-                latched: None,
+                latch: Latch::new(rules.latch, remote.sdp, remote.signalling_ip),
+                inactivity: Inactivity::new(Instant::now(), rules.timeout),
                 relay_target: None,
                 send_errors: 0,
                 started: false,
@@ -161,7 +184,8 @@ impl MediaSession {
             stats: RtpStats::new(),
             events: ev_tx,
         };
-        tracing::debug!(parent: &span, %remote, codec = codec.name(), "media session started");
+        tracing::debug!(parent: &span, remote = %remote.sdp, signalling_ip = %remote.signalling_ip,
+                        codec = codec.name(), "media session started");
         MediaHandle {
             shared,
             stop: stop_tx,
@@ -201,12 +225,33 @@ impl MediaHandle {
             .end_playback(PlayOutcome::Interrupted);
     }
 
-    /// A re-INVITE moved the far end: send there, and latch afresh.
+    /// A re-INVITE moved the far end: send there, and latch afresh (same rules, new SDP address).
     pub fn set_remote(&self, addr: SocketAddr) {
         tracing::info!(call_id = %self.shared.call_id, remote = %addr, "media remote changed");
         let mut st = self.shared.lock();
-        st.remote = addr;
-        st.latched = None;
+        st.latch.set_remote(addr);
+        st.inactivity.restart(Instant::now());
+    }
+
+    /// Whether the far end says it sends (`sendrecv`): only then does its silence count towards
+    /// `rtp.timeout_s` (on hold many phones go quiet). Turning it on restarts the clock.
+    pub fn expect_inbound(&self, expected: bool) {
+        self.shared
+            .lock()
+            .inactivity
+            .set_expected(Instant::now(), expected);
+    }
+
+    /// When the far end will count as gone if nothing arrives meanwhile (`rtp_silence`); `None`
+    /// while its silence does not count.
+    pub fn rtp_deadline(&self) -> Option<Instant> {
+        self.shared.lock().inactivity.deadline()
+    }
+
+    /// At or after `rtp_deadline`: the timeout the far end's silence ran out. Answers `Some`
+    /// once; the clock then stays stopped.
+    pub fn rtp_silence(&self, now: Instant) -> Option<Duration> {
+        self.shared.lock().inactivity.poll(now)
     }
 
     /// Far end put us on hold (`sendonly`/`inactive`): stop sending until released.
@@ -261,8 +306,8 @@ impl MediaHandle {
         }
     }
 
-    /// Received RTP packets (from the latched source), for DTMF and recording. Can be taken once;
-    /// if nobody takes it, packets beyond a small buffer are dropped.
+    /// Received RTP packets (from the believed source only), for DTMF and recording. Can be
+    /// taken once; if nobody takes it, packets beyond a small buffer are dropped.
     pub fn take_events(&mut self) -> Option<mpsc::Receiver<RtpIn>> {
         self.events.take()
     }
@@ -294,10 +339,10 @@ struct State {
     out: Outgoing,
     /// The socket the pacing thread sends from; `None` once the session has ended.
     socket: Option<Arc<std::net::UdpSocket>>,
-    /// Where SDP says to send.
-    remote: SocketAddr,
-    /// Where RTP actually came from (symmetric RTP); wins over `remote` once set.
-    latched: Option<SocketAddr>,
+    /// Which received packets are believed, and where we send.
+    latch: Latch,
+    /// How long the far end has sent nothing believed.
+    inactivity: Inactivity,
     /// Where received packets are relayed (the other leg's `relay_input`).
     relay_target: Option<RelaySender>,
     send_errors: u64,
@@ -337,8 +382,7 @@ impl Paced for Shared {
         let State {
             out,
             socket,
-            remote,
-            latched,
+            latch,
             send_errors,
             ..
         } = &mut *st;
@@ -348,7 +392,7 @@ impl Paced for Shared {
         if due.skipped > 0 {
             out.skip(due.skipped);
         }
-        let dest = latched.unwrap_or(*remote);
+        let dest = latch.destination();
         for _ in 0..due.send {
             out.slot(buf, |pkt| {
                 if let Err(e) = socket.send_to(pkt, dest) {
@@ -369,7 +413,8 @@ fn log_send_error(call_id: &str, e: &io::Error, dest: SocketAddr, count: u64) {
     tracing::warn!(call_id, error = %e, %dest, count, "RTP send failed");
 }
 
-/// The receive task: reads the socket, applies the latch, relays and queues what it accepts.
+/// The receive task: reads the socket, applies the source rules, relays and queues what they
+/// accept.
 struct Receiver {
     shared: Arc<Shared>,
     codec: Codec,
@@ -436,19 +481,26 @@ impl Receiver {
         };
         let relay = {
             let mut st = self.shared.lock();
-            match st.latched {
-                None => {
-                    if from != st.remote {
-                        tracing::info!(%from, sdp = %st.remote, "symmetric RTP: sending to source address");
+            match st.latch.on_packet(now, from, pkt.ssrc) {
+                Verdict::Accept => {}
+                Verdict::Latched { to, moved_from } => match moved_from {
+                    Some(old) => {
+                        tracing::info!(%to, from = %old, ssrc = pkt.ssrc, "RTP source moved (NAT rebinding): sending there");
                     }
-                    st.latched = Some(from);
-                }
-                Some(addr) if addr != from => {
-                    tracing::debug!(%from, latched = %addr, "ignoring RTP from unlatched source");
+                    None if to != st.latch.sdp() => {
+                        tracing::info!(%to, sdp = %st.latch.sdp(), "symmetric RTP: sending to source address");
+                    }
+                    None => {}
+                },
+                Verdict::Dropped { report } => {
+                    if let Some(count) = report {
+                        tracing::warn!(%from, expected = %st.latch.destination(), count,
+                                       total = st.latch.dropped(), "RTP from an unexpected source dropped");
+                    }
                     return;
                 }
-                Some(_) => {}
             }
+            st.inactivity.on_media(now);
             st.relay_target
                 .clone()
                 .map(|target| (target, st.out.telephone_event()))
@@ -481,6 +533,7 @@ impl Receiver {
             relay_samples_dropped = relay.samples_dropped(),
             relay_events = relay.events_relayed(),
             relay_events_dropped = relay.events_dropped(),
+            rtp_dropped = st.latch.dropped(),
             "media session ended: {snap}"
         );
         snap

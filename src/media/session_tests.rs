@@ -30,8 +30,17 @@ fn tone(secs: f64) -> Arc<[i16]> {
 }
 
 async fn start(remote: SocketAddr, codec: Codec) -> MediaHandle {
+    start_with(remote, RtpRules::default(), codec).await
+}
+
+/// A session whose far end signals from the SDP's IP.
+async fn start_with(remote: SocketAddr, rules: RtpRules, codec: Codec) -> MediaHandle {
     let (sock, port) = bind(LOOPBACK, (42000, 42998)).await.expect("RTP port");
-    let handle = MediaSession::start(sock, remote, codec, "test-call".into());
+    let remote = Remote {
+        sdp: remote,
+        signalling_ip: remote.ip(),
+    };
+    let handle = MediaSession::start(sock, remote, rules, codec, "test-call".into());
     assert_eq!(handle.local_addr().map(|a| a.port()), Some(port));
     handle
 }
@@ -118,6 +127,79 @@ async fn plays_prompt_paced_then_latches_and_counts_received_rtp() {
 
     let snap = handle.stop().await;
     assert_eq!((snap.packets, snap.expected, snap.lost), (3, 3, 0));
+}
+
+#[tokio::test]
+async fn a_stranger_spraying_first_gets_no_media_and_feeds_nothing() {
+    let caller = peer().await;
+    // Another host (loopback's 127.0.0.2) sprays the port before the caller's first packet.
+    let stranger = UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let mut handle = start(caller.local_addr().expect("addr"), Codec::Pcmu).await;
+    let mut events = handle.take_events().expect("events");
+    let local = handle.local_addr().expect("local addr");
+    let mut spray = RtpSender::with_initial(Codec::Pcmu, 666, 5, 0);
+    for i in 0..20 {
+        let pkt = spray.next_packet(&[0; 160], 160, i == 0);
+        stranger.send_to(&pkt, local).await.expect("spray");
+    }
+    let mut tx = RtpSender::with_initial(Codec::Pcmu, 77, 1000, 0);
+    for i in 0..3 {
+        let pkt = tx.next_packet(&[0xFF; 160], 160, i == 0);
+        caller.send_to(&pkt, local).await.expect("send");
+    }
+    handle.play(tone(0.2));
+    assert!(recv(&caller, Duration::from_secs(1)).await.is_some());
+    assert!(recv(&stranger, Duration::from_millis(200)).await.is_none());
+    let first = timeout(Duration::from_secs(1), events.recv())
+        .await
+        .expect("event in time")
+        .expect("event");
+    assert_eq!(
+        first.ssrc, 77,
+        "the stranger's packets never reach the call"
+    );
+    let snap = handle.stop().await;
+    assert_eq!(snap.packets, 3);
+}
+
+#[tokio::test]
+async fn the_inactivity_deadline_follows_believed_packets_and_hold() {
+    let caller = peer().await;
+    let rules = RtpRules {
+        timeout: Some(Duration::from_secs(5)),
+        ..RtpRules::default()
+    };
+    let handle = start_with(caller.local_addr().expect("addr"), rules, Codec::Pcmu).await;
+    let started = handle.rtp_deadline().expect("armed at start");
+    let pkt = RtpSender::with_initial(Codec::Pcmu, 77, 1, 0).next_packet(&[0xFF; 160], 160, true);
+    caller
+        .send_to(&pkt, handle.local_addr().expect("local"))
+        .await
+        .expect("send");
+    let moved = loop {
+        let d = handle.rtp_deadline().expect("armed");
+        if d > started {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        handle
+            .rtp_silence(moved - Duration::from_millis(1))
+            .is_none()
+    );
+    handle.expect_inbound(false);
+    assert_eq!(
+        handle.rtp_deadline(),
+        None,
+        "on hold silence does not count"
+    );
+    handle.expect_inbound(true);
+    let d = handle.rtp_deadline().expect("re-armed");
+    assert!(handle.rtp_silence(d).is_some());
+    assert!(handle.rtp_silence(d).is_none(), "fires once");
 }
 
 #[tokio::test]
@@ -269,9 +351,16 @@ async fn bridge_transcodes_audio_and_maps_telephone_events() {
         phone
     });
 
-    // Collect B's output until the event's last end packet and a few frames after it.
+    // Collect B's output until the event's last end packet and a few frames after it. B sends
+    // for ever, so a lost event must fail the test, not hang it.
     let mut after_end = None;
+    let give_up = Instant::now() + Duration::from_secs(10);
     while after_end.is_none_or(|n| n > 0) {
+        assert!(
+            Instant::now() < give_up,
+            "the key press never fully reached B: {} event packets",
+            seen.iter().filter(|p| p.payload_type == 96).count()
+        );
         let p = recv(&staff, Duration::from_secs(2))
             .await
             .expect("B keeps sending");

@@ -1,5 +1,6 @@
 //! The bridged call: the caller and the staff phone that pressed 1, connected until one of
-//! them hangs up. Media is cross-relayed by the two sessions; this loop handles signalling.
+//! them hangs up, or goes silent for `rtp.timeout_s` (which ends the bridge as a hang-up on that
+//! side would). Media is cross-relayed by the two sessions; this loop handles signalling.
 
 use std::time::Duration;
 
@@ -42,6 +43,13 @@ pub(super) async fn bridge(
     summary.answered_by = Some(leg.member.clone());
     info!(call_id = %call_id, member = %leg.member, event = "bridged", "caller connected to staff");
     let result = loop {
+        let timer = [ctx.media.rtp_deadline(), staff.rtp_deadline()]
+            .into_iter()
+            .flatten()
+            .map(Instant::from_std)
+            .min()
+            .unwrap_or(deadline)
+            .min(deadline);
         tokio::select! {
             ev = call.events.recv() => match ev {
                 Some(CallEvent::Ended { reason }) => {
@@ -79,10 +87,26 @@ pub(super) async fn bridge(
                 _ => {}
             },
             _ = recv_rtp(rtp_in) => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                info!(call_id = %call_id, event = "max_duration", "bridged call reached the maximum duration");
-                call.send_to(leg.id, CallCommand::Hangup);
-                break DialResult::Outcome(DialOutcome::Answered);
+            _ = tokio::time::sleep_until(timer) => {
+                let now = Instant::now();
+                if let Some(timeout) = ctx.media.rtp_silence(now.into_std()) {
+                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "caller", reason = "rtp_timeout", "caller silent; hanging up both");
+                    call.send_to(leg.id, CallCommand::Hangup);
+                    call.hang_up_silent(ctx.media, timeout);
+                    break DialResult::CallerGone(EndReason::LocalBye);
+                }
+                if let Some(timeout) = staff.rtp_silence(now.into_std()) {
+                    info!(call_id = %call_id, member = %leg.member, event = "bridge_end", by = "staff", reason = "rtp_timeout",
+                          timeout_s = timeout.as_secs(), "no RTP from staff; hanging up staff");
+                    staff.set_hold(true);
+                    call.send_to(leg.id, CallCommand::Hangup);
+                    break DialResult::Outcome(DialOutcome::Answered);
+                }
+                if now >= deadline {
+                    info!(call_id = %call_id, event = "max_duration", "bridged call reached the maximum duration");
+                    call.send_to(leg.id, CallCommand::Hangup);
+                    break DialResult::Outcome(DialOutcome::Answered);
+                }
             }
         }
     };

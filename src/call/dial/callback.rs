@@ -172,8 +172,9 @@ pub(in crate::call) async fn run(
         session_id,
         sdp_version,
     )));
-    let staff_media = start_media(staff_socket, &neg, &call_id);
-    let leg_media = start_media(leg_socket, &leg_neg, &call_id);
+    let rules = settings.rtp_rules;
+    let staff_media = start_media(staff_socket, &neg, incoming.source.ip(), rules, &call_id);
+    let leg_media = start_media(leg_socket, &leg_neg, trunk.ip(), rules, &call_id);
     let acked = settings.memory.callback_answered(&number, staff).await;
     info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
           event = "callback_connected", "call-back answered; the number's voicemails count as called back");
@@ -201,6 +202,7 @@ pub(in crate::call) async fn run(
     let mut leg = LiveLeg {
         id: leg_id,
         member: number.clone(),
+        peer: trunk.ip(),
         socket: None,
         local_ip: leg_ip,
         rtp_port: leg_port,

@@ -78,6 +78,8 @@ enum Internal {
 struct LiveLeg {
     id: CallRef,
     member: String,
+    /// The IP we send its SIP to: its RTP is believed from there on any port.
+    peer: IpAddr,
     /// The RTP socket offered in the INVITE, until the answer starts the media session.
     socket: Option<UdpSocket>,
     local_ip: IpAddr,
@@ -181,6 +183,7 @@ impl DialCall<'_, '_> {
                 .values()
                 .filter_map(|l| l.dtmf.as_ref()?.poll_at())
                 .chain(dialer.poll_timeout())
+                .chain(ctx.media.rtp_deadline())
                 .min()
                 .map(Instant::from_std)
                 .unwrap_or(deadline)
@@ -220,6 +223,14 @@ impl DialCall<'_, '_> {
                 }
                 _ = tokio::time::sleep_until(timer) => {
                     let now = Instant::now().into_std();
+                    if let Some(timeout) = ctx.media.rtp_silence(now) {
+                        // The caller is gone (or was never there): nobody to connect staff to.
+                        for a in dialer.abort() {
+                            d.execute(call, &mut legs, a).await;
+                        }
+                        call.hang_up_silent(ctx.media, timeout);
+                        return DialResult::CallerGone(EndReason::LocalBye);
+                    }
                     for (leg, l) in legs.iter_mut() {
                         if let Some(digit) = l.dtmf.as_mut().and_then(|r| r.poll(now)) {
                             actions.extend(dialer.on_leg(now, *leg, LegEvent::Digit(digit.digit)));
@@ -375,6 +386,7 @@ impl Dialing<'_> {
         Some(LiveLeg {
             id,
             member: c.member.clone(),
+            peer: c.destination.ip(),
             socket: Some(socket),
             local_ip,
             rtp_port,
@@ -434,7 +446,7 @@ impl Dialing<'_> {
                             m.relay_to(None);
                             if let Ok((_, neg)) = super::negotiate(&body) {
                                 m.set_remote(neg.remote_rtp);
-                                m.set_hold(!neg.direction.answer().we_send());
+                                super::follow_direction(m, neg.direction);
                             }
                         }
                         self.end_early_media(leg);
@@ -484,7 +496,8 @@ impl Dialing<'_> {
         let (_, neg) = super::negotiate(body)?;
         let socket = l.socket.take().ok_or("no RTP socket")?;
         let codec = codec_of(neg.encoding);
-        let mut media = super::start_media(socket, &neg, &self.call_id);
+        let rules = self.settings.rtp_rules;
+        let mut media = super::start_media(socket, &neg, l.peer, rules, &self.call_id);
         if let Some(mut rx) = media.take_events() {
             let itx = self.itx.clone();
             tokio::spawn(async move {
