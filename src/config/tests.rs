@@ -1,0 +1,238 @@
+//! Loading, defaults and the errors that name the key.
+
+use super::*;
+
+#[test]
+fn embedded_defaults_are_valid() {
+    let c = Config::embedded();
+    assert_eq!(c.listen_addr(), "0.0.0.0:5060".parse().unwrap());
+    assert_eq!(c.rtp_ports(), (20000, 29999));
+    assert_eq!(
+        c.flows.for_number("+15550100"),
+        Path::new("callflows/after_hours.toml")
+    );
+    assert!(!c.call.hold_after_prompt);
+}
+
+#[test]
+fn a_file_overrides_only_its_keys() {
+    let c = Config::from_str("[sip]\nlisten = \"127.0.0.1:5070\"\n", "t.toml").unwrap();
+    assert_eq!(c.listen_addr(), "127.0.0.1:5070".parse().unwrap());
+    assert_eq!(c.sip.max_calls, 500);
+}
+
+#[test]
+fn clients_webhooks_and_callers() {
+    let c = Config::from_str(
+        "[[clients]]\nname = \"Acme\"\nnumbers = [\"+1555123*\"]\nagreement = true\n\
+         rate_multiplier = 1.5\n[webhooks]\nurl = \"http://127.0.0.1:9/hook\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.clients.len(), 1);
+    assert_eq!(c.clients[0].rate_multiplier, Some(1.5));
+    assert_eq!(c.callers.repeat_times, 2);
+    assert_eq!(c.sla.callback_minutes, 20);
+    let e = Config::from_str("[webhooks]\nurl = \"ftp://x\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "config t.toml: webhooks.url = \"ftp://x\": expected an http:// or https:// URL"
+    );
+    let e = Config::from_str("[callers]\nrepeat_times = 1\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("callers.repeat_times"), "{e}");
+}
+
+#[test]
+fn rtp_source_rules_and_timeout() {
+    let c = Config::embedded();
+    assert_eq!(c.rtp_latch(), RtpLatch::Signalling);
+    assert_eq!(c.rtp.timeout_s, 30);
+    let c = Config::from_str("[rtp]\nlatch = \"sdp\"\ntimeout_s = 0\n", "t.toml").unwrap();
+    assert_eq!((c.rtp_latch(), c.rtp.timeout_s), (RtpLatch::Sdp, 0));
+    let e = Config::from_str("[rtp]\nlatch = \"first\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config t.toml: rtp.latch = \"first\": expected \"signalling\""),
+        "{e}"
+    );
+    let e = Config::from_str("[rtp]\ntimeout_s = 86400\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rtp.timeout_s"), "{e}");
+}
+
+#[test]
+fn errors_name_the_key_and_the_fix() {
+    let e = Config::from_str("[rtp]\nports = \"30000-20000\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "config t.toml: rtp.ports = \"30000-20000\": expected LO-HI with 1024 <= LO < HI <= 65535, e.g. 20000-29999"
+    );
+    let e = Config::from_str("[sip]\nlisten = \"nowhere\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sip.listen"), "{e}");
+    let e = Config::from_str("[sip]\nlistn = \"1.2.3.4:5\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `listn`"), "{e}");
+    let e = Config::from_str("[sip\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("config t.toml: "), "{e}");
+}
+
+#[test]
+fn tcp_limits_have_safe_defaults_and_name_their_key() {
+    let s = Config::embedded().sip;
+    assert_eq!((s.tcp_idle_timeout_s, s.tcp_message_timeout_s), (30, 10));
+    assert_eq!((s.tcp_max_connections, s.tcp_max_per_source), (1024, 64));
+    for (text, key) in [
+        ("tcp_idle_timeout_s = 0", "sip.tcp_idle_timeout_s"),
+        ("tcp_message_timeout_s = 0", "sip.tcp_message_timeout_s"),
+        ("tcp_max_connections = 0", "sip.tcp_max_connections"),
+        ("tcp_max_per_source = 0", "sip.tcp_max_per_source"),
+    ] {
+        let e = Config::from_str(&format!("[sip]\n{text}\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{e}");
+    }
+}
+
+#[test]
+fn hours_defaults_are_office_hours_in_new_york() {
+    let h = Config::embedded().hours;
+    assert_eq!(h.timezone, "America/New_York");
+    assert_eq!(h.monday, "09:00-17:00");
+    assert_eq!(h.friday, "09:00-17:00");
+    assert_eq!(h.saturday, "");
+    assert_eq!(h.sunday, "");
+    assert_eq!(h.holidays, ["2026-12-25", "2027-01-01"]);
+}
+
+#[test]
+fn hours_overrides_keep_the_other_days() {
+    let c = Config::from_str(
+        "[hours]\ntimezone = \"Europe/Berlin\"\nsaturday = \"10:00-14:00\"\nmonday = \"\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.hours.timezone, "Europe/Berlin");
+    assert_eq!(c.hours.monday, "");
+    assert_eq!(c.hours.tuesday, "09:00-17:00");
+    assert_eq!(c.hours.saturday, "10:00-14:00");
+    // The holiday list is replaced whole, and bare TOML dates are accepted.
+    let c = Config::from_str(
+        "[hours]\nholidays = [2026-07-03, \"2026-11-26\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.hours.holidays, ["2026-07-03", "2026-11-26"]);
+    let c = Config::from_str("[hours]\nholidays = []\n", "t.toml").unwrap();
+    assert!(c.hours.holidays.is_empty());
+}
+
+#[test]
+fn hours_errors_name_the_key_and_the_fix() {
+    let e = |text: &str| Config::from_str(text, "t.toml").unwrap_err().to_string();
+    assert_eq!(
+        e("[hours]\ntimezone = \"Mars/Base\"\n"),
+        "config t.toml: hours.timezone = \"Mars/Base\": unknown IANA time zone; e.g. \
+         Europe/Berlin, America/New_York"
+    );
+    assert_eq!(
+        e("[hours]\nmonday = \"9am-5pm\"\n"),
+        "config t.toml: hours.monday = \"9am-5pm\": \"9am-5pm\" is not a range HH:MM-HH:MM \
+         (24-hour clock); e.g. \"09:00-17:00\", \"08:00-12:00,13:00-17:00\", \"00:00-24:00\", \
+         or \"\" for closed all day"
+    );
+    assert_eq!(
+        e("[hours]\nfriday = \"17:00-09:00\"\n"),
+        "config t.toml: hours.friday = \"17:00-09:00\": range 17:00-09:00 does not end after \
+         it starts; a range stays within one day (end it at 24:00 and start the next day at \
+         00:00)"
+    );
+    assert_eq!(
+        e("[hours]\nholidays = [\"2026-12-32\"]\n"),
+        "config t.toml: hours.holidays = \"2026-12-32\": not a date; expected YYYY-MM-DD, \
+         e.g. 2026-12-25"
+    );
+    assert_eq!(
+        e("[hours]\nholidays = [2026-12-25T10:00:00]\n"),
+        "config t.toml: hours.holidays = \"2026-12-25T10:00:00\": not a date; expected \
+         YYYY-MM-DD, e.g. 2026-12-25"
+    );
+    let unknown = e("[hours]\nmondays = \"09:00-17:00\"\n");
+    assert!(unknown.contains("unknown field `mondays`"), "{unknown}");
+}
+
+#[test]
+fn staff_defaults_and_users() {
+    let s = Config::embedded().staff;
+    assert_eq!(s.realm, "ivr");
+    assert!(s.users.is_empty());
+    assert_eq!((s.min_expires, s.max_expires), (60, 3600));
+    assert_eq!(
+        (
+            s.auth_failures_before_block,
+            s.auth_failure_window_s,
+            s.auth_block_s,
+            s.auth_block_max_s
+        ),
+        (10, 300, 60, 3600)
+    );
+    use crate::sip::Algorithm;
+    assert_eq!(s.digest_algorithms(), [Algorithm::Sha256, Algorithm::Md5]);
+    let c = Config::from_str(
+        "[[staff.users]]\nname = \"alice\"\npassword = \"pw\"\ndisplay = \"Alice\"\n\
+         [[staff.users]]\nname = \"bob\"\npassword = \"pw2\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.staff.users.len(), 2);
+    assert_eq!(c.staff.users[0].display.as_deref(), Some("Alice"));
+    assert_eq!(c.staff.users[1].display, None);
+    assert_eq!(c.staff.realm, "ivr");
+    assert!(
+        !format!("{:?}", c.staff).contains("pw2"),
+        "passwords are redacted"
+    );
+}
+
+#[test]
+fn staff_errors_name_the_key_and_the_fix() {
+    let e = |text: &str| Config::from_str(text, "t.toml").unwrap_err().to_string();
+    assert_eq!(
+        e("[[staff.users]]\nname = \"a\"\npassword = \"x\"\n\
+           [[staff.users]]\nname = \"a\"\npassword = \"y\"\n"),
+        "config t.toml: staff.users.name = \"a\": listed twice; each [[staff.users]] needs its own name"
+    );
+    assert_eq!(
+        e("[[staff.users]]\nname = \"a\"\npassword = \"\"\n"),
+        "config t.toml: staff.users.password = \"\": user a: set a password (an empty one would \
+         let anyone register as this user)"
+    );
+    assert!(e("[[staff.users]]\nname = \"a b\"\npassword = \"x\"\n").contains("staff.users.name"));
+    assert!(e("[staff]\nmin_expires = 600\nmax_expires = 60\n").contains("staff.max_expires"));
+    assert!(e("[staff]\nmin_expires = 0\n").contains("staff.min_expires"));
+    assert!(e("[staff]\nrealm = \"\"\n").contains("staff.realm"));
+    assert!(e("[staff]\nalgorithms = [\"SHA-1\"]\n").contains("staff.algorithms"));
+    assert!(e("[staff]\nalgorithms = []\n").contains("staff.algorithms"));
+    assert!(e("[staff]\nauth_block_s = 0\n").contains("staff.auth_block_s"));
+    assert!(e("[staff]\nauth_failure_window_s = 0\n").contains("staff.auth_failure_window_s"));
+    assert_eq!(
+        e("[staff]\nauth_block_s = 600\nauth_block_max_s = 60\n"),
+        "config t.toml: staff.auth_block_max_s = \"60\": must be at least staff.auth_block_s (600)"
+    );
+    assert!(
+        e("[[staff.users]]\nname = \"a\"\npasswd = \"x\"\n").contains("unknown field `passwd`")
+    );
+}
