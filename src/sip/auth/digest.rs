@@ -14,8 +14,8 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512_256};
-use thiserror::Error;
 
+use super::error::AuthError;
 use super::params::quote_escape;
 pub use super::params::{DigestParams, parse_digest};
 
@@ -80,32 +80,6 @@ impl Algorithm {
             Algorithm::Sha512_256 => 1,
         }
     }
-}
-
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("no Authorization header")]
-    Missing,
-    #[error("malformed digest header: {0}")]
-    Malformed(String),
-    #[error("unknown user")]
-    UnknownUser,
-    #[error("wrong password (digest response does not match)")]
-    WrongPassword,
-    #[error("nonce is stale; re-challenge with stale=true")]
-    StaleNonce,
-    /// The nonce was not issued by us (forged, tampered, from another realm or algorithm).
-    #[error("nonce was not issued by this server")]
-    BadNonce,
-    #[error("realm does not match ours")]
-    BadRealm,
-    #[error("unsupported digest algorithm {0:?}")]
-    UnsupportedAlgorithm(String),
-    /// A right answer seen before: the same nonce, cnonce and `nc` (or, without qop, the same
-    /// nonce) again. Answered like [`StaleNonce`](Self::StaleNonce), so a phone that re-sent
-    /// recovers with a fresh nonce while a replayer gains nothing.
-    #[error("digest answer replayed (nonce count already used)")]
-    Replayed,
 }
 
 /// A digest answer that passed every stateless check: right password, our nonce, fresh.

@@ -27,6 +27,7 @@
 //! start come out of [`Gatekeeper::poll_block`], one log line each.
 
 mod digest;
+mod error;
 mod lockout;
 mod params;
 mod replay;
@@ -39,9 +40,10 @@ use std::time::{Duration, Instant};
 use super::LogThrottle;
 
 pub use digest::{
-    Algorithm, AuthError, DigestInput, DigestParams, DigestServer, Verified, answer_challenge,
+    Algorithm, DigestInput, DigestParams, DigestServer, Verified, answer_challenge,
     compute_response, parse_digest, pick_challenge,
 };
+pub use error::AuthError;
 pub use lockout::{
     Admission, Block, Culprit, Lockout, LockoutPolicy, MAX_SOURCES, MAX_TRUSTED, MAX_USERS, TRUST,
     source_key,

@@ -1,7 +1,7 @@
 //! The `Digest` header syntax (RFC 7616 §3.4, RFC 3261 §25.1 quoting): parsing auth-params from
 //! an untrusted header, and quoting values into the ones we write.
 
-use super::digest::AuthError;
+use super::error::AuthError;
 
 /// Parsed `Digest` auth-params: lowercase keys, unquoted values, in order.
 #[derive(Debug, PartialEq, Eq)]

@@ -18,7 +18,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use super::digest::{AuthError, Verified};
+use super::digest::Verified;
+use super::error::AuthError;
 use super::table::BoundedMap;
 
 /// Nonce counts this far below the highest seen are still told apart.
