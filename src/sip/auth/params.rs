@@ -16,8 +16,12 @@ impl DigestParams {
     }
 }
 
+/// Most auth-params a Digest answer may carry: RFC 7616 defines a dozen. A header of thousands
+/// (a 64 KiB datagram of `a=b,`) would make the duplicate check quadratic.
+const MAX_PARAMS: usize = 32;
+
 /// Parses `Digest k=v, k="quoted, \"value\"", ...` (RFC 7616 §3.4, RFC 3261 §25.1 quoting).
-/// The scheme is case-insensitive; duplicate keys are an error.
+/// The scheme is case-insensitive; duplicate keys and more than [`MAX_PARAMS`] are errors.
 pub fn parse_digest(value: &str) -> Result<DigestParams, AuthError> {
     let bad = |m: &str| AuthError::Malformed(m.to_string());
     let v = value.trim();
@@ -92,6 +96,9 @@ pub fn parse_digest(value: &str) -> Result<DigestParams, AuthError> {
                     "parameter {key} has an empty value"
                 )));
             }
+        }
+        if out.len() == MAX_PARAMS {
+            return Err(bad("too many parameters"));
         }
         if out.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) {
             return Err(AuthError::Malformed(format!("duplicate parameter {key}")));

@@ -382,3 +382,16 @@ fn constant_time_eq() {
 fn debug_hides_secret() {
     assert!(!format!("{:?}", server()).contains("7, 7"));
 }
+
+#[test]
+fn a_header_of_thousands_of_params_is_refused_at_once() {
+    // Found by fuzzing: 64 KiB of `a0=b,a1=b,...` made the duplicate check quadratic.
+    let many: Vec<String> = (0..6000).map(|i| format!("a{i}=b")).collect();
+    let value = format!("Digest {}", many.join(","));
+    // Refused after MAX_PARAMS (32) parameters, not after ~18 million key comparisons.
+    assert!(matches!(parse_digest(&value), Err(AuthError::Malformed(_))));
+    let ok: Vec<String> = (0..32).map(|i| format!("a{i}=b")).collect();
+    assert!(parse_digest(&format!("Digest {}", ok.join(","))).is_ok());
+    let over: Vec<String> = (0..33).map(|i| format!("a{i}=b")).collect();
+    assert!(parse_digest(&format!("Digest {}", over.join(","))).is_err());
+}
