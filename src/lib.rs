@@ -2,13 +2,15 @@
 //!
 //! Layers (see `docs/DESIGN.md`): `sip` (parse, transactions, dialogs, transport), `media`
 //! (RTP, G.711, paced prompt player, receive statistics), `call` (one task per call that glues a
-//! dialog to a media session), `config` (the `config/ivr.toml` settings).
+//! dialog to a media session), `config` (the `config/ivr.toml` settings), `fuzz` (fuzz targets for
+//! everything read from the network, and the fuzzer that runs them).
 
 pub mod billing;
 pub mod bridge;
 pub mod call;
 pub mod config;
 pub mod flow;
+pub mod fuzz;
 pub mod hours;
 pub mod media;
 pub mod notify;

@@ -11,6 +11,9 @@
 //! Outgoing messages are written by [`ResponseBuilder`] and `dialog::RequestBuilder` as text: we
 //! control header order and the exact Via/To/Record-Route copying RFC 3261 §8.2.6 demands.
 
+use std::borrow::Cow;
+use std::net::Ipv6Addr;
+
 use thiserror::Error;
 
 mod headers;
@@ -66,6 +69,8 @@ pub enum ParseError {
     BadContentLength,
     #[error("Content-Length headers disagree")]
     ConflictingContentLength,
+    #[error("Contact {0} cannot be a request target")]
+    BadContact(String),
     #[error("unsupported URI scheme in {0:?}")]
     UnsupportedScheme(String),
     #[error("Content-Length {declared} but only {actual} body bytes arrived")]
@@ -243,14 +248,11 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
     };
     // We serve sip: (and sips:, whose security is the transport's business); any other scheme
     // (tel:, mailto:, ...) is not ours to route: 416 (§8.2.2.1, RFC 4475 §3.3.1).
-    let scheme = uri.split_once(':').map_or("", |(s, _)| s);
-    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+    if !is_sip_scheme(uri) {
         let e = ParseError::UnsupportedScheme(uri.to_string());
         return Err(reject(416, e, raw));
     }
-    // rsip checks the Request-URI grammar; every header we use is read from the scan above, so
-    // the message is parsed once (see DESIGN.md, "Parsing SIP").
-    if let Err(e) = rsip::Uri::try_from(uri) {
+    if let Err(e) = check_sip_uri(uri) {
         let e = ParseError::BadStartLine(format!("{}: {e}", raw.start_line));
         return Err(reject(400, e, raw));
     }
@@ -267,13 +269,39 @@ fn parse_request(raw: RawMessage) -> Result<Request, Rejection> {
         Err(e) => return Err(reject(400, e, raw)),
     };
     let contact = match raw.header_str("Contact") {
-        Some(c) if c.trim() != "*" => match NameAddr::parse(&split_comma_list(c)[0], "Contact") {
-            Ok(c) => Some(c),
-            Err(e) => return Err(reject(400, e, raw)),
-        },
+        Some(c) if c.trim() != "*" => {
+            // An empty value (or only commas) has no first element: a 400, not an index panic
+            // (found by the fuzzer; one datagram stopped the signalling thread).
+            let first = split_comma_list(c).into_iter().next().unwrap_or_default();
+            match NameAddr::parse(&first, "Contact") {
+                Ok(c) => Some(c),
+                Err(e) => return Err(reject(400, e, raw)),
+            }
+        }
         _ => None,
     };
-    let record_route = raw.header_list("Record-Route");
+    // The Contact of a request that creates a dialog or refreshes its target becomes the
+    // Request-URI of our BYE and re-INVITE: it must be one we can send (RFC 3261 §8.1.1.8).
+    // A new INVITE without one leaves the dialog the From URI instead (`Dialog::uas`).
+    let refreshes = matches!(
+        method_tok,
+        "INVITE" | "UPDATE" | "SUBSCRIBE" | "NOTIFY" | "REFER"
+    );
+    let target = match &contact {
+        Some(c) if refreshes => Some(c),
+        None if method_tok == "INVITE" && to.tag.is_none() => Some(&from),
+        _ => None,
+    };
+    if let Some(t) = target
+        && let Err(why) = check_sip_uri(&t.uri)
+    {
+        let e = ParseError::BadContact(format!("{}: {why}", t.uri));
+        return Err(reject(400, e, raw));
+    }
+    let record_route = match route_set(&raw) {
+        Ok(r) => r,
+        Err(e) => return Err(reject(400, e, raw)),
+    };
     Ok(Request {
         method,
         uri: uri.to_string(),
@@ -323,12 +351,15 @@ fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
     let to = raw
         .header_str("To")
         .and_then(|t| NameAddr::parse(t, "To").ok());
+    // Only Contacts we could send a request to: a 2xx's becomes the dialog's target, a 3xx's a
+    // new destination; anything else (tel:, a broken URI) is as good as absent.
     let contacts = raw
         .header_list("Contact")
         .iter()
         .filter_map(|c| NameAddr::parse(c, "Contact").ok())
+        .filter(|c| check_sip_uri(&c.uri).is_ok())
         .collect();
-    let record_route = raw.header_list("Record-Route");
+    let record_route = route_set(raw)?;
     Ok(Response {
         status,
         via,
@@ -343,6 +374,75 @@ fn parse_response(raw: &RawMessage) -> Result<Response, ParseError> {
         body: raw.body.clone(),
         raw: raw.clone(),
     })
+}
+
+/// The Record-Route entries, each a `<sip:...>` we could send a request to: they become the
+/// dialog's route set, whose first URI may be the Request-URI of our BYE (a strict router). One
+/// bad entry spoils the set (skipping it would bypass that proxy), so the message is refused;
+/// found by the fuzzer, a `Record-Route: <.0.1:5060>` in a 2xx became our ACK's request line.
+fn route_set(raw: &RawMessage) -> Result<Vec<String>, ParseError> {
+    let entries = raw.header_list("Record-Route");
+    for e in &entries {
+        let uri = NameAddr::parse(e, "Record-Route")
+            .ok()
+            .filter(|n| n.raw.starts_with('<'))
+            .map(|n| n.uri);
+        if uri.is_none_or(|u| check_sip_uri(&u).is_err()) {
+            return Err(ParseError::BadHeader("Record-Route"));
+        }
+    }
+    Ok(entries)
+}
+
+fn is_sip_scheme(uri: &str) -> bool {
+    let scheme = uri.split_once(':').map_or("", |(s, _)| s);
+    scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
+}
+
+/// Whether `uri` is a SIP or SIPS URI we could put in a request line. rsip checks the grammar;
+/// every header we use is read from the scan, so the message is parsed once (see DESIGN.md,
+/// "Parsing SIP").
+fn check_sip_uri(uri: &str) -> Result<(), String> {
+    if !is_sip_scheme(uri) {
+        return Err("not a sip: or sips: URI".to_string());
+    }
+    // rsip lets these through, but a request line split at the blank would not be ours.
+    if let Some(c) = uri
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+    {
+        return Err(format!("{c:?} in the URI"));
+    }
+    let checkable = without_ipv6_host(uri)?;
+    rsip::Uri::try_from(checkable.as_ref())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The URI with an IPv6 reference host (`sip:bob@[2001:db8::1]:5080`) checked here and replaced
+/// by a placeholder name: rsip 0.4 refuses every IPv6 reference ("invalid digit found in
+/// string"), which made us answer 400 to any request addressed to an IPv6 host, and refuse our
+/// own BYE to a caller whose Contact is one (found by the fuzzer).
+fn without_ipv6_host(uri: &str) -> Result<Cow<'_, str>, String> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Ok(Cow::Borrowed(uri));
+    };
+    let host_at = rest.find('@').map_or(0, |i| i + 1);
+    let Some(reference) = rest[host_at..].strip_prefix('[') else {
+        return Ok(Cow::Borrowed(uri));
+    };
+    let end = reference
+        .find(']')
+        .ok_or_else(|| "IPv6 reference without its ']'".to_string())?;
+    let (address, after) = (&reference[..end], &reference[end + 1..]);
+    address
+        .parse::<Ipv6Addr>()
+        .map_err(|_| format!("{address:?} is not an IPv6 address"))?;
+    if !(after.is_empty() || after.starts_with([':', ';', '?'])) {
+        return Err(format!("{after:?} after the IPv6 reference"));
+    }
+    let user = &rest[..host_at];
+    Ok(Cow::Owned(format!("{scheme}:{user}ipv6.invalid{after}")))
 }
 
 /// The rsip method for a request token. Methods are case-sensitive (RFC 3261 §7.1), so only

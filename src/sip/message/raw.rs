@@ -80,9 +80,16 @@ impl RawMessage {
             }
             if line[0] == b' ' || line[0] == b'\t' {
                 // Continuation line (RFC 3261 §7.3.1): fold into the previous header with one space.
+                // A blank one adds nothing: a trailing space would stay in the value (found by the
+                // fuzzer: a Call-ID echoed with it no longer matched the peer's).
                 if let Some(last) = headers.last_mut() {
-                    last.value.push(b' ');
-                    last.value.extend_from_slice(trim_bytes(line));
+                    let more = trim_bytes(line);
+                    if !more.is_empty() {
+                        if !last.value.is_empty() {
+                            last.value.push(b' ');
+                        }
+                        last.value.extend_from_slice(more);
+                    }
                     continue;
                 }
             }
@@ -253,7 +260,9 @@ pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
     }
     // On a stream Content-Length is mandatory (§18.3, §20.14).
     let length = length.ok_or(ParseError::MissingHeader("Content-Length"))?;
-    let total = end + 4 + length;
+    // Saturating: a length near usize::MAX wrapped the sum to a few bytes (found by the fuzzer;
+    // at exactly 0 the connection's reader was handed an empty message for ever).
+    let total = (end + 4).saturating_add(length);
     if total > MAX_MESSAGE_SIZE {
         return Err(ParseError::TooLarge(total));
     }

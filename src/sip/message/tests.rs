@@ -279,3 +279,136 @@ fn an_unterminated_quoted_display_name_gets_400() {
     assert_eq!(r.from.uri, "sip:+15551230001@client.example");
     assert_eq!(r.from.tag.as_deref(), Some("a1"));
 }
+
+// Found by the fuzzer (`fuzz/corpus/sip_message/regress_*`).
+
+#[test]
+fn a_content_length_that_wraps_the_frame_size_is_too_large() {
+    // end + 4 + length wrapped to 0: the TCP reader was handed `Message(0)` for ever.
+    let head = "OPTIONS sip:ivr@h SIP/2.0\r\nContent-Length: ";
+    let end = head.len() + 20; // the 20-digit length below, then the blank line at `end`
+    let length = usize::MAX - (end + 4) + 1;
+    let msg = format!("{head}{length}\r\n\r\n");
+    assert_eq!(msg.find("\r\n\r\n"), Some(end));
+    assert!(matches!(
+        frame_stream(msg.as_bytes()),
+        Err(ParseError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn an_empty_continuation_line_adds_nothing_to_the_value() {
+    let msg = "OPTIONS sip:ivr@h SIP/2.0\r\n\
+Via: SIP/2.0/UDP h2;branch=z9hG4bK1\r\n\
+From: <sip:a@h2>;tag=x\r\n\
+To: <sip:ivr@h>\r\n\
+Call-ID: folded-1\r\n\t\r\n\
+CSeq: 7 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+    let Incoming::Request(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    // A trailing blank would be echoed, and the peer (which trims) would see another Call-ID.
+    assert_eq!(r.call_id, "folded-1");
+}
+
+#[test]
+fn an_ipv6_request_uri_is_accepted() {
+    // Phones on IPv6 address us (and we address them, in BYE and re-INVITE) this way.
+    let msg = "BYE sip:caller@[::1]:5080;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK1\r\n\
+From: <sip:ivr@[::1]:5060>;tag=x\r\n\
+To: <sip:caller@[::1]:5080>;tag=y\r\n\
+Call-ID: v6\r\n\
+CSeq: 2 BYE\r\n\
+Content-Length: 0\r\n\r\n";
+    let Incoming::Request(r) = parse(msg.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.uri, "sip:caller@[::1]:5080;transport=udp");
+    for bad in [
+        "sip:caller@[::1",
+        "sip:caller@[::g]:5080",
+        "sip:caller@[::1]x",
+    ] {
+        let msg = msg.replace("sip:caller@[::1]:5080;transport=udp", bad);
+        assert_eq!(refusal(&msg), Some(400), "{bad}");
+    }
+}
+
+#[test]
+fn an_empty_contact_gets_400() {
+    for contact in ["", ",", " , ,"] {
+        let msg = INVITE.replace(
+            "Contact: <sip:alice@10.0.0.5:5070>",
+            &format!("Contact: {contact}"),
+        );
+        assert_eq!(refusal(&msg), Some(400), "Contact: {contact:?}");
+    }
+}
+
+#[test]
+fn a_dialog_contact_we_could_not_send_to_gets_400() {
+    // Found by the fuzzer: a re-INVITE's Contact `<;sip:...>` became the target of our BYE,
+    // which no parser (ours included) accepts; a tel: one would fare no better.
+    for contact in [
+        "<;sip:alice@10.0.0.5>",
+        "<tel:+15551230001>",
+        "<sip:a b@10.0.0.5>",
+    ] {
+        let msg = INVITE.replace("<sip:alice@10.0.0.5:5070>", contact);
+        assert_eq!(refusal(&msg), Some(400), "Contact: {contact}");
+    }
+    // Outside a dialog any URI will do (nothing is ever sent to it).
+    let options = INVITE
+        .replace("INVITE", "OPTIONS")
+        .replace("<sip:alice@10.0.0.5:5070>", "<tel:+15551230001>");
+    assert_eq!(refusal(&options), None);
+    let ipv6 = INVITE.replace("alice@10.0.0.5:5070", "alice@[2001:db8::5]:5070");
+    assert_eq!(refusal(&ipv6), None);
+    // Without a Contact the From URI is the target (fuzzer: `<sip:caller@127.0.0.2:\5062>`).
+    let no_contact = INVITE.replace("Contact: <sip:alice@10.0.0.5:5070>\r\n", "");
+    assert_eq!(refusal(&no_contact), None);
+    let bad_from = no_contact.replace("sip:+15551230001@client.example", "sip:a@h:\\5062");
+    assert_eq!(refusal(&bad_from), Some(400));
+}
+
+#[test]
+fn response_contacts_we_could_not_send_to_are_ignored() {
+    let resp = "SIP/2.0 302 Moved\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:ivr@127.0.0.1>;tag=a\r\nTo: <sip:alice@h>;tag=b\r\n\
+Call-ID: c\r\nCSeq: 1 INVITE\r\n\
+Contact: <tel:+15551230001>, <;sip:x@h>, <sip:bob@10.0.0.7>\r\n\
+Content-Length: 0\r\n\r\n";
+    let Ok(Incoming::Response(r)) = parse(resp.as_bytes()) else {
+        panic!("not a response")
+    };
+    let uris: Vec<&str> = r.contacts.iter().map(|c| c.uri.as_str()).collect();
+    assert_eq!(uris, ["sip:bob@10.0.0.7"]);
+}
+
+#[test]
+fn a_record_route_we_could_not_send_to_is_refused() {
+    // Found by the fuzzer: `<.0.1:5060>` in a 2xx became the request line of our ACK.
+    for rr in [
+        "<.0.1:5060>",
+        "sip:p1.example;lr",
+        "<tel:+1555>",
+        "<sip:p1;lr>, <>",
+    ] {
+        let msg = INVITE.replace("<sip:p1.example;lr>, <sip:p2.example;lr>", rr);
+        assert_eq!(refusal(&msg), Some(400), "Record-Route: {rr}");
+        let resp = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:ivr@127.0.0.1>;tag=a\r\nTo: <sip:alice@h>;tag=b\r\nCall-ID: c\r\n\
+CSeq: 1 INVITE\r\nRecord-Route: {rr}\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert!(
+            matches!(parse(resp.as_bytes()), Err(Rejection::Drop(_))),
+            "response with Record-Route: {rr}"
+        );
+    }
+    let v6 = INVITE.replace("<sip:p2.example;lr>", "<sip:[2001:db8::1]:5070;lr>");
+    assert_eq!(refusal(&v6), None);
+}
