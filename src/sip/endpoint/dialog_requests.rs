@@ -227,16 +227,15 @@ impl Endpoint {
         if status == 503 {
             self.note_shed(now, req, retry_after == Some("2"));
         }
-        let tag = stateless_tag(req);
-        let mut b = ResponseBuilder::new(&req.raw, source, status, Some(&tag));
-        b = match retry_after {
-            Some(secs) => b.header("Retry-After", secs),
-            None => b
-                .header("Allow", ALLOW)
-                .header("Accept", "application/sdp")
-                .header("Accept-Language", "en"),
+        let headers: &[(&str, &str)] = match retry_after {
+            Some(secs) => &[("Retry-After", secs)],
+            None => &[
+                ("Allow", ALLOW),
+                ("Accept", "application/sdp"),
+                ("Accept-Language", "en"),
+            ],
         };
-        self.transmit(transport, reply_to, b.build());
+        self.reply_statelessly(req, (source, transport, reply_to), status, headers);
         true
     }
 

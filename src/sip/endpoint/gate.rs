@@ -62,10 +62,8 @@ impl Endpoint {
             warn!(call_id = %req.call_id, uri = %req.uri, %source, %local, count, event = "foreign_host",
                 "request for a host that is not ours refused with 404; if it is ours, add its name or address to sip.domains");
         }
-        let tag = stateless_tag(req);
-        let b = ResponseBuilder::new(&req.raw, source, 404, Some(&tag))
-            .header("Warning", "399 ivr \"not a host served here\"");
-        self.transmit(transport, reply_to, b.build());
+        let warning = [("Warning", "399 ivr \"not a host served here\"")];
+        self.reply_statelessly(req, (source, transport, reply_to), 404, &warning);
     }
 
     /// Per-source admission of an out-of-dialog request: `true` lets it through; otherwise it was
@@ -93,12 +91,32 @@ impl Endpoint {
                 "per-source limit: requests refused (503) or, from sources that ignore refusals, dropped (sip.limits)");
         }
         if let Some(secs) = retry_after {
-            let tag = stateless_tag(req);
-            let b = ResponseBuilder::new(&req.raw, source, 503, Some(&tag))
-                .header("Retry-After", &secs.to_string());
-            self.transmit(transport, reply_to, b.build());
+            let secs = secs.to_string();
+            let retry = [("Retry-After", secs.as_str())];
+            self.reply_statelessly(req, (source, transport, reply_to), 503, &retry);
         }
         false
+    }
+}
+
+impl Endpoint {
+    /// Answers `req` with `status` and `headers` without keeping any state (RFC 3261 §8.2.7):
+    /// the To tag derives from the request, so a retransmission gets the same answer. `peer` is
+    /// (source, transport, where responses go).
+    pub(super) fn reply_statelessly(
+        &mut self,
+        req: &Request,
+        peer: (SocketAddr, Transport, SocketAddr),
+        status: u16,
+        headers: &[(&str, &str)],
+    ) {
+        let (source, transport, reply_to) = peer;
+        let tag = stateless_tag(req);
+        let mut b = ResponseBuilder::new(&req.raw, source, status, Some(&tag));
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        self.transmit(transport, reply_to, b.build());
     }
 }
 
