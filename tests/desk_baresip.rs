@@ -10,7 +10,7 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::baresip::{Baresip, BaresipOptions, read_wav_lenient, tone, tone_fraction};
+use common::baresip::{Baresip, BaresipOptions, read_wav_lenient, tone, tone_fraction_windowed};
 use common::{CallIds, Ivr, UdpUa, in_dialog, invite, require_tool, sdp_audio_addr, sdp_offer};
 use ivr::media::g711::Codec;
 use ivr::media::rtp::{RtpSender, parse};
@@ -122,7 +122,7 @@ fn bridged_with_audio_both_ways(transport: &'static str) {
     assert!(heard.len() > 16_000, "caller got {} samples", heard.len());
     // Skip the first half second (the relay settling, the tail of the ringback).
     let bridged = &heard[4000..];
-    let fraction = tone_fraction(bridged, PHONE_HZ);
+    let fraction = tone_fraction_windowed(bridged, PHONE_HZ);
     assert!(
         fraction > 0.8,
         "caller hears {:.2} of the phone's 1 kHz",
@@ -159,7 +159,7 @@ fn bridged_with_audio_both_ways(transport: &'static str) {
         heard_by_phone.len()
     );
     let tail = &heard_by_phone[heard_by_phone.len() - 16_000..heard_by_phone.len() - 4_000];
-    let fraction = tone_fraction(tail, CALLER_HZ);
+    let fraction = tone_fraction_windowed(tail, CALLER_HZ);
     assert!(
         fraction > 0.8,
         "phone hears {:.2} of the caller's 440 Hz",

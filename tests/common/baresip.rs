@@ -522,6 +522,21 @@ pub fn tone_fraction(samples: &[i16], freq: f64) -> f64 {
     (2.0 * (re * re + im * im) / samples.len() as f64 / total).min(1.0)
 }
 
+/// Like [`tone_fraction`], but measured over 50 ms windows and weighted by their energy: a
+/// stream that carries the tone throughout scores high even when a packet was dropped or
+/// repeated somewhere (a jitter buffer under load), which breaks the phase of one long DFT bin
+/// and halves [`tone_fraction`] over seconds. Silence or another sound still scores low.
+pub fn tone_fraction_windowed(samples: &[i16], freq: f64) -> f64 {
+    const WINDOW: usize = 400;
+    let (mut tone, mut total) = (0.0f64, 0.0f64);
+    for w in samples.chunks_exact(WINDOW) {
+        let energy: f64 = w.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
+        tone += tone_fraction(w, freq) * energy;
+        total += energy;
+    }
+    if total == 0.0 { 0.0 } else { tone / total }
+}
+
 /// Samples whose magnitude exceeds `threshold`.
 pub fn count_loud(samples: &[i16], threshold: i16) -> usize {
     samples
