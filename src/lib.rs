@@ -9,6 +9,7 @@ pub mod billing;
 pub mod bridge;
 pub mod call;
 pub mod config;
+pub mod drain;
 pub mod flow;
 pub mod fuzz;
 pub mod hours;

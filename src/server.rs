@@ -19,6 +19,7 @@ use crate::billing::Client;
 use crate::call::memory::Memory;
 use crate::call::{self, CallCommand, CallSettings, FlowTable};
 use crate::config::{Config, RtpLatch};
+use crate::drain::{Drain, DrainStep};
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::media::{LatchMode, RtpRules};
@@ -54,9 +55,6 @@ pub enum ServeError {
         source: std::io::Error,
     },
 }
-
-/// How long live calls may run on after a shutdown request before they are hung up.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 /// Starts everything and runs until `shutdown` fires twice or calls have drained.
 pub async fn serve(
@@ -99,6 +97,7 @@ pub async fn serve(
         ring_time: Duration::from_millis(config.call.ring_ms),
         answer_delay: Duration::from_millis(config.call.answer_delay_ms),
         max_duration: Duration::from_secs(config.call.max_duration_s),
+        shutdown_grace: Duration::from_secs(config.call.shutdown_grace_s),
         rtp_bind_ip: listen.ip(),
         rtp_ports: config.rtp_ports(),
         rtp_rules: RtpRules {
@@ -186,14 +185,46 @@ async fn run_signalling(
 ) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
-    let mut draining_since: Option<Instant> = None;
+    let mut drain: Option<Drain> = None;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut drain_wake = far_future;
     // Idle TCP connections are closed unless a call or a registration uses them; the transport
     // learns which ones from here.
     let mut tcp_in_use = tokio::time::interval(transport.tcp_in_use_interval());
     tcp_in_use.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
+        dispatch(
+            &mut endpoint,
+            &transport,
+            &mut calls,
+            &cmd_tx,
+            &settings,
+            &calls_rt,
+        )
+        .await;
+        if let Some(d) = drain.as_mut() {
+            let now = Instant::now().into_std();
+            match d.step(now, endpoint.live_calls(), endpoint.requests_in_flight()) {
+                DrainStep::WaitUntil(at) => drain_wake = Instant::from_std(at),
+                DrainStep::HangUpAll => {
+                    warn!(
+                        live = endpoint.live_calls(),
+                        event = "shutdown_hangup",
+                        "shutdown: hanging up the calls still live"
+                    );
+                    hang_up_all(&mut endpoint, &calls);
+                    continue;
+                }
+                DrainStep::Exit => {
+                    info!(
+                        event = "shutdown_done",
+                        "shutdown: no calls left, requests answered; exiting"
+                    );
+                    break;
+                }
+            }
+        }
         let timer = endpoint
             .poll_timeout()
             .map(Instant::from_std)
@@ -228,60 +259,73 @@ async fn run_signalling(
             _ = tokio::time::sleep_until(timer) => {
                 endpoint.handle_timeout(Instant::now().into_std());
             }
+            // The shutdown's own deadlines: a quiet line must not wait for traffic to notice them.
+            _ = tokio::time::sleep_until(drain_wake) => {}
             _ = tcp_in_use.tick() => {
                 transport.set_tcp_in_use(endpoint.tcp_connections_in_use(Instant::now().into_std()));
             }
             sig = shutdown.recv() => {
-                if sig.is_none() || draining_since.is_some() {
-                    warn!(live = endpoint.live_calls(), "second shutdown request: hanging up all calls");
-                    hang_up_all(&mut endpoint, &calls);
-                    draining_since = Some(Instant::now() - SHUTDOWN_GRACE);
-                } else {
-                    info!(live = endpoint.live_calls(), "shutting down: refusing new calls, waiting for live calls to end");
-                    endpoint.drain();
-                    draining_since = Some(Instant::now());
-                }
-            }
-        }
-        while let Some(out) = endpoint.poll_output() {
-            match out {
-                Output::Transmit {
-                    transport: t,
-                    to,
-                    bytes,
-                } => transport.send(t, to, bytes).await,
-                Output::Event(call, CallEvent::Incoming(incoming)) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    calls.insert(call, tx);
-                    calls_rt.spawn(call::run(
-                        call,
-                        *incoming,
-                        rx,
-                        cmd_tx.clone(),
-                        settings.clone(),
-                    ));
-                }
-                Output::Event(call, event) => {
-                    let ended = matches!(event, CallEvent::Ended { .. });
-                    if let Some(tx) = calls.get(&call) {
-                        let _ = tx.send(event);
+                let now = Instant::now().into_std();
+                let live = endpoint.live_calls();
+                match drain.as_mut() {
+                    Some(d) => {
+                        warn!(live, "second shutdown request: hanging up all calls");
+                        d.hurry(now);
                     }
-                    if ended {
-                        calls.remove(&call);
+                    None => {
+                        let grace = settings.shutdown_grace;
+                        info!(live, grace_s = grace.as_secs(), event = "shutdown",
+                            "shutting down: refusing new calls; live calls may finish for up to {} s, then are hung up",
+                            grace.as_secs());
+                        endpoint.drain();
+                        let mut d = Drain::new(now, grace);
+                        if sig.is_none() {
+                            d.hurry(now);
+                        }
+                        drain = Some(d);
                     }
                 }
             }
         }
-        if let Some(since) = draining_since {
-            if endpoint.live_calls() == 0 {
-                // Let final responses and BYE retransmissions get out before exiting.
-                if !endpoint.transactions_pending()
-                    || since.elapsed() > SHUTDOWN_GRACE + Duration::from_secs(5)
-                {
-                    break;
+    }
+}
+
+/// Sends what the endpoint produced and hands its events to the call tasks (starting a task for
+/// each new call).
+async fn dispatch(
+    endpoint: &mut Endpoint,
+    transport: &SipTransport,
+    calls: &mut HashMap<CallRef, mpsc::UnboundedSender<CallEvent>>,
+    cmd_tx: &mpsc::UnboundedSender<(CallRef, CallCommand)>,
+    settings: &Arc<CallSettings>,
+    calls_rt: &tokio::runtime::Handle,
+) {
+    while let Some(out) = endpoint.poll_output() {
+        match out {
+            Output::Transmit {
+                transport: t,
+                to,
+                bytes,
+            } => transport.send(t, to, bytes).await,
+            Output::Event(call, CallEvent::Incoming(incoming)) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                calls.insert(call, tx);
+                calls_rt.spawn(call::run(
+                    call,
+                    *incoming,
+                    rx,
+                    cmd_tx.clone(),
+                    settings.clone(),
+                ));
+            }
+            Output::Event(call, event) => {
+                let ended = matches!(event, CallEvent::Ended { .. });
+                if let Some(tx) = calls.get(&call) {
+                    let _ = tx.send(event);
                 }
-            } else if since.elapsed() > SHUTDOWN_GRACE {
-                hang_up_all(&mut endpoint, &calls);
+                if ended {
+                    calls.remove(&call);
+                }
             }
         }
     }

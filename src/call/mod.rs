@@ -105,6 +105,8 @@ pub struct CallSettings {
     pub ring_time: Duration,
     pub answer_delay: Duration,
     pub max_duration: Duration,
+    /// After a shutdown request, live calls may run on this long before they are hung up.
+    pub shutdown_grace: Duration,
     pub rtp_bind_ip: IpAddr,
     pub rtp_ports: (u16, u16),
     /// Whose RTP a leg believes, and when its silence ends the call (`[rtp]`).

@@ -264,6 +264,7 @@ pub struct CallConfig {
     pub ring_ms: u64,
     pub answer_delay_ms: u64,
     pub max_duration_s: u64,
+    pub shutdown_grace_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -250,6 +250,13 @@ impl Endpoint {
         self.transactions() > 0
     }
 
+    /// Whether requests we sent (BYE, CANCEL, INVITE legs) still wait for a final response: a
+    /// shutting-down shell waits for these, not for server transactions that only absorb
+    /// retransmissions.
+    pub fn requests_in_flight(&self) -> bool {
+        !self.client_txs.is_empty() || !self.invite_client_txs.is_empty()
+    }
+
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers
