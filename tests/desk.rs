@@ -383,3 +383,42 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     assert!(list.contains("+15551230003"), "{list}");
     assert!(list.contains("outbound call to +15551230003"), "{list}");
 }
+
+/// Issue 12, item 6: in business hours a call that reached the desk is recorded as what happened
+/// (`bridged`), not as `closed_hours`.
+#[test]
+fn a_call_bridged_in_business_hours_is_recorded_as_bridged() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-hours");
+    let c = Staff::start(&dir, "staff_accept_bye.xml", 0);
+    let config = dir.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[desk]\naccept_timeout_s = 4\nringback = \"us\"\n\
+             [[desk.groups]]\nname = \"desk\"\nmembers = [{:?}]\n",
+            c.uri()
+        ),
+    )
+    .expect("write config");
+    let flow = manifest_dir().join("tests/flows/desk.toml");
+    // Wednesday 10:00 in New York (the default time zone and hours): open.
+    let ivr = Ivr::start(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--flow",
+        flow.to_str().expect("utf-8"),
+        "--now",
+        "2026-12-02T15:00:00Z",
+    ]);
+    let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230009"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    let c_uri = c.uri();
+    c.assert_completed();
+    let cdr = final_cdr(&ivr);
+    assert_eq!(cdr["after_hours"], "false", "{cdr:?}");
+    assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
+    assert_eq!(cdr["answered_by"], c_uri, "{cdr:?}");
+}
