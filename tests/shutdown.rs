@@ -43,22 +43,13 @@ fn sigterm(pid: u32) {
 #[test]
 fn a_quiet_line_exits_at_once_on_sigterm() {
     let ivr = Ivr::start(&[]);
-    // One finished OPTIONS leaves a server transaction that lives 32 s over UDP: shutdown must
-    // not wait for it.
+    // A call that has come and gone leaves transactions that live on for 32 s over UDP (the
+    // INVITE's and the BYE's, absorbing retransmissions): shutdown must not wait for them.
     let ua = UdpUa::new(ivr.sip_addr());
-    let call_id = format!("opt-{}", token());
-    ua.send(format!(
-        "OPTIONS sip:ivr@{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{}\r\nMax-Forwards: 70\r\n\
-         From: <sip:probe@{}>;tag={}\r\nTo: <sip:ivr@{}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n\
-         Content-Length: 0\r\n\r\n",
-        ivr.sip_addr(),
-        ua.local(),
-        token(),
-        ua.local(),
-        token(),
-        ivr.sip_addr()
-    ));
-    ua.expect_response(&call_id, |s| s == 200, Duration::from_secs(5));
+    let (call_id, _ok) = answered_call(&ivr, &ua);
+    let bye = ua.expect_request(&call_id, "BYE", Duration::from_secs(20));
+    ua.send(ok_for(&bye));
+    ivr.wait_for_log(&["event=\"dialog_ended\""], Duration::from_secs(5));
     sigterm(ivr.pid());
     let took = wait_exit(ivr.pid(), Duration::from_secs(10));
     let log = ivr.log();
@@ -69,16 +60,9 @@ fn a_quiet_line_exits_at_once_on_sigterm() {
     assert!(log.contains("event=\"shutdown_done\""), "{log}");
 }
 
-#[test]
-fn a_live_call_is_hung_up_when_the_grace_ends_without_other_traffic() {
-    let config = unique_temp_dir("shutdown").join("ivr.toml");
-    std::fs::write(
-        &config,
-        "[call]\nshutdown_grace_s = 2\nhold_after_prompt = true\n",
-    )
-    .unwrap();
-    let ivr = Ivr::start(&["--config", config.to_str().expect("utf-8")]);
-    let ua = UdpUa::new(ivr.sip_addr());
+/// Places a call from `ua` (offer to a port nobody uses), ACKs the 200; returns its Call-ID and
+/// the 200.
+fn answered_call(ivr: &Ivr, ua: &UdpUa) -> (String, common::SipMsg) {
     let local = ua.local();
     let call_id = format!("held-{}", token());
     let sdp = sdp_offer(local.port() + 2, "0");
@@ -102,6 +86,20 @@ fn a_live_call_is_hung_up_when_the_grace_ends_without_other_traffic() {
         ok.header("To").unwrap_or_default(),
     ));
     ivr.wait_for_log(&["event=\"prompt\""], Duration::from_secs(5));
+    (call_id, ok)
+}
+
+#[test]
+fn a_live_call_is_hung_up_when_the_grace_ends_without_other_traffic() {
+    let config = unique_temp_dir("shutdown").join("ivr.toml");
+    std::fs::write(
+        &config,
+        "[call]\nshutdown_grace_s = 2\nhold_after_prompt = true\n",
+    )
+    .unwrap();
+    let ivr = Ivr::start(&["--config", config.to_str().expect("utf-8")]);
+    let ua = UdpUa::new(ivr.sip_addr());
+    let (call_id, _ok) = answered_call(&ivr, &ua);
     sigterm(ivr.pid());
     // Nothing else is sent: the BYE must come from the grace's own deadline.
     let bye = ua.expect_request(&call_id, "BYE", Duration::from_secs(10));
