@@ -20,3 +20,4 @@ pub mod server;
 pub mod sip;
 pub mod sla;
 pub mod store;
+pub mod text;

@@ -1,6 +1,7 @@
 //! The `ivr` command line. Everything it does lives in the library; this file parses flags,
 //! sets up logging and reports errors with context.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -195,11 +196,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`ivr graph f | head`): nothing is wrong, end quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ivr: error: {e:#}");
+            eprintln!("ivr: error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, each said once: many errors already print their source in their own
+/// message, and `{:#}` would print it again after them.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -254,7 +278,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => flow_simulate(&flow, at, caller, called, prompts, config.as_deref()),
         Command::Graph { flow, prompts } => {
             let flow = load_flow(&flow, &prompts_dir(prompts, None)?)?;
-            print!("{}", ivr::flow::to_dot(&flow));
+            // `print!` panics when the reader has gone; a broken pipe ends quietly in `main`.
+            let mut out = std::io::stdout().lock();
+            out.write_all(ivr::flow::to_dot(&flow).as_bytes())?;
+            out.flush()?;
             Ok(())
         }
         Command::Cdr {
@@ -333,10 +360,15 @@ fn voicemail_list(data: &DataArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE");
+    // Callers chose these texts; an ESC sequence must not reach the admin's terminal.
+    let show = ivr::text::escape_control;
     for vm in list {
         let status = match (vm.sla_state, vm.acked_at, vm.escalated_at) {
             (SlaState::Acked, Some(at), _) => {
-                format!("acked by {} at {at}", vm.acked_by.unwrap_or_default())
+                format!(
+                    "acked by {} at {at}",
+                    show(&vm.acked_by.unwrap_or_default())
+                )
             }
             (SlaState::Escalated, _, Some(at)) => format!("ESCALATED at {at}, not acked"),
             _ if vm.sla_due_at <= now => format!("OVERDUE since {}", vm.sla_due_at),
@@ -346,11 +378,11 @@ fn voicemail_list(data: &DataArgs) -> anyhow::Result<()> {
             "{}\t{}\t{}\t{}\t{}\t{:.1}\t{status}\t{}",
             vm.id,
             vm.created_at,
-            vm.caller,
-            vm.client.as_deref().unwrap_or("-"),
-            vm.ticket.as_deref().unwrap_or("-"),
+            show(&vm.caller),
+            show(vm.client.as_deref().unwrap_or("-")),
+            show(vm.ticket.as_deref().unwrap_or("-")),
             vm.duration_ms as f64 / 1000.0,
-            vm.path.display()
+            show(&vm.path.display().to_string())
         );
     }
     Ok(())

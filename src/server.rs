@@ -35,7 +35,8 @@ use ipnet::IpNet;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
-    #[error("prompts: {0}")]
+    /// Every `PromptError` starts with the file or directory at fault.
+    #[error(transparent)]
     Prompts(#[from] PromptError),
     #[error("call flow check failed:\n{0}")]
     Flow(crate::flow::Diagnostics),
@@ -43,7 +44,8 @@ pub enum ServeError {
     Hours(#[from] crate::hours::HoursError),
     #[error("clients: {0}")]
     Clients(#[from] crate::billing::BillingError),
-    #[error("webhooks: {0}")]
+    /// Every `NotifyError` already says "webhook".
+    #[error(transparent)]
     Webhooks(#[from] crate::notify::NotifyError),
     #[error("desk: {0}")]
     Desk(crate::bridge::DeskError),

@@ -136,8 +136,73 @@ fn serve_refuses_a_flow_that_dials_an_unconfigured_group_or_a_bad_member() {
     );
     // A member that is neither a staff user nor an IP address (the line does no DNS).
     let msg = serve("[[desk.groups]]\nname = \"sales\"\nmembers = [\"sip:bob@pbx.example.com\"]\n");
-    assert!(msg.contains("desk.groups"), "{msg}");
-    assert!(msg.contains("sip:bob@pbx.example.com"), "{msg}");
+    assert!(
+        msg.contains("desk.groups.members = \"sip:bob@pbx.example.com\""),
+        "the error names the key and the value at fault: {msg}"
+    );
+    assert!(!msg.contains("desk.groups = \"\""), "{msg}");
+}
+
+/// `serve` with `config` (and the shipped flow) that must refuse to start; its stderr.
+fn serve_error(label: &str, config: &str, prompts: &str) -> String {
+    let dir = unique_temp_dir(label);
+    let path = dir.join("ivr.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = ivr(
+        &[
+            "serve",
+            "--sip",
+            "127.0.0.1:0",
+            "--config",
+            path.to_str().unwrap(),
+            "--data",
+            dir.join("data").to_str().unwrap(),
+            "--prompts",
+            prompts,
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn start_errors_say_their_context_once() {
+    let missing = unique_temp_dir("cli-no-prompts").join("prompts");
+    let msg = serve_error("cli-err-prompts", "", missing.to_str().unwrap());
+    assert_eq!(
+        msg.matches("cannot list prompt directory").count(),
+        1,
+        "{msg}"
+    );
+    assert_eq!(msg.matches("No such file").count(), 1, "{msg}");
+    assert!(!msg.contains("prompts: prompts"), "{msg}");
+    let msg = serve_error(
+        "cli-err-https",
+        "[webhooks]\nurl = \"https://hooks.example.com/ivr\"\n",
+        "prompts",
+    );
+    assert_eq!(msg.matches("webhook url").count(), 1, "{msg}");
+    assert!(!msg.contains("webhooks: webhook"), "{msg}");
+}
+
+#[test]
+fn graph_into_a_closed_pipe_ends_quietly() {
+    // `ivr graph f | head -c 10`: the reader is gone before ivr writes.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["graph", "callflows/after_hours.toml"])
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ivr graph");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
 }
 
 #[test]

@@ -157,16 +157,8 @@ impl Memory {
                 .first()
                 .map(|p| p.started_at)
                 .unwrap_or(rec.started_at);
-            let in_window = 1 + outcome
-                .previous_calls
-                .iter()
-                .take_while(|p| p.caller == caller)
-                .filter(|p| {
-                    rec.started_at.duration_since(p.started_at).as_secs() as u64
-                        <= self.repeat.window.as_secs()
-                })
-                .count() as u32;
-            warn!(call_id = %rec.call_id, caller = %caller, event = "repeat_caller",
+            let in_window = outcome.calls_in_window;
+            warn!(call_id = %rec.call_id, caller = %crate::text::Escaped(&caller), event = "repeat_caller",
                   calls_in_window = in_window, "repeat caller: alerting staff");
             self.emit(OutboxEvent::repeat_caller(
                 &rec.call_id,

@@ -209,8 +209,9 @@ async fn answer_and_run(
     facts: Facts,
     rec: &mut memory::CallRecord,
 ) -> memory::CallSummary {
-    let from = incoming.from.uri.clone();
-    let to = incoming.to.uri.clone();
+    // For the log lines only: the caller wrote these, so control characters are shown escaped.
+    let from = crate::text::escape_control(&incoming.from.uri.to_string()).into_owned();
+    let to = crate::text::escape_control(&incoming.to.uri.to_string()).into_owned();
     let mut summary = memory::CallSummary::default();
 
     let offer = match negotiate(&incoming.offer) {
@@ -415,7 +416,7 @@ pub(crate) fn handle_mid_call(call: &mut Call, ctx: &mut MediaCtx<'_>, ev: CallE
         }
         CallEvent::Info { content_type, body } => {
             info!(call_id = %call.call_id, event = "info", content_type = content_type.as_deref().unwrap_or(""),
-                  body = %String::from_utf8_lossy(&body).trim(), "INFO received");
+                  body = %crate::text::Escaped(String::from_utf8_lossy(&body).trim()), "INFO received");
         }
         CallEvent::Confirmed { .. }
         | CallEvent::Incoming(_)

@@ -147,7 +147,25 @@ impl Config {
             .map_err(|e| bad(e.key, &e.value, e.reason))?;
         self.validate_staff(origin)?;
         if let Err(e) = self.desk_groups() {
-            return Err(bad("desk.groups", "", e.to_string()));
+            // Name the key and the value at fault, not `desk.groups = ""`.
+            use crate::bridge::DeskError;
+            return Err(match e {
+                DeskError::BadMember { group, member } => bad(
+                    "desk.groups.members",
+                    &member,
+                    format!(
+                        "in group {group:?}: neither a [[staff.users]] name nor a SIP address \
+                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); the line does no DNS"
+                    ),
+                ),
+                DeskError::Duplicate(name) => bad("desk.groups.name", &name, "listed twice".into()),
+                DeskError::BadName(name) => bad(
+                    "desk.groups.name",
+                    &name,
+                    "use letters, digits, - and _".into(),
+                ),
+                other => bad("desk.groups", "", other.to_string()),
+            });
         }
         if !["us", "uk", "eu"].contains(&self.desk.ringback.as_str()) {
             return Err(bad(

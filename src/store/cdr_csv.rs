@@ -21,6 +21,9 @@
 //! | `end_reason` | SIP end reason |
 //! | `repeat` | repeat caller: `true` / `false` |
 //! | `answered_by` | the desk member who accepted a bridged call; empty otherwise |
+//!
+//! A cell that a spreadsheet would run as a formula (`=...`, `@...`) gets a leading `'`
+//! ([`crate::text::csv_cell`]); E.164 numbers like `+15551230001` are kept as they are.
 
 use super::Cdr;
 
@@ -72,7 +75,11 @@ pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Resul
             c.repeat.to_string(),
             c.answered_by.clone().unwrap_or_default(),
         ];
-        w.write_record(&record).map_err(std::io::Error::other)?;
+        // Caller, client, digits and end reason come from callers or their SIP packets.
+        let record = record
+            .iter()
+            .map(|cell| crate::text::csv_cell(cell).into_owned());
+        w.write_record(record).map_err(std::io::Error::other)?;
     }
     w.flush()
 }
@@ -118,5 +125,40 @@ mod tests {
             )
         );
         assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised_but_numbers_kept() {
+        let cdr = |caller: &str| Cdr {
+            call_id: "x".into(),
+            caller: caller.into(),
+            caller_raw: caller.into(),
+            called: "100".into(),
+            client: Some("@SUM(A1)".into()),
+            started_at: "2026-11-28T03:30:00Z".parse().expect("time"),
+            answered_at: None,
+            ended_at: None,
+            talk_seconds: 0,
+            after_hours: true,
+            agreement: false,
+            rate_multiplier: 2.0,
+            agreed_terms: false,
+            digits: String::new(),
+            ticket: Some("=cmd|' /C calc'!A0".into()),
+            outcome: None,
+            end_reason: "-1)*cmd".into(),
+            repeat: false,
+            answered_by: None,
+        };
+        let mut out = Vec::new();
+        write_cdrs_csv(&mut out, &[cdr("=HYPERLINK(\"x\")"), cdr("+15551230001")]).expect("write");
+        let mut rows = csv::Reader::from_reader(out.as_slice());
+        let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("row")).collect();
+        let col = |name: &str| CDR_COLUMNS.iter().position(|c| *c == name).expect("column");
+        assert_eq!(&rows[0][col("caller")], "'=HYPERLINK(\"x\")");
+        assert_eq!(&rows[0][col("client")], "'@SUM(A1)");
+        assert_eq!(&rows[0][col("ticket")], "'=cmd|' /C calc'!A0");
+        assert_eq!(&rows[0][col("end_reason")], "'-1)*cmd");
+        assert_eq!(&rows[1][col("caller")], "+15551230001");
     }
 }

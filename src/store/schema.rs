@@ -114,6 +114,22 @@ pub(super) fn previous_calls(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// How many calls from `caller` before row `before_id` started at or after `since` (unix ms):
+/// the whole count, not capped at the repeat rule's lookback, so a third call says 3.
+pub(super) fn calls_since(
+    tx: &Connection,
+    caller: &str,
+    before_id: i64,
+    since: i64,
+) -> Result<u32, Fail> {
+    let n: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM calls WHERE caller = ?1 AND id < ?2 AND started_at >= ?3",
+        rusqlite::params![caller, before_id, since],
+        |r| r.get(0),
+    )?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 pub(super) fn caller_history(
     tx: &Connection,
     caller: &crate::repeat::CallerId,

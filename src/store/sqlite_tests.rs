@@ -110,6 +110,7 @@ fn call_start_and_end_make_one_complete_cdr() {
         CallStartOutcome {
             repeat: false,
             previous_calls: vec![],
+            calls_in_window: 1,
             history: None
         }
     );
@@ -316,6 +317,7 @@ fn three_in_a_row_policy_and_history() {
     );
     let third = go("c3", "2026-11-28T03:02:00Z");
     assert!(third.repeat);
+    assert_eq!(third.calls_in_window, 3);
     assert_eq!(third.previous_calls.len(), 2);
     assert_eq!(
         third.previous_calls[0].started_at,
@@ -328,6 +330,43 @@ fn three_in_a_row_policy_and_history() {
         .query_row("SELECT calls FROM callers", [], |r| r.get(0))
         .expect("count");
     assert_eq!(n, 3);
+}
+
+#[test]
+fn calls_in_window_counts_every_call_not_only_the_rules_lookback() {
+    // Default rule: twice in a row. The third call within the window is the third, not "2".
+    let dir = TempDir::new("inwindow");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let go =
+        |id: &str, who: &str, at: &str| store.call_started(&start(id, who, at)).expect("start");
+    assert_eq!(
+        go("a", "+15551230001", "2026-11-28T03:00:00Z").calls_in_window,
+        1
+    );
+    assert_eq!(
+        go("b", "+15551230001", "2026-11-28T03:01:00Z").calls_in_window,
+        2
+    );
+    let third = go("c", "+15551230001", "2026-11-28T03:02:00Z");
+    assert!(third.repeat);
+    assert_eq!(third.calls_in_window, 3);
+    // Another number in between breaks "in a row" but not the count in the window.
+    assert_eq!(
+        go("d", "+15559990000", "2026-11-28T03:03:00Z").calls_in_window,
+        1
+    );
+    let fifth = go("e", "+15551230001", "2026-11-28T03:04:00Z");
+    assert!(!fifth.repeat);
+    assert_eq!(fifth.calls_in_window, 4);
+    // Calls older than the window (30 min) drop out; a retransmitted start answers the same.
+    assert_eq!(
+        go("f", "+15551230001", "2026-11-28T03:31:30Z").calls_in_window,
+        3
+    );
+    assert_eq!(
+        go("f", "+15551230001", "2026-11-28T03:31:30Z").calls_in_window,
+        3
+    );
 }
 
 #[test]

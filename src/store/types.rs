@@ -38,6 +38,9 @@ pub struct CallStartOutcome {
     /// The calls to the line just before this one, most recent first (at most
     /// `repeat_policy.lookback()`), as repeat detection saw them.
     pub previous_calls: Vec<PreviousCall>,
+    /// Calls from this number within `repeat_policy.window`, this one included (1 for a first
+    /// or anonymous caller); every such call counts, not only the ones the rule needed.
+    pub calls_in_window: u32,
     /// This number's history before this call; `None` for a first-time or anonymous caller.
     pub history: Option<CallerHistory>,
 }

@@ -7,6 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::*;
 use crate::sip::dialog::uri_socket_addr;
+use crate::text::Escaped;
 
 impl Endpoint {
     pub(super) fn on_request(
@@ -164,7 +165,7 @@ impl Endpoint {
         if let Some(t) = self.server_txs.get_mut(&key) {
             t.call = Some(call);
         }
-        info!(call_id = %req.call_id, from = %req.from.uri, to = %req.to.uri, %source, event = "invite", "incoming call");
+        info!(call_id = %req.call_id, from = %Escaped(&req.from.uri.to_string()), to = %Escaped(&req.to.uri.to_string()), %source, event = "invite", "incoming call");
         self.calls.insert(
             call,
             Call {
@@ -277,7 +278,7 @@ impl Endpoint {
         match req.method {
             rsip::Method::Bye => {
                 let early_invite = (c.state == CallState::Early).then(|| c.invite_key.clone());
-                info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "bye", "caller hung up");
+                info!(call_id = %req.call_id, from = %Escaped(&c.from), to = %Escaped(&c.to), event = "bye", "caller hung up");
                 self.respond_with(now, key, 200, |b| b);
                 if let Some(invite_key) = early_invite {
                     self.respond_with(now, &invite_key, 487, |b| b);
@@ -399,7 +400,7 @@ impl Endpoint {
             self.respond_with(now, &invite_key, 487, |b| b);
             if let Some(call) = call {
                 if let Some(c) = self.calls.get(&call) {
-                    info!(call_id = %req.call_id, from = %c.from, to = %c.to, event = "cancel", "caller cancelled while ringing");
+                    info!(call_id = %req.call_id, from = %Escaped(&c.from), to = %Escaped(&c.to), event = "cancel", "caller cancelled while ringing");
                 }
                 self.end_call(call, EndReason::Cancelled);
             }
@@ -472,7 +473,7 @@ impl Endpoint {
         };
         let to = gate::allowed_hop(&self.config.follow_routes_to, hop, c.source);
         let transport = c.peer_transport;
-        info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "bye_sent", "hanging up");
+        info!(call_id = %c.dialog.call_id, from = %Escaped(&c.from), to = %Escaped(&c.to), event = "bye_sent", "hanging up");
         let (tx, actions) = NonInviteClientTx::new(
             now,
             transport.is_reliable(),
@@ -496,7 +497,7 @@ impl Endpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        warn!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "no_ack", "no ACK for 200 OK within 64*T1; sending BYE");
+        warn!(call_id = %c.dialog.call_id, from = %Escaped(&c.from), to = %Escaped(&c.to), event = "no_ack", "no ACK for 200 OK within 64*T1; sending BYE");
         let bye = self.send_bye(now, call);
         // The BYE runs on without the call: the caller is gone as far as we can tell.
         if let Some(t) = bye.and_then(|b| self.client_txs.get_mut(&b)) {
@@ -523,7 +524,7 @@ impl Endpoint {
                     self.by_call_id.remove(&c.dialog.call_id);
                 }
             }
-            info!(call_id = %c.dialog.call_id, from = %c.from, to = %c.to, event = "dialog_ended", %reason, "dialog ended");
+            info!(call_id = %c.dialog.call_id, from = %Escaped(&c.from), to = %Escaped(&c.to), event = "dialog_ended", %reason, "dialog ended");
             self.outputs
                 .push_back(Output::Event(call, CallEvent::Ended { reason }));
         }
