@@ -193,6 +193,7 @@ impl DataArgs {
 }
 
 fn main() -> ExitCode {
+    private_files();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,8 +263,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
-                tokio::spawn(forward_signals(tx));
-                ivr::server::serve(cfg, rx, None).await
+                // Handlers go in before anything else runs: until then SIGHUP would still kill.
+                let signals = Signals::install().context("installing signal handlers")?;
+                tokio::spawn(forward_signals(signals, tx));
+                ivr::server::serve(cfg, rx, None).await?;
+                anyhow::Ok(())
             })?;
             Ok(())
         }
@@ -480,19 +484,47 @@ fn init_logging(default_filter: &str) {
         .init();
 }
 
-/// SIGINT and SIGTERM both ask for a graceful shutdown; a second one forces it.
-async fn forward_signals(tx: tokio::sync::mpsc::Sender<()>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
+/// Everything ivr creates (the database and its WAL, voicemail WAVs, their directories, CDR
+/// exports) holds customers' numbers and voices: owner only, 0600 and 0700. A umask rather than
+/// explicit modes, because SQLite creates its own -wal and -shm files; set first thing, while
+/// the process has one thread. Directories that already exist keep the modes they have.
+fn private_files() {
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// The signals `ivr serve` listens to.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// SIGINT and SIGTERM both ask for a graceful shutdown; a second one forces it. SIGHUP (also
+/// what a dropped SSH session sends) never stops the line: it will ask for a reload; for now it
+/// is logged and ignored.
+async fn forward_signals(mut s: Signals, tx: tokio::sync::mpsc::Sender<()>) {
     loop {
         tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+            _ = s.int.recv() => {}
+            _ = s.term.recv() => {}
+            _ = s.hup.recv() => {
+                tracing::warn!(event = "sighup", "SIGHUP received: ignored (reloading is not supported yet; calls go on)");
+                continue;
+            }
         }
         if tx.send(()).await.is_err() {
             return;

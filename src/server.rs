@@ -51,6 +51,15 @@ pub enum ServeError {
     Desk(crate::bridge::DeskError),
     #[error("cannot start the SIP thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "data directory {} is in use by another running ivr{} (it holds the lock {}): stop that one first, or give this one its own --data",
+        dir.display(), holder.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default(), lock.display()
+    )]
+    DataDirInUse {
+        dir: std::path::PathBuf,
+        lock: std::path::PathBuf,
+        holder: Option<String>,
+    },
     #[error("cannot listen for SIP on {addr} (is another SIP server using the port?)")]
     Bind {
         addr: SocketAddr,
@@ -84,6 +93,7 @@ pub async fn serve(
         tracing::error!(dir = %config.data.dir.display(), error = %e,
             "cannot create the data directory: voicemail and call records are unavailable");
     }
+    let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let memory = open_memory(&config, &shutdown_rx)?;
     let listen = config.listen_addr();
@@ -172,6 +182,58 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The data directory's lock file, held by the running `ivr serve`.
+const LOCK_FILE: &str = "ivr.lock";
+
+/// Locks the data directory for as long as the returned file is open. A second `ivr serve` on
+/// the same directory would otherwise run start-up recovery and close the first one's live calls
+/// as interrupted (with false `call_ended` events) before it even failed to bind. The lock is
+/// advisory (flock), so the kernel drops it when the holder dies, however it dies: a crash never
+/// leaves a stale lock. A lock file that cannot be opened (read-only directory) is logged and the
+/// line still answers, as with the store.
+fn lock_data_dir(dir: &std::path::Path) -> Result<Option<std::fs::File>, ServeError> {
+    use std::io::{Read, Seek, Write};
+    let lock = dir.join(LOCK_FILE);
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(lock = %lock.display(), error = %e,
+                "cannot open the data directory's lock file: another ivr on it would go unnoticed");
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
+            return Err(ServeError::DataDirInUse {
+                dir: dir.to_path_buf(),
+                lock,
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::error!(lock = %lock.display(), error = %e,
+                "cannot lock the data directory: another ivr on it would go unnoticed");
+            return Ok(None);
+        }
+    }
+    // Who holds it, for the next one's error message; only informative, so failures are ignored.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", std::process::id()));
+    Ok(Some(file))
 }
 
 /// The signalling loop: feeds the endpoint inbound messages, call commands and timer expiries,

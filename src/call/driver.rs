@@ -468,36 +468,19 @@ fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Op
     }
 }
 
-/// `DATA/voicemail/<UTC time>_<caller>_<call-id>.wav`: the caller in the name lets a recording
-/// cut off by a crash be registered to the right number at the next start.
+/// `DATA/voicemail/<UTC time>_<caller>_<call-id>.wav` (see `file_name`): the caller in the name
+/// lets a recording cut off by a crash be registered to the right number at the next start.
 fn start_file(
     settings: &CallSettings,
     call_id: &str,
     caller: &str,
 ) -> Result<Recorder, hound::Error> {
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
-    let path: PathBuf = settings.data_dir.join("voicemail").join(format!(
-        "{stamp}_{}_{}.wav",
-        file_safe(caller),
-        file_safe(call_id)
-    ));
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let path: PathBuf = settings
+        .data_dir
+        .join("voicemail")
+        .join(super::file_name::voicemail(&stamp, caller, call_id));
     Recorder::create(&path)
-}
-
-/// Percent-escapes everything but letters, digits, `+`, `-` and `.` (so `_` separates the parts
-/// and `/` cannot escape the directory); `recovery::unescape` reverses it exactly.
-pub(crate) fn file_safe(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    // A name of only dots would be `.` or `..`.
-    if out.chars().all(|c| c == '.') {
-        out = out.replace('.', "%2E");
-    }
-    out
 }

@@ -6,6 +6,7 @@
 
 mod dial;
 mod driver;
+mod file_name;
 pub mod memory;
 pub mod recovery;
 

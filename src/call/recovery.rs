@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use tracing::{error, info, warn};
 
+use super::file_name::{self, unescape};
 use super::memory::Memory;
 use crate::media::recorder::repair_wav;
 use crate::notify::event::{CallEnded, OutboxEvent, VoicemailRecorded};
-use crate::store::{NewVoicemail, Outcome};
+use crate::store::{Cdr, NewVoicemail, Outcome};
 
 /// Registers unknown voicemail files; returns how many were recovered.
 pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
@@ -33,6 +34,9 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
             return 0;
         }
     };
+    // Only needed to name files whose Call-ID part was shortened; a failure leaves them named
+    // by that part.
+    let open_calls = store.open_calls().unwrap_or_default();
     let mut recovered = 0;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -47,7 +51,7 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
                 continue;
             }
         };
-        let (created_at, caller, call_id) = parse_name(&path);
+        let (created_at, caller, call_id) = parse_name(&path, &open_calls);
         let due = crate::sla::due_at(created_at, memory.callback_sla);
         let vm = NewVoicemail {
             call_id: call_id.clone(),
@@ -143,12 +147,22 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
 
 /// `<20261127T223000Z>_<caller>_<call-id>.wav` → (time, caller, call id); unknown parts fall
 /// back to the file's modification time and "unknown".
-fn parse_name(path: &Path) -> (Timestamp, String, String) {
+fn parse_name(path: &Path, open_calls: &[Cdr]) -> (Timestamp, String, String) {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let mut parts = stem.splitn(3, '_');
     let stamp = parts.next().unwrap_or("");
     let caller = unescape(parts.next().unwrap_or("unknown"));
     let call_id = unescape(parts.next().unwrap_or(stem));
+    // A shortened Call-ID (and caller) cannot be read back: the live call whose name part is the
+    // same is the one (its CDR then closes as `voicemail`).
+    let (caller, call_id) = match shortened_call_id_part(stem) {
+        Some(id_part) => open_calls
+            .iter()
+            .find(|c| file_name::call_id_part(&c.call_id) == id_part)
+            .map(|c| (c.caller.clone(), c.call_id.clone()))
+            .unwrap_or((caller, call_id)),
+        None => (caller, call_id),
+    };
     let created = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", stamp)
         .and_then(|t| t.to_datetime())
         .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
@@ -161,26 +175,10 @@ fn parse_name(path: &Path) -> (Timestamp, String, String) {
     (created, caller, call_id)
 }
 
-/// Reverses `driver::file_safe`.
-pub(crate) fn unescape(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The Call-ID part of a file stem when it was shortened (see `file_name`).
+fn shortened_call_id_part(stem: &str) -> Option<&str> {
+    let part = stem.splitn(3, '_').nth(2)?;
+    file_name::is_shortened(part).then_some(part)
 }
 
 fn wav_duration(path: &Path) -> std::time::Duration {
@@ -195,11 +193,24 @@ mod tests {
 
     #[test]
     fn names_carry_time_caller_and_call_id() {
-        let (t, caller, call_id) = parse_name(Path::new(
-            "/x/20261127T223000Z_+15551230001_abc-123-127-0-0-1.wav",
-        ));
+        let (t, caller, call_id) = parse_name(
+            Path::new("/x/20261127T223000Z_+15551230001_abc-123-127-0-0-1.wav"),
+            &[],
+        );
         assert_eq!(t.to_string(), "2026-11-27T22:30:00Z");
         assert_eq!(caller, "+15551230001");
         assert_eq!(call_id, "abc-123-127-0-0-1");
+    }
+
+    #[test]
+    fn a_shortened_call_id_is_known_by_its_name_part() {
+        let long = "x".repeat(300);
+        let stem = file_name::voicemail("20261127T223000Z", "+15551230001", &long);
+        let stem = stem.trim_end_matches(".wav");
+        assert_eq!(
+            shortened_call_id_part(stem),
+            Some(file_name::call_id_part(&long).as_str())
+        );
+        assert_eq!(shortened_call_id_part("20261127T223000Z_+1555_abc"), None);
     }
 }
