@@ -52,7 +52,7 @@ pub fn rfc4733(data: &[u8]) -> u64 {
         now += Duration::from_millis(u64::from(gap_ms));
         pipe.datagram(datagram, now, &mut sig);
         if let Ok(pkt) = rtp::parse(datagram) {
-            match decoder.on_packet(pkt.ssrc, pkt.timestamp, &pkt.payload, now) {
+            match decoder.on_packet((&pkt).into(), &pkt.payload, now) {
                 Ok(digits) => digits.iter().for_each(|d| sig.add(("raw", d.digit))),
                 Err(e) => sig.kind(&e),
             }

@@ -7,9 +7,9 @@ use std::fmt;
 use std::time::Instant;
 
 /// A forward jump smaller than this is taken as loss; a larger one as a restarted sender (A.1).
-const MAX_DROPOUT: u16 = 3000;
+pub(crate) const MAX_DROPOUT: u16 = 3000;
 /// A backward step smaller than this is taken as a late (reordered or duplicated) packet (A.1).
-const MAX_MISORDER: u16 = 100;
+pub(crate) const MAX_MISORDER: u16 = 100;
 
 #[derive(Debug, Clone, Default)]
 pub struct RtpStats {
