@@ -118,8 +118,12 @@ impl Pipeline {
             }
         };
         sig.add(("pt", payload_class(pkt.payload_type)));
-        self.stats
-            .on_packet(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        if pkt.payload_type == Codec::Pcmu.payload_type() {
+            self.stats
+                .on_audio(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        } else {
+            self.stats.on_other(pkt.seq);
+        }
         if let Some(frame) = frame_from_packet(&pkt, Codec::Pcmu, Some(TELEPHONE_EVENT)) {
             self.relay.push(frame.clone());
             self.relay_no_events.push(frame);
