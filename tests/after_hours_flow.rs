@@ -174,3 +174,31 @@ fn in_hours_the_caller_is_sent_to_the_main_line() {
     assert!(log.contains("open=true"), "{log}");
     assert_eq!(prompts_played(&log), vec!["open_hours"], "{log}");
 }
+
+/// Issue 12 item 19: sipp's captures played 0 to 9 into one ten-digit gather are all read. The
+/// "1" capture's sequence numbers and timestamps lie below the "0" capture's on the same SSRC; its
+/// first packet carries the marker bit, so it is a new key press, not a straggler.
+#[test]
+fn sipp_rfc4733_captures_0_to_9_are_all_read() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let flow = manifest_dir().join("tests/flows/gather10.toml");
+    let config = common::unique_temp_dir("captures").join("ivr.toml");
+    std::fs::write(&config, "[rtp]\ntimeout_s = 0\n").expect("write config");
+    let ivr = Ivr::start(&[
+        "--flow",
+        flow.to_str().expect("utf-8 path"),
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ]);
+    let run = run_sipp(&ivr, "uac_rfc4733_captures_0_to_9.xml", &[]);
+    assert!(run.success(), "{}\n{}", run.errors, ivr.log());
+    let log = ivr.wait_for_log(&["event=\"ended\""], Duration::from_secs(10));
+    let digits: String = log
+        .lines()
+        .filter(|l| l.contains("event=\"digit\"") && l.contains("source=Rfc4733"))
+        .filter_map(|l| l.split("digit=").nth(1)?.chars().next())
+        .collect();
+    assert_eq!(digits, "0123456789", "{log}");
+}

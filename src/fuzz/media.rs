@@ -52,7 +52,7 @@ pub fn rfc4733(data: &[u8]) -> u64 {
         now += Duration::from_millis(u64::from(gap_ms));
         pipe.datagram(datagram, now, &mut sig);
         if let Ok(pkt) = rtp::parse(datagram) {
-            match decoder.on_packet(pkt.ssrc, pkt.timestamp, &pkt.payload, now) {
+            match decoder.on_packet((&pkt).into(), &pkt.payload, now) {
                 Ok(digits) => digits.iter().for_each(|d| sig.add(("raw", d.digit))),
                 Err(e) => sig.kind(&e),
             }
@@ -118,8 +118,12 @@ impl Pipeline {
             }
         };
         sig.add(("pt", payload_class(pkt.payload_type)));
-        self.stats
-            .on_packet(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        if pkt.payload_type == Codec::Pcmu.payload_type() {
+            self.stats
+                .on_audio(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        } else {
+            self.stats.on_other(pkt.seq);
+        }
         if let Some(frame) = frame_from_packet(&pkt, Codec::Pcmu, Some(TELEPHONE_EVENT)) {
             self.relay.push(frame.clone());
             self.relay_no_events.push(frame);

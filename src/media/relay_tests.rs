@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::*;
-use crate::media::dtmf::Rfc4733Decoder;
+use crate::media::dtmf::{EventHeader, Rfc4733Decoder};
 use crate::media::g711::{alaw_to_linear, ulaw_to_linear};
 
 const TE: u8 = 96;
@@ -305,9 +305,15 @@ fn digit_events_follow_rfc_4733_and_decode() {
     let now = Instant::now();
     let digits: Vec<_> = pkts
         .iter()
-        .flat_map(|p| {
-            dec.on_packet(1, p.timestamp, &p.payload, now)
-                .expect("valid")
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let hdr = EventHeader {
+                ssrc: 1,
+                seq: i as u16,
+                timestamp: p.timestamp,
+                marker: p.marker,
+            };
+            dec.on_packet(hdr, &p.payload, now).expect("valid")
         })
         .collect();
     assert_eq!(digits.len(), 1);

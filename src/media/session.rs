@@ -505,8 +505,12 @@ impl Receiver {
                 .clone()
                 .map(|target| (target, st.out.telephone_event()))
         };
-        self.stats
-            .on_packet(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        if pkt.payload_type == self.codec.payload_type() {
+            self.stats
+                .on_audio(pkt.seq, pkt.timestamp, now, Codec::CLOCK_RATE);
+        } else {
+            self.stats.on_other(pkt.seq);
+        }
         // Our lock is released: the target's is taken on its own, never both at once.
         if let Some((target, telephone_event)) = relay
             && let Some(frame) = frame_from_packet(&pkt, self.codec, telephone_event)

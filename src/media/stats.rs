@@ -2,14 +2,19 @@
 //! packet's sequence number, RTP timestamp and arrival time, it tracks loss and interarrival
 //! jitter the way RTCP receiver reports define them, so our numbers match what a SIP trunk
 //! provider's tools report for the same call.
+//!
+//! Loss counts every packet of the stream (RFC 4733 events share the audio's sequence numbers),
+//! jitter only the audio: an event's timestamp stays at the key-down instant for the whole press
+//! (RFC 4733 §2.3.1), and a replayed capture's events carry timestamps of another recording
+//! altogether, so their "transit time" says nothing about the network and would swamp the figure.
 
 use std::fmt;
 use std::time::Instant;
 
 /// A forward jump smaller than this is taken as loss; a larger one as a restarted sender (A.1).
-const MAX_DROPOUT: u16 = 3000;
+pub(crate) const MAX_DROPOUT: u16 = 3000;
 /// A backward step smaller than this is taken as a late (reordered or duplicated) packet (A.1).
-const MAX_MISORDER: u16 = 100;
+pub(crate) const MAX_MISORDER: u16 = 100;
 
 #[derive(Debug, Clone, Default)]
 pub struct RtpStats {
@@ -69,14 +74,27 @@ impl RtpStats {
         Self::default()
     }
 
-    /// Records one received packet with the stream's clock rate (8000 for G.711).
-    pub fn on_packet(&mut self, seq: u16, rtp_ts: u32, arrival: Instant, clock_rate: u32) {
+    /// Records one received audio packet of the negotiated codec, with its clock rate (8000 for
+    /// G.711): it counts for loss and jitter.
+    pub fn on_audio(&mut self, seq: u16, rtp_ts: u32, arrival: Instant, clock_rate: u32) {
+        if self.count(seq) {
+            self.jitter.update(rtp_ts, arrival, clock_rate);
+        }
+    }
+
+    /// Records one received packet that is not audio (telephone events, comfort noise, other
+    /// payload types): it counts for loss only.
+    pub fn on_other(&mut self, seq: u16) {
+        self.count(seq);
+    }
+
+    fn count(&mut self, seq: u16) -> bool {
         if !self.update_seq(seq) {
             self.discarded += 1;
-            return;
+            return false;
         }
         self.received += 1;
-        self.jitter.update(rtp_ts, arrival, clock_rate);
+        true
     }
 
     /// A.1 `update_seq`, without the probation period for new sources (we latch onto one
@@ -104,6 +122,9 @@ impl RtpStats {
             if s.bad_seq == Some(seq) {
                 self.seq = None;
                 self.received = 0;
+                // A restarted sender stamps afresh: one transit step across the restart would
+                // weigh in as 1/16 of the jump.
+                self.jitter.last_transit = None;
                 return self.update_seq(seq);
             }
             s.bad_seq = Some(seq.wrapping_add(1));
@@ -188,7 +209,7 @@ mod tests {
     fn feed(stats: &mut RtpStats, t0: Instant, seqs: &[(u16, u32)]) {
         for &(seq, i) in seqs {
             let arrival = t0 + Duration::from_millis(20 * u64::from(i));
-            stats.on_packet(seq, 1000 + 160 * i, arrival, RATE);
+            stats.on_audio(seq, 1000 + 160 * i, arrival, RATE);
         }
     }
 
@@ -286,12 +307,74 @@ mod tests {
             // Every other packet arrives 10 ms late: |D| alternates 80 ts units.
             let late = if i % 2 == 1 { 10 } else { 0 };
             let arrival = t0 + Duration::from_millis(20 * u64::from(i) + late);
-            s.on_packet(i as u16, 160 * i, arrival, RATE);
+            s.on_audio(i as u16, 160 * i, arrival, RATE);
         }
         let snap = s.snapshot();
         // J converges towards |D| = 80 units = 10 ms.
         assert!(snap.jitter_ms > 9.0 && snap.jitter_ms <= 10.0, "{snap}");
         assert!(snap.jitter_ts > 70 && snap.jitter_ts <= 80);
+    }
+
+    /// Issue 12 item 18: 1 s of audio, a 2 s key press sent as RFC 4733 events (their timestamp
+    /// that of a capture recorded elsewhere, fixed for the whole press), 1 s more audio, all on a
+    /// perfect 20 ms grid: no jitter at all, and every packet counted.
+    #[test]
+    fn key_press_events_count_for_loss_but_not_for_jitter() {
+        let mut s = RtpStats::new();
+        let t0 = Instant::now();
+        let at = |slot: u32| t0 + Duration::from_millis(20 * u64::from(slot));
+        let mut seq = 7000u16;
+        let mut next = || {
+            seq = seq.wrapping_add(1);
+            seq
+        };
+        let audio_ts = |slot: u32| 3_000_000_000u32.wrapping_add(160 * slot);
+        for slot in 0..50 {
+            s.on_audio(next(), audio_ts(slot), at(slot), RATE);
+        }
+        for _slot in 50..150 {
+            s.on_other(next()); // timestamp 17632 throughout
+        }
+        for slot in 150..200 {
+            s.on_audio(next(), audio_ts(slot), at(slot), RATE);
+        }
+        let snap = s.snapshot();
+        assert_eq!((snap.packets, snap.expected, snap.lost), (200, 200, 0));
+        assert_eq!((snap.jitter_ts, snap.jitter_ms), (0, 0.0), "{snap}");
+    }
+
+    #[test]
+    fn jitter_is_reported_in_ms_of_the_clock_rate() {
+        let mut s = RtpStats::new();
+        let t0 = Instant::now();
+        // Every packet 5 ms (40 units at 8 kHz) later than the one before relative to its
+        // timestamp: |D| = 40 each time, and J tends to 40 units = 5 ms.
+        for i in 0..400u32 {
+            let arrival = t0 + Duration::from_millis(25 * u64::from(i));
+            s.on_audio(i as u16, 160 * i, arrival, RATE);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.jitter_ts, 39, "{snap}"); // truncated from 39.99...
+        assert!((snap.jitter_ms - 5.0).abs() < 0.01, "{snap}");
+        assert!(snap.to_string().ends_with("jitter=5.0ms"), "{snap}");
+    }
+
+    #[test]
+    fn a_confirmed_sequence_restart_does_not_jump_the_jitter() {
+        let mut s = RtpStats::new();
+        let t0 = Instant::now();
+        for i in 0..50u32 {
+            let arrival = t0 + Duration::from_millis(20 * u64::from(i));
+            s.on_audio(100 + i as u16, 160 * i, arrival, RATE);
+        }
+        // The sender restarts (a second capture replayed): new sequence and timestamp bases.
+        for i in 50..100u32 {
+            let arrival = t0 + Duration::from_millis(20 * u64::from(i));
+            s.on_audio(40_000 + i as u16, 999_999 + 160 * i, arrival, RATE);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.discarded, 1);
+        assert_eq!(snap.jitter_ms, 0.0, "{snap}");
     }
 
     #[test]

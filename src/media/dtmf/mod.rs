@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use goertzel::InbandDetector;
 pub use info::parse_info;
-pub use rfc4733::{Rfc4733Decoder, Rfc4733Error, TelephoneEvent};
+pub use rfc4733::{EventHeader, Rfc4733Decoder, Rfc4733Error, TelephoneEvent};
 
 use super::g711::Codec;
 use super::rtp::RtpIn;
@@ -126,10 +126,7 @@ impl DtmfReceiver {
         self.last_input = Some(arrival);
         if Some(pkt.payload_type) == self.telephone_event_pt {
             self.rfc4733_seen = true;
-            match self
-                .rfc4733
-                .on_packet(pkt.ssrc, pkt.timestamp, &pkt.payload, arrival)
-            {
+            match self.rfc4733.on_packet(pkt.into(), &pkt.payload, arrival) {
                 Ok(digits) => digits.into_iter().for_each(|d| self.offer(d, arrival)),
                 Err(e) => tracing::debug!(error = %e, seq = pkt.seq, "telephone-event ignored"),
             }

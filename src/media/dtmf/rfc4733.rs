@@ -9,11 +9,19 @@
 //! the press is emitted when the next press starts (a newer timestamp) or when `poll` sees no packet
 //! for [`END_TIMEOUT`]. Presses longer than the 16-bit duration allows are split by the sender into
 //! segments whose timestamps continue one another (§2.5.1.3); those are merged into one press.
+//!
+//! Which way a new timestamp moves says nothing: senders that replay recorded events (sipp's
+//! captures) restart timestamps and sequence numbers under one SSRC. The sequence number does: it
+//! is tracked as RFC 3550 A.1 does (a big jump is believed once the next packet follows it), and a
+//! packet with a new timestamp is a straggler only when its sequence number is a little behind
+//! (reordered) and it lacks the marker bit; otherwise it starts a new press (§2.5.1.3).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{DtmfDigit, DtmfSource};
+use crate::media::rtp::RtpIn;
+use crate::media::stats::{MAX_DROPOUT, MAX_MISORDER};
 
 /// Why a telephone-event payload cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,10 +78,6 @@ pub const QUIETEST_VOLUME: u8 = 55;
 /// yet short enough that a caller does not notice the wait.
 pub const END_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How far back (in 8 kHz timestamp units: one second) a timestamp may jump and still be a late
-/// packet of an earlier press; further back means the sender restarted its timestamps.
-const TIMESTAMP_RESTART: u32 = 8000;
-
 /// Telephone-event timestamp units per millisecond: G.711 calls negotiate `telephone-event/8000`.
 const UNITS_PER_MS: u32 = 8;
 
@@ -84,6 +88,66 @@ const SEGMENT_SLACK: u32 = 2000;
 /// Timestamps of finished presses remembered so their late packets are ignored; a press lasts at
 /// least tens of milliseconds, so stragglers older than 16 presses do not happen.
 const FINISHED_MEMORY: usize = 16;
+
+/// The RTP header fields the decoder needs besides the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHeader {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+    /// Set on the first packet of an event (RFC 4733 §2.5.1.3).
+    pub marker: bool,
+}
+
+impl From<&RtpIn> for EventHeader {
+    fn from(pkt: &RtpIn) -> Self {
+        Self {
+            ssrc: pkt.ssrc,
+            seq: pkt.seq,
+            timestamp: pkt.timestamp,
+            marker: pkt.marker,
+        }
+    }
+}
+
+/// Where a packet's sequence number puts it (RFC 3550 A.1, without the probation period: one
+/// source per call, and a key press is too short to wait for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqOrder {
+    /// Next, a duplicate, or after a gap; or the packet that confirms a jump.
+    InOrder,
+    /// A little behind the highest seen: reordered on the way.
+    Late,
+    /// A big jump not yet confirmed by the packet after it.
+    Jump,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SeqTracker {
+    max_seq: Option<u16>,
+    /// After a big jump: the sequence number that would confirm the sender restarted.
+    bad_seq: Option<u16>,
+}
+
+impl SeqTracker {
+    fn update(&mut self, seq: u16) -> SeqOrder {
+        let Some(max) = self.max_seq else {
+            self.max_seq = Some(seq);
+            return SeqOrder::InOrder;
+        };
+        let delta = seq.wrapping_sub(max);
+        if delta < MAX_DROPOUT || self.bad_seq == Some(seq) {
+            self.max_seq = Some(seq);
+            self.bad_seq = None;
+            SeqOrder::InOrder
+        } else if delta <= u16::MAX - MAX_MISORDER {
+            self.bad_seq = Some(seq.wrapping_add(1));
+            SeqOrder::Jump
+        } else {
+            SeqOrder::Late
+        }
+    }
+}
 
 /// The press currently being reported.
 #[derive(Debug, Clone)]
@@ -128,6 +192,7 @@ impl Press {
 #[derive(Debug, Clone, Default)]
 pub struct Rfc4733Decoder {
     ssrc: Option<u32>,
+    seq: SeqTracker,
     current: Option<Press>,
     finished: VecDeque<u32>,
 }
@@ -141,42 +206,43 @@ impl Rfc4733Decoder {
     /// when it both proves an earlier press over and is itself the end of a new one).
     pub fn on_packet(
         &mut self,
-        ssrc: u32,
-        timestamp: u32,
+        hdr: EventHeader,
         payload: &[u8],
         arrival: Instant,
     ) -> Result<Vec<DtmfDigit>, Rfc4733Error> {
         let ev = TelephoneEvent::parse(payload)?;
         let mut out = Vec::new();
-        if self.ssrc != Some(ssrc) {
+        let timestamp = hdr.timestamp;
+        if self.ssrc != Some(hdr.ssrc) {
             // A new source numbers its timestamps afresh: what we remember means nothing for it.
             out.extend(self.close_current());
             self.finished.clear();
-            self.ssrc = Some(ssrc);
+            self.seq = SeqTracker::default();
+            self.ssrc = Some(hdr.ssrc);
+        }
+        let order = self.seq.update(hdr.seq);
+        // A.1 drops an unconfirmed jump; the marker bit vouches for it being a new event's start.
+        if order == SeqOrder::Jump && !hdr.marker {
+            return Ok(out);
         }
         if self.finished.contains(&timestamp) {
             return Ok(out);
         }
         let audible = ev.volume <= QUIETEST_VOLUME;
         let duration = u32::from(ev.duration);
+        let new_event = hdr.marker || order == SeqOrder::Jump;
         match &mut self.current {
             Some(p) if p.timestamp == timestamp => {
                 p.segment_duration = p.segment_duration.max(duration);
                 p.audible |= audible;
                 p.last_arrival = arrival;
             }
-            // Serial-number comparison (RFC 3550 §A.1 style): a straggler from a press older than the
-            // current one, whose timestamp we never recorded; its press is long gone. A jump back by
-            // more than a second is no straggler (no jitter buffer waits that long) but a sender
-            // that restarted its timestamps under the same SSRC (after hold, or sipp replaying
-            // captures): a new press, and the old timestamps mean nothing any more.
-            Some(p)
-                if (timestamp.wrapping_sub(p.timestamp) as i32) < 0
-                    && p.timestamp.wrapping_sub(timestamp) <= TIMESTAMP_RESTART =>
-            {
-                return Ok(out);
-            }
-            Some(p) if p.continued_by(timestamp, ev.event) => {
+            // Reordered on the way, unmarked, with a timestamp that is not the current press's: a
+            // straggler from a press whose other packets we never saw, long over by now. A marked
+            // one is a new press from a sender replaying recorded packets (sipp plays its "2"
+            // capture a few sequence numbers below its "4"), as A.1 counts late packets too.
+            Some(_) if order == SeqOrder::Late && !hdr.marker => return Ok(out),
+            Some(p) if !new_event && p.continued_by(timestamp, ev.event) => {
                 self.finished.push_back(p.timestamp);
                 p.earlier_segments += timestamp.wrapping_sub(p.timestamp);
                 p.timestamp = timestamp;
@@ -265,14 +331,51 @@ mod tests {
         pkts
     }
 
+    /// An unmarked header of SSRC 7.
+    fn hdr(seq: u16, timestamp: u32) -> EventHeader {
+        EventHeader {
+            ssrc: 7,
+            seq,
+            timestamp,
+            marker: false,
+        }
+    }
+
+    /// Feeds `pkts` 20 ms apart, numbered in the order given (the tests here are about timestamps).
     fn run(dec: &mut Rfc4733Decoder, pkts: &[(u32, Vec<u8>)], t0: Instant) -> Vec<DtmfDigit> {
+        let numbered: Vec<_> = pkts
+            .iter()
+            .enumerate()
+            .map(|(i, (ts, p))| (hdr(i as u16, *ts), p.clone()))
+            .collect();
+        run_headers(dec, &numbered, t0)
+    }
+
+    fn run_headers(
+        dec: &mut Rfc4733Decoder,
+        pkts: &[(EventHeader, Vec<u8>)],
+        t0: Instant,
+    ) -> Vec<DtmfDigit> {
         let mut out = Vec::new();
-        for (i, (ts, p)) in pkts.iter().enumerate() {
+        for (i, (h, p)) in pkts.iter().enumerate() {
             let at = t0 + Duration::from_millis(20 * i as u64);
-            out.extend(dec.on_packet(7, *ts, p, at).expect("valid payload"));
+            out.extend(dec.on_packet(*h, p, at).expect("valid payload"));
             out.extend(dec.poll(at));
         }
         out
+    }
+
+    /// One press as `press` builds it, numbered from `seq` with the marker on its first packet.
+    fn marked_press(seq: u16, event: u8, ts: u32, len: u16) -> Vec<(EventHeader, Vec<u8>)> {
+        press(event, ts, len)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (ts, p))| {
+                let mut h = hdr(seq.wrapping_add(i as u16), ts);
+                h.marker = i == 0;
+                (h, p)
+            })
+            .collect()
     }
 
     fn digits(found: &[DtmfDigit]) -> String {
@@ -331,16 +434,66 @@ mod tests {
 
     #[test]
     fn timestamps_restarting_backwards_start_a_new_press() {
-        // sipp replays its captures with their recorded timestamps: "5" at 43200, then "1" at
-        // 13280 under the same SSRC. A straggler window of one second must not swallow the "1".
+        // sipp replays its captures with their recorded numbers under one SSRC: "0" at seq 12080,
+        // timestamp 17632, then "1" at seq 7984, timestamp 13280 (half a second back), then "2".
         let mut dec = Rfc4733Decoder::new();
         let t0 = Instant::now();
-        let mut pkts = press(5, 43_200, 2240);
-        pkts.extend(press(1, 13_280, 2240));
-        assert_eq!(digits(&run(&mut dec, &pkts, t0)), "51");
-        // A genuinely late packet (older by less than a second) is still ignored.
-        let late = press(5, 13_280 - 800, 2240);
-        assert_eq!(digits(&run(&mut dec, &late, t0)), "");
+        let mut pkts = marked_press(12_080, 0, 17_632, 2240);
+        pkts.extend(marked_press(7984, 1, 13_280, 2240));
+        pkts.extend(marked_press(8042, 2, 23_200, 2240));
+        assert_eq!(digits(&run_headers(&mut dec, &pkts, t0)), "012");
+    }
+
+    #[test]
+    fn an_unmarked_jump_is_believed_once_the_next_packet_follows_it() {
+        let mut dec = Rfc4733Decoder::new();
+        let t0 = Instant::now();
+        let mut pkts = marked_press(12_080, 0, 17_632, 2240);
+        // The new press's marked first packet is lost: the jump stands alone for one packet.
+        let mut next = marked_press(7984, 1, 13_280, 2240);
+        next.remove(0);
+        pkts.extend(next);
+        let found = run_headers(&mut dec, &pkts, t0);
+        assert_eq!(digits(&found), "01");
+        assert_eq!(found[1].duration_ms, 280);
+        // A lone packet far off in sequence and unmarked is ignored (A.1 garbage).
+        let stray = (hdr(40_000, 99_999), payload(9, true, 10, 800));
+        assert_eq!(digits(&run_headers(&mut dec, &[stray], t0)), "");
+    }
+
+    #[test]
+    fn a_reordered_packet_from_an_unseen_older_press_is_ignored() {
+        let mut dec = Rfc4733Decoder::new();
+        let t0 = Instant::now();
+        let pkts = marked_press(100, 3, 8000, 960);
+        assert_eq!(digits(&run_headers(&mut dec, &pkts, t0)), "3");
+        // Sequence numbers a little behind, a timestamp never seen, no marker: late.
+        let late = (hdr(95, 7200), payload(6, true, 10, 480));
+        assert_eq!(digits(&run_headers(&mut dec, &[late], t0)), "");
+    }
+
+    #[test]
+    fn a_marked_press_a_little_behind_in_sequence_is_a_new_press() {
+        // sipp's captures played 5, 1, 4, 2: the "2" (seq 8042) is 86 below the "4" (8121..8128).
+        let mut dec = Rfc4733Decoder::new();
+        let t0 = Instant::now();
+        let mut pkts = marked_press(8155, 5, 43_200, 2240);
+        pkts.extend(marked_press(7984, 1, 13_280, 2240));
+        pkts.extend(marked_press(8121, 4, 37_120, 2240));
+        pkts.extend(marked_press(8042, 2, 23_200, 2240));
+        assert_eq!(digits(&run_headers(&mut dec, &pkts, t0)), "5142");
+    }
+
+    #[test]
+    fn a_marker_starts_a_new_press_even_where_a_segment_would_continue() {
+        // A second press of the same key stamped inside the first one's span (a sender whose event
+        // clock runs slow): unmarked it would be taken as a restamped packet of the first.
+        let mut dec = Rfc4733Decoder::new();
+        let t0 = Instant::now();
+        let mut pkts = marked_press(10, 4, 1000, 2240);
+        pkts.truncate(pkts.len() - 3);
+        pkts.extend(marked_press(30, 4, 1800, 800));
+        assert_eq!(digits(&run_headers(&mut dec, &pkts, t0)), "44");
     }
 
     #[test]
@@ -370,7 +523,11 @@ mod tests {
         assert_eq!(d.digit, '7');
         assert_eq!(dec.poll(last + END_TIMEOUT * 4), None);
         // The end packets turning up late must not repeat it.
-        let late = dec.on_packet(7, 55, &payload(7, true, 10, 960), last + END_TIMEOUT * 5);
+        let late = dec.on_packet(
+            hdr(2, 55),
+            &payload(7, true, 10, 960),
+            last + END_TIMEOUT * 5,
+        );
         assert_eq!(late, Ok(vec![]));
     }
 
@@ -395,16 +552,16 @@ mod tests {
         let t0 = Instant::now();
         let mut dec = Rfc4733Decoder::new();
         assert_eq!(
-            dec.on_packet(1, 10, &payload(5, true, 56, 800), t0),
+            dec.on_packet(hdr(1, 10), &payload(5, true, 56, 800), t0),
             Ok(vec![])
         );
         let found = dec
-            .on_packet(1, 2000, &payload(5, true, 55, 800), t0)
+            .on_packet(hdr(2, 2000), &payload(5, true, 55, 800), t0)
             .expect("valid");
         assert_eq!(digits(&found), "5");
         // Event 16 is hook flash: a telephone event, but no digit.
         assert_eq!(
-            dec.on_packet(1, 4000, &payload(16, true, 10, 800), t0),
+            dec.on_packet(hdr(3, 4000), &payload(16, true, 10, 800), t0),
             Ok(vec![])
         );
     }
@@ -413,11 +570,18 @@ mod tests {
     fn a_new_ssrc_starts_afresh() {
         let t0 = Instant::now();
         let mut dec = Rfc4733Decoder::new();
-        let open = dec.on_packet(1, 10, &payload(6, false, 10, 160), t0);
+        let open = dec.on_packet(hdr(1, 10), &payload(6, false, 10, 160), t0);
         assert_eq!(open, Ok(vec![]));
         // The old source's press is closed; the new source may reuse the same timestamp.
         let found = dec
-            .on_packet(2, 10, &payload(8, true, 10, 800), t0)
+            .on_packet(
+                EventHeader {
+                    ssrc: 8,
+                    ..hdr(1, 10)
+                },
+                &payload(8, true, 10, 800),
+                t0,
+            )
             .expect("valid");
         assert_eq!(digits(&found), "68");
     }
