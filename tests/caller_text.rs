@@ -15,27 +15,12 @@ fn caller_text_is_logged_with_control_characters_escaped() {
     let ivr = Ivr::start(&[]);
     let ua = UdpUa::new(ivr.sip_addr());
     let ids = CallIds::new();
-    let local = ua.local();
-    let server = ua.server;
     let sdp = sdp_offer(4000, "0");
     // A raw ESC in the From user (RFC 3261 forbids it; ivr accepts the call anyway and must
     // not pass the byte on).
-    let invite = format!(
-        "INVITE sip:ivr@{server} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:ev\x1b[2Jil@{local}>;tag={tag}\r\n\
-         To: <sip:ivr@{server}>\r\n\
-         Call-ID: {cid}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:tester@{local}>\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {len}\r\n\r\n{sdp}",
-        branch = ids.branch,
-        tag = ids.from_tag,
-        cid = ids.call_id,
-        len = sdp.len(),
-    );
+    let invite =
+        common::invite(&ua, &ids, &sdp).replacen("\"Tester\" <sip:tester@", "<sip:ev\x1b[2Jil@", 1);
+    assert!(invite.contains('\x1b'), "the From was not replaced");
     ua.send(invite);
     let ok = ua.expect_response(&ids.call_id, |s| s >= 200, SIP_WAIT);
     assert_eq!(ok.status(), Some(200), "{}", ok.text());
