@@ -1,0 +1,189 @@
+//! From the config to the runtime objects `serve` starts with: the SIP core's settings, the
+//! fd budget, the desk, the flows.
+
+use ipnet::IpNet;
+
+use super::*;
+
+/// Raises the open-files limit and fits `max_calls` and the TCP caps under it (see
+/// `sip::transport::fd_budget`); returns the TCP limits and the call limit to run with.
+pub(super) fn fit_fd_budget(config: &Config, desk: &call::DeskSettings) -> (TcpLimits, usize) {
+    // A call holds its RTP socket, a recording, a route lookup while it dials, and one RTP
+    // socket per staff leg: every member of the largest group rings at once, and a staff
+    // call-back holds two.
+    let largest_group = desk
+        .groups
+        .names()
+        .map(|n| desk.groups.get(n).map_or(0, <[_]>::len))
+        .max()
+        .unwrap_or(0);
+    let want = fd_budget::Demand {
+        max_calls: config.sip.max_calls,
+        fds_per_call: 3 + largest_group.max(2),
+        tcp_max_connections: config.sip.tcp_max_connections,
+        tcp_max_per_source: config.sip.tcp_max_per_source,
+    };
+    let plan = fd_budget::fit(want);
+    let limits = TcpLimits {
+        idle_timeout: Duration::from_secs(config.sip.tcp_idle_timeout_s),
+        message_timeout: Duration::from_secs(config.sip.tcp_message_timeout_s),
+        max_connections: plan.tcp_max_connections,
+        max_per_source: plan.tcp_max_per_source,
+    };
+    (limits, plan.max_calls)
+}
+
+pub(super) fn desk_settings(
+    config: &Config,
+    flows: &FlowTable,
+) -> Result<call::DeskSettings, ServeError> {
+    let groups = config.desk_groups().map_err(ServeError::Desk)?;
+    for flow in std::iter::once(&flows.default).chain(flows.numbers.values()) {
+        groups
+            .check_flow(flow, &flow.file.display().to_string())
+            .map_err(ServeError::Desk)?;
+    }
+    for name in groups.names() {
+        let members: Vec<&str> = groups
+            .get(name)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.label())
+            .collect();
+        if members.is_empty() {
+            warn!(
+                group = name,
+                "desk group has no members: calls that ring it go to the flow's no-answer branch (voicemail); add members under [[desk.groups]]"
+            );
+        } else {
+            info!(group = name, members = ?members, "desk group");
+        }
+    }
+    let tone: crate::media::tones::RingbackTone = config
+        .desk
+        .ringback
+        .parse()
+        .unwrap_or(crate::media::tones::RingbackTone::Us);
+    Ok(call::DeskSettings {
+        groups,
+        passwords: config
+            .staff
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect(),
+        accept_timeout: Duration::from_secs(config.desk.accept_timeout_s),
+        ring_each: Duration::from_secs(config.desk.ring_each_s),
+        ringback: crate::media::tones::ringback(tone).into(),
+        early_media: config.desk.early_media,
+        callback_trunk: crate::sip::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
+            let host = crate::sip::uri_host_port(&config.desk.callback_trunk)
+                .map(|(h, p)| match p {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h,
+                })
+                .unwrap_or_else(|| a.to_string());
+            (host, a)
+        }),
+        callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
+        callback_caller_id: config.desk.callback_caller_id.clone(),
+        redirect_hosts: config.desk.redirect_hosts.clone(),
+    })
+}
+
+/// Wall-clock Unix seconds (the endpoint's nonce clock is anchored on it at start).
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks every configured flow against the prompt directory, like `ivr check`.
+pub(super) fn load_flows(config: &Config) -> Result<FlowTable, ServeError> {
+    let load = |path: &std::path::Path| {
+        crate::flow::check(path, &config.prompts.dir)
+            .map(Arc::new)
+            .map_err(ServeError::Flow)
+    };
+    let default = load(&config.flows.default)?;
+    info!(flow = %config.flows.default.display(), name = %default.name, "default call flow loaded");
+    let mut numbers = HashMap::new();
+    for (number, path) in &config.flows.numbers {
+        let flow = load(path)?;
+        info!(%number, flow = %path.display(), "call flow loaded");
+        numbers.insert(number.clone(), flow);
+    }
+    Ok(FlowTable { default, numbers })
+}
+
+/// The SIP core's settings, from the config.
+pub(super) fn endpoint_config(
+    config: &Config,
+    listen: SocketAddr,
+    public_ip: Option<IpAddr>,
+    max_calls: usize,
+) -> EndpointConfig {
+    let l = &config.sip.limits;
+    let rate = |per_s: f64, burst: u32| Rate {
+        per_s,
+        burst: f64::from(burst),
+    };
+    // Trusted proxies carry many callers each: never limit them per source.
+    let mut exempt = config.limits_exempt();
+    exempt.extend(
+        config
+            .callers
+            .trusted_proxies
+            .iter()
+            .map(|ip| IpNet::from(*ip)),
+    );
+    let mut domains: Vec<String> = config
+        .sip
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    domains.extend(public_ip.map(|ip| ip.to_string()));
+    if !listen.ip().is_unspecified() {
+        domains.push(listen.ip().to_string());
+    }
+    EndpointConfig {
+        timers: Timers {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..Timers::default()
+        },
+        max_calls,
+        max_pending_setups: config.sip.max_pending_setups,
+        staff: StaffAuth {
+            realm: config.staff.realm.clone(),
+            users: config
+                .staff
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
+            min_expires: config.staff.min_expires,
+            max_expires: config.staff.max_expires,
+            algorithms: config.staff.digest_algorithms(),
+            lockout: LockoutPolicy {
+                failures: config.staff.auth_failures_before_block,
+                window: Duration::from_secs(config.staff.auth_failure_window_s),
+                block: Duration::from_secs(config.staff.auth_block_s),
+                block_max: Duration::from_secs(config.staff.auth_block_max_s),
+            },
+        },
+        wall_clock: Some((Instant::now().into_std(), unix_now())),
+        admission: AdmissionConfig {
+            calls: rate(l.calls_per_s, l.calls_burst),
+            registers: rate(l.registers_per_s, l.registers_burst),
+            requests: rate(l.requests_per_s, l.requests_burst),
+            max_half_open: l.max_half_open,
+            silent_after: l.silent_after,
+            exempt,
+            max_sources: l.max_sources,
+        },
+        domains,
+        follow_routes_to: config.follow_routes_to(),
+    }
+}
