@@ -13,6 +13,7 @@ pub mod drain;
 pub mod flow;
 pub mod fuzz;
 pub mod hours;
+pub mod log_throttle;
 pub mod media;
 pub mod notify;
 pub mod repeat;

@@ -19,10 +19,9 @@
 //! reported for a log line at most once a second (`Verdict::Dropped::report`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How often a session logs the packets it dropped: the first drop, then at most once this often.
-const REPORT_EVERY: Duration = Duration::from_secs(1);
+use crate::log_throttle::LogThrottle;
 
 /// How strictly a session chooses where media comes from (`rtp.latch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,8 +68,8 @@ pub struct Latch {
     peer_ip: IpAddr,
     latched: Option<Source>,
     dropped: u64,
-    unreported: u64,
-    reported_at: Option<Instant>,
+    /// Drops not yet reported in a log line.
+    report: LogThrottle,
 }
 
 impl Latch {
@@ -81,8 +80,7 @@ impl Latch {
             peer_ip,
             latched: None,
             dropped: 0,
-            unreported: 0,
-            reported_at: None,
+            report: LogThrottle::default(),
         }
     }
 
@@ -151,16 +149,8 @@ impl Latch {
 
     fn drop(&mut self, now: Instant) -> Verdict {
         self.dropped += 1;
-        self.unreported += 1;
-        let due = self
-            .reported_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
-        if !due {
-            return Verdict::Dropped { report: None };
-        }
-        self.reported_at = Some(now);
         Verdict::Dropped {
-            report: Some(std::mem::take(&mut self.unreported)),
+            report: self.report.note(now),
         }
     }
 }
@@ -173,6 +163,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("test address")

@@ -10,10 +10,10 @@ pub mod endpoint;
 pub mod message;
 pub mod registrar;
 pub mod sdp;
-mod throttle;
 pub mod transaction;
 pub mod transport;
 
+pub(crate) use crate::log_throttle::LogThrottle;
 pub use auth::Algorithm;
 pub use dialog::{uri_host_port, uri_socket_addr};
 pub use endpoint::{
@@ -22,6 +22,5 @@ pub use endpoint::{
 };
 pub use message::{Transport, uri_user};
 pub use registrar::Binding;
-pub(crate) use throttle::LogThrottle;
 pub use transaction::Timers;
 pub use transport::{SipTransport, route_source_ip};

@@ -1,5 +1,6 @@
 //! Events that each deserve a log line but can come thousands a second (calls refused, datagrams
-//! shed under overload): counted, and reported at most once a second with the count.
+//! shed under overload, RTP from strangers): counted, and reported at most once a second with the
+//! count. A leaf: `sip` and `media` both use it.
 
 use std::time::{Duration, Instant};
 
