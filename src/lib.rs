@@ -8,10 +8,12 @@
 pub mod billing;
 pub mod bridge;
 pub mod call;
+pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod flow;
 pub mod fuzz;
+pub mod health;
 pub mod hours;
 pub mod log_throttle;
 pub mod media;

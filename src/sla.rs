@@ -170,6 +170,8 @@ pub struct SlaPolicy {
     pub max_sleep: Duration,
     /// Wait after a store error.
     pub store_retry: Duration,
+    /// The clock callback deadlines were set on.
+    pub clock: crate::clock::Clock,
 }
 
 impl Default for SlaPolicy {
@@ -177,6 +179,7 @@ impl Default for SlaPolicy {
         SlaPolicy {
             max_sleep: Duration::from_secs(10),
             store_retry: Duration::from_secs(1),
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -194,13 +197,13 @@ pub fn spawn(
         let mut shutdown = std::pin::pin!(shutdown);
         info!("callback SLA timers started");
         loop {
-            let now = Timestamp::now();
+            let now = policy.clock.now();
             let pause = match blocking(&wheel, move |w| w.tick(now)).await {
                 Ok(tick) => {
                     if !tick.escalated.is_empty() {
                         notifier.wake();
                     }
-                    sleep_for(Timestamp::now(), tick.next_due, policy.max_sleep)
+                    sleep_for(policy.clock.now(), tick.next_due, policy.max_sleep)
                 }
                 Err(e) => {
                     warn!(error = %e, "callback SLA timers: store error, retrying");

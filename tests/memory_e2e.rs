@@ -854,6 +854,66 @@ fn voicemail_samples_match_what_the_caller_sent() {
     drop(line);
 }
 
+/// `--now` moves one clock: the hours decision, the CDR's times, the voicemail's file name, the
+/// webhook events and the callback deadline all read the same (moved) time.
+#[test]
+fn the_now_clock_stamps_cdrs_file_names_and_webhooks() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = TestDir::new("mem-clock");
+    let data = dir.path().join("data");
+    write_caller_audio(dir.path(), &caller_signal(10, 0));
+    let hook = Hook::start(0);
+    let line = Line::start(
+        dir.path(),
+        &data,
+        "voicemail.toml",
+        &webhook_config(hook.port(), ""),
+        "ivr",
+    );
+    line.call("uac_voicemail_key.xml", "+15551230009", dir.path(), "vm");
+    line.wait_for_log("event=\"recorded\"", 1, WAIT);
+    let at: jiff::Timestamp = AFTER_HOURS.parse().expect("AFTER_HOURS");
+    let near = |t: jiff::Timestamp, what: &str| {
+        let off = t.duration_since(at).as_secs();
+        assert!(
+            (0..120).contains(&off),
+            "{what} is {t}, {off} s from the --now time {at}, not on the moved clock"
+        );
+    };
+    let name = the_voicemail(&data)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(name.starts_with("20261128T033"), "voicemail file {name}");
+    let reqs = hook.wait_until("call_ended", |r| {
+        r.iter().any(|r| r.event() == "call_ended")
+    });
+    for r in &reqs {
+        near(
+            ts(&r.json()["occurred_at"]),
+            &format!("{} occurred_at", r.event()),
+        );
+    }
+    let vm = hook.named("voicemail_recorded")[0].json();
+    let due = ts(&vm["data"]["callback_due_at"]);
+    near(
+        due - jiff::SignedDuration::from_mins(20),
+        "callback_due_at - 20 min",
+    );
+    let rows = cdr_rows(&data);
+    let row = rows.last().expect("a CDR row");
+    for column in ["started_at", "answered_at", "ended_at"] {
+        let t: jiff::Timestamp = row[column].parse().unwrap_or_else(|e| {
+            panic!("CDR {column} {:?}: {e}", row[column]);
+        });
+        near(t, &format!("CDR {column}"));
+    }
+    drop(line);
+}
+
 #[test]
 fn silence_ends_a_recording() {
     if !require_tool("sipp") {

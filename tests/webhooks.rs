@@ -542,6 +542,7 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
         SlaPolicy {
             max_sleep: Duration::from_millis(100),
             store_retry: Duration::from_millis(50),
+            ..SlaPolicy::default()
         },
         async move {
             let _ = rx.await;

@@ -475,9 +475,7 @@ fn start_file(
     call_id: &str,
     caller: &str,
 ) -> Result<Recorder, hound::Error> {
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    let stamp = settings.clock.now().strftime("%Y%m%dT%H%M%SZ").to_string();
     let path: PathBuf = settings
         .data_dir
         .join("voicemail")

@@ -35,6 +35,10 @@ pub struct Memory {
     pub trusted_proxies: Vec<IpAddr>,
     pub after_hours_multiplier: f64,
     pub callback_sla: Duration,
+    /// The calendar clock every record and event is stamped with.
+    pub clock: crate::clock::Clock,
+    /// Where failures an operator must act on (a full disk) are raised.
+    pub health: crate::health::Health,
 }
 
 /// One call's record, filled in as the call goes.
@@ -105,7 +109,7 @@ impl Memory {
             caller_raw,
             called: called.to_string(),
             client,
-            started_at: Timestamp::now(),
+            started_at: self.clock.now(),
             answered_at: None,
             after_hours,
             repeat: false,
@@ -180,7 +184,9 @@ impl Memory {
             return false;
         };
         let number = number.to_string();
-        let since = Timestamp::now()
+        let since = self
+            .clock
+            .now()
             .checked_sub(jiff::SignedDuration::try_from(window).unwrap_or_default())
             .unwrap_or(Timestamp::UNIX_EPOCH);
         match blocking(store, move |s| s.voicemails()).await {
@@ -201,8 +207,9 @@ impl Memory {
             return 0;
         };
         let number_owned = number.to_string();
+        let now = self.clock.now();
         match blocking(store, move |s| {
-            s.ack_voicemails_for_number(&number_owned, Timestamp::now())
+            s.ack_voicemails_for_number(&number_owned, now)
         })
         .await
         {
@@ -222,7 +229,7 @@ impl Memory {
         duration_ms: u64,
         ticket: Option<String>,
     ) {
-        let created_at = Timestamp::now();
+        let created_at = self.clock.now();
         let due = crate::sla::due_at(created_at, self.callback_sla);
         let vm = NewVoicemail {
             call_id: rec.call_id.clone(),
@@ -275,7 +282,7 @@ impl Memory {
             return false;
         };
         match n
-            .enqueue(OutboxEvent::custom(name, call_id, Timestamp::now(), vars))
+            .enqueue(OutboxEvent::custom(name, call_id, self.clock.now(), vars))
             .await
         {
             Ok(_) => true,
@@ -302,7 +309,7 @@ impl Memory {
         } else {
             Outcome::Abandoned
         };
-        let ended_at = Timestamp::now();
+        let ended_at = self.clock.now();
         let cdr = Cdr {
             call_id: rec.call_id.clone(),
             caller: rec.caller.as_str().to_string(),

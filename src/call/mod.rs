@@ -97,8 +97,8 @@ pub struct CallSettings {
     pub prompts: Arc<PromptStore>,
     pub flows: FlowTable,
     pub hours: BusinessHours,
-    /// Added to the wall clock when deciding business hours (`serve --now`, for tests and demos).
-    pub clock_offset: jiff::SignedDuration,
+    /// The calendar clock (`serve --now` moves it): hours, records, file names, events.
+    pub clock: crate::clock::Clock,
     pub data_dir: PathBuf,
     /// When the flow ends, keep the line up until the caller hangs up instead of sending BYE.
     pub hold_after_prompt: bool,
@@ -275,7 +275,7 @@ async fn answer_and_run(
         }
     }
     call.send(CallCommand::Accept(answer));
-    rec.answered_at = Some(jiff::Timestamp::now());
+    rec.answered_at = Some(settings.clock.now());
     summary.answered = true;
     let peer = incoming.source.ip();
     let mut media = start_media(rtp_socket, &neg, peer, settings.rtp_rules, &call.call_id);
@@ -341,9 +341,7 @@ async fn answer_and_run(
 
 /// What the flow may branch on, decided once at the start of the call.
 fn facts_for(settings: &CallSettings, incoming: &IncomingCall, dialled: &str) -> Facts {
-    let now = jiff::Timestamp::now()
-        .checked_add(settings.clock_offset)
-        .unwrap_or_else(|_| jiff::Timestamp::now());
+    let now = settings.clock.now();
     Facts {
         open: settings.hours.is_open(now),
         holiday: settings.hours.is_holiday(now),

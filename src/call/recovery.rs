@@ -113,7 +113,7 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
         .voicemails()
         .map(|v| v.into_iter().map(|v| v.call_id).collect())
         .unwrap_or_default();
-    let now = Timestamp::now();
+    let now = memory.clock.now();
     let mut closed = 0;
     for mut cdr in open {
         cdr.ended_at = Some(now);

@@ -21,6 +21,7 @@ use super::event::{self, EventKind, OutboxEvent, Target};
 use super::outbox::{OutboxRow, OutboxStore, StoreError, blocking};
 use super::plan::plan;
 use super::sign::sign;
+use crate::clock::Clock;
 
 /// Setting up webhooks failed (at start, so the admin sees it at once).
 #[derive(Debug, Error)]
@@ -137,6 +138,8 @@ pub struct DeliveryPolicy {
     pub max_sleep: Duration,
     /// Wait after a store error before trying again.
     pub store_retry: Duration,
+    /// When rows are due and failures retried: the clock the events were stamped with.
+    pub clock: Clock,
 }
 
 impl Default for DeliveryPolicy {
@@ -148,6 +151,7 @@ impl Default for DeliveryPolicy {
             concurrency: 8,
             max_sleep: Duration::from_secs(30),
             store_retry: Duration::from_secs(1),
+            clock: Clock::system(),
         }
     }
 }
@@ -263,7 +267,7 @@ async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: impl Future
     loop {
         let pause = match round(&shared, &client, &mut warned).await {
             Ok(Next::Again) => Duration::ZERO,
-            Ok(Next::At(at)) => until(at, policy.max_sleep),
+            Ok(Next::At(at)) => until(at, policy.clock.now(), policy.max_sleep),
             Err(e) => {
                 // Rows are unchanged on a store error, so waiting and retrying loses nothing;
                 // the pause keeps a broken store (or a failed mark after a 2xx) from spinning.
@@ -286,9 +290,9 @@ async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: impl Future
     info!("webhook worker stopped");
 }
 
-fn until(at: Option<Timestamp>, max: Duration) -> Duration {
+fn until(at: Option<Timestamp>, now: Timestamp, max: Duration) -> Duration {
     let Some(at) = at else { return max };
-    let d = at.duration_since(Timestamp::now());
+    let d = at.duration_since(now);
     Duration::try_from(d).unwrap_or(Duration::ZERO).min(max)
 }
 
@@ -299,7 +303,7 @@ async fn round(
 ) -> Result<Next, StoreError> {
     let batch = shared.policy.batch.max(1);
     let rows = blocking(&shared.store, move |s| s.pending_outbox(batch)).await?;
-    let r = plan(rows, Timestamp::now(), |t| {
+    let r = plan(rows, shared.policy.clock.now(), |t| {
         shared.targets.route(t).is_some()
     });
     for row in &r.unrouted {
@@ -348,7 +352,7 @@ async fn attempt(
 ) -> Result<(), StoreError> {
     let id = row.id;
     let outcome = post(client, endpoint, &row).await;
-    let now = Timestamp::now();
+    let now = shared.policy.clock.now();
     let call_id = row.event.call_id.as_deref().unwrap_or("");
     let name = row.event.kind.as_str();
     match outcome {
@@ -386,6 +390,8 @@ async fn post(
     row: &OutboxRow,
 ) -> Result<(), String> {
     let body = event::body(row.id, &row.event);
+    // The signature's time is checked against the receiver's own clock (replay window), so it
+    // is the system time even when `serve --now` moves the clock the events are stamped with.
     let ts = Timestamp::now().as_second();
     let mut req = client
         .post(endpoint.url.clone())

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::billing::Client;
 use crate::call::memory::Memory;
 use crate::call::{self, CallCommand, CallSettings, FlowTable};
+use crate::clock::Clock;
 use crate::config::{Config, RtpLatch};
 use crate::drain::{Drain, DrainStep};
 use crate::hours::BusinessHours;
@@ -84,14 +85,10 @@ pub async fn serve(
     let desk = desk_settings(&config, &flows)?;
     let (tcp_limits, max_calls) = fit_fd_budget(&config, &desk);
     let hours = BusinessHours::from_config(&config.hours)?;
-    let clock_offset = match config.clock_at {
-        Some(at) => at.duration_since(jiff::Timestamp::now()),
-        None => jiff::SignedDuration::ZERO,
-    };
-    let now = jiff::Timestamp::now()
-        .checked_add(clock_offset)
-        .unwrap_or_else(|_| jiff::Timestamp::now());
-    info!(hours = %hours.describe(now), "business hours");
+    let clock = config
+        .clock_at
+        .map_or_else(Clock::system, Clock::starting_at);
+    info!(hours = %hours.describe(clock.now()), "business hours");
     // A data directory we cannot create is logged, not fatal: callers must still get an answer
     // (the store below reports itself unavailable and calls are served without memory).
     if let Err(e) = std::fs::create_dir_all(&config.data.dir) {
@@ -100,14 +97,14 @@ pub async fn serve(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let memory = open_memory(&config, &shutdown_rx)?;
+    let memory = open_memory(&config, clock, &shutdown_rx)?;
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let settings = Arc::new(CallSettings {
         prompts: Arc::new(prompts),
         flows,
         hours,
-        clock_offset,
+        clock,
         data_dir: config.data.dir.clone(),
         hold_after_prompt: config.call.hold_after_prompt,
         memory,
@@ -253,6 +250,7 @@ fn background_tasks() -> &'static std::sync::Mutex<Vec<tokio::task::JoinHandle<(
 /// is logged loudly and the line still answers calls: callers must get a response.
 fn open_memory(
     config: &Config,
+    clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Memory, ServeError> {
     let mut clients: Vec<Client> = config
@@ -302,7 +300,10 @@ fn open_memory(
             let n = Notifier::new(
                 Arc::new(SharedStore(store.clone())),
                 targets,
-                DeliveryPolicy::default(),
+                DeliveryPolicy {
+                    clock,
+                    ..DeliveryPolicy::default()
+                },
             );
             let stopped = || {
                 let mut rx = shutdown.clone();
@@ -315,7 +316,10 @@ fn open_memory(
             let sla = crate::sla::spawn(
                 crate::sla::SlaWheel::new(Arc::new(SharedStore(store.clone()))),
                 n.clone(),
-                crate::sla::SlaPolicy::default(),
+                crate::sla::SlaPolicy {
+                    clock,
+                    ..crate::sla::SlaPolicy::default()
+                },
                 stop,
             );
             if let Ok(mut tasks) = background_tasks().lock() {
@@ -339,6 +343,8 @@ fn open_memory(
         trusted_proxies: config.callers.trusted_proxies.clone(),
         after_hours_multiplier: config.billing.after_hours_multiplier,
         callback_sla,
+        clock,
+        health: crate::health::Health::new(clock),
     };
     crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
     crate::call::recovery::close_interrupted_calls(&memory);
