@@ -31,6 +31,7 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Serve {
         /// Config file (TOML); keys it omits keep the built-in defaults of config/ivr.toml.
+        /// Relative paths in it resolve against its own directory.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// SIP listen address for UDP and TCP, e.g. 0.0.0.0:5060 (port 0 picks a free port).
@@ -194,12 +195,17 @@ struct DataArgs {
 impl DataArgs {
     /// The existing store (a wrong directory is an error, not a new empty database).
     fn open(&self) -> anyhow::Result<ivr::store::SqliteStore> {
-        let mut cfg = Config::load(self.config.as_deref())?;
-        if let Some(d) = &self.data {
-            cfg.data.dir = cfg.flag_path("data.dir", "--data", d);
-        }
-        ivr::store::SqliteStore::open_existing(&cfg.data.dir)
-            .map_err(|e| anyhow::anyhow!("{e} (data directory: {})", cfg.path_origin("data.dir")))
+        // With --data the config is not read at all, as before: only data.dir is wanted from it.
+        let (dir, origin) = match &self.data {
+            Some(d) => (ivr::config::absolute(d), format!("--data {}", d.display())),
+            None => {
+                let cfg = Config::load(self.config.as_deref())?;
+                let origin = cfg.path_origin("data.dir");
+                (cfg.data.dir, origin)
+            }
+        };
+        ivr::store::SqliteStore::open_existing(&dir)
+            .map_err(|e| anyhow::anyhow!("{e} (data directory: {origin})"))
     }
 }
 

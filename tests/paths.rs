@@ -271,6 +271,23 @@ fn errors_name_the_resolved_path_and_the_key_it_came_from() {
         assert!(msg.contains(&origin), "{args:?}: {msg}");
     }
 
+    // The admin commands name the data directory they looked in, and why there.
+    let site = Site::new("paths-errors-data", "[data]\ndir = \"no-data\"\n");
+    let out = site.ivr(&["voicemail", "list", "--config", site.config_arg()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(
+        msg.contains(&site.etc.join("no-data").display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "data.dir = \"no-data\" in {}",
+            site.config.display()
+        )),
+        "{msg}"
+    );
+
     let site = Site::new(
         "paths-errors-flow",
         "[prompts]\ndir = \"sounds\"\n[flows]\ndefault = \"flows/nope.toml\"\n",
