@@ -31,6 +31,7 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Serve {
         /// Config file (TOML); keys it omits keep the built-in defaults of config/ivr.toml.
+        /// Relative paths in it resolve against its own directory.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// SIP listen address for UDP and TCP, e.g. 0.0.0.0:5060 (port 0 picks a free port).
@@ -57,18 +58,25 @@ enum Command {
         now: Option<jiff::Timestamp>,
     },
     /// Check call flows: every error with file:line:col and a hint; exit status 1 on errors.
+    /// With no FLOW, checks the flows the config names (flows.default and [flows.numbers]), as
+    /// `ivr serve` does at start.
     ///
     /// Examples:
     ///   ivr check callflows/after_hours.toml
     ///   ivr check callflows/*.toml callflows/examples/*.toml --prompts /srv/ivr/prompts
+    ///   ivr check --config /etc/ivr/ivr.toml
     #[command(verbatim_doc_comment)]
     Check {
-        /// Flow files (TOML).
-        #[arg(required = true, value_name = "FLOW")]
+        /// Flow files (TOML); default: every flow the config names.
+        #[arg(value_name = "FLOW")]
         flows: Vec<PathBuf>,
         /// Prompt directory the flows' prompt names must exist in (default: prompts.dir).
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
+        /// Config file for prompts.dir and the flows to check; its relative paths resolve against
+        /// its own directory.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Run a flow in the terminal on a virtual clock: type keys when asked (Enter = silence,
     /// `hangup` = hang up); dial asks whether staff answer.
@@ -105,6 +113,9 @@ enum Command {
         /// Prompt directory (default: prompts.dir); the flow is checked first.
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
+        /// Config file for prompts.dir.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Call detail records (billing).
     Cdr {
@@ -184,11 +195,17 @@ struct DataArgs {
 impl DataArgs {
     /// The existing store (a wrong directory is an error, not a new empty database).
     fn open(&self) -> anyhow::Result<ivr::store::SqliteStore> {
-        let dir = match &self.data {
-            Some(d) => d.clone(),
-            None => Config::load(self.config.as_deref())?.data.dir,
+        // With --data the config is not read at all, as before: only data.dir is wanted from it.
+        let (dir, origin) = match &self.data {
+            Some(d) => (ivr::config::absolute(d), format!("--data {}", d.display())),
+            None => {
+                let cfg = Config::load(self.config.as_deref())?;
+                let origin = cfg.path_origin("data.dir");
+                (cfg.data.dir, origin)
+            }
         };
-        Ok(ivr::store::SqliteStore::open_existing(&dir)?)
+        ivr::store::SqliteStore::open_existing(&dir)
+            .map_err(|e| anyhow::anyhow!("{e} (data directory: {origin})"))
     }
 }
 
@@ -247,16 +264,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.rtp.ports = format!("{lo}-{hi}");
             }
             if let Some(data) = data {
-                cfg.data.dir = data;
+                cfg.data.dir = cfg.flag_path("data.dir", "--data", &data);
             }
             if let Some(prompts) = prompts {
-                cfg.prompts.dir = prompts;
+                cfg.prompts.dir = cfg.flag_path("prompts.dir", "--prompts", &prompts);
             }
             if hold_after_prompt {
                 cfg.call.hold_after_prompt = true;
             }
             if let Some(flow) = flow {
-                cfg.flows.default = flow;
+                cfg.flows.default = cfg.flag_path("flows.default", "--flow", &flow);
             }
             cfg.clock_at = now;
             init_logging(&cfg.log.filter);
@@ -271,7 +288,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             Ok(())
         }
-        Command::Check { flows, prompts } => flow_check(&flows, prompts),
+        Command::Check {
+            flows,
+            prompts,
+            config,
+        } => flow_check(&flows, &flow_config(config.as_deref(), prompts)?),
         Command::Simulate {
             flow,
             at,
@@ -279,9 +300,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             called,
             prompts,
             config,
-        } => flow_simulate(&flow, at, caller, called, prompts, config.as_deref()),
-        Command::Graph { flow, prompts } => {
-            let flow = load_flow(&flow, &prompts_dir(prompts, None)?)?;
+        } => flow_simulate(
+            &flow,
+            at,
+            caller,
+            called,
+            &flow_config(config.as_deref(), prompts)?,
+        ),
+        Command::Graph {
+            flow,
+            prompts,
+            config,
+        } => {
+            let cfg = flow_config(config.as_deref(), prompts)?;
+            let flow = load_flow(&flow, &cfg.prompts.dir)?;
             // `print!` panics when the reader has gone; a broken pipe ends quietly in `main`.
             let mut out = std::io::stdout().lock();
             out.write_all(ivr::flow::to_dot(&flow).as_bytes())?;
@@ -392,15 +424,25 @@ fn voicemail_list(data: &DataArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `prompts` or the configured prompt directory.
-fn prompts_dir(
-    prompts: Option<PathBuf>,
+/// The config `ivr check`, `simulate` and `graph` work with, resolved as `ivr serve` resolves
+/// it, with `--prompts` over prompts.dir; an unreadable prompt directory is an error that says
+/// where the directory was named.
+fn flow_config(
     config: Option<&std::path::Path>,
-) -> anyhow::Result<PathBuf> {
-    match prompts {
-        Some(p) => Ok(p),
-        None => Ok(Config::load(config)?.prompts.dir),
+    prompts: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(config)?;
+    if let Some(p) = prompts {
+        cfg.prompts.dir = cfg.flag_path("prompts.dir", "--prompts", &p);
     }
+    if let Err(e) = std::fs::read_dir(&cfg.prompts.dir) {
+        anyhow::bail!(
+            "cannot read the prompt directory {}: {e} ({})",
+            cfg.prompts.dir.display(),
+            cfg.path_origin("prompts.dir")
+        );
+    }
+    Ok(cfg)
 }
 
 /// A checked flow, or its diagnostics on stderr and an error.
@@ -419,14 +461,30 @@ fn load_flow(path: &std::path::Path, prompts: &std::path::Path) -> anyhow::Resul
     }
 }
 
-fn flow_check(flows: &[PathBuf], prompts: Option<PathBuf>) -> anyhow::Result<()> {
-    let dir = prompts_dir(prompts, None)?;
+/// Checks `flows`, or with none the flows `cfg` names (each error then says which key named it).
+fn flow_check(flows: &[PathBuf], cfg: &Config) -> anyhow::Result<()> {
+    let flows: Vec<(PathBuf, Option<String>)> = if flows.is_empty() {
+        std::iter::once((cfg.flows.default.clone(), "flows.default".to_string()))
+            .chain(
+                cfg.flows
+                    .numbers
+                    .iter()
+                    .map(|(number, path)| (path.clone(), ivr::config::flow_number_key(number))),
+            )
+            .map(|(path, key)| (path, Some(cfg.path_origin(&key))))
+            .collect()
+    } else {
+        flows.iter().map(|f| (f.clone(), None)).collect()
+    };
     let mut errors = 0;
-    for path in flows {
-        match ivr::flow::check(path, &dir) {
+    for (path, origin) in &flows {
+        match ivr::flow::check(path, &cfg.prompts.dir) {
             Ok(flow) => flow.warnings.iter().for_each(|w| eprintln!("{w}")),
             Err(diags) => {
                 eprintln!("{diags}");
+                if let Some(origin) = origin {
+                    eprintln!("  note: this flow is {origin}");
+                }
                 errors += diags.error_count();
             }
         }
@@ -443,11 +501,9 @@ fn flow_simulate(
     at: Option<jiff::Timestamp>,
     caller: String,
     called: String,
-    prompts: Option<PathBuf>,
-    config: Option<&std::path::Path>,
+    cfg: &Config,
 ) -> anyhow::Result<()> {
-    let cfg = Config::load(config)?;
-    let dir = prompts.unwrap_or_else(|| cfg.prompts.dir.clone());
+    let dir = cfg.prompts.dir.clone();
     let flow = std::sync::Arc::new(load_flow(path, &dir)?);
     let hours = ivr::hours::BusinessHours::from_config(&cfg.hours)
         .map_err(|e| anyhow::anyhow!("[hours] {} = {:?}: {}", e.key, e.value, e.reason))?;

@@ -7,7 +7,7 @@
 //! ever silently dropped.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::Timestamp;
 use tracing::{error, info, warn};
@@ -27,8 +27,15 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return 0;
     };
-    let known: HashSet<PathBuf> = match store.voicemails() {
-        Ok(v) => v.into_iter().map(|v| v.path).collect(),
+    // Known by file name, not by path: the rows keep the path as the data directory was named
+    // then, and a directory once named `var` (relative, as the built-in default was before
+    // paths resolved against the install) and now `/srv/ivr/var` names the same files
+    // differently. Taking them for new ones would register every voicemail twice.
+    let known: HashSet<std::ffi::OsString> = match store.voicemails() {
+        Ok(v) => v
+            .into_iter()
+            .filter_map(|v| v.path.file_name().map(ToOwned::to_owned))
+            .collect(),
         Err(e) => {
             error!(error = %e, "voicemail recovery skipped: cannot list stored voicemails");
             return 0;
@@ -40,7 +47,9 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
     let mut recovered = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wav") || known.contains(&path) {
+        if path.extension().and_then(|e| e.to_str()) != Some("wav")
+            || path.file_name().is_some_and(|name| known.contains(name))
+        {
             continue;
         }
         let duration = match repair_wav(&path) {
@@ -190,6 +199,7 @@ fn wav_duration(path: &Path) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn names_carry_time_caller_and_call_id() {
@@ -200,6 +210,58 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-27T22:30:00Z");
         assert_eq!(caller, "+15551230001");
         assert_eq!(call_id, "abc-123-127-0-0-1");
+    }
+
+    /// A data directory once named `var` and now `/abs/var`: the rows' paths say `var/...`,
+    /// the scan finds `/abs/var/...`; the same voicemail must not be registered again.
+    #[test]
+    fn a_voicemail_stored_under_a_relative_data_dir_is_known_under_the_absolute_one() {
+        let data = std::env::temp_dir().join(format!("ivr-recovery-rel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(data.join("voicemail")).unwrap();
+        let name = "20261127T223000Z_+15551230001_abc.wav";
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut wav = hound::WavWriter::create(data.join("voicemail").join(name), spec).unwrap();
+        (0..8000).for_each(|_| wav.write_sample(100i16).unwrap());
+        wav.finalize().unwrap();
+        let store = crate::store::SqliteStore::open(&data).unwrap();
+        let at: Timestamp = "2026-11-27T22:30:00Z".parse().unwrap();
+        store
+            .add_voicemail(
+                &NewVoicemail {
+                    call_id: "abc".into(),
+                    caller: "+15551230001".into(),
+                    client: None,
+                    ticket: None,
+                    path: Path::new("var/voicemail").join(name),
+                    duration_ms: 1000,
+                    created_at: at,
+                },
+                at,
+            )
+            .unwrap();
+        let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store);
+        let memory = Memory {
+            store: Some(store.clone()),
+            notifier: None,
+            clients: Vec::new(),
+            repeat: crate::repeat::RepeatPolicy {
+                window: std::time::Duration::from_secs(1800),
+                times: 2,
+            },
+            default_country: None,
+            trusted_proxies: Vec::new(),
+            after_hours_multiplier: 2.0,
+            callback_sla: std::time::Duration::from_secs(1200),
+        };
+        assert_eq!(recover_voicemails(&memory, &data), 0);
+        assert_eq!(store.voicemails().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&data);
     }
 
     #[test]

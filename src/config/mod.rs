@@ -3,6 +3,7 @@
 //! The shipped `config/ivr.toml` is compiled in as the defaults, so `ivr serve` needs no file; a
 //! `--config FILE` is read on top (missing keys keep their defaults) and command-line flags win
 //! over both. Unknown keys and bad values stop the start with the file, the key and the reason.
+//! Relative paths resolve against the directory of the file they are written in (see `paths`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod paths;
 mod sections;
 mod validate;
 
+pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
@@ -59,38 +62,78 @@ pub struct Config {
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
+    /// Who wrote each path-valued key; empty for [`Config::from_str`], which resolves nothing.
+    #[serde(skip)]
+    pub path_origins: PathOrigins,
 }
 
 impl Config {
-    /// The built-in defaults.
+    /// The built-in defaults, paths as written (relative, resolved by nothing).
     pub fn embedded() -> Config {
         // The embedded file is tested below; failing here means the binary itself is broken.
         Self::from_str(DEFAULT_TOML, "(built-in defaults)")
             .expect("embedded config/ivr.toml is valid")
     }
 
-    /// Defaults overlaid with `path`, when given.
+    /// Defaults overlaid with `path`, when given, with every relative path resolved: the file's
+    /// against its directory, the defaults' against the [`Install`] found from here.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Self::embedded());
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_str(&text, &path.display().to_string())
+        Self::load_with(path, &Install::discover())
     }
 
-    /// Parses `text` over the defaults (a key missing from `text` keeps its default).
+    /// [`Config::load`] with the built-in defaults' paths resolved against `install`.
+    pub fn load_with(path: Option<&Path>, install: &Install) -> Result<Config, ConfigError> {
+        let builtin = (install.dir.as_path(), PathSource::BuiltIn(install.clone()));
+        let Some(path) = path else {
+            return Self::layered("", "(built-in defaults)", Some((builtin, None)));
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: absolute(path),
+            source,
+        })?;
+        // The directory as the kernel found the file: `../etc/ivr.toml` from a symlinked
+        // working directory names the directory the text was read from, not a lexical guess.
+        let file = absolute(path);
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let file = file.file_name().map_or(file.clone(), |name| dir.join(name));
+        let written = (dir.as_path(), PathSource::File(file.clone()));
+        Self::layered(
+            &text,
+            &path.display().to_string(),
+            Some((builtin, Some(written))),
+        )
+    }
+
+    /// Parses `text` over the defaults (a key missing from `text` keeps its default). Paths stay
+    /// as written: relative ones resolve against the working directory when used.
     pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::layered(text, origin, None)
+    }
+
+    /// `text` over the defaults; with `bases`, each layer's relative paths resolved first
+    /// against its own base (the defaults', then the file's), so a key the file leaves out keeps
+    /// the default's resolution.
+    fn layered(
+        text: &str,
+        origin: &str,
+        bases: Option<(Layer<'_>, Option<Layer<'_>>)>,
+    ) -> Result<Config, ConfigError> {
         let syntax = |e: toml::de::Error| ConfigError::Syntax {
             origin: origin.to_string(),
             message: e.to_string(),
         };
         let mut base: toml::Table = toml::from_str(DEFAULT_TOML).map_err(syntax)?;
-        let over: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let mut over: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let mut origins = PathOrigins::default();
+        if let Some(((builtin_dir, builtin), file)) = &bases {
+            paths::resolve_layer(&mut base, builtin_dir, builtin, &mut origins);
+            if let Some((file_dir, file)) = file {
+                paths::resolve_layer(&mut over, file_dir, file, &mut origins);
+            }
+        }
         merge(&mut base, over);
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(base)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Syntax {
@@ -98,7 +141,27 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.validate(origin)?;
+        config.path_origins = origins;
         Ok(config)
+    }
+
+    /// Where the path at `key` (dotted, e.g. `prompts.dir`) came from, for errors: the key, the
+    /// text as written and the file or flag; just the key when nothing was recorded.
+    pub fn path_origin(&self, key: &str) -> String {
+        self.path_origins
+            .get(key)
+            .map_or_else(|| key.to_string(), ToString::to_string)
+    }
+
+    /// `value` from the command-line `flag` for `key`, made absolute against the working
+    /// directory (where a shell user means it) and recorded as coming from the flag.
+    pub fn flag_path(&mut self, key: &str, flag: &'static str, value: &Path) -> PathBuf {
+        self.path_origins.insert(PathOrigin {
+            key: key.to_string(),
+            written: value.display().to_string(),
+            source: PathSource::Flag(flag),
+        });
+        absolute(value)
     }
 
     /// The CIDR networks of `sip.follow_routes_to` (validated at load).
@@ -134,6 +197,9 @@ impl Config {
         RtpLatch::parse(&self.rtp.latch).unwrap_or(RtpLatch::Signalling)
     }
 }
+
+/// One config layer's base directory and author.
+type Layer<'a> = (&'a Path, PathSource);
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {

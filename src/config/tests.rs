@@ -236,3 +236,122 @@ fn staff_errors_name_the_key_and_the_fix() {
         e("[[staff.users]]\nname = \"a\"\npasswd = \"x\"\n").contains("unknown field `passwd`")
     );
 }
+
+/// A fresh directory under the system temp dir for one test.
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-config-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::canonicalize(&dir).unwrap()
+}
+
+fn install_at(dir: &str) -> Install {
+    Install {
+        dir: PathBuf::from(dir),
+        searched: vec![PathBuf::from(dir)],
+        found: true,
+    }
+}
+
+#[test]
+fn a_file_s_paths_resolve_against_its_directory_and_the_defaults_against_the_install() {
+    let dir = temp_dir("resolve");
+    let file = dir.join("ivr.toml");
+    std::fs::write(
+        &file,
+        "[prompts]\ndir = \"sounds\"\n[flows.numbers]\n\"+15550100\" = \"flows/sales.toml\"\n\
+         [data]\ndir = \"/srv/ivr\"\n",
+    )
+    .unwrap();
+    let c = Config::load_with(Some(&file), &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.prompts.dir, dir.join("sounds"));
+    assert_eq!(
+        c.flows.for_number("+15550100"),
+        dir.join("flows/sales.toml")
+    );
+    assert_eq!(c.data.dir, Path::new("/srv/ivr"));
+    // Keys the file leaves out keep the built-in defaults, resolved against the install.
+    assert_eq!(
+        c.flows.default,
+        Path::new("/opt/ivr/callflows/after_hours.toml")
+    );
+    // An empty path means "none" and stays empty.
+    assert_eq!(c.billing.clients_csv, "");
+    assert_eq!(
+        c.path_origin("prompts.dir"),
+        format!("prompts.dir = \"sounds\" in {}", file.display())
+    );
+    assert_eq!(
+        c.path_origin(&flow_number_key("+15550100")),
+        format!(
+            "flows.numbers.\"+15550100\" = \"flows/sales.toml\" in {}",
+            file.display()
+        )
+    );
+    assert_eq!(
+        c.path_origin("flows.default"),
+        "flows.default = \"callflows/after_hours.toml\" of the built-in defaults, relative to \
+         the install /opt/ivr"
+    );
+    // The same file read through a relative path with `..` names the same directory.
+    let cwd = std::env::current_dir().unwrap();
+    let roundabout = pathdiff(&dir.join("ivr.toml"), &cwd);
+    let c = Config::load_with(Some(&roundabout), &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.prompts.dir, dir.join("sounds"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `target` relative to `from` (`../../tmp/...`), both absolute.
+fn pathdiff(target: &Path, from: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(1) {
+        out.push("..");
+    }
+    out.join(target.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn with_no_file_the_defaults_resolve_against_the_install() {
+    let c = Config::load_with(None, &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.prompts.dir, Path::new("/opt/ivr/prompts"));
+    assert_eq!(c.data.dir, Path::new("/opt/ivr/var"));
+    assert_eq!(
+        c.flows.default,
+        Path::new("/opt/ivr/callflows/after_hours.toml")
+    );
+}
+
+#[test]
+fn the_install_is_the_first_candidate_holding_the_shipped_files() {
+    let root = temp_dir("install");
+    let (empty, shipped) = (root.join("empty"), root.join("shipped"));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(shipped.join("prompts")).unwrap();
+    std::fs::create_dir_all(shipped.join("callflows")).unwrap();
+    std::fs::write(shipped.join("callflows/after_hours.toml"), "").unwrap();
+    let (prompts, flow) = (
+        Path::new("prompts"),
+        Path::new("callflows/after_hours.toml"),
+    );
+    let found = Install::find(vec![empty.clone(), shipped.clone()], prompts, flow);
+    assert_eq!(
+        (found.dir.as_path(), found.found),
+        (shipped.as_path(), true)
+    );
+    // Nowhere: the first candidate (the working directory), and errors say where ivr looked.
+    let none = Install::find(vec![empty.clone()], prompts, flow);
+    assert_eq!((none.dir.as_path(), none.found), (empty.as_path(), false));
+    let c = Config::load_with(None, &none).unwrap();
+    let origin = c.path_origin("prompts.dir");
+    assert!(origin.contains("no install found"), "{origin}");
+    assert!(origin.contains(&empty.display().to_string()), "{origin}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_flag_s_path_resolves_against_the_working_directory() {
+    let mut c = Config::load_with(None, &install_at("/opt/ivr")).unwrap();
+    let dir = c.flag_path("data.dir", "--data", Path::new("here"));
+    assert_eq!(dir, std::env::current_dir().unwrap().join("here"));
+    assert_eq!(c.path_origin("data.dir"), "--data here");
+}

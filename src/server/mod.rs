@@ -41,15 +41,24 @@ use signalling::run_signalling;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
-    /// Every `PromptError` starts with the file or directory at fault.
-    #[error(transparent)]
-    Prompts(#[from] PromptError),
-    #[error("call flow check failed:\n{0}")]
-    Flow(crate::flow::Diagnostics),
+    /// Every `PromptError` starts with the file or directory at fault; `origin` says which key
+    /// of which file (or flag) named the directory.
+    #[error("{source} (prompt directory: {origin})")]
+    Prompts { source: PromptError, origin: String },
+    #[error("call flow check failed ({origin}):\n{diags}")]
+    Flow {
+        diags: crate::flow::Diagnostics,
+        origin: String,
+    },
     #[error("{0}")]
     Hours(#[from] crate::hours::HoursError),
     #[error("clients: {0}")]
     Clients(#[from] crate::billing::BillingError),
+    #[error("clients: {source} ({origin})")]
+    ClientsCsv {
+        source: crate::billing::BillingError,
+        origin: String,
+    },
     /// Every `NotifyError` already says "webhook".
     #[error(transparent)]
     Webhooks(#[from] crate::notify::NotifyError),
@@ -79,7 +88,11 @@ pub async fn serve(
     shutdown: mpsc::Receiver<()>,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
-    let prompts = PromptStore::load_dir(&config.prompts.dir)?;
+    let prompts =
+        PromptStore::load_dir(&config.prompts.dir).map_err(|source| ServeError::Prompts {
+            source,
+            origin: config.path_origin("prompts.dir"),
+        })?;
     info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
     let flows = load_flows(&config)?;
     let desk = desk_settings(&config, &flows)?;
@@ -91,8 +104,9 @@ pub async fn serve(
     info!(hours = %hours.describe(clock.now()), "business hours");
     // A data directory we cannot create is logged, not fatal: callers must still get an answer
     // (the store below reports itself unavailable and calls are served without memory).
+    info!(dir = %config.data.dir.display(), from = %config.path_origin("data.dir"), "data directory");
     if let Err(e) = std::fs::create_dir_all(&config.data.dir) {
-        tracing::error!(dir = %config.data.dir.display(), error = %e,
+        tracing::error!(dir = %config.data.dir.display(), from = %config.path_origin("data.dir"), error = %e,
             "cannot create the data directory: voicemail and call records are unavailable");
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
@@ -264,9 +278,13 @@ fn open_memory(
         })
         .collect();
     if !config.billing.clients_csv.is_empty() {
-        clients.extend(crate::billing::load_clients_csv(std::path::Path::new(
-            &config.billing.clients_csv,
-        ))?);
+        clients.extend(
+            crate::billing::load_clients_csv(std::path::Path::new(&config.billing.clients_csv))
+                .map_err(|source| ServeError::ClientsCsv {
+                    source,
+                    origin: config.path_origin("billing.clients_csv"),
+                })?,
+        );
     }
     let clients = crate::billing::validate(clients)?;
     let endpoint =

@@ -101,16 +101,19 @@ pub(super) fn unix_now() -> u64 {
 
 /// Checks every configured flow against the prompt directory, like `ivr check`.
 pub(super) fn load_flows(config: &Config) -> Result<FlowTable, ServeError> {
-    let load = |path: &std::path::Path| {
+    let load = |path: &std::path::Path, key: &str| {
         crate::flow::check(path, &config.prompts.dir)
             .map(Arc::new)
-            .map_err(ServeError::Flow)
+            .map_err(|diags| ServeError::Flow {
+                diags,
+                origin: config.path_origin(key),
+            })
     };
-    let default = load(&config.flows.default)?;
+    let default = load(&config.flows.default, "flows.default")?;
     info!(flow = %config.flows.default.display(), name = %default.name, "default call flow loaded");
     let mut numbers = HashMap::new();
     for (number, path) in &config.flows.numbers {
-        let flow = load(path)?;
+        let flow = load(path, &crate::config::flow_number_key(number))?;
         info!(%number, flow = %path.display(), "call flow loaded");
         numbers.insert(number.clone(), flow);
     }

@@ -94,20 +94,38 @@ impl Ivr {
             vec!["--flow".into(), default_flow.into_os_string()]
         };
         let dir = unique_temp_dir("ivr");
-        let data = dir.join("data");
-        let log_path = dir.join("ivr.log");
-        let log = std::fs::File::create(&log_path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ivr"));
+        command
             .arg("serve")
             .arg("--sip")
             .arg(sip)
             .arg("--data")
-            .arg(&data)
+            .arg(dir.join("data"))
             .arg("--prompts")
             .arg(manifest_dir().join("prompts"))
             .args(flow_args)
+            .args(args);
+        Ivr::spawn(command, dir)
+    }
+
+    /// `ivr serve --sip 127.0.0.1:0 <args>` run from the directory `cwd`, with nothing else
+    /// given: prompts, flows and data come from `args` (a `--config`) or the built-in defaults.
+    pub fn start_in(cwd: &Path, args: &[&str]) -> Ivr {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ivr"));
+        command
+            .args(["serve", "--sip", "127.0.0.1:0"])
             .args(args)
+            .current_dir(cwd);
+        Ivr::spawn(command, unique_temp_dir("ivr"))
+    }
+
+    /// Starts `command` (an `ivr serve`), logging to `dir/ivr.log`, and waits for its
+    /// `ivr: SIP listening on ...` line.
+    fn spawn(mut command: Command, dir: PathBuf) -> Ivr {
+        let log_path = dir.join("ivr.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
+        let mut child = command
             // The log assertions rely on the default `info` filter and plain (non-ANSI) output.
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
