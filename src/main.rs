@@ -52,8 +52,9 @@ enum Command {
         /// Call flow for every dialled number without its own entry (overrides flows.default).
         #[arg(long, value_name = "FILE")]
         flow: Option<PathBuf>,
-        /// Pretend the clock reads this time at start (RFC 3339, e.g. 2026-11-27T22:30:00-05:00):
-        /// business hours are decided as if it were then. For tests and demos.
+        /// Pretend the clock reads this time at start (RFC 3339, e.g. 2026-11-27T22:30:00-05:00)
+        /// and runs on from there: business hours, CDR times, voicemail file names, webhook
+        /// events and callback deadlines all read it. For tests and demos.
         #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
         now: Option<jiff::Timestamp>,
     },
@@ -173,11 +174,17 @@ enum VoicemailCommand {
         by: Option<String>,
         #[command(flatten)]
         data: DataArgs,
+        /// The time of the acknowledgement (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
     },
     /// List voicemails, oldest first, with their callback status.
     List {
         #[command(flatten)]
         data: DataArgs,
+        /// Judge callback deadlines at this time (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
     },
 }
 
@@ -330,11 +337,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => cdr_export(from, to, &data, out.as_deref()),
         Command::Voicemail {
-            command: VoicemailCommand::Ack { id, by, data },
-        } => voicemail_ack(id, by, &data),
+            command: VoicemailCommand::Ack { id, by, data, now },
+        } => voicemail_ack(id, by, &data, now),
         Command::Voicemail {
-            command: VoicemailCommand::List { data },
-        } => voicemail_list(&data),
+            command: VoicemailCommand::List { data, now },
+        } => voicemail_list(&data, now),
     }
 }
 
@@ -364,13 +371,19 @@ fn cdr_export(
     Ok(())
 }
 
-fn voicemail_ack(id: i64, by: Option<String>, data: &DataArgs) -> anyhow::Result<()> {
+fn voicemail_ack(
+    id: i64,
+    by: Option<String>,
+    data: &DataArgs,
+    now: Option<jiff::Timestamp>,
+) -> anyhow::Result<()> {
     use ivr::store::{AckOutcome, Store};
     let store = data.open()?;
     let by = by
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "ivr voicemail ack".to_string());
-    match store.ack_voicemail(id, &by, jiff::Timestamp::now())? {
+    let at = now.map_or_else(ivr::clock::Clock::system, ivr::clock::Clock::starting_at);
+    match store.ack_voicemail(id, &by, at.now())? {
         AckOutcome::Acked => {
             println!("voicemail {id} acknowledged by {by}; its callback timer is stopped");
             Ok(())
@@ -386,10 +399,10 @@ fn voicemail_ack(id: i64, by: Option<String>, data: &DataArgs) -> anyhow::Result
     }
 }
 
-fn voicemail_list(data: &DataArgs) -> anyhow::Result<()> {
+fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Result<()> {
     use ivr::store::{SlaState, Store};
     let store = data.open()?;
-    let now = jiff::Timestamp::now();
+    let now = now.unwrap_or_else(jiff::Timestamp::now);
     let list = store.voicemails()?;
     if list.is_empty() {
         println!("no voicemails in {}", store.path().display());

@@ -258,6 +258,8 @@ mod tests {
             trusted_proxies: Vec::new(),
             after_hours_multiplier: 2.0,
             callback_sla: std::time::Duration::from_secs(1200),
+            clock: crate::clock::Clock::system(),
+            health: crate::health::Health::default(),
         };
         assert_eq!(recover_voicemails(&memory, &data), 0);
         assert_eq!(store.voicemails().unwrap().len(), 1);
