@@ -53,11 +53,6 @@ pub const FACTS: &[FactDef] = &[
         get: |f| f.caller_repeat,
     },
     FactDef {
-        name: "caller.agreed_recently",
-        doc: "same number agreed to the terms within the repeat window",
-        get: |f| f.caller_agreed_recently,
-    },
-    FactDef {
         name: "caller.known",
         doc: "the number belongs to a known client",
         get: |f| f.caller_known,
@@ -66,6 +61,11 @@ pub const FACTS: &[FactDef] = &[
         name: "client.agreement",
         doc: "the client has an escalation agreement",
         get: |f| f.client_agreement,
+    },
+    FactDef {
+        name: "caller.agreed_recently",
+        doc: "same number agreed to the terms within the repeat window",
+        get: |f| f.caller_agreed_recently,
     },
 ];
 

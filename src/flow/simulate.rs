@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::duration::format_duration;
-use super::facts::Facts;
+use super::facts::{FACTS, Facts};
 use super::model::Flow;
 use super::nodes::DialOutcome;
 use super::run::{Action, Event, Run};
@@ -59,6 +59,15 @@ pub fn simulate(
         yes_no(facts.open),
         yes_no(facts.holiday)
     )?;
+    // The caller's facts, when any is set (`--repeat`, `--agreed-recently`).
+    let caller_facts: Vec<&str> = FACTS
+        .iter()
+        .filter(|f| !matches!(f.name, "open" | "holiday") && (f.get)(&facts))
+        .map(|f| f.name)
+        .collect();
+    if !caller_facts.is_empty() {
+        writeln!(sim.out, "facts: {}", caller_facts.join(", "))?;
+    }
     let mut run = Run::new(flow, facts);
     let mut actions = run.start(sim.t0);
     loop {

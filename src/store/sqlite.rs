@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::disk::{classify, io_error};
 use super::schema::{
-    CDR_COLUMNS_SQL, Fail, OUTBOX_COLUMNS_SQL, VOICEMAIL_SELECT, agreed_since, caller_history, calls_since,
-    cdr_from_row, claim_escalation, from_ms, insert_event, migrate, outbox_from_row,
+    CDR_COLUMNS_SQL, Fail, OUTBOX_COLUMNS_SQL, VOICEMAIL_SELECT, agreed_since, caller_history,
+    calls_since, cdr_from_row, claim_escalation, from_ms, insert_event, migrate, outbox_from_row,
     previous_calls, sla_state, to_i64, voicemail_from_row,
 };
 use super::writer::Writer;
