@@ -1,7 +1,8 @@
 //! `ivr simulate`: run a flow in the terminal on a virtual clock.
 //!
-//! The simulator plays the call shell: it prints each node entered and each prompt played (with
-//! its length, advancing the virtual clock by it) and answers the run's actions:
+//! The simulator plays the call shell: it prints the caller's facts that are set (`facts:
+//! caller.repeat, ...`, from `--repeat` and the like), each node entered and each prompt played
+//! (with its length, advancing the virtual clock by it) and answers the run's actions:
 //!
 //! - When the flow asks the caller for keys it reads one line: the keys typed (pressed right
 //!   after the prompt ends), an empty line (silence: the clock jumps to the timeout) or `hangup`.
