@@ -85,6 +85,7 @@ enum Command {
     /// Examples:
     ///   ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00 --caller +15550100
     ///   printf '5\n1\n#\n\n3\n' | ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00
+    ///   ivr simulate callflows/after_hours.toml --at 2026-11-27T22:30:00-05:00 --repeat --agreed-recently
     #[command(verbatim_doc_comment)]
     Simulate {
         /// Flow file (TOML).
@@ -99,6 +100,13 @@ enum Command {
         /// Dialled number.
         #[arg(long, value_name = "NUMBER", default_value = "100")]
         called: String,
+        /// Play a repeat caller: the same number called just before (`caller.repeat`).
+        #[arg(long)]
+        repeat: bool,
+        /// The number agreed to the after-hours terms on a call within the repeat window
+        /// (`caller.agreed_recently`).
+        #[arg(long)]
+        agreed_recently: bool,
         /// Prompt directory (default: prompts.dir); WAV lengths set the virtual clock.
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
@@ -305,15 +313,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             at,
             caller,
             called,
+            repeat,
+            agreed_recently,
             prompts,
             config,
-        } => flow_simulate(
-            &flow,
-            at,
-            caller,
-            called,
-            &flow_config(config.as_deref(), prompts)?,
-        ),
+        } => {
+            let caller_facts = ivr::flow::Facts {
+                caller,
+                called,
+                caller_repeat: repeat,
+                caller_agreed_recently: agreed_recently,
+                ..ivr::flow::Facts::default()
+            };
+            flow_simulate(
+                &flow,
+                at,
+                caller_facts,
+                &flow_config(config.as_deref(), prompts)?,
+            )
+        }
         Command::Graph {
             flow,
             prompts,
@@ -509,11 +527,12 @@ fn flow_check(flows: &[PathBuf], cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Simulates a call at `at` from a caller described by `caller_facts` (`open` and `holiday` are
+/// decided here from [hours]).
 fn flow_simulate(
     path: &std::path::Path,
     at: Option<jiff::Timestamp>,
-    caller: String,
-    called: String,
+    caller_facts: ivr::flow::Facts,
     cfg: &Config,
 ) -> anyhow::Result<()> {
     let dir = cfg.prompts.dir.clone();
@@ -524,9 +543,7 @@ fn flow_simulate(
     let facts = ivr::flow::Facts {
         open: hours.is_open(at),
         holiday: hours.is_holiday(at),
-        caller,
-        called,
-        ..ivr::flow::Facts::default()
+        ..caller_facts
     };
     println!("time: {at} ({})", hours.describe(at));
     // Missing or unreadable WAVs (not possible after check, barring races) count as 3 s.

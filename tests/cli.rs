@@ -274,3 +274,83 @@ fn graph_prints_dot() {
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("menu") && dot.contains("terms"), "{dot}");
 }
+
+/// `order` appears in `msg` in this order.
+fn assert_in_order(msg: &str, order: &[&str]) {
+    let mut from = 0;
+    for step in order {
+        let at = msg[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` missing or out of order in:\n{msg}"));
+        from += at + step.len();
+    }
+}
+
+#[test]
+fn simulate_plays_a_repeat_caller_without_a_recent_agreement() {
+    // Silence through the welcome and the disclaimer, 5, silence through the terms, 1, no
+    // ticket, then hang up while the desk rings.
+    let out = ivr(
+        &[
+            "simulate",
+            "callflows/after_hours.toml",
+            "--at",
+            "2026-11-27T22:30:00-05:00",
+            "--repeat",
+        ],
+        "\n\n5\n\n1\n#\nhangup\n",
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_in_order(
+        &msg,
+        &[
+            "facts: caller.repeat\n",
+            "-> welcome_back (play)",
+            "play repeat_confirm_terms",
+            "-> repeat_disclaimer (play)",
+            "play rate_disclaimer",
+            "play press_5",
+            "key 5",
+            "-> repeat_terms (play)",
+            "play terms",
+            "play press_1_agree",
+            "key 1",
+            "-> agreed (set)",
+            "-> ring_desk (dial)",
+            "caller hangs up",
+        ],
+    );
+    assert!(!msg.contains("repeat_agreed"), "{msg}");
+    assert!(msg.contains("variables: agreed=true"), "{msg}");
+}
+
+#[test]
+fn simulate_plays_a_repeat_caller_who_agreed_recently() {
+    let out = ivr(
+        &[
+            "simulate",
+            "callflows/after_hours.toml",
+            "--at",
+            "2026-11-27T22:30:00-05:00",
+            "--repeat",
+            "--agreed-recently",
+        ],
+        "hangup\n",
+    );
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert_in_order(
+        &msg,
+        &[
+            "facts: caller.repeat, caller.agreed_recently\n",
+            "[00:00.0] -> hours (branch)\n[00:00.0] -> agreed_earlier (set)\n[00:00.0] -> welcome_back_agreed (play)\n[00:00.0]    play repeat_agreed",
+            "-> ring_desk (dial)",
+            "caller hangs up",
+        ],
+    );
+    for skipped in ["rate_disclaimer", "play terms", "press_5", "press_1_agree"] {
+        assert!(!msg.contains(skipped), "{skipped}: {msg}");
+    }
+    assert!(msg.contains("variables: agreed=true"), "{msg}");
+}

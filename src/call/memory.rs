@@ -53,6 +53,8 @@ pub struct CallRecord {
     pub answered_at: Option<Timestamp>,
     pub after_hours: bool,
     pub repeat: bool,
+    /// The number agreed to the terms on a call within the repeat window (`call_started` says).
+    pub agreed_recently: bool,
     pub rate_multiplier: f64,
 }
 
@@ -113,6 +115,7 @@ impl Memory {
             answered_at: None,
             after_hours,
             repeat: false,
+            agreed_recently: false,
             rate_multiplier,
         }
     }
@@ -142,6 +145,7 @@ impl Memory {
             }
         };
         rec.repeat = outcome.repeat;
+        rec.agreed_recently = outcome.agreed_recently;
         let caller = rec.caller.as_str().to_string();
         self.emit(OutboxEvent::call_started(
             &rec.call_id,

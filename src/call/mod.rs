@@ -196,6 +196,7 @@ pub async fn run(
     settings.memory.call_started(&mut rec).await;
     facts.caller = rec.caller.as_str().to_string();
     facts.caller_repeat = rec.repeat;
+    facts.caller_agreed_recently = rec.agreed_recently;
     facts.caller_known = rec.client.is_some();
     facts.client_agreement = rec.agreement();
     let summary = answer_and_run(&mut call, &incoming, &settings, facts, &mut rec).await;
@@ -318,7 +319,7 @@ async fn answer_and_run(
             let flow = settings.flows.for_number(&rec.called);
             info!(call_id = %call.call_id, %from, %to, event = "flow", flow = %flow.name,
                   open = facts.open, holiday = facts.holiday, repeat = facts.caller_repeat,
-                  known = facts.caller_known, "starting call flow");
+                  agreed_recently = facts.caller_agreed_recently, known = facts.caller_known, "starting call flow");
             let shell = driver::Shell {
                 call,
                 ctx: &mut ctx,

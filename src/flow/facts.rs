@@ -18,6 +18,9 @@ pub struct Facts {
     pub called: String,
     /// The same number called the line just before, within the repeat window.
     pub caller_repeat: bool,
+    /// The number agreed to the after-hours terms (CDR `agreed_terms`) on a call that started
+    /// within the repeat window: the agreement may carry over to this call.
+    pub caller_agreed_recently: bool,
     /// The number belongs to a known client.
     pub caller_known: bool,
     /// The caller's client has an After Hours Escalation Agreement.
@@ -58,6 +61,11 @@ pub const FACTS: &[FactDef] = &[
         name: "client.agreement",
         doc: "the client has an escalation agreement",
         get: |f| f.client_agreement,
+    },
+    FactDef {
+        name: "caller.agreed_recently",
+        doc: "same number agreed to the terms within the repeat window",
+        get: |f| f.caller_agreed_recently,
     },
 ];
 

@@ -30,3 +30,6 @@ pub use model::{Flow, Node, NodeDef};
 pub use nodes::{DialOutcome, Strategy};
 pub use run::{Action, Event, Run};
 pub use simulate::simulate;
+
+#[cfg(test)]
+mod repeat_path_tests;

@@ -1,7 +1,8 @@
 //! `ivr simulate`: run a flow in the terminal on a virtual clock.
 //!
-//! The simulator plays the call shell: it prints each node entered and each prompt played (with
-//! its length, advancing the virtual clock by it) and answers the run's actions:
+//! The simulator plays the call shell: it prints the caller's facts that are set (`facts:
+//! caller.repeat, ...`, from `--repeat` and the like), each node entered and each prompt played
+//! (with its length, advancing the virtual clock by it) and answers the run's actions:
 //!
 //! - When the flow asks the caller for keys it reads one line: the keys typed (pressed right
 //!   after the prompt ends), an empty line (silence: the clock jumps to the timeout) or `hangup`.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::duration::format_duration;
-use super::facts::Facts;
+use super::facts::{FACTS, Facts};
 use super::model::Flow;
 use super::nodes::DialOutcome;
 use super::run::{Action, Event, Run};
@@ -59,6 +60,15 @@ pub fn simulate(
         yes_no(facts.open),
         yes_no(facts.holiday)
     )?;
+    // The caller's facts, when any is set (`--repeat`, `--agreed-recently`).
+    let caller_facts: Vec<&str> = FACTS
+        .iter()
+        .filter(|f| !matches!(f.name, "open" | "holiday") && (f.get)(&facts))
+        .map(|f| f.name)
+        .collect();
+    if !caller_facts.is_empty() {
+        writeln!(sim.out, "facts: {}", caller_facts.join(", "))?;
+    }
     let mut run = Run::new(flow, facts);
     let mut actions = run.start(sim.t0);
     loop {

@@ -130,6 +130,23 @@ pub(super) fn calls_since(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
+/// Whether a call from `caller` before row `before_id` that started at or after `since` (unix ms)
+/// has the terms agreed. Read inside the start's transaction, like the repeat rule, so the answer
+/// matches the rows that decided `repeat`.
+pub(super) fn agreed_since(
+    tx: &Connection,
+    caller: &str,
+    before_id: i64,
+    since: i64,
+) -> Result<bool, Fail> {
+    Ok(tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM calls WHERE caller = ?1 AND id < ?2 AND started_at >= ?3 \
+         AND agreed_terms)",
+        rusqlite::params![caller, before_id, since],
+        |r| r.get(0),
+    )?)
+}
+
 pub(super) fn caller_history(
     tx: &Connection,
     caller: &crate::repeat::CallerId,

@@ -20,8 +20,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::disk::{classify, io_error};
 use super::schema::{
-    CDR_COLUMNS_SQL, Fail, OUTBOX_COLUMNS_SQL, VOICEMAIL_SELECT, caller_history, calls_since,
-    cdr_from_row, claim_escalation, from_ms, insert_event, migrate, outbox_from_row,
+    CDR_COLUMNS_SQL, Fail, OUTBOX_COLUMNS_SQL, VOICEMAIL_SELECT, agreed_since, caller_history,
+    calls_since, cdr_from_row, claim_escalation, from_ms, insert_event, migrate, outbox_from_row,
     previous_calls, sla_state, to_i64, voicemail_from_row,
 };
 use super::writer::Writer;
@@ -183,23 +183,30 @@ impl Store for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let in_window = |before_id: i64| -> Result<u32, _> {
+            // This number's calls within the window before row `before_id`: how many (this one
+            // included), and whether one of them agreed to the terms.
+            let in_window = |before_id: i64| -> Result<(u32, bool), _> {
                 if call.caller.is_anonymous() {
-                    return Ok(1);
+                    return Ok((1, false));
                 }
                 // Saturating: a window too long for i64 milliseconds means "forever".
                 let window_ms =
                     i64::try_from(call.repeat_policy.window.as_millis()).unwrap_or(i64::MAX);
                 let since = call.started_at.as_millisecond().saturating_sub(window_ms);
-                Ok::<_, Fail>(calls_since(tx, caller, before_id, since)?.saturating_add(1))
+                Ok::<_, Fail>((
+                    calls_since(tx, caller, before_id, since)?.saturating_add(1),
+                    agreed_since(tx, caller, before_id, since)?,
+                ))
             };
             if let Some((id, repeat)) = existing {
                 // A second start for the same Call-ID: answer as the first time did.
+                let (calls_in_window, agreed_recently) = in_window(id)?;
                 return Ok(CallStartOutcome {
                     repeat,
                     previous_calls: previous_calls(tx, id, lookback)?,
-                    calls_in_window: in_window(id)?,
+                    calls_in_window,
                     history: caller_history(tx, &call.caller)?,
+                    agreed_recently,
                 });
             }
             let previous = previous_calls(tx, i64::MAX, lookback)?;
@@ -210,7 +217,7 @@ impl Store for SqliteStore {
                 call.started_at,
             );
             let history = caller_history(tx, &call.caller)?;
-            let calls_in_window = in_window(i64::MAX)?;
+            let (calls_in_window, agreed_recently) = in_window(i64::MAX)?;
             let at = call.started_at.as_millisecond();
             if !call.caller.is_anonymous() {
                 tx.execute(
@@ -243,6 +250,7 @@ impl Store for SqliteStore {
                 previous_calls: previous,
                 calls_in_window,
                 history,
+                agreed_recently,
             })
         })
     }

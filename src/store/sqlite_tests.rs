@@ -111,7 +111,8 @@ fn call_start_and_end_make_one_complete_cdr() {
             repeat: false,
             previous_calls: vec![],
             calls_in_window: 1,
-            history: None
+            history: None,
+            agreed_recently: false,
         }
     );
     let cdr = Cdr {
@@ -289,6 +290,40 @@ fn repeat_detection_through_the_store() {
             ("+15559990000".to_string(), 1)
         ]
     );
+}
+
+#[test]
+fn agreed_recently_means_this_number_agreed_on_a_call_within_the_window() {
+    let dir = TempDir::new("agreed");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let agreed_recently = |id: &str, caller: &str, at: &str| {
+        store
+            .call_started(&start(id, caller, at))
+            .expect("start")
+            .agreed_recently
+    };
+    // The column the flow's `agreed` variable fills, at the end of the call or as it happens.
+    let agree = |id: &str| {
+        let n = raw(dir.path())
+            .execute("UPDATE calls SET agreed_terms = 1 WHERE call_id = ?1", [id])
+            .expect("update");
+        assert_eq!(n, 1, "{id} has a row");
+    };
+    assert!(!agreed_recently("a1", "5551230001", "2026-11-28T03:00:00Z"));
+    // A repeat that never agreed (hung up in the greeting) carries nothing over.
+    assert!(!agreed_recently("a2", "5551230001", "2026-11-28T03:05:00Z"));
+    agree("a2");
+    assert!(agreed_recently("a3", "5551230001", "2026-11-28T03:10:00Z"));
+    // A second start for the same Call-ID answers as the first.
+    assert!(agreed_recently("a3", "5551230001", "2026-11-28T03:10:00Z"));
+    // Another number's agreement is not this one's.
+    assert!(!agreed_recently("b1", "5559990000", "2026-11-28T03:12:00Z"));
+    // 31 minutes after the agreeing call started: outside the 30-minute window.
+    assert!(!agreed_recently("a4", "5551230001", "2026-11-28T03:36:00Z"));
+    // Withheld numbers cannot be told apart: never.
+    assert!(!agreed_recently("x1", "anonymous", "2026-11-28T03:40:00Z"));
+    agree("x1");
+    assert!(!agreed_recently("x2", "anonymous", "2026-11-28T03:41:00Z"));
 }
 
 #[test]

@@ -43,6 +43,9 @@ pub struct CallStartOutcome {
     pub calls_in_window: u32,
     /// This number's history before this call; `None` for a first-time or anonymous caller.
     pub history: Option<CallerHistory>,
+    /// An earlier call from this number that started within `repeat_policy.window` has
+    /// `agreed_terms` (the flow's `caller.agreed_recently`); never for an anonymous caller.
+    pub agreed_recently: bool,
 }
 
 /// One row of `callers`.
