@@ -203,6 +203,30 @@ fn find(got: &[i16], want: &[i16]) -> Option<usize> {
     got.windows(want.len()).position(|w| w == want)
 }
 
+/// Frames of `want` a loaded test machine may cost the relay: the relay keeps at most 60 ms of
+/// audio (`relay::MAX_BUFFERED_SAMPLES`) and drops the oldest when a late-scheduled sender or
+/// receive task delivers a burst, as it must on a real network; losing 2 of 40 frames is that,
+/// more is a fault.
+const MAX_LOST_FRAMES: usize = 2;
+
+/// `heard` carries every 160-sample frame of `want` exactly (transcoded sample for sample), in
+/// order, but for at most [`MAX_LOST_FRAMES`] lost to the relay's bounded buffer.
+fn assert_relayed(heard: &[i16], want: &[i16], what: &str) {
+    let mut pos = 0;
+    let mut lost = Vec::new();
+    for (k, frame) in want.chunks(160).enumerate() {
+        match find(&heard[pos..], frame) {
+            Some(at) => pos += at + frame.len(),
+            None => lost.push(k),
+        }
+    }
+    assert!(
+        lost.len() <= MAX_LOST_FRAMES,
+        "{what}: frames {lost:?} of {} not heard exactly and in order",
+        want.len() / 160
+    );
+}
+
 fn decoded(packets: &[RtpIn], codec: Codec) -> Vec<i16> {
     let mut out = Vec::new();
     for p in packets
@@ -297,12 +321,7 @@ fn bridged_media_is_transcoded_both_ways_with_digits_relayed() {
     let got = receiver.join().unwrap();
     let want = expected(&sent, Codec::Pcmu, Codec::Pcma);
     let heard = decoded(&got, Codec::Pcma);
-    let at = find(&heard, &want[..160]).expect("caller's first frame not heard by staff");
-    assert_eq!(
-        &heard[at..at + want.len()],
-        &want[..],
-        "caller audio at staff differs"
-    );
+    assert_relayed(&heard, &want, "caller audio at staff");
     // One continuous stream towards staff: one SSRC, sequence numbers +1.
     assert!(
         got.windows(2).all(|w| w[1].seq == w[0].seq.wrapping_add(1)),
@@ -324,12 +343,7 @@ fn bridged_media_is_transcoded_both_ways_with_digits_relayed() {
     let got = receiver.join().unwrap();
     let want = expected(&sent, Codec::Pcma, Codec::Pcmu);
     let heard = decoded(&got, Codec::Pcmu);
-    let at = find(&heard, &want[..160]).expect("staff's first frame not heard by the caller");
-    assert_eq!(
-        &heard[at..at + want.len()],
-        &want[..],
-        "staff audio at caller differs"
-    );
+    assert_relayed(&heard, &want, "staff audio at the caller");
 
     // A caller's RFC 4733 key (type 96) reaches staff as type 101; an INFO key as RFC 4733.
     let receiver = {
@@ -530,8 +544,7 @@ fn early_media_from_a_ringing_phone_reaches_the_caller() {
     let got = receiver.join().unwrap();
     let want = expected(&sent, Codec::Pcma, Codec::Pcmu);
     let heard = decoded(&got, Codec::Pcmu);
-    let at = find(&heard, &want[..160]).expect("early media not heard by the caller");
-    assert_eq!(&heard[at..at + want.len()], &want[..]);
+    assert_relayed(&heard, &want, "early media at the caller");
     // The phone gives up (busy): the dial ends and the flow goes on to voicemail.
     staff.send(staff_response(
         &inv,
