@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tracing::{error, info, warn};
 
+use super::call_writer::{CallWriter, VoicemailJob};
 use crate::billing::{self, Client};
 use crate::notify::Notifier;
 use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
@@ -54,6 +55,10 @@ pub struct CallRecord {
     pub after_hours: bool,
     pub repeat: bool,
     pub rate_multiplier: f64,
+    /// Where the call's facts, voicemail and final record are written, in order.
+    pub writer: CallWriter,
+    /// Where a failure to keep the call's voicemail is raised.
+    pub health: crate::health::Health,
 }
 
 impl CallRecord {
@@ -114,6 +119,8 @@ impl Memory {
             after_hours,
             repeat: false,
             rate_multiplier,
+            writer: CallWriter::default(),
+            health: self.health.clone(),
         }
     }
 
@@ -122,6 +129,13 @@ impl Memory {
         let Some(store) = self.store.clone() else {
             return;
         };
+        // Started even when the start is not recorded: the final record is then inserted whole.
+        rec.writer = CallWriter::start(
+            store.clone(),
+            self.notifier.clone(),
+            self.health.clone(),
+            rec.call_id.clone(),
+        );
         let start = CallStart {
             call_id: rec.call_id.clone(),
             caller: rec.caller.clone(),
@@ -240,26 +254,17 @@ impl Memory {
             duration_ms,
             created_at,
         };
-        let Some(store) = self.store.clone() else {
+        if !rec.writer.enabled() {
             error!(call_id = %rec.call_id, path = %path.display(),
                    "store unavailable: voicemail kept on disk only, no callback timer");
             return;
-        };
-        let id = match blocking(store, move |s| s.add_voicemail(&vm, due)).await {
-            Ok(id) => id,
-            Err(e) => {
-                error!(call_id = %rec.call_id, path = %path.display(), error = %e,
-                       "store: voicemail not registered (the WAV is kept; it is registered at the next start)");
-                return;
-            }
-        };
-        info!(call_id = %rec.call_id, voicemail_id = id, event = "voicemail_stored",
-              callback_due_at = %due, "voicemail stored; callback timer started");
-        self.emit(OutboxEvent::voicemail_recorded(
+        }
+        // The store puts the voicemail's id in the event, in the transaction that stores both.
+        let event = OutboxEvent::voicemail_recorded(
             &rec.call_id,
             created_at,
             VoicemailRecorded {
-                voicemail_id: id,
+                voicemail_id: 0,
                 caller: rec.caller.as_str().to_string(),
                 client: rec.client.as_ref().map(|c| c.name.clone()),
                 ticket,
@@ -267,8 +272,12 @@ impl Memory {
                 path: path.display().to_string(),
                 callback_due_at: due,
             },
-        ))
-        .await;
+        );
+        rec.writer.voicemail(VoicemailJob {
+            vm,
+            due,
+            event: Some(event),
+        });
     }
 
     /// A flow `webhook` node: queues a custom event; true when it is owed (durably queued).
@@ -336,21 +345,17 @@ impl Memory {
               rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
               client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
         let payload = cdr_json(&cdr);
-        // The event is queued before the row is closed: a crash in between leaves the call open,
-        // and the next start closes it and queues call_ended again (at least once, never lost).
-        self.emit(OutboxEvent::call_ended(
+        let event = OutboxEvent::call_ended(
             &rec.call_id,
             ended_at,
             CallEnded {
                 cdr: payload.clone(),
             },
-        ))
-        .await;
-        if let Some(store) = self.store.clone() {
-            let row = cdr.clone();
-            if let Err(e) = blocking(store, move |st| st.call_ended(&row)).await {
-                error!(call_id = %rec.call_id, error = %e, cdr = %payload, "store: CDR not written");
-            }
+        );
+        if rec.writer.enabled() {
+            rec.writer.ended(cdr, Some(event)).await;
+        } else {
+            self.emit(event).await;
         }
     }
 

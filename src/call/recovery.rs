@@ -52,38 +52,46 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
             }
         };
         let (created_at, caller, call_id) = parse_name(&path, &open_calls);
+        // The live call's record has the facts written while it ran (client, ticket).
+        let call = open_calls.iter().find(|c| c.call_id == call_id);
+        let client = call.and_then(|c| c.client.clone());
+        let ticket = call.and_then(|c| c.ticket.clone());
         let due = crate::sla::due_at(created_at, memory.callback_sla);
         let vm = NewVoicemail {
             call_id: call_id.clone(),
             caller: caller.clone(),
-            client: None,
-            ticket: None,
+            client: client.clone(),
+            ticket: ticket.clone(),
             path: path.clone(),
             duration_ms: duration.as_millis() as u64,
             created_at,
         };
-        match store.add_voicemail(&vm, due) {
+        // The store puts the id in the event, in the transaction that stores the voicemail.
+        let event = memory.notifier.as_ref().and_then(|n| {
+            let ev = OutboxEvent::voicemail_recorded(
+                &call_id,
+                created_at,
+                VoicemailRecorded {
+                    voicemail_id: 0,
+                    caller: caller.clone(),
+                    client,
+                    ticket,
+                    duration_ms: vm.duration_ms,
+                    path: path.display().to_string(),
+                    callback_due_at: due,
+                },
+            );
+            n.targets()
+                .accepts(&ev)
+                .then(|| crate::notify::store_adapter::to_store(&ev))
+        });
+        match store.register_voicemail(&vm, due, event.as_ref()) {
             Ok(id) => {
                 recovered += 1;
                 info!(voicemail_id = id, path = %path.display(), %caller, event = "voicemail_recovered",
                       "voicemail recovered after a crash");
                 if let Some(n) = &memory.notifier {
-                    let ev = OutboxEvent::voicemail_recorded(
-                        &call_id,
-                        created_at,
-                        VoicemailRecorded {
-                            voicemail_id: id,
-                            caller,
-                            client: None,
-                            ticket: None,
-                            duration_ms: vm.duration_ms,
-                            path: path.display().to_string(),
-                            callback_due_at: due,
-                        },
-                    );
-                    if let Err(e) = n.enqueue_blocking(&ev) {
-                        error!(error = %e, "voicemail_recorded event for a recovered voicemail not queued");
-                    }
+                    n.wake();
                 }
             }
             Err(e) => error!(path = %path.display(), error = %e, "voicemail recovery failed"),
@@ -92,8 +100,9 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
     recovered
 }
 
-/// Closes the CDRs of calls that were live when the process stopped (crash, kill, power loss):
-/// outcome `voicemail` when a message from the call was kept (or recovered), else `abandoned`,
+/// Closes the CDRs of calls that were live when the process stopped (crash, kill, power loss),
+/// keeping the facts written while they ran: outcome `bridged` when a desk member accepted,
+/// `voicemail` when a message from the call was kept (or recovered), else `abandoned`,
 /// and their `call_ended` events are queued. Returns how many were closed.
 pub fn close_interrupted_calls(memory: &Memory) -> usize {
     let Some(store) = &memory.store else {
@@ -117,7 +126,10 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
     let mut closed = 0;
     for mut cdr in open {
         cdr.ended_at = Some(now);
-        cdr.outcome = Some(if with_voicemail.contains(&cdr.call_id) {
+        // The facts written while the call ran say how far it got.
+        cdr.outcome = Some(if cdr.answered_by.is_some() {
+            Outcome::Bridged
+        } else if with_voicemail.contains(&cdr.call_id) {
             Outcome::Voicemail
         } else {
             Outcome::Abandoned

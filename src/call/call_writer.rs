@@ -1,0 +1,308 @@
+//! One call's writes to the store, in order, off the call's own task.
+//!
+//! Facts are written as they happen (the answer, each digit, the terms agreed, the ticket, who
+//! accepted), so a crash keeps what the caller did; then the voicemail (with its callback timer
+//! and `voicemail_recorded` event, one transaction) and last the final record with `call_ended`.
+//! One task per call takes them from a channel, so the flow never waits for an fsync, a late
+//! fact can never land after the final record, and facts queued while a write was committing go
+//! in the next write together.
+//!
+//! A disk problem (full, read-only) does not lose the voicemail or the record: they are retried,
+//! in order, with backoff while the process runs (facts are not: the final record carries them
+//! anyway). The store check is raised in [`crate::health::Health`] when a write fails and cleared
+//! when one succeeds again. What is still unwritten when the process stops is recovered at the
+//! next start from the WAV files and the open call rows.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::notify::Notifier;
+use crate::notify::event::OutboxEvent;
+use crate::store::{CallFact, Cdr, NewVoicemail, Store, StoreError};
+
+/// Retry delays for the voicemail and the final record: quick at first (a disk freed by an
+/// operator is used at once), then no more than one attempt every 30 s.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(30);
+/// A failure that is not a disk problem (a bug, a corrupt database) is retried this many times,
+/// then logged and dropped: retrying it for ever would hide it.
+const OTHER_ATTEMPTS: u32 = 5;
+
+/// The handle a call uses to queue its writes; cheap to clone. The default writes nothing (no
+/// store).
+#[derive(Clone, Default)]
+pub struct CallWriter {
+    tx: Option<mpsc::UnboundedSender<Job>>,
+}
+
+impl std::fmt::Debug for CallWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallWriter")
+            .field("enabled", &self.tx.is_some())
+            .finish()
+    }
+}
+
+/// A voicemail to register, with its event (the store puts the id in).
+pub struct VoicemailJob {
+    pub vm: NewVoicemail,
+    pub due: jiff::Timestamp,
+    pub event: Option<OutboxEvent>,
+}
+
+enum Job {
+    Fact(CallFact),
+    Voicemail(VoicemailJob),
+    Ended {
+        cdr: Box<Cdr>,
+        event: Option<OutboxEvent>,
+        event_queued: bool,
+    },
+    /// Answered when every job before it is written, or as soon as one is being retried.
+    Settled(oneshot::Sender<()>),
+}
+
+impl CallWriter {
+    /// Starts the writer task of `call_id`.
+    pub fn start(
+        store: Arc<dyn Store>,
+        notifier: Option<Notifier>,
+        health: crate::health::Health,
+        call_id: String,
+    ) -> CallWriter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = Task {
+            store,
+            notifier,
+            health,
+            call_id,
+            queue: VecDeque::new(),
+        };
+        tokio::spawn(task.run(rx));
+        CallWriter { tx: Some(tx) }
+    }
+
+    /// Whether writes go anywhere.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Records `fact` (best effort, in order).
+    pub fn fact(&self, fact: CallFact) {
+        self.send(Job::Fact(fact));
+    }
+
+    /// Registers a voicemail after the facts queued before it.
+    pub fn voicemail(&self, job: VoicemailJob) {
+        self.send(Job::Voicemail(job));
+    }
+
+    /// Queues the final record and its `call_ended` event; returns once they are written, or
+    /// once writing them failed and is being retried in the background.
+    pub async fn ended(&self, cdr: Cdr, event: Option<OutboxEvent>) {
+        self.send(Job::Ended {
+            cdr: Box::new(cdr),
+            event,
+            event_queued: false,
+        });
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Settled(tx));
+        let _ = rx.await;
+    }
+
+    fn send(&self, job: Job) {
+        if let Some(tx) = &self.tx {
+            // The task lives as long as a sender does: a send cannot fail.
+            let _ = tx.send(job);
+        }
+    }
+}
+
+/// The billing vars last recorded as call facts (`agreed`, `ticket`), so each change is
+/// written once, when the flow makes it.
+#[derive(Default)]
+pub struct NotedVars {
+    agreed: bool,
+    ticket: Option<String>,
+}
+
+impl NotedVars {
+    pub fn note(
+        &mut self,
+        record: &super::memory::CallRecord,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) {
+        let agreed = vars.get("agreed").is_some_and(|v| v == "true");
+        if agreed != self.agreed {
+            self.agreed = agreed;
+            record.writer.fact(CallFact::AgreedTerms(agreed));
+        }
+        let ticket = vars.get("ticket").filter(|t| !t.is_empty());
+        if ticket != self.ticket.as_ref() {
+            self.ticket = ticket.cloned();
+            record.writer.fact(CallFact::Ticket(self.ticket.clone()));
+        }
+    }
+}
+
+struct Task {
+    store: Arc<dyn Store>,
+    notifier: Option<Notifier>,
+    health: crate::health::Health,
+    call_id: String,
+    queue: VecDeque<Job>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut delay = FIRST_RETRY;
+        let mut failures = 0u32;
+        loop {
+            while let Ok(job) = rx.try_recv() {
+                self.queue.push_back(job);
+            }
+            if self.queue.is_empty() {
+                match rx.recv().await {
+                    Some(job) => self.queue.push_back(job),
+                    None => return,
+                }
+                continue;
+            }
+            match self.write_head().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        info!(call_id = %self.call_id, event = "store_write_recovered", attempts = failures + 1,
+                              "the call's record is written after the store failed");
+                        self.health.ok("store");
+                    }
+                    failures = 0;
+                    delay = FIRST_RETRY;
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        error!(call_id = %self.call_id, error = %e, event = "store_write_retry",
+                               "store: the call's record could not be written; retrying while ivr runs");
+                    }
+                    self.health.fail("store", &e);
+                    if !e.is_disk_problem() && failures >= OTHER_ATTEMPTS {
+                        error!(call_id = %self.call_id, error = %e, "store: giving up on a write of the call's record");
+                        self.queue.pop_front();
+                        failures = 0;
+                        continue;
+                    }
+                    // Whoever waits for this call's record stops waiting: it is retried here.
+                    while let Ok(job) = rx.try_recv() {
+                        self.queue.push_back(job);
+                    }
+                    self.answer_waiters();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LAST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Writes the job at the head of the queue; on success it is removed.
+    async fn write_head(&mut self) -> Result<(), StoreError> {
+        let notifier = self.notifier.clone();
+        let Some(job) = self.queue.front_mut() else {
+            return Ok(());
+        };
+        match job {
+            Job::Settled(_) => {
+                if let Some(Job::Settled(tx)) = self.queue.pop_front() {
+                    let _ = tx.send(());
+                }
+                Ok(())
+            }
+            Job::Fact(_) => {
+                let mut facts = Vec::new();
+                while let Some(Job::Fact(_)) = self.queue.front() {
+                    if let Some(Job::Fact(f)) = self.queue.pop_front() {
+                        facts.push(f);
+                    }
+                }
+                let call_id = self.call_id.clone();
+                let r = blocking(&self.store, move |s| s.call_progress(&call_id, &facts)).await;
+                // Facts are not retried: the final record carries them all.
+                if let Err(e) = r {
+                    warn!(call_id = %self.call_id, error = %e, "store: call progress not recorded");
+                    self.health.fail("store", &e);
+                }
+                Ok(())
+            }
+            Job::Voicemail(v) => {
+                let vm = v.vm.clone();
+                let due = v.due;
+                let event = v.event.as_ref().and_then(|ev| owed(&notifier, ev));
+                let id = blocking(&self.store, move |s| {
+                    s.register_voicemail(&vm, due, event.as_ref())
+                })
+                .await?;
+                info!(call_id = %self.call_id, voicemail_id = id, event = "voicemail_stored",
+                      callback_due_at = %due, "voicemail stored; callback timer started");
+                self.queue.pop_front();
+                wake(&notifier);
+                Ok(())
+            }
+            Job::Ended {
+                cdr,
+                event,
+                event_queued,
+            } => {
+                // The event is queued before the row is closed: a crash in between leaves the
+                // call open, and the next start closes it and queues call_ended again (at least
+                // once, never lost).
+                if !*event_queued {
+                    if let Some(ev) = event.as_ref().and_then(|ev| owed(&notifier, ev)) {
+                        blocking(&self.store, move |s| s.enqueue(&ev).map(|_| ())).await?;
+                        wake(&notifier);
+                    }
+                    *event_queued = true;
+                }
+                let row = (**cdr).clone();
+                blocking(&self.store, move |s| s.call_ended(&row)).await?;
+                self.queue.pop_front();
+                Ok(())
+            }
+        }
+    }
+
+    fn answer_waiters(&mut self) {
+        // Dropping a waiter's sender wakes it.
+        self.queue.retain(|job| !matches!(job, Job::Settled(_)));
+    }
+}
+
+/// The event as the store keeps it, when a webhook endpoint wants it.
+fn owed(notifier: &Option<Notifier>, event: &OutboxEvent) -> Option<crate::store::OutboxEvent> {
+    let n = notifier.as_ref()?;
+    n.targets()
+        .accepts(event)
+        .then(|| crate::notify::store_adapter::to_store(event))
+}
+
+fn wake(notifier: &Option<Notifier>) {
+    if let Some(n) = notifier {
+        n.wake();
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || f(&*store)).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Database {
+            doing: "running a store task".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
