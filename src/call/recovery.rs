@@ -202,6 +202,104 @@ fn wav_duration(path: &Path) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::notify::store_adapter::SharedStore;
+    use crate::notify::{DeliveryPolicy, Endpoint, Notifier, WebhookTargets};
+    use crate::store::{SqliteStore, Store};
+
+    fn memory(store: Arc<dyn Store>) -> Memory {
+        let targets = WebhookTargets {
+            primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
+            escalation: None,
+        };
+        let notifier = Notifier::new(
+            Arc::new(SharedStore(store.clone())),
+            targets,
+            DeliveryPolicy::default(),
+        );
+        let clock = crate::clock::Clock::system();
+        Memory {
+            store: Some(store),
+            notifier: Some(notifier),
+            clients: Vec::new(),
+            repeat: crate::repeat::RepeatPolicy::default(),
+            default_country: None,
+            trusted_proxies: Vec::new(),
+            after_hours_multiplier: 2.0,
+            callback_sla: std::time::Duration::from_secs(1200),
+            clock,
+            health: crate::health::Health::new(clock),
+        }
+    }
+
+    fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+        db.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// A crash (here: a failing outbox insert) between storing a recovered voicemail and
+    /// queueing its `voicemail_recorded` must not keep one without the other: the file stays
+    /// unregistered and the next start registers it with its event.
+    #[test]
+    fn a_recovered_voicemail_and_its_event_are_stored_together() {
+        let dir = std::env::temp_dir().join(format!("ivr-recovery-tx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("voicemail")).expect("voicemail dir");
+        let wav = dir.join("voicemail/20261127T223000Z_+15551230001_abc-1.wav");
+        let mut w = hound::WavWriter::create(
+            &wav,
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+        )
+        .expect("wav");
+        for i in 0..8000 {
+            w.write_sample((i % 200) as i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let memory = memory(store);
+        let db = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).expect("raw db");
+        db.execute_batch(
+            "CREATE TRIGGER no_events BEFORE INSERT ON outbox \
+             BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END;",
+        )
+        .expect("trigger");
+
+        recover_voicemails(&memory, &dir);
+        let voicemails = count(&db, "SELECT count(*) FROM voicemails");
+        let events = count(
+            &db,
+            "SELECT count(*) FROM outbox WHERE event_type = 'voicemail_recorded'",
+        );
+        assert_eq!(
+            (voicemails, events),
+            (0, 0),
+            "a voicemail stored without its voicemail_recorded event (or the reverse)"
+        );
+
+        db.execute_batch("DROP TRIGGER no_events;")
+            .expect("drop trigger");
+        assert_eq!(recover_voicemails(&memory, &dir), 1);
+        let id: i64 = db
+            .query_row("SELECT id FROM voicemails", [], |r| r.get(0))
+            .expect("voicemail row");
+        let payload: String = db
+            .query_row(
+                "SELECT payload FROM outbox WHERE event_type = 'voicemail_recorded'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("event row");
+        let payload: serde_json::Value = serde_json::from_str(&payload).expect("json");
+        assert_eq!(payload["voicemail_id"], id, "{payload}");
+        assert_eq!(count(&db, "SELECT count(*) FROM sla_timers"), 1);
+        drop(memory);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn names_carry_time_caller_and_call_id() {
