@@ -17,7 +17,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::OnceLock;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::notify::Notifier;
@@ -31,6 +33,43 @@ const LAST_RETRY: Duration = Duration::from_secs(30);
 /// A failure that is not a disk problem (a bug, a corrupt database) is retried this many times,
 /// then logged and dropped: retrying it for ever would hide it.
 const OTHER_ATTEMPTS: u32 = 5;
+
+/// How many calls have writes waiting for a retry, process-wide: shutdown gives them a last
+/// chance (see [`flush_owed`]).
+fn owing() -> &'static watch::Sender<usize> {
+    static OWING: OnceLock<watch::Sender<usize>> = OnceLock::new();
+    OWING.get_or_init(|| watch::Sender::new(0))
+}
+
+/// Wakes every writer waiting to retry.
+fn retry_now() -> &'static Notify {
+    static RETRY: OnceLock<Notify> = OnceLock::new();
+    RETRY.get_or_init(Notify::new)
+}
+
+/// At shutdown: every writer with writes waiting retries at once; waits up to `grace` for them
+/// to succeed and returns how many calls still owe writes. Those are logged here: the next start
+/// registers their voicemails from the files and closes their records as interrupted.
+pub async fn flush_owed(grace: Duration) -> usize {
+    let mut rx = owing().subscribe();
+    if *rx.borrow() == 0 {
+        return 0;
+    }
+    info!(
+        calls = *rx.borrow(),
+        "waiting for call records the store refused (disk full?)"
+    );
+    retry_now().notify_waiters();
+    let _ = tokio::time::timeout(grace, rx.wait_for(|n| *n == 0)).await;
+    let left = *rx.borrow();
+    if left > 0 {
+        error!(
+            calls = left,
+            "stopping with call records not written (disk full?): their voicemails are registered at the next start from the files, and their calls closed as interrupted"
+        );
+    }
+    left
+}
 
 /// The handle a call uses to queue its writes; cheap to clone. The default writes nothing (no
 /// store).
@@ -101,9 +140,9 @@ impl CallWriter {
         self.send(Job::Voicemail(job));
     }
 
-    /// Queues the final record and its `call_ended` event; returns once they are written, or
-    /// once writing them failed and is being retried in the background.
-    pub async fn ended(&self, cdr: Cdr, event: Option<OutboxEvent>) {
+    /// Queues the final record and its `call_ended` event; returns once they are written
+    /// (`true`), or once writing them failed and is being retried in the background (`false`).
+    pub async fn ended(&self, cdr: Cdr, event: Option<OutboxEvent>) -> bool {
         self.send(Job::Ended {
             cdr: Box::new(cdr),
             event,
@@ -111,7 +150,7 @@ impl CallWriter {
         });
         let (tx, rx) = oneshot::channel();
         self.send(Job::Settled(tx));
-        let _ = rx.await;
+        rx.await.is_ok()
     }
 
     fn send(&self, job: Job) {
@@ -173,10 +212,13 @@ impl Task {
                 continue;
             }
             match self.write_head().await {
-                Ok(()) => {
+                Ok(wrote) => {
                     if failures > 0 {
+                        owing().send_modify(|n| *n = n.saturating_sub(1));
                         info!(call_id = %self.call_id, event = "store_write_recovered", attempts = failures + 1,
                               "the call's record is written after the store failed");
+                    }
+                    if wrote {
                         self.health.ok("store");
                     }
                     failures = 0;
@@ -185,6 +227,7 @@ impl Task {
                 Err(e) => {
                     failures += 1;
                     if failures == 1 {
+                        owing().send_modify(|n| *n += 1);
                         error!(call_id = %self.call_id, error = %e, event = "store_write_retry",
                                "store: the call's record could not be written; retrying while ivr runs");
                     }
@@ -192,6 +235,7 @@ impl Task {
                     if !e.is_disk_problem() && failures >= OTHER_ATTEMPTS {
                         error!(call_id = %self.call_id, error = %e, "store: giving up on a write of the call's record");
                         self.queue.pop_front();
+                        owing().send_modify(|n| *n = n.saturating_sub(1));
                         failures = 0;
                         continue;
                     }
@@ -200,25 +244,29 @@ impl Task {
                         self.queue.push_back(job);
                     }
                     self.answer_waiters();
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = retry_now().notified() => {}
+                    }
                     delay = (delay * 2).min(LAST_RETRY);
                 }
             }
         }
     }
 
-    /// Writes the job at the head of the queue; on success it is removed.
-    async fn write_head(&mut self) -> Result<(), StoreError> {
+    /// Writes the job at the head of the queue; on success it is removed. `Ok(true)` when
+    /// something reached the store (it works), `Ok(false)` when nothing was written.
+    async fn write_head(&mut self) -> Result<bool, StoreError> {
         let notifier = self.notifier.clone();
         let Some(job) = self.queue.front_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         match job {
             Job::Settled(_) => {
                 if let Some(Job::Settled(tx)) = self.queue.pop_front() {
                     let _ = tx.send(());
                 }
-                Ok(())
+                Ok(false)
             }
             Job::Fact(_) => {
                 let mut facts = Vec::new();
@@ -230,11 +278,14 @@ impl Task {
                 let call_id = self.call_id.clone();
                 let r = blocking(&self.store, move |s| s.call_progress(&call_id, &facts)).await;
                 // Facts are not retried: the final record carries them all.
-                if let Err(e) = r {
-                    warn!(call_id = %self.call_id, error = %e, "store: call progress not recorded");
-                    self.health.fail("store", &e);
+                match r {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        warn!(call_id = %self.call_id, error = %e, "store: call progress not recorded");
+                        self.health.fail("store", &e);
+                        Ok(false)
+                    }
                 }
-                Ok(())
             }
             Job::Voicemail(v) => {
                 let vm = v.vm.clone();
@@ -248,7 +299,7 @@ impl Task {
                       callback_due_at = %due, "voicemail stored; callback timer started");
                 self.queue.pop_front();
                 wake(&notifier);
-                Ok(())
+                Ok(true)
             }
             Job::Ended {
                 cdr,
@@ -268,7 +319,7 @@ impl Task {
                 let row = (**cdr).clone();
                 blocking(&self.store, move |s| s.call_ended(&row)).await?;
                 self.queue.pop_front();
-                Ok(())
+                Ok(true)
             }
         }
     }

@@ -341,9 +341,6 @@ impl Memory {
             repeat: rec.repeat,
             answered_by: s.answered_by.clone(),
         };
-        info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
-              rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
-              client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
         let payload = cdr_json(&cdr);
         let event = OutboxEvent::call_ended(
             &rec.call_id,
@@ -352,11 +349,16 @@ impl Memory {
                 cdr: payload.clone(),
             },
         );
-        if rec.writer.enabled() {
-            rec.writer.ended(cdr, Some(event)).await;
+        // Logged once the record is written (tests and operators read the store after it).
+        let written = if rec.writer.enabled() {
+            rec.writer.ended(cdr, Some(event)).await
         } else {
             self.emit(event).await;
-        }
+            false
+        };
+        info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
+              rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
+              written, client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
     }
 
     async fn emit(&self, event: OutboxEvent) {
