@@ -301,6 +301,69 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A call killed while bridged keeps its facts and is billed as bridged, not abandoned.
+    #[test]
+    fn an_interrupted_call_keeps_its_facts_and_its_outcome_follows_them() {
+        use crate::store::{CallFact, CallStart};
+        let dir = std::env::temp_dir().join(format!("ivr-recovery-facts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let at: Timestamp = "2026-11-28T03:30:00Z".parse().expect("time");
+        for id in ["bridged", "ringing"] {
+            store
+                .call_started(&CallStart {
+                    call_id: id.into(),
+                    caller: crate::repeat::normalise("+15551230001", None),
+                    caller_raw: "+15551230001".into(),
+                    called: "ivr".into(),
+                    client: None,
+                    started_at: at,
+                    after_hours: true,
+                    agreement: false,
+                    rate_multiplier: 2.0,
+                    repeat_policy: crate::repeat::RepeatPolicy::default(),
+                })
+                .expect("start");
+            store
+                .call_progress(
+                    id,
+                    &[
+                        CallFact::Answered(at),
+                        CallFact::Digits("5142#".into()),
+                        CallFact::AgreedTerms(true),
+                        CallFact::Ticket(Some("42".into())),
+                    ],
+                )
+                .expect("facts");
+        }
+        store
+            .call_progress("bridged", &[CallFact::AnsweredBy("alice".into())])
+            .expect("accepted");
+        let memory = memory(store.clone());
+        assert_eq!(close_interrupted_calls(&memory), 2);
+        let cdrs = store.cdrs_between(None, None).expect("cdrs");
+        let outcomes: Vec<_> = cdrs
+            .iter()
+            .map(|c| (c.call_id.as_str(), c.outcome.map(|o| o.as_str())))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("bridged", Some("bridged")), ("ringing", Some("abandoned"))]
+        );
+        for c in &cdrs {
+            assert_eq!(c.answered_at, Some(at), "{c:?}");
+            assert_eq!(
+                (c.digits.as_str(), c.agreed_terms),
+                ("5142#", true),
+                "{c:?}"
+            );
+            assert_eq!(c.ticket.as_deref(), Some("42"), "{c:?}");
+            assert_eq!(c.end_reason, "ivr stopped during the call");
+        }
+        drop(memory);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn names_carry_time_caller_and_call_id() {
         let (t, caller, call_id) = parse_name(
