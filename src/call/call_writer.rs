@@ -239,15 +239,7 @@ impl Task {
                         failures = 0;
                         continue;
                     }
-                    // Whoever waits for this call's record stops waiting: it is retried here.
-                    while let Ok(job) = rx.try_recv() {
-                        self.queue.push_back(job);
-                    }
-                    self.answer_waiters();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = retry_now().notified() => {}
-                    }
+                    self.back_off(&mut rx, delay).await;
                     delay = (delay * 2).min(LAST_RETRY);
                 }
             }
@@ -324,6 +316,28 @@ impl Task {
         }
     }
 
+    /// Waits `delay` (or until shutdown asks for a last try) before retrying. Whoever waits for
+    /// this call's record meanwhile stops waiting at once: the call ends, its record is
+    /// retried here.
+    async fn back_off(&mut self, rx: &mut mpsc::UnboundedReceiver<Job>, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        let mut open = true;
+        loop {
+            while let Ok(job) = rx.try_recv() {
+                self.queue.push_back(job);
+            }
+            self.answer_waiters();
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = retry_now().notified() => return,
+                job = rx.recv(), if open => match job {
+                    Some(job) => self.queue.push_back(job),
+                    None => open = false,
+                },
+            }
+        }
+    }
+
     fn answer_waiters(&mut self) {
         // Dropping a waiter's sender wakes it.
         self.queue.retain(|job| !matches!(job, Job::Settled(_)));
@@ -355,5 +369,91 @@ async fn blocking<T: Send + 'static>(
             doing: "running a store task".into(),
             reason: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{CallStart, Outcome, SqliteStore};
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().expect("time")
+    }
+
+    /// A full store: the call's end does not wait for it, an alert is raised, and the voicemail
+    /// and the final record are written in order once there is room, without a restart.
+    #[tokio::test]
+    async fn a_full_store_is_retried_in_order_while_the_call_moves_on() {
+        let dir = std::env::temp_dir().join(format!("ivr-call-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sqlite = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let store: Arc<dyn Store> = sqlite.clone();
+        let started = at("2026-11-28T03:30:00Z");
+        store
+            .call_started(&CallStart {
+                call_id: "c1".into(),
+                caller: crate::repeat::normalise("+15551230001", None),
+                caller_raw: "+15551230001".into(),
+                called: "ivr".into(),
+                client: None,
+                started_at: started,
+                after_hours: true,
+                agreement: false,
+                rate_multiplier: 2.0,
+                repeat_policy: crate::repeat::RepeatPolicy::default(),
+            })
+            .expect("start");
+        let mut live = store.open_calls().expect("open").remove(0);
+        // Freeze the file at its size: SQLite then reports SQLITE_FULL, as for ENOSPC.
+        sqlite.with_conn(|c| {
+            let pages: i64 = c
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .expect("pages");
+            c.pragma_update(None, "max_page_count", pages)
+                .expect("limit");
+        });
+        let health = crate::health::Health::new(crate::clock::Clock::system());
+        let writer = CallWriter::start(store.clone(), None, health.clone(), "c1".into());
+        writer.voicemail(VoicemailJob {
+            vm: NewVoicemail {
+                call_id: "c1".into(),
+                caller: "+15551230001".into(),
+                client: None,
+                ticket: None,
+                // Bigger than the free space of the frozen file.
+                path: dir.join("x".repeat(300_000)),
+                duration_ms: 2000,
+                created_at: at("2026-11-28T03:30:05Z"),
+            },
+            due: at("2026-11-28T03:50:05Z"),
+            event: None,
+        });
+        live.ended_at = Some(at("2026-11-28T03:30:09Z"));
+        live.outcome = Some(Outcome::Voicemail);
+        live.end_reason = "BYE from caller".into();
+        let written =
+            tokio::time::timeout(Duration::from_secs(5), writer.ended(live.clone(), None))
+                .await
+                .expect("the call's end does not wait for a full disk");
+        assert!(!written);
+        assert!(health.problem("store").is_some(), "no alert raised");
+        assert!(store.voicemails().expect("voicemails").is_empty());
+        assert_eq!(store.open_calls().expect("open").len(), 1);
+
+        sqlite.with_conn(|c| {
+            c.pragma_update(None, "max_page_count", 1_000_000_i64)
+                .expect("room again");
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.open_calls().expect("open").is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "never retried");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.voicemails().expect("voicemails").len(), 1);
+        assert_eq!(store.cdrs_between(None, None).expect("cdrs"), vec![live]);
+        assert!(health.problem("store").is_none(), "alert not cleared");
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
