@@ -5,7 +5,8 @@
 //! The store is synchronous (SQLite); every call goes through `spawn_blocking` so a slow disk never
 //! stalls a call's media. A store failure (disk full, read-only data directory) is logged and the
 //! call goes on: callers still get their prompts, and a CDR the start could not write is inserted
-//! whole at the end.
+//! whole at the end. What the call learns as it goes (facts, the voicemail, the final record) is
+//! written in order by the call's own writer ([`super::call_writer`]), which retries a full disk.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
