@@ -29,7 +29,7 @@ pub struct Problem {
 }
 
 /// The registry of failing checks.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Health {
     clock: Clock,
     failing: Arc<Mutex<BTreeMap<&'static str, Problem>>>,

@@ -13,16 +13,18 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::call_writer::NotedVars;
 use super::dial::{DialCall, DialRequest, DialResult};
 use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call, recv_rtp};
 use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
-use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
+use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep, keep_what_fits};
 use crate::media::{Codec, Playback, RtpIn};
 use crate::sip::{CallEvent, EndReason};
+use crate::store::CallFact;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -93,8 +95,10 @@ impl Shell<'_, '_> {
         let mut decoded: Vec<i16> = Vec::with_capacity(160);
         let mut pending: VecDeque<Action> = run.start(Instant::now().into_std()).into();
 
+        let mut noted = NotedVars::default();
         loop {
             while let Some(action) = pending.pop_front() {
+                noted.note(record, run.vars());
                 let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
                 if let Action::Dial {
                     targets,
@@ -156,6 +160,7 @@ impl Shell<'_, '_> {
                     pending.extend(run.handle(Instant::now().into_std(), ev));
                 }
             }
+            noted.note(record, run.vars());
             // The call's own limits end once we have sent BYE (only its answer matters then, and a
             // deadline already passed would wake the loop without pause).
             let limits = match hangup_sent {
@@ -206,7 +211,7 @@ impl Shell<'_, '_> {
                     let Some(pkt) = pkt else { continue };
                     let now = Instant::now().into_std();
                     if let Some(d) = dtmf.on_rtp(&pkt, now) {
-                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                         pending.extend(acts);
                         continue;
                     }
@@ -221,11 +226,11 @@ impl Shell<'_, '_> {
                         Ok(()) => gate.push(&decoded, now),
                         Err(e) => {
                             warn!(call_id = %call_id, error = %e, "voicemail write failed; keeping what was saved");
-                            Some(StopReason::MaxLength)
+                            Some(StopReason::WriteFailed)
                         }
                     };
                     if let Some(reason) = stop {
-                        let saved = finish(&call_id, recording.take(), reason);
+                        let saved = finish(record, recording.take(), reason);
                         let ev = recorded(saved, &mut unkept);
                         pending.extend(run.handle(now, ev));
                     }
@@ -236,7 +241,7 @@ impl Shell<'_, '_> {
                         Some(CallEvent::Ended { reason }) => {
                             // Most messages end with the caller hanging up: keep them.
                             // Hanging up ends a message, and keeps one under review.
-                            let saved = finish(&call_id, recording.take(), StopReason::Hangup).or(unkept.take());
+                            let saved = finish(record, recording.take(), StopReason::Hangup).or(unkept.take());
                             if let Some(saved) = saved {
                                 let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
                                 keep(saved, settings, record, summary, ticket).await;
@@ -251,7 +256,7 @@ impl Shell<'_, '_> {
                         }
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = dtmf.on_info(content_type.as_deref(), &body, now) {
-                                let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
+                                let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                                 pending.extend(acts);
                             }
                         }
@@ -270,7 +275,7 @@ impl Shell<'_, '_> {
                         hangup_sent = true;
                     }
                     if let Some(d) = dtmf.poll(now) {
-                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary);
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                         pending.extend(acts);
                     }
                     let stop = recording
@@ -278,7 +283,7 @@ impl Shell<'_, '_> {
                         .and_then(|r| r.gate.as_mut())
                         .and_then(|g| g.poll(now));
                     if let Some(reason) = stop {
-                        let saved = finish(&call_id, recording.take(), reason);
+                        let saved = finish(record, recording.take(), reason);
                         let ev = recorded(saved, &mut unkept);
                         pending.extend(run.handle(now, ev));
                     }
@@ -403,14 +408,16 @@ fn on_digit(
     d: DtmfDigit,
     unkept: &mut Option<Saved>,
     summary: &mut CallSummary,
+    record: &CallRecord,
 ) -> Vec<Action> {
     info!(call_id = %call_id, event = "digit", digit = %d.digit, source = ?d.source,
           duration_ms = d.duration_ms, "DTMF");
     summary.digits.push(d.digit);
+    record.writer.fact(CallFact::Digits(summary.digits.clone()));
     let now = std::time::Instant::now();
     if let Some(r) = recording.as_ref() {
         if r.finish_on.contains(d.digit) && r.file.is_some() {
-            let saved = finish(call_id, recording.take(), StopReason::FinishKey);
+            let saved = finish(record, recording.take(), StopReason::FinishKey);
             let ev = recorded(saved, unkept);
             return run.handle(now, ev);
         }
@@ -449,20 +456,48 @@ struct Kept<'a> {
     ticket: Option<String>,
 }
 
-fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Option<Saved> {
+fn finish(record: &CallRecord, recording: Option<Recording>, reason: StopReason) -> Option<Saved> {
+    let call_id = &record.call_id;
     let file = recording?.file?;
     let duration = file.duration();
-    match file.finish() {
-        Ok(path) => {
+    let path = file.path().to_path_buf();
+    let failed = match file.finish() {
+        Ok(path) if reason != StopReason::WriteFailed => {
             info!(call_id = %call_id, event = "recorded", path = %path.display(),
                   duration_ms = duration.as_millis() as u64, reason = ?reason, "voicemail saved");
-            Some(Saved {
+            record.health.ok("voicemail");
+            return Some(Saved {
                 path,
                 duration_ms: duration.as_millis() as u64,
+            });
+        }
+        Ok(_) => "the disk refused part of the audio".to_string(),
+        Err(e) => e.to_string(),
+    };
+    // A full disk: the message is kept as far as it reached the disk, and an operator must act.
+    match keep_what_fits(&path) {
+        Ok(kept) => {
+            let problem = format!(
+                "voicemail {} cut short at {} ms of {} ms: {failed}",
+                path.display(),
+                kept.as_millis(),
+                duration.as_millis()
+            );
+            record.health.fail("voicemail", &problem);
+            error!(call_id = %call_id, event = "recorded", path = %path.display(), duration_ms = kept.as_millis() as u64,
+                   error = %failed, "voicemail cut short by a write failure (disk full?); keeping what was written");
+            Some(Saved {
+                path,
+                duration_ms: kept.as_millis() as u64,
             })
         }
         Err(e) => {
-            warn!(call_id = %call_id, error = %e, "voicemail could not be finalised");
+            record.health.fail(
+                "voicemail",
+                format!("voicemail {} lost: {failed}; {e}", path.display()),
+            );
+            error!(call_id = %call_id, path = %path.display(), error = %failed, repair_error = %e,
+                   "voicemail could not be written at all (disk full?)");
             None
         }
     }

@@ -5,7 +5,8 @@
 //! The store is synchronous (SQLite); every call goes through `spawn_blocking` so a slow disk never
 //! stalls a call's media. A store failure (disk full, read-only data directory) is logged and the
 //! call goes on: callers still get their prompts, and a CDR the start could not write is inserted
-//! whole at the end.
+//! whole at the end. What the call learns as it goes (facts, the voicemail, the final record) is
+//! written in order by the call's own writer ([`super::call_writer`]), which retries a full disk.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tracing::{error, info, warn};
 
+use super::call_writer::{CallWriter, VoicemailJob};
 use crate::billing::{self, Client};
 use crate::notify::Notifier;
 use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
@@ -56,6 +58,10 @@ pub struct CallRecord {
     /// The number agreed to the terms on a call within the repeat window (`call_started` says).
     pub agreed_recently: bool,
     pub rate_multiplier: f64,
+    /// Where the call's facts, voicemail and final record are written, in order.
+    pub writer: CallWriter,
+    /// Where a failure to keep the call's voicemail is raised.
+    pub health: crate::health::Health,
 }
 
 impl CallRecord {
@@ -117,6 +123,8 @@ impl Memory {
             repeat: false,
             agreed_recently: false,
             rate_multiplier,
+            writer: CallWriter::default(),
+            health: self.health.clone(),
         }
     }
 
@@ -125,6 +133,13 @@ impl Memory {
         let Some(store) = self.store.clone() else {
             return;
         };
+        // Started even when the start is not recorded: the final record is then inserted whole.
+        rec.writer = CallWriter::start(
+            store.clone(),
+            self.notifier.clone(),
+            self.health.clone(),
+            rec.call_id.clone(),
+        );
         let start = CallStart {
             call_id: rec.call_id.clone(),
             caller: rec.caller.clone(),
@@ -244,26 +259,17 @@ impl Memory {
             duration_ms,
             created_at,
         };
-        let Some(store) = self.store.clone() else {
+        if !rec.writer.enabled() {
             error!(call_id = %rec.call_id, path = %path.display(),
                    "store unavailable: voicemail kept on disk only, no callback timer");
             return;
-        };
-        let id = match blocking(store, move |s| s.add_voicemail(&vm, due)).await {
-            Ok(id) => id,
-            Err(e) => {
-                error!(call_id = %rec.call_id, path = %path.display(), error = %e,
-                       "store: voicemail not registered (the WAV is kept; it is registered at the next start)");
-                return;
-            }
-        };
-        info!(call_id = %rec.call_id, voicemail_id = id, event = "voicemail_stored",
-              callback_due_at = %due, "voicemail stored; callback timer started");
-        self.emit(OutboxEvent::voicemail_recorded(
+        }
+        // The store puts the voicemail's id in the event, in the transaction that stores both.
+        let event = OutboxEvent::voicemail_recorded(
             &rec.call_id,
             created_at,
             VoicemailRecorded {
-                voicemail_id: id,
+                voicemail_id: 0,
                 caller: rec.caller.as_str().to_string(),
                 client: rec.client.as_ref().map(|c| c.name.clone()),
                 ticket,
@@ -271,8 +277,12 @@ impl Memory {
                 path: path.display().to_string(),
                 callback_due_at: due,
             },
-        ))
-        .await;
+        );
+        rec.writer.voicemail(VoicemailJob {
+            vm,
+            due,
+            event: Some(event),
+        });
     }
 
     /// A flow `webhook` node: queues a custom event; true when it is owed (durably queued).
@@ -336,26 +346,24 @@ impl Memory {
             repeat: rec.repeat,
             answered_by: s.answered_by.clone(),
         };
-        info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
-              rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
-              client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
         let payload = cdr_json(&cdr);
-        // The event is queued before the row is closed: a crash in between leaves the call open,
-        // and the next start closes it and queues call_ended again (at least once, never lost).
-        self.emit(OutboxEvent::call_ended(
+        let event = OutboxEvent::call_ended(
             &rec.call_id,
             ended_at,
             CallEnded {
                 cdr: payload.clone(),
             },
-        ))
-        .await;
-        if let Some(store) = self.store.clone() {
-            let row = cdr.clone();
-            if let Err(e) = blocking(store, move |st| st.call_ended(&row)).await {
-                error!(call_id = %rec.call_id, error = %e, cdr = %payload, "store: CDR not written");
-            }
-        }
+        );
+        // Logged once the record is written (tests and operators read the store after it).
+        let written = if rec.writer.enabled() {
+            rec.writer.ended(cdr, Some(event)).await
+        } else {
+            self.emit(event).await;
+            false
+        };
+        info!(call_id = %rec.call_id, event = "cdr", outcome = outcome.as_str(),
+              rate_multiplier = rec.rate_multiplier, after_hours = rec.after_hours,
+              written, client = rec.client.as_ref().map(|c| c.name.as_str()).unwrap_or(""), "call detail record");
     }
 
     async fn emit(&self, event: OutboxEvent) {

@@ -4,6 +4,7 @@
 //! The task talks to the SIP endpoint only through messages: it receives [`CallEvent`]s and sends
 //! [`CallCommand`]s, so the endpoint (one task for the whole process) never waits on a call.
 
+pub mod call_writer;
 mod dial;
 mod driver;
 mod file_name;
@@ -276,7 +277,10 @@ async fn answer_and_run(
         }
     }
     call.send(CallCommand::Accept(answer));
-    rec.answered_at = Some(settings.clock.now());
+    let answered_at = settings.clock.now();
+    rec.answered_at = Some(answered_at);
+    rec.writer
+        .fact(crate::store::CallFact::Answered(answered_at));
     summary.answered = true;
     let peer = incoming.source.ip();
     let mut media = start_media(rtp_socket, &neg, peer, settings.rtp_rules, &call.call_id);

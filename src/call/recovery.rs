@@ -61,38 +61,46 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
             }
         };
         let (created_at, caller, call_id) = parse_name(&path, &open_calls);
+        // The live call's record has the facts written while it ran (client, ticket).
+        let call = open_calls.iter().find(|c| c.call_id == call_id);
+        let client = call.and_then(|c| c.client.clone());
+        let ticket = call.and_then(|c| c.ticket.clone());
         let due = crate::sla::due_at(created_at, memory.callback_sla);
         let vm = NewVoicemail {
             call_id: call_id.clone(),
             caller: caller.clone(),
-            client: None,
-            ticket: None,
+            client: client.clone(),
+            ticket: ticket.clone(),
             path: path.clone(),
             duration_ms: duration.as_millis() as u64,
             created_at,
         };
-        match store.add_voicemail(&vm, due) {
+        // The store puts the id in the event, in the transaction that stores the voicemail.
+        let event = memory.notifier.as_ref().and_then(|n| {
+            let ev = OutboxEvent::voicemail_recorded(
+                &call_id,
+                created_at,
+                VoicemailRecorded {
+                    voicemail_id: 0,
+                    caller: caller.clone(),
+                    client,
+                    ticket,
+                    duration_ms: vm.duration_ms,
+                    path: path.display().to_string(),
+                    callback_due_at: due,
+                },
+            );
+            n.targets()
+                .accepts(&ev)
+                .then(|| crate::notify::store_adapter::to_store(&ev))
+        });
+        match store.register_voicemail(&vm, due, event.as_ref()) {
             Ok(id) => {
                 recovered += 1;
                 info!(voicemail_id = id, path = %path.display(), %caller, event = "voicemail_recovered",
                       "voicemail recovered after a crash");
                 if let Some(n) = &memory.notifier {
-                    let ev = OutboxEvent::voicemail_recorded(
-                        &call_id,
-                        created_at,
-                        VoicemailRecorded {
-                            voicemail_id: id,
-                            caller,
-                            client: None,
-                            ticket: None,
-                            duration_ms: vm.duration_ms,
-                            path: path.display().to_string(),
-                            callback_due_at: due,
-                        },
-                    );
-                    if let Err(e) = n.enqueue_blocking(&ev) {
-                        error!(error = %e, "voicemail_recorded event for a recovered voicemail not queued");
-                    }
+                    n.wake();
                 }
             }
             Err(e) => error!(path = %path.display(), error = %e, "voicemail recovery failed"),
@@ -101,8 +109,9 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
     recovered
 }
 
-/// Closes the CDRs of calls that were live when the process stopped (crash, kill, power loss):
-/// outcome `voicemail` when a message from the call was kept (or recovered), else `abandoned`,
+/// Closes the CDRs of calls that were live when the process stopped (crash, kill, power loss),
+/// keeping the facts written while they ran: outcome `bridged` when a desk member accepted,
+/// `voicemail` when a message from the call was kept (or recovered), else `abandoned`,
 /// and their `call_ended` events are queued. Returns how many were closed.
 pub fn close_interrupted_calls(memory: &Memory) -> usize {
     let Some(store) = &memory.store else {
@@ -126,7 +135,10 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
     let mut closed = 0;
     for mut cdr in open {
         cdr.ended_at = Some(now);
-        cdr.outcome = Some(if with_voicemail.contains(&cdr.call_id) {
+        // The facts written while the call ran say how far it got.
+        cdr.outcome = Some(if cdr.answered_by.is_some() {
+            Outcome::Bridged
+        } else if with_voicemail.contains(&cdr.call_id) {
             Outcome::Voicemail
         } else {
             Outcome::Abandoned
@@ -199,7 +211,167 @@ fn wav_duration(path: &Path) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use std::sync::Arc;
+
+    use crate::notify::store_adapter::SharedStore;
+    use crate::notify::{DeliveryPolicy, Endpoint, Notifier, WebhookTargets};
+    use crate::store::{SqliteStore, Store};
+
+    fn memory(store: Arc<dyn Store>) -> Memory {
+        let targets = WebhookTargets {
+            primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
+            escalation: None,
+        };
+        let notifier = Notifier::new(
+            Arc::new(SharedStore(store.clone())),
+            targets,
+            DeliveryPolicy::default(),
+        );
+        let clock = crate::clock::Clock::system();
+        Memory {
+            store: Some(store),
+            notifier: Some(notifier),
+            clients: Vec::new(),
+            repeat: crate::repeat::RepeatPolicy::default(),
+            default_country: None,
+            trusted_proxies: Vec::new(),
+            after_hours_multiplier: 2.0,
+            callback_sla: std::time::Duration::from_secs(1200),
+            clock,
+            health: crate::health::Health::new(clock),
+        }
+    }
+
+    fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+        db.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// A crash (here: a failing outbox insert) between storing a recovered voicemail and
+    /// queueing its `voicemail_recorded` must not keep one without the other: the file stays
+    /// unregistered and the next start registers it with its event.
+    #[test]
+    fn a_recovered_voicemail_and_its_event_are_stored_together() {
+        let dir = std::env::temp_dir().join(format!("ivr-recovery-tx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("voicemail")).expect("voicemail dir");
+        let wav = dir.join("voicemail/20261127T223000Z_+15551230001_abc-1.wav");
+        let mut w = hound::WavWriter::create(
+            &wav,
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+        )
+        .expect("wav");
+        for i in 0..8000 {
+            w.write_sample((i % 200) as i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let memory = memory(store);
+        let db = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).expect("raw db");
+        db.execute_batch(
+            "CREATE TRIGGER no_events BEFORE INSERT ON outbox \
+             BEGIN SELECT RAISE(ABORT, 'outbox unavailable'); END;",
+        )
+        .expect("trigger");
+
+        recover_voicemails(&memory, &dir);
+        let voicemails = count(&db, "SELECT count(*) FROM voicemails");
+        let events = count(
+            &db,
+            "SELECT count(*) FROM outbox WHERE event_type = 'voicemail_recorded'",
+        );
+        assert_eq!(
+            (voicemails, events),
+            (0, 0),
+            "a voicemail stored without its voicemail_recorded event (or the reverse)"
+        );
+
+        db.execute_batch("DROP TRIGGER no_events;")
+            .expect("drop trigger");
+        assert_eq!(recover_voicemails(&memory, &dir), 1);
+        let id: i64 = db
+            .query_row("SELECT id FROM voicemails", [], |r| r.get(0))
+            .expect("voicemail row");
+        let payload: String = db
+            .query_row(
+                "SELECT payload FROM outbox WHERE event_type = 'voicemail_recorded'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("event row");
+        let payload: serde_json::Value = serde_json::from_str(&payload).expect("json");
+        assert_eq!(payload["voicemail_id"], id, "{payload}");
+        assert_eq!(count(&db, "SELECT count(*) FROM sla_timers"), 1);
+        drop(memory);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A call killed while bridged keeps its facts and is billed as bridged, not abandoned.
+    #[test]
+    fn an_interrupted_call_keeps_its_facts_and_its_outcome_follows_them() {
+        use crate::store::{CallFact, CallStart};
+        let dir = std::env::temp_dir().join(format!("ivr-recovery-facts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let at: Timestamp = "2026-11-28T03:30:00Z".parse().expect("time");
+        for id in ["bridged", "ringing"] {
+            store
+                .call_started(&CallStart {
+                    call_id: id.into(),
+                    caller: crate::repeat::normalise("+15551230001", None),
+                    caller_raw: "+15551230001".into(),
+                    called: "ivr".into(),
+                    client: None,
+                    started_at: at,
+                    after_hours: true,
+                    agreement: false,
+                    rate_multiplier: 2.0,
+                    repeat_policy: crate::repeat::RepeatPolicy::default(),
+                })
+                .expect("start");
+            store
+                .call_progress(
+                    id,
+                    &[
+                        CallFact::Answered(at),
+                        CallFact::Digits("5142#".into()),
+                        CallFact::AgreedTerms(true),
+                        CallFact::Ticket(Some("42".into())),
+                    ],
+                )
+                .expect("facts");
+        }
+        store
+            .call_progress("bridged", &[CallFact::AnsweredBy("alice".into())])
+            .expect("accepted");
+        let memory = memory(store.clone());
+        assert_eq!(close_interrupted_calls(&memory), 2);
+        let cdrs = store.cdrs_between(None, None).expect("cdrs");
+        let outcomes: Vec<_> = cdrs
+            .iter()
+            .map(|c| (c.call_id.as_str(), c.outcome.map(|o| o.as_str())))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("bridged", Some("bridged")), ("ringing", Some("abandoned"))]
+        );
+        for c in &cdrs {
+            assert_eq!(c.answered_at, Some(at), "{c:?}");
+            assert_eq!(
+                (c.digits.as_str(), c.agreed_terms),
+                ("5142#", true),
+                "{c:?}"
+            );
+            assert_eq!(c.ticket.as_deref(), Some("42"), "{c:?}");
+            assert_eq!(c.end_reason, "ivr stopped during the call");
+        }
+        drop(memory);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn names_carry_time_caller_and_call_id() {

@@ -18,6 +18,8 @@ pub enum StopReason {
     Silence,
     FinishKey,
     Hangup,
+    /// The file could not take more audio (disk full, I/O error): what was written is kept.
+    WriteFailed,
 }
 
 /// Mean absolute amplitude below which a frame counts as silence (about -45 dBFS: line noise and
@@ -138,6 +140,11 @@ impl Recorder {
         Duration::from_millis(self.samples / 8)
     }
 
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Finalises the header; returns the path.
     pub fn finish(self) -> Result<PathBuf, hound::Error> {
         let path = self.path.clone();
@@ -177,6 +184,19 @@ pub fn repair_wav(path: &Path) -> io::Result<Option<Duration>> {
     f.write_all(&data_len.to_le_bytes())?;
     f.sync_all()?;
     Ok(Some(Duration::from_millis(u64::from(data_len) / 16)))
+}
+
+/// Keeps what reached the disk of a recording that could not be finalised (a full disk): the
+/// header is made to match the audio on disk. Returns that audio's length; an error when not
+/// even the header was written.
+pub fn keep_what_fits(path: &Path) -> io::Result<Duration> {
+    match repair_wav(path)? {
+        Some(d) => Ok(d),
+        None => {
+            let len = std::fs::metadata(path)?.len();
+            Ok(Duration::from_millis(len.saturating_sub(44) / 16))
+        }
+    }
 }
 
 /// A 440 ms 1 kHz tone at -12 dBFS: the "beep" before a recording starts.

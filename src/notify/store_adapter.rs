@@ -22,7 +22,8 @@ fn err(e: store::StoreError) -> StoreError {
     StoreError::backend(e)
 }
 
-fn to_store(ev: &OutboxEvent) -> store::OutboxEvent {
+/// The event as a [`Store`] keeps it.
+pub(crate) fn to_store(ev: &OutboxEvent) -> store::OutboxEvent {
     store::OutboxEvent {
         event_type: ev.kind.as_str().to_string(),
         call_id: ev.call_id.clone(),

@@ -190,6 +190,8 @@ pub async fn serve(
         let _ = ready.send(local);
     }
     let _ = done_rx.await;
+    // Calls have drained; records the store refused (a full disk) get a last try.
+    crate::call::call_writer::flush_owed(Duration::from_secs(5)).await;
     // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
     let _ = shutdown_tx.send(true);
     let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));

@@ -56,7 +56,24 @@ pub trait Store: Send + Sync {
 
     /// Store a voicemail and start its callback-SLA timer (due at `sla_due_at`); returns the
     /// voicemail id.
-    fn add_voicemail(&self, vm: &NewVoicemail, sla_due_at: Timestamp) -> Result<i64, StoreError>;
+    fn add_voicemail(&self, vm: &NewVoicemail, sla_due_at: Timestamp) -> Result<i64, StoreError> {
+        self.register_voicemail(vm, sla_due_at, None)
+    }
+
+    /// [`Store::add_voicemail`] and queue `event` (its `voicemail_recorded`) in the same
+    /// transaction, its payload's `voicemail_id` set to the new id: a crash cannot keep a
+    /// voicemail whose event is lost, nor an event for a voicemail that is not stored.
+    fn register_voicemail(
+        &self,
+        vm: &NewVoicemail,
+        sla_due_at: Timestamp,
+        event: Option<&OutboxEvent>,
+    ) -> Result<i64, StoreError>;
+
+    /// Record facts of a live call as they happen (answer time, digits so far, the terms agreed,
+    /// the ticket, who accepted), so a crash keeps them. A call already ended is left as its
+    /// final record says; a call whose start was never recorded is not created.
+    fn call_progress(&self, call_id: &str, facts: &[CallFact]) -> Result<(), StoreError>;
 
     /// Acknowledge a voicemail (someone is calling back), which stops its SLA timer.
     fn ack_voicemail(&self, id: i64, by: &str, at: Timestamp) -> Result<AckOutcome, StoreError>;

@@ -26,8 +26,8 @@ use super::schema::{
 };
 use super::writer::Writer;
 use super::{
-    AckOutcome, CallStart, CallStartOutcome, Cdr, NewVoicemail, OutboxEvent, OutboxRow, Outcome,
-    SlaTimer, Store, StoreError, Voicemail,
+    AckOutcome, CallFact, CallStart, CallStartOutcome, Cdr, NewVoicemail, OutboxEvent, OutboxRow,
+    Outcome, SlaTimer, Store, StoreError, Voicemail,
 };
 use crate::repeat::is_repeat;
 
@@ -297,8 +297,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn add_voicemail(&self, vm: &NewVoicemail, sla_due_at: Timestamp) -> Result<i64, StoreError> {
+    fn register_voicemail(
+        &self,
+        vm: &NewVoicemail,
+        sla_due_at: Timestamp,
+        event: Option<&OutboxEvent>,
+    ) -> Result<i64, StoreError> {
         let vm = vm.clone();
+        let event = event.cloned();
         self.write("storing a voicemail", move |tx| {
             tx.execute(
                 "INSERT INTO voicemails (call_id, caller, client, ticket, path, duration_ms, \
@@ -318,7 +324,35 @@ impl Store for SqliteStore {
                 "INSERT INTO sla_timers (voicemail_id, due_at, state) VALUES (?1, ?2, 'pending')",
                 rusqlite::params![id, sla_due_at.as_millisecond()],
             )?;
+            if let Some(mut event) = event.clone() {
+                if let Some(data) = event.payload.as_object_mut() {
+                    data.insert("voicemail_id".into(), id.into());
+                }
+                insert_event(tx, &event)?;
+            }
             Ok(id)
+        })
+    }
+
+    fn call_progress(&self, call_id: &str, facts: &[CallFact]) -> Result<(), StoreError> {
+        let call_id = call_id.to_string();
+        let facts = facts.to_vec();
+        self.write("recording a call's progress", move |tx| {
+            // `ended_at IS NULL`: a fact that arrives after the final record never rewrites it.
+            for fact in &facts {
+                let (sql, value): (&str, rusqlite::types::Value) = match fact {
+                    CallFact::Answered(at) => ("answered_at", at.as_millisecond().into()),
+                    CallFact::Digits(d) => ("digits", d.clone().into()),
+                    CallFact::AgreedTerms(a) => ("agreed_terms", i64::from(*a).into()),
+                    CallFact::Ticket(t) => ("ticket", t.clone().into()),
+                    CallFact::AnsweredBy(m) => ("answered_by", m.clone().into()),
+                };
+                tx.execute(
+                    &format!("UPDATE calls SET {sql} = ?2 WHERE call_id = ?1 AND ended_at IS NULL"),
+                    rusqlite::params![call_id, value],
+                )?;
+            }
+            Ok(())
         })
     }
 

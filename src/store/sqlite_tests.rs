@@ -536,3 +536,50 @@ fn caller_id_is_stored_as_normalised_text() {
         .expect("row");
     assert_eq!(caller, "anonymous");
 }
+
+#[test]
+fn call_progress_is_kept_while_live_and_never_rewrites_the_final_record() {
+    let dir = TempDir::new("progress");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    store
+        .call_started(&start("c1", "+15551230001", "2026-11-28T03:00:00Z"))
+        .expect("start");
+    store
+        .call_progress(
+            "c1",
+            &[
+                CallFact::Answered(t("2026-11-28T03:00:01Z")),
+                CallFact::Digits("5".into()),
+                CallFact::Digits("51".into()),
+                CallFact::AgreedTerms(true),
+                CallFact::Ticket(Some("42".into())),
+                CallFact::AnsweredBy("alice".into()),
+            ],
+        )
+        .expect("progress");
+    let open = store.open_calls().expect("open calls");
+    assert_eq!(open.len(), 1);
+    let live = &open[0];
+    assert_eq!(live.answered_at, Some(t("2026-11-28T03:00:01Z")));
+    assert_eq!(live.digits, "51");
+    assert!(live.agreed_terms);
+    assert_eq!(live.ticket.as_deref(), Some("42"));
+    assert_eq!(live.answered_by.as_deref(), Some("alice"));
+    assert_eq!(live.ended_at, None);
+
+    let mut last = live.clone();
+    last.digits = "51#".into();
+    last.ended_at = Some(t("2026-11-28T03:05:00Z"));
+    last.outcome = Some(Outcome::Bridged);
+    last.end_reason = "BYE from caller".into();
+    store.call_ended(&last).expect("end");
+    // A fact that arrives after the end changes nothing; one for an unknown call creates nothing.
+    store
+        .call_progress("c1", &[CallFact::Digits("999".into())])
+        .expect("late fact");
+    store
+        .call_progress("nope", &[CallFact::AgreedTerms(true)])
+        .expect("unknown call");
+    let cdrs = store.cdrs_between(None, None).expect("cdrs");
+    assert_eq!(cdrs, vec![last]);
+}

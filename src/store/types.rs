@@ -137,6 +137,22 @@ pub struct Cdr {
     pub answered_by: Option<String>,
 }
 
+/// One thing learned about a live call, recorded when it happens (see
+/// [`super::Store::call_progress`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallFact {
+    /// The line answered (200 OK).
+    Answered(Timestamp),
+    /// Every digit pressed so far.
+    Digits(String),
+    /// The caller agreed to the after-hours terms (or not).
+    AgreedTerms(bool),
+    /// The ticket the caller gave (`None`: none yet).
+    Ticket(Option<String>),
+    /// The desk member who accepted the call.
+    AnsweredBy(String),
+}
+
 /// A voicemail to store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewVoicemail {

@@ -250,6 +250,9 @@ impl DialCall<'_, '_> {
         // The others are being dropped; their sessions end with their handles.
         drop(legs);
         ctx.media.stop_playback();
+        record
+            .writer
+            .fact(crate::store::CallFact::AnsweredBy(leg.member.clone()));
         bridge(
             call, ctx, &mut leg, &mut irx, winner, rtp_in, deadline, summary,
         )
