@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::dial::{DialCall, DialRequest, DialResult};
 use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call, recv_rtp};
 use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
-use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep};
+use crate::media::recorder::{NoMessage, Recorder, RecordingGate, StopReason, beep};
 use crate::media::{Codec, Playback, RtpIn};
 use crate::sip::{CallEvent, EndReason};
 
@@ -45,10 +45,14 @@ struct Saved {
 struct Recording {
     /// The prompt and beep; audio is kept once they are done.
     intro: Option<Job>,
+    /// Set when the intro ends: from then on audio is written.
     gate: Option<RecordingGate>,
+    /// Opened before the prompt plays, so a directory that cannot be written is known before
+    /// the caller hears about a message.
     file: Option<Recorder>,
     max: std::time::Duration,
     silence: std::time::Duration,
+    min_length: std::time::Duration,
     finish_on: String,
 }
 
@@ -188,18 +192,8 @@ impl Shell<'_, '_> {
                 }, if intro_playing => {
                     if let Some(r) = recording.as_mut() {
                         r.intro = None;
-                        match start_file(settings, &call_id, record.caller.as_str()) {
-                            Ok(file) => {
-                                info!(call_id = %call_id, event = "recording", "recording voicemail");
-                                r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
-                                r.file = Some(file);
-                            }
-                            Err(e) => {
-                                warn!(call_id = %call_id, error = %e, "cannot record voicemail (data dir full or read-only?)");
-                                recording = None;
-                                pending.extend(run.handle(Instant::now().into_std(), Event::RecordDone { path: None }));
-                            }
-                        }
+                        info!(call_id = %call_id, event = "recording", "recording voicemail");
+                        r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
                     }
                 }
                 pkt = recv_rtp(&mut rtp_in) => {
@@ -225,8 +219,7 @@ impl Shell<'_, '_> {
                         }
                     };
                     if let Some(reason) = stop {
-                        let saved = finish(&call_id, recording.take(), reason);
-                        let ev = recorded(saved, &mut unkept);
+                        let ev = stopped(&call_id, recording.take(), reason, &mut unkept, summary);
                         pending.extend(run.handle(now, ev));
                     }
                 }
@@ -236,7 +229,9 @@ impl Shell<'_, '_> {
                         Some(CallEvent::Ended { reason }) => {
                             // Most messages end with the caller hanging up: keep them.
                             // Hanging up ends a message, and keeps one under review.
-                            let saved = finish(&call_id, recording.take(), StopReason::Hangup).or(unkept.take());
+                            let saved = end_recording(&call_id, recording.take(), StopReason::Hangup, summary)
+                                .unwrap_or(None)
+                                .or(unkept.take());
                             if let Some(saved) = saved {
                                 let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
                                 keep(saved, settings, record, summary, ticket).await;
@@ -278,8 +273,7 @@ impl Shell<'_, '_> {
                         .and_then(|r| r.gate.as_mut())
                         .and_then(|g| g.poll(now));
                     if let Some(reason) = stop {
-                        let saved = finish(&call_id, recording.take(), reason);
-                        let ev = recorded(saved, &mut unkept);
+                        let ev = stopped(&call_id, recording.take(), reason, &mut unkept, summary);
                         pending.extend(run.handle(now, ev));
                     }
                     pending.extend(run.handle_timeout(now));
@@ -345,7 +339,28 @@ async fn execute(
             max,
             finish_on,
             silence,
+            min_length,
         } => {
+            let health = &settings.memory.health;
+            let file = match start_file(settings, &call_id, record.caller.as_str()) {
+                Ok(file) => {
+                    health.ok("voicemail");
+                    file
+                }
+                Err(e) => {
+                    // The caller must not hear "leave a message": the flow's `on_error` decides
+                    // what they hear instead.
+                    let dir = settings.data_dir.join("voicemail");
+                    error!(call_id = %call_id, event = "voicemail_failed", dir = %dir.display(), error = %e,
+                           "cannot record voicemail: the voicemail directory cannot be written; no message taken");
+                    health.fail(
+                        "voicemail",
+                        format_args!("cannot create a voicemail in {}: {e}", dir.display()),
+                    );
+                    kept.summary.voicemail_failed = true;
+                    return Some(Event::RecordFailed);
+                }
+            };
             if let Some(p) = prompt.as_deref().and_then(|n| settings.prompts.get(n)) {
                 info!(call_id = %call_id, event = "prompt", prompt = %p.name, barge_in = false, "playing prompt");
                 ctx.media.play(p.samples.clone());
@@ -354,9 +369,10 @@ async fn execute(
             *recording = Some(Recording {
                 intro: Some(job(Some(tone))),
                 gate: None,
-                file: None,
+                file: Some(file),
                 max,
                 silence,
+                min_length,
                 finish_on,
             });
         }
@@ -409,15 +425,71 @@ fn on_digit(
     summary.digits.push(d.digit);
     let now = std::time::Instant::now();
     if let Some(r) = recording.as_ref() {
-        if r.finish_on.contains(d.digit) && r.file.is_some() {
-            let saved = finish(call_id, recording.take(), StopReason::FinishKey);
-            let ev = recorded(saved, unkept);
+        if r.finish_on.contains(d.digit) && r.gate.is_some() {
+            let ev = stopped(
+                call_id,
+                recording.take(),
+                StopReason::FinishKey,
+                unkept,
+                summary,
+            );
             return run.handle(now, ev);
         }
         // Other keys during a recording are part of the message, not commands.
         return Vec::new();
     }
     run.handle(now, Event::Digit(d.digit))
+}
+
+/// A recording ended by `reason` (not a hang-up): the event for the run. A recording without a
+/// message is deleted and the run hears `RecordEmpty`.
+fn stopped(
+    call_id: &str,
+    recording: Option<Recording>,
+    reason: StopReason,
+    unkept: &mut Option<Saved>,
+    summary: &mut CallSummary,
+) -> Event {
+    match end_recording(call_id, recording, reason, summary) {
+        Ok(saved) => recorded(saved, unkept),
+        Err(_) => Event::RecordEmpty,
+    }
+}
+
+/// Finishes a recording, or deletes it when it holds no message (too short, or the caller never
+/// spoke: see `RecordingGate::message`): such a file is no voicemail, starts no callback promise
+/// and tells the helpdesk nothing. A recording ended during its prompt is no message either,
+/// but the caller never reached the tone, so the call is not marked as one without a message.
+fn end_recording(
+    call_id: &str,
+    recording: Option<Recording>,
+    reason: StopReason,
+    summary: &mut CallSummary,
+) -> Result<Option<Saved>, NoMessage> {
+    let verdict = recording.as_ref().and_then(|r| {
+        let length = r.file.as_ref()?.duration();
+        Some(match &r.gate {
+            Some(gate) => gate
+                .message(length, r.min_length)
+                .map_err(|why| (why, true)),
+            None => Err((NoMessage::TooShort, false)),
+        })
+    });
+    let saved = finish(call_id, recording, reason);
+    let Some(Err((why, reached_tone))) = verdict else {
+        return Ok(saved);
+    };
+    if let Some(saved) = saved {
+        info!(call_id = %call_id, event = "no_message", path = %saved.path.display(),
+              length_ms = saved.duration_ms, why = %why, reason = ?reason,
+              "no message: recording deleted, no callback promised");
+        if let Err(e) = std::fs::remove_file(&saved.path) {
+            warn!(call_id = %call_id, path = %saved.path.display(), error = %e,
+                  "could not delete a recording without a message");
+        }
+    }
+    summary.no_message |= reached_tone;
+    Err(why)
 }
 
 /// A recording ended: the run decides (directly or after the caller's review) whether to keep it.

@@ -165,6 +165,7 @@ impl<R: BufRead, W: Write> Sim<'_, R, W> {
                     max,
                     finish_on,
                     silence,
+                    ..
                 } => {
                     let mut spent = Duration::ZERO;
                     if let Some(p) = prompt {

@@ -39,13 +39,21 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
     };
     assert_eq!(
         versions(),
-        [(1, "init".to_string()), (2, "answered_by".to_string())]
+        [
+            (1, "init".to_string()),
+            (2, "answered_by".to_string()),
+            (3, "no_message_outcomes".to_string())
+        ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).expect("reopen"));
     assert_eq!(
         versions(),
-        [(1, "init".to_string()), (2, "answered_by".to_string())]
+        [
+            (1, "init".to_string()),
+            (2, "answered_by".to_string()),
+            (3, "no_message_outcomes".to_string())
+        ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
     assert_eq!(cdrs.len(), 1);
@@ -70,7 +78,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
