@@ -475,16 +475,17 @@ fn end_recording(
             None => Err((NoMessage::TooShort, false)),
         })
     });
-    let saved = finish(call_id, recording, reason);
     let Some(Err((why, reached_tone))) = verdict else {
-        return Ok(saved);
+        return Ok(finish(call_id, recording, reason));
     };
-    if let Some(saved) = saved {
-        info!(call_id = %call_id, event = "no_message", path = %saved.path.display(),
-              length_ms = saved.duration_ms, why = %why, reason = ?reason,
-              "no message: recording deleted, no callback promised");
-        if let Err(e) = std::fs::remove_file(&saved.path) {
-            warn!(call_id = %call_id, path = %saved.path.display(), error = %e,
+    if let Some(file) = recording.and_then(|r| r.file) {
+        let path = file.path().to_path_buf();
+        let length_ms = file.duration().as_millis() as u64;
+        drop(file);
+        info!(call_id = %call_id, event = "no_message", path = %path.display(), length_ms,
+              why = %why, reason = ?reason, "no message: recording deleted, no callback promised");
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!(call_id = %call_id, path = %path.display(), error = %e,
                   "could not delete a recording without a message");
         }
     }

@@ -176,6 +176,10 @@ impl Recorder {
         Duration::from_millis(self.samples / 8)
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Finalises the header; returns the path.
     pub fn finish(self) -> Result<PathBuf, hound::Error> {
         let path = self.path.clone();
