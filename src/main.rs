@@ -96,6 +96,11 @@ enum Command {
         /// Config file for [hours] and prompts.dir.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// What `record` nodes get: `message` (20 s), `empty` (the caller says nothing: the
+        /// node's `on_empty`) or `failed` (no voicemail can be written: the node's `on_error`).
+        #[arg(long, value_name = "WHAT", default_value = "message",
+              value_parser = ["message", "empty", "failed"])]
+        voicemail: String,
     },
     /// Print a flow as Graphviz dot (`ivr graph FLOW | dot -Tsvg > flow.svg`).
     Graph {
@@ -279,7 +284,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             called,
             prompts,
             config,
-        } => flow_simulate(&flow, at, caller, called, prompts, config.as_deref()),
+            voicemail,
+        } => {
+            let recording = match voicemail.as_str() {
+                "empty" => ivr::flow::simulate::Recording::Empty,
+                "failed" => ivr::flow::simulate::Recording::Failed,
+                _ => ivr::flow::simulate::Recording::Message,
+            };
+            flow_simulate(
+                &flow,
+                at,
+                (caller, called),
+                prompts,
+                config.as_deref(),
+                recording,
+            )
+        }
         Command::Graph { flow, prompts } => {
             let flow = load_flow(&flow, &prompts_dir(prompts, None)?)?;
             // `print!` panics when the reader has gone; a broken pipe ends quietly in `main`.
@@ -441,10 +461,10 @@ fn flow_check(flows: &[PathBuf], prompts: Option<PathBuf>) -> anyhow::Result<()>
 fn flow_simulate(
     path: &std::path::Path,
     at: Option<jiff::Timestamp>,
-    caller: String,
-    called: String,
+    (caller, called): (String, String),
     prompts: Option<PathBuf>,
     config: Option<&std::path::Path>,
+    recording: ivr::flow::simulate::Recording,
 ) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
     let dir = prompts.unwrap_or_else(|| cfg.prompts.dir.clone());
@@ -465,7 +485,14 @@ fn flow_simulate(
         ivr::flow::simulate::wav_duration(&dir, name).unwrap_or(std::time::Duration::from_secs(3))
     };
     let stdin = std::io::stdin();
-    ivr::flow::simulate(flow, facts, stdin.lock(), std::io::stdout(), &length)?;
+    ivr::flow::simulate_recording(
+        flow,
+        facts,
+        recording,
+        stdin.lock(),
+        std::io::stdout(),
+        &length,
+    )?;
     Ok(())
 }
 

@@ -47,8 +47,7 @@ struct Recording {
     intro: Option<Job>,
     /// Set when the intro ends: from then on audio is written.
     gate: Option<RecordingGate>,
-    /// Opened before the prompt plays, so a directory that cannot be written is known before
-    /// the caller hears about a message.
+    /// Opened when the intro ends (the directory was probed before the prompt).
     file: Option<Recorder>,
     max: std::time::Duration,
     silence: std::time::Duration,
@@ -192,8 +191,20 @@ impl Shell<'_, '_> {
                 }, if intro_playing => {
                     if let Some(r) = recording.as_mut() {
                         r.intro = None;
-                        info!(call_id = %call_id, event = "recording", "recording voicemail");
-                        r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
+                        match start_file(settings, &call_id, record.caller.as_str()) {
+                            Ok(file) => {
+                                info!(call_id = %call_id, event = "recording", "recording voicemail");
+                                settings.memory.health.ok("voicemail");
+                                r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
+                                r.file = Some(file);
+                            }
+                            Err(e) => {
+                                // The directory was writable when the prompt started.
+                                voicemail_failed(&call_id, settings, summary, &e);
+                                recording = None;
+                                pending.extend(run.handle(Instant::now().into_std(), Event::RecordFailed));
+                            }
+                        }
                     }
                 }
                 pkt = recv_rtp(&mut rtp_in) => {
@@ -341,26 +352,12 @@ async fn execute(
             silence,
             min_length,
         } => {
-            let health = &settings.memory.health;
-            let file = match start_file(settings, &call_id, record.caller.as_str()) {
-                Ok(file) => {
-                    health.ok("voicemail");
-                    file
-                }
-                Err(e) => {
-                    // The caller must not hear "leave a message": the flow's `on_error` decides
-                    // what they hear instead.
-                    let dir = settings.data_dir.join("voicemail");
-                    error!(call_id = %call_id, event = "voicemail_failed", dir = %dir.display(), error = %e,
-                           "cannot record voicemail: the voicemail directory cannot be written; no message taken");
-                    health.fail(
-                        "voicemail",
-                        format_args!("cannot create a voicemail in {}: {e}", dir.display()),
-                    );
-                    kept.summary.voicemail_failed = true;
-                    return Some(Event::RecordFailed);
-                }
-            };
+            // Before the prompt: a caller must not hear "leave a message" when none can be
+            // recorded; the flow's `on_error` decides what they hear instead.
+            if let Err(e) = probe_voicemail_dir(settings, &call_id, record.caller.as_str()) {
+                voicemail_failed(&call_id, settings, kept.summary, &e);
+                return Some(Event::RecordFailed);
+            }
             if let Some(p) = prompt.as_deref().and_then(|n| settings.prompts.get(n)) {
                 info!(call_id = %call_id, event = "prompt", prompt = %p.name, barge_in = false, "playing prompt");
                 ctx.media.play(p.samples.clone());
@@ -369,7 +366,7 @@ async fn execute(
             *recording = Some(Recording {
                 intro: Some(job(Some(tone))),
                 gate: None,
-                file: Some(file),
+                file: None,
                 max,
                 silence,
                 min_length,
@@ -539,6 +536,39 @@ fn finish(call_id: &str, recording: Option<Recording>, reason: StopReason) -> Op
             None
         }
     }
+}
+
+/// Whether a voicemail can be created now: creates the file `start_file` would, and deletes it
+/// again (the recording itself starts after the prompt and the tone, so that a crash meanwhile
+/// leaves no empty file for the start-up recovery to register).
+fn probe_voicemail_dir(
+    settings: &CallSettings,
+    call_id: &str,
+    caller: &str,
+) -> Result<(), hound::Error> {
+    let file = start_file(settings, call_id, caller)?;
+    let path = file.path().to_path_buf();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
+/// No voicemail can be recorded: an ERROR, the `voicemail` health check failing, and the CDR
+/// outcome `voicemail_failed` (unless a message is kept after all).
+fn voicemail_failed(
+    call_id: &str,
+    settings: &CallSettings,
+    summary: &mut CallSummary,
+    e: &hound::Error,
+) {
+    let dir = settings.data_dir.join("voicemail");
+    error!(call_id = %call_id, event = "voicemail_failed", dir = %dir.display(), error = %e,
+           "cannot record voicemail: the voicemail directory cannot be written; no message taken");
+    settings.memory.health.fail(
+        "voicemail",
+        format_args!("cannot create a voicemail in {}: {e}", dir.display()),
+    );
+    summary.voicemail_failed = true;
 }
 
 /// `DATA/voicemail/<UTC time>_<caller>_<call-id>.wav` (see `file_name`): the caller in the name
