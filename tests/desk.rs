@@ -134,9 +134,16 @@ fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
 /// The single CDR once the call's record is written.
 fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
     ivr.wait_for_log(&["event=\"cdr\""], WAIT);
-    let rows = cdr_rows(&ivr.dir().join("data"));
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    rows.into_iter().next().expect("row")
+    // The `cdr` line is logged before the row is written: wait for the row's outcome.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows = cdr_rows(&ivr.dir().join("data"));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        if !rows[0]["outcome"].is_empty() || std::time::Instant::now() > deadline {
+            return rows.into_iter().next().expect("row");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
