@@ -113,6 +113,11 @@ enum Command {
         /// Config file for [hours] and prompts.dir.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// What `record` nodes get: `message` (20 s), `empty` (the caller says nothing: the
+        /// node's `on_empty`) or `failed` (no voicemail can be written: the node's `on_error`).
+        #[arg(long, value_name = "WHAT", default_value = "message",
+              value_parser = ["message", "empty", "failed"])]
+        voicemail: String,
     },
     /// Print a flow as Graphviz dot (`ivr graph FLOW | dot -Tsvg > flow.svg`).
     Graph {
@@ -145,8 +150,8 @@ enum CdrCommand {
     ///
     /// Columns: call_id, started_at, answered_at, ended_at, talk_seconds, caller, client,
     /// after_hours, agreement, rate_multiplier, agreed_terms, digits, ticket, outcome, end_reason,
-    /// repeat, answered_by. Times are RFC 3339 UTC; outcome is bridged, voicemail, abandoned, closed_hours or
-    /// rejected (empty while the call is live).
+    /// repeat, answered_by. Times are RFC 3339 UTC; outcome is bridged, voicemail, no_message,
+    /// voicemail_failed, abandoned, closed_hours or rejected (empty while the call is live).
     ///
     /// Examples:
     ///   ivr cdr export --data /var/lib/ivr > cdrs.csv
@@ -317,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             agreed_recently,
             prompts,
             config,
+            voicemail,
         } => {
             let caller_facts = ivr::flow::Facts {
                 caller,
@@ -325,11 +331,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 caller_agreed_recently: agreed_recently,
                 ..ivr::flow::Facts::default()
             };
+            let recording = match voicemail.as_str() {
+                "empty" => ivr::flow::simulate::Recording::Empty,
+                "failed" => ivr::flow::simulate::Recording::Failed,
+                _ => ivr::flow::simulate::Recording::Message,
+            };
             flow_simulate(
                 &flow,
                 at,
                 caller_facts,
                 &flow_config(config.as_deref(), prompts)?,
+                recording,
             )
         }
         Command::Graph {
@@ -534,6 +546,7 @@ fn flow_simulate(
     at: Option<jiff::Timestamp>,
     caller_facts: ivr::flow::Facts,
     cfg: &Config,
+    recording: ivr::flow::simulate::Recording,
 ) -> anyhow::Result<()> {
     let dir = cfg.prompts.dir.clone();
     let flow = std::sync::Arc::new(load_flow(path, &dir)?);
@@ -551,7 +564,14 @@ fn flow_simulate(
         ivr::flow::simulate::wav_duration(&dir, name).unwrap_or(std::time::Duration::from_secs(3))
     };
     let stdin = std::io::stdin();
-    ivr::flow::simulate(flow, facts, stdin.lock(), std::io::stdout(), &length)?;
+    ivr::flow::simulate_recording(
+        flow,
+        facts,
+        recording,
+        stdin.lock(),
+        std::io::stdout(),
+        &length,
+    )?;
     Ok(())
 }
 

@@ -225,10 +225,12 @@ fn a_replayed_call_back_invite_places_no_second_call_to_the_trunk() {
     };
     // A customer leaves a voicemail, so its number may be called back.
     let number = "+15551230005";
+    // The caller speaks: a silent one would leave no voicemail to call back.
+    common::write_spoken_audio(ivr.dir());
     let caller = run_sipp(
         &ivr,
-        "uac_caller_hangup.xml",
-        &["-key", "caller", number, "-d", "3000"],
+        "uac_caller_speaks_hangup.xml",
+        &["-key", "caller", number, "-d", "4000"],
     );
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     ivr.wait_for_log(&["event=\"voicemail_stored\""], Duration::from_secs(30));

@@ -134,9 +134,16 @@ fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
 /// The single CDR once the call's record is written.
 fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
     ivr.wait_for_log(&["event=\"cdr\""], WAIT);
-    let rows = cdr_rows(&ivr.dir().join("data"));
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    rows.into_iter().next().expect("row")
+    // The `cdr` line is logged before the row is written: wait for the row's outcome.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let rows = cdr_rows(&ivr.dir().join("data"));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        if !rows[0]["outcome"].is_empty() || std::time::Instant::now() > deadline {
+            return rows.into_iter().next().expect("row");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -221,7 +228,8 @@ fn nobody_accepting_in_turn_leads_to_voicemail() {
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     a.assert_completed();
     b.assert_completed();
-    let log = ivr.wait_for_log(&["event=\"recorded\""], WAIT);
+    // The caller says nothing and hangs up: no message (deleted, not a voicemail).
+    let log = ivr.wait_for_log(&["event=\"no_message\""], WAIT);
     let order: Vec<usize> = [
         "event=\"dial_leg_cancel\"",
         "event=\"whisper\"",
@@ -232,7 +240,7 @@ fn nobody_accepting_in_turn_leads_to_voicemail() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{log}");
     let cdr = final_cdr(&ivr);
-    assert_eq!(cdr["outcome"], "voicemail", "{cdr:?}");
+    assert_eq!(cdr["outcome"], "no_message", "{cdr:?}");
 }
 
 #[test]
@@ -243,7 +251,8 @@ fn a_registered_staff_phone_gets_the_call() {
     let dir = common::unique_temp_dir("desk-registered");
     let phone = Staff::start(&dir, "staff_accept_bye.xml", 500);
     let ivr = start_ivr("desk.toml", &["alice".to_string()], ALICE);
-    // Nobody registered yet: alice is skipped, the caller goes to voicemail and hangs up.
+    // Nobody registered yet: alice is skipped, the caller goes to voicemail and hangs up
+    // without a word (no message).
     let early = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "2000"]);
     assert!(early.success(), "{}", early.errors);
     ivr.wait_for_log(&["event=\"dial_skip\"", "member=alice"], WAIT);
@@ -268,7 +277,7 @@ fn a_registered_staff_phone_gets_the_call() {
         .collect();
     assert_eq!(
         outcomes,
-        vec![("voicemail", ""), ("bridged", "alice")],
+        vec![("no_message", ""), ("bridged", "alice")],
         "{rows:?}"
     );
 }
@@ -301,10 +310,12 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     let config = format!("{ALICE}[desk]\n{trunk}\n");
     // alice is on the desk but not registered: the caller ends in voicemail.
     let ivr = Ivr::start_desk("desk.toml", &["alice".to_string()], &config);
+    // The caller speaks: a silent one would leave no voicemail to call back.
+    common::write_spoken_audio(ivr.dir());
     let caller = run_sipp(
         &ivr,
-        "uac_caller_hangup.xml",
-        &["-key", "caller", "+15551230003", "-d", "3000"],
+        "uac_caller_speaks_hangup.xml",
+        &["-key", "caller", "+15551230003", "-d", "4000"],
     );
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     ivr.wait_for_log(&["event=\"voicemail_stored\""], WAIT);

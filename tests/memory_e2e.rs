@@ -1221,7 +1221,202 @@ fn unwritable_voicemail_dir_still_ends_the_call_cleanly() {
         r.iter().any(|r| r.event() == "call_ended")
     });
     let cdr = &hook.named("call_ended")[0].json()["data"]["cdr"];
-    assert_eq!(cdr["outcome"], "abandoned", "{cdr}");
+    assert_eq!(cdr["outcome"], "voicemail_failed", "{cdr}");
     assert!(reqs.iter().all(|r| r.event() != "voicemail_recorded"));
+    drop(line);
+}
+
+/// The `prompt=` values of the log's `event="prompt"` lines, in order: what the caller heard.
+fn prompts_played(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("event=\"prompt\""))
+        .filter_map(|l| l.split("prompt=").nth(1))
+        .map(|p| {
+            p.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
+}
+
+/// Issue 12 item 8: the shipped flow with a voicemail directory it cannot write. The caller goes
+/// through the whole procedure (5, 1, ticket 42#), nobody is at the desk, and then must never
+/// hear "leave a message ... we call you back within 20 minutes": the record node's `on_error`
+/// tries the desk again and tells them to call back. The failure is an ERROR, a health alert
+/// and the CDR outcome `voicemail_failed`.
+#[test]
+fn shipped_flow_never_promises_a_callback_it_cannot_record() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = TestDir::new("mem-vmfail");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    // A file where the voicemail directory goes: no recording can be created (even as root).
+    std::fs::write(data.join("voicemail"), b"in the way").expect("write");
+    let hook = Hook::start(0);
+    // sipp sends key presses and no audio: the RTP timeout would end this long call.
+    let config = webhook_config(hook.port(), "[rtp]\ntimeout_s = 0\n");
+    let line = Line::start(
+        dir.path(),
+        &data,
+        "../../callflows/after_hours.toml",
+        &config,
+        "ivr",
+    );
+    let run = common::run_sipp_to(
+        line.addr,
+        dir.path(),
+        "uac_after_hours_rfc4733.xml",
+        &["-timeout", "180s"],
+    );
+    assert!(
+        run.success(),
+        "sipp failed ({}):\n{}\n--- ivr log:\n{}",
+        run.status,
+        run.errors,
+        line.log()
+    );
+    let log = line.wait_for_log("event=\"ended\"", 1, WAIT);
+    let played = prompts_played(&log);
+    let heard = |p: &str| played.iter().any(|x| x == p);
+    assert!(heard("terms") && heard("connecting"), "{played:?}");
+    for promise in ["leave_message", "review_options", "goodbye"] {
+        assert!(
+            !heard(promise),
+            "the caller heard `{promise}`: {played:?}\n{log}"
+        );
+    }
+    let tail: Vec<&str> = played
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["voicemail_unavailable", "call_again"], "{played:?}");
+    assert!(
+        log.contains("event=\"node\" node=ring_desk_again"),
+        "the desk was not tried again:\n{log}"
+    );
+    // Visible: an ERROR naming the problem and a health alert for `voicemail`.
+    let failed = log
+        .lines()
+        .find(|l| l.contains("event=\"voicemail_failed\""))
+        .unwrap_or_else(|| panic!("no voicemail_failed line:\n{log}"));
+    assert!(
+        failed.contains("ERROR") && failed.contains("cannot record voicemail"),
+        "{failed}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("event=\"health_alert\"") && l.contains("check=\"voicemail\"")),
+        "no health alert:\n{log}"
+    );
+    let rows = cdr_rows(&data);
+    assert_eq!(col(&rows, "outcome"), ["voicemail_failed"], "{rows:?}");
+    assert_eq!(col(&rows, "agreed_terms"), ["true"], "{rows:?}");
+    let reqs = hook.wait_until("call_ended", |r| {
+        r.iter().any(|r| r.event() == "call_ended")
+    });
+    assert!(reqs.iter().all(|r| r.event() != "voicemail_recorded"));
+    let cdr = &hook.named("call_ended")[0].json()["data"]["cdr"];
+    assert_eq!(cdr["outcome"], "voicemail_failed", "{cdr}");
+    drop(line);
+}
+
+/// Issue 12 item 4: three callers reach the voicemail tone. One hangs up at once (0.0 s), one
+/// sends 5 s of silence, one speaks. Only the spoken message is a voicemail: one WAV, one
+/// `voicemail_recorded`, one callback promise; the other two leave no file and their CDRs say
+/// `no_message`.
+#[test]
+fn empty_and_silent_recordings_are_not_voicemails() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = TestDir::new("mem-vm-empty");
+    let data = dir.path().join("data");
+    let hook = Hook::start(0);
+    let line = Line::start(
+        dir.path(),
+        &data,
+        "voicemail.toml",
+        &webhook_config(hook.port(), ""),
+        "ivr",
+    );
+    let at_tone = dir.path().join("at-tone");
+    let silent = dir.path().join("silent");
+    let spoken = dir.path().join("spoken");
+    for d in [&at_tone, &silent, &spoken] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    write_caller_audio(&silent, &caller_signal(0, 5));
+    let source = write_caller_audio(&spoken, &caller_signal(3, 6));
+    line.call("uac_voicemail_hangup.xml", "+15551230001", &at_tone, "tone");
+    line.call("uac_voicemail_once.xml", "+15551230002", &silent, "silent");
+    line.call("uac_voicemail_once.xml", "+15551230003", &spoken, "spoken");
+    let log = line.wait_for_log("event=\"cdr\"", 3, WAIT);
+
+    // Only the spoken message is on disk, and it is the caller's audio.
+    let wav = the_voicemail(&data);
+    assert!(
+        wav.display().to_string().contains("15551230003"),
+        "{}",
+        wav.display()
+    );
+    assert_frames_match(&read_wav(&wav), &source);
+    let dropped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("event=\"no_message\""))
+        .collect();
+    assert_eq!(dropped.len(), 2, "{log}");
+    assert!(dropped[0].contains("why=too short"), "{}", dropped[0]);
+    assert!(dropped[1].contains("why=all silence"), "{}", dropped[1]);
+
+    // One voicemail, one callback promise, one webhook.
+    let list = ivr_cli(&["voicemail", "list"], &data);
+    assert!(list.contains("+15551230003"), "{list}");
+    for number in ["+15551230001", "+15551230002"] {
+        assert!(!list.contains(number), "{number} has a voicemail:\n{list}");
+    }
+    hook.wait_until("three call_ended", |r| {
+        r.iter().filter(|r| r.event() == "call_ended").count() == 3
+    });
+    let vms = hook.named("voicemail_recorded");
+    assert_eq!(
+        vms.len(),
+        1,
+        "{:?}",
+        vms.iter().map(Hooked::json).collect::<Vec<_>>()
+    );
+    assert_eq!(vms[0].json()["data"]["caller"], "+15551230003");
+    let rows = cdr_rows(&data);
+    let outcomes: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r["caller"].as_str(), r["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([
+            ("+15551230001", "no_message"),
+            ("+15551230002", "no_message"),
+            ("+15551230003", "voicemail"),
+        ]),
+        "{rows:?}"
+    );
+    let ended: BTreeMap<String, String> = hook
+        .named("call_ended")
+        .iter()
+        .map(|r| {
+            let cdr = &r.json()["data"]["cdr"];
+            (
+                cdr["caller"].as_str().unwrap_or("").to_string(),
+                cdr["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(ended["+15551230002"], "no_message", "{ended:?}");
     drop(line);
 }

@@ -21,7 +21,9 @@ use super::memory::{CallRecord, CallSummary};
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call, recv_rtp};
 use crate::flow::{Action, Event, Facts, Flow, Run};
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
-use crate::media::recorder::{Recorder, RecordingGate, StopReason, beep, keep_what_fits};
+use crate::media::recorder::{
+    NoMessage, Recorder, RecordingGate, StopReason, beep, keep_what_fits,
+};
 use crate::media::{Codec, Playback, RtpIn};
 use crate::sip::{CallEvent, EndReason};
 use crate::store::CallFact;
@@ -47,10 +49,13 @@ struct Saved {
 struct Recording {
     /// The prompt and beep; audio is kept once they are done.
     intro: Option<Job>,
+    /// Set when the intro ends: from then on audio is written.
     gate: Option<RecordingGate>,
+    /// Opened when the intro ends (the directory was probed before the prompt).
     file: Option<Recorder>,
     max: std::time::Duration,
     silence: std::time::Duration,
+    min_length: std::time::Duration,
     finish_on: String,
 }
 
@@ -196,13 +201,15 @@ impl Shell<'_, '_> {
                         match start_file(settings, &call_id, record.caller.as_str()) {
                             Ok(file) => {
                                 info!(call_id = %call_id, event = "recording", "recording voicemail");
+                                settings.memory.health.ok("voicemail");
                                 r.gate = Some(RecordingGate::new(Instant::now().into_std(), r.max, r.silence));
                                 r.file = Some(file);
                             }
                             Err(e) => {
-                                warn!(call_id = %call_id, error = %e, "cannot record voicemail (data dir full or read-only?)");
+                                // The directory was writable when the prompt started.
+                                voicemail_failed(&call_id, settings, summary, &e);
                                 recording = None;
-                                pending.extend(run.handle(Instant::now().into_std(), Event::RecordDone { path: None }));
+                                pending.extend(run.handle(Instant::now().into_std(), Event::RecordFailed));
                             }
                         }
                     }
@@ -230,8 +237,7 @@ impl Shell<'_, '_> {
                         }
                     };
                     if let Some(reason) = stop {
-                        let saved = finish(record, recording.take(), reason);
-                        let ev = recorded(saved, &mut unkept);
+                        let ev = stopped(record, recording.take(), reason, &mut unkept, summary);
                         pending.extend(run.handle(now, ev));
                     }
                 }
@@ -241,7 +247,9 @@ impl Shell<'_, '_> {
                         Some(CallEvent::Ended { reason }) => {
                             // Most messages end with the caller hanging up: keep them.
                             // Hanging up ends a message, and keeps one under review.
-                            let saved = finish(record, recording.take(), StopReason::Hangup).or(unkept.take());
+                            let saved = end_recording(record, recording.take(), StopReason::Hangup, summary)
+                                .unwrap_or(None)
+                                .or(unkept.take());
                             if let Some(saved) = saved {
                                 let ticket = run.vars().get("ticket").filter(|t| !t.is_empty()).cloned();
                                 keep(saved, settings, record, summary, ticket).await;
@@ -283,8 +291,7 @@ impl Shell<'_, '_> {
                         .and_then(|r| r.gate.as_mut())
                         .and_then(|g| g.poll(now));
                     if let Some(reason) = stop {
-                        let saved = finish(record, recording.take(), reason);
-                        let ev = recorded(saved, &mut unkept);
+                        let ev = stopped(record, recording.take(), reason, &mut unkept, summary);
                         pending.extend(run.handle(now, ev));
                     }
                     pending.extend(run.handle_timeout(now));
@@ -350,7 +357,14 @@ async fn execute(
             max,
             finish_on,
             silence,
+            min_length,
         } => {
+            // Before the prompt: a caller must not hear "leave a message" when none can be
+            // recorded; the flow's `on_error` decides what they hear instead.
+            if let Err(e) = probe_voicemail_dir(settings, &call_id, record.caller.as_str()) {
+                voicemail_failed(&call_id, settings, kept.summary, &e);
+                return Some(Event::RecordFailed);
+            }
             if let Some(p) = prompt.as_deref().and_then(|n| settings.prompts.get(n)) {
                 info!(call_id = %call_id, event = "prompt", prompt = %p.name, barge_in = false, "playing prompt");
                 ctx.media.play(p.samples.clone());
@@ -362,6 +376,7 @@ async fn execute(
                 file: None,
                 max,
                 silence,
+                min_length,
                 finish_on,
             });
         }
@@ -416,15 +431,73 @@ fn on_digit(
     record.writer.fact(CallFact::Digits(summary.digits.clone()));
     let now = std::time::Instant::now();
     if let Some(r) = recording.as_ref() {
-        if r.finish_on.contains(d.digit) && r.file.is_some() {
-            let saved = finish(record, recording.take(), StopReason::FinishKey);
-            let ev = recorded(saved, unkept);
+        if r.finish_on.contains(d.digit) && r.gate.is_some() {
+            let ev = stopped(
+                record,
+                recording.take(),
+                StopReason::FinishKey,
+                unkept,
+                summary,
+            );
             return run.handle(now, ev);
         }
         // Other keys during a recording are part of the message, not commands.
         return Vec::new();
     }
     run.handle(now, Event::Digit(d.digit))
+}
+
+/// A recording ended by `reason` (not a hang-up): the event for the run. A recording without a
+/// message is deleted and the run hears `RecordEmpty`.
+fn stopped(
+    record: &CallRecord,
+    recording: Option<Recording>,
+    reason: StopReason,
+    unkept: &mut Option<Saved>,
+    summary: &mut CallSummary,
+) -> Event {
+    match end_recording(record, recording, reason, summary) {
+        Ok(saved) => recorded(saved, unkept),
+        Err(_) => Event::RecordEmpty,
+    }
+}
+
+/// Finishes a recording, or deletes it when it holds no message (too short, or the caller never
+/// spoke: see `RecordingGate::message`): such a file is no voicemail, starts no callback promise
+/// and tells the helpdesk nothing. A recording ended during its prompt is no message either,
+/// but the caller never reached the tone, so the call is not marked as one without a message.
+fn end_recording(
+    record: &CallRecord,
+    recording: Option<Recording>,
+    reason: StopReason,
+    summary: &mut CallSummary,
+) -> Result<Option<Saved>, NoMessage> {
+    let call_id = &record.call_id;
+    let verdict = recording.as_ref().and_then(|r| {
+        let length = r.file.as_ref()?.duration();
+        Some(match &r.gate {
+            Some(gate) => gate
+                .message(length, r.min_length)
+                .map_err(|why| (why, true)),
+            None => Err((NoMessage::TooShort, false)),
+        })
+    });
+    let Some(Err((why, reached_tone))) = verdict else {
+        return Ok(finish(record, recording, reason));
+    };
+    if let Some(file) = recording.and_then(|r| r.file) {
+        let path = file.path().to_path_buf();
+        let length_ms = file.duration().as_millis() as u64;
+        drop(file);
+        info!(call_id = %call_id, event = "no_message", path = %path.display(), length_ms,
+              why = %why, reason = ?reason, "no message: recording deleted, no callback promised");
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!(call_id = %call_id, path = %path.display(), error = %e,
+                  "could not delete a recording without a message");
+        }
+    }
+    summary.no_message |= reached_tone;
+    Err(why)
 }
 
 /// A recording ended: the run decides (directly or after the caller's review) whether to keep it.
@@ -501,6 +574,39 @@ fn finish(record: &CallRecord, recording: Option<Recording>, reason: StopReason)
             None
         }
     }
+}
+
+/// Whether a voicemail can be created now: creates the file `start_file` would, and deletes it
+/// again (the recording itself starts after the prompt and the tone, so that a crash meanwhile
+/// leaves no empty file for the start-up recovery to register).
+fn probe_voicemail_dir(
+    settings: &CallSettings,
+    call_id: &str,
+    caller: &str,
+) -> Result<(), hound::Error> {
+    let file = start_file(settings, call_id, caller)?;
+    let path = file.path().to_path_buf();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
+
+/// No voicemail can be recorded: an ERROR, the `voicemail` health check failing, and the CDR
+/// outcome `voicemail_failed` (unless a message is kept after all).
+fn voicemail_failed(
+    call_id: &str,
+    settings: &CallSettings,
+    summary: &mut CallSummary,
+    e: &hound::Error,
+) {
+    let dir = settings.data_dir.join("voicemail");
+    error!(call_id = %call_id, event = "voicemail_failed", dir = %dir.display(), error = %e,
+           "cannot record voicemail: the voicemail directory cannot be written; no message taken");
+    settings.memory.health.fail(
+        "voicemail",
+        format_args!("cannot create a voicemail in {}: {e}", dir.display()),
+    );
+    summary.voicemail_failed = true;
 }
 
 /// `DATA/voicemail/<UTC time>_<caller>_<call-id>.wav` (see `file_name`): the caller in the name

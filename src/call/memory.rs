@@ -85,6 +85,10 @@ pub struct CallSummary {
     pub rejected: bool,
     /// The flow rang the desk (whatever came of it).
     pub desk_rung: bool,
+    /// A voicemail could not be recorded (the directory cannot be written).
+    pub voicemail_failed: bool,
+    /// The caller reached the tone but left no message (too short or all silence).
+    pub no_message: bool,
     pub end_reason: String,
 }
 
@@ -318,6 +322,10 @@ impl Memory {
             Outcome::Bridged
         } else if s.voicemail {
             Outcome::Voicemail
+        } else if s.voicemail_failed {
+            Outcome::VoicemailFailed
+        } else if s.no_message {
+            Outcome::NoMessage
         } else if !rec.after_hours && s.answered && !s.desk_rung {
             Outcome::ClosedHours
         } else {

@@ -343,6 +343,40 @@ type = "hangup"
 }
 
 #[test]
+fn record_without_on_error_is_a_warning() {
+    let text = r#"start = "vm"
+[nodes.vm]
+type = "record"
+next = "x"
+[nodes.x]
+type = "hangup"
+"#;
+    let flow = run_check(text).unwrap();
+    let w: Vec<String> = flow.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "callflows/x.toml:2:8: warning: record node `vm` has no `on_error`: when the voicemail directory cannot be written, the call goes on to `next` without a message\n  hint: add `on_error = \"NODE\"`: e.g. ring the desk again and ask the caller to call back"
+        ]
+    );
+    let with_branches = text.replace(
+        "next = \"x\"",
+        "next = \"x\"\non_error = \"x\"\non_empty = \"x\"\nmin_length = \"2s\"",
+    );
+    assert!(run_check(&with_branches).unwrap().warnings.is_empty());
+    let e = errors(&text.replace(
+        "next = \"x\"",
+        "next = \"x\"\nmax = \"1s\"\non_error = \"x\"",
+    ));
+    assert_eq!(
+        e,
+        [
+            "callflows/x.toml:2:8: error: `min_length` of node `vm` is not below `max`: no message could be kept\n  hint: a few seconds at most, e.g. \"1500ms\""
+        ]
+    );
+}
+
+#[test]
 fn all_problems_are_reported_in_file_order() {
     let text = GOOD
         .replace("prompt = \"press_5\"", "prompt = \"nope\"")

@@ -29,7 +29,7 @@ pub use graph::to_dot;
 pub use model::{Flow, Node, NodeDef};
 pub use nodes::{DialOutcome, Strategy};
 pub use run::{Action, Event, Run};
-pub use simulate::simulate;
+pub use simulate::{simulate, simulate_recording};
 
 #[cfg(test)]
 mod repeat_path_tests;

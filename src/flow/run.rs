@@ -47,6 +47,12 @@ pub enum Event {
     DialDone(DialOutcome),
     /// A `Record` ended; `path` is the saved recording, `None` when nothing was recorded.
     RecordDone { path: Option<String> },
+    /// A `Record` ended without a message (too short, or the caller never spoke); the shell
+    /// has deleted the recording.
+    RecordEmpty,
+    /// A `Record` could not record at all (the voicemail directory cannot be written). Sent
+    /// instead of playing the node's prompt, so the caller hears no promise about a message.
+    RecordFailed,
     /// A `Webhook` was handed over (queued in the outbox: `ok`) or refused.
     WebhookDone { ok: bool },
     /// The caller hung up.
@@ -74,12 +80,15 @@ pub enum Action {
         ring_each: Option<Duration>,
         whisper: Option<String>,
     },
-    /// Play `prompt`, a tone, then record the caller; answer with `RecordDone`.
+    /// Play `prompt`, a tone, then record the caller; answer with `RecordDone`, or
+    /// `RecordEmpty` when what was recorded is shorter than `min_length` or silence, or
+    /// `RecordFailed` when nothing can be recorded.
     Record {
         prompt: Option<String>,
         max: Duration,
         finish_on: String,
         silence: Duration,
+        min_length: Duration,
     },
     /// Play the caller's own recording (the voicemail review); answered by `PlaybackDone`.
     PlayRecording { path: String },

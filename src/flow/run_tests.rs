@@ -417,6 +417,7 @@ fn dial_outcomes_and_record() {
                 max: Duration::from_secs(120),
                 finish_on: "#".into(),
                 silence: Duration::from_secs(5),
+                min_length: Duration::from_millis(1500),
             }
         ]
     );
@@ -522,6 +523,7 @@ fn voicemail_review_listen_rerecord_keep() {
                 max: Duration::from_secs(60),
                 finish_on: "#".into(),
                 silence: Duration::from_secs(3),
+                min_length: Duration::from_millis(1500),
             }
         ]
     );
@@ -574,6 +576,71 @@ fn voicemail_review_silence_keeps_the_message() {
             hangup("end")
         ]
     );
+}
+
+const RECORD_BRANCHES: &str = r#"
+start = "vm"
+[nodes.vm]
+type = "record"
+prompt = "vm"
+min_length = "2s"
+next = "end"
+on_empty = "empty"
+on_error = "failed"
+[nodes.empty]
+type = "gather"
+prompt = "menu"
+digits = { "2" = "vm" }
+on_fail = "end"
+[nodes.failed]
+type = "hangup"
+prompt = "bye"
+[nodes.end]
+type = "hangup"
+"#;
+
+#[test]
+fn record_branches_on_no_message_and_on_failure() {
+    let f = flow(RECORD_BRANCHES);
+    let t0 = Instant::now();
+    let mut run = Run::new(Arc::clone(&f), Facts::default());
+    let out = run.start(t0);
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Record { min_length, .. } if *min_length == Duration::from_secs(2))),
+        "{out:?}"
+    );
+    // No message: nothing kept, the `on_empty` node asks again; 2 records again.
+    let out = run.handle(t0, Event::RecordEmpty);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::KeepRecording { .. })),
+        "{out:?}"
+    );
+    assert_eq!(quiet(out), [enter("empty"), play(&["menu"], true)]);
+    assert!(run.vars().get("recording").is_none());
+    run.handle(t0, Event::PlaybackDone);
+    let out = quiet(run.handle(t0, Event::Digit('2')));
+    assert_eq!(out[0], enter("vm"));
+    // The recording cannot be made: the `on_error` node, never a kept message.
+    let out = run.handle(t0, Event::RecordFailed);
+    assert!(
+        out.contains(&Action::Log {
+            message: "record `vm`: the message could not be recorded; going to `failed`".into()
+        }),
+        "{out:?}"
+    );
+    assert_eq!(quiet(out), [enter("failed"), play(&["bye"], false)]);
+
+    // Without the branches both go on to `next`.
+    let plain = flow(
+        "start = \"vm\"\n[nodes.vm]\ntype = \"record\"\nnext = \"end\"\n[nodes.end]\ntype = \"hangup\"\n",
+    );
+    for ev in [Event::RecordEmpty, Event::RecordFailed] {
+        let mut run = Run::new(Arc::clone(&plain), Facts::default());
+        run.start(t0);
+        assert_eq!(quiet(run.handle(t0, ev)), [enter("end"), hangup("end")]);
+    }
 }
 
 #[test]

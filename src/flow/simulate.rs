@@ -9,7 +9,9 @@
 //!   End of input counts as `hangup`.
 //! - `dial` asks "answered? [y/N/busy/failed]"; an empty line is "no answer" (the clock advances
 //!   by the ring timeout), `y` a 1-minute conversation.
-//! - `record` records a simulated 20-second message; `webhook` is accepted at once.
+//! - `record` records a simulated 20-second message (or, with [`Recording::Empty`], a caller who
+//!   says nothing; with [`Recording::Failed`], a voicemail directory that cannot be written);
+//!   `webhook` is accepted at once.
 //!
 //! Nothing here reads the wall clock, so a session is deterministic and testable with a
 //! `Cursor` as input.
@@ -32,6 +34,18 @@ const CONVERSATION: Duration = Duration::from_secs(60);
 /// Time between simulated key presses.
 const KEY_GAP: Duration = Duration::from_millis(300);
 
+/// What a simulated `record` node gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recording {
+    /// A 20-second message.
+    #[default]
+    Message,
+    /// The caller says nothing: no message (the node's `on_empty`).
+    Empty,
+    /// The voicemail cannot be written (the node's `on_error`).
+    Failed,
+}
+
 /// Runs `flow` for one simulated call; see the module docs for the input it reads.
 pub fn simulate(
     flow: Arc<Flow>,
@@ -40,7 +54,27 @@ pub fn simulate(
     out: impl Write,
     prompt_durations: &dyn Fn(&str) -> Duration,
 ) -> io::Result<()> {
+    simulate_recording(
+        flow,
+        facts,
+        Recording::Message,
+        input,
+        out,
+        prompt_durations,
+    )
+}
+
+/// [`simulate`], with `recording` as what every `record` node gets.
+pub fn simulate_recording(
+    flow: Arc<Flow>,
+    facts: Facts,
+    recording: Recording,
+    input: impl BufRead,
+    out: impl Write,
+    prompt_durations: &dyn Fn(&str) -> Duration,
+) -> io::Result<()> {
     let mut sim = Sim {
+        recording,
         t0: Instant::now(),
         now: Duration::ZERO,
         input,
@@ -112,6 +146,7 @@ struct Sim<'a, R, W> {
     keys: VecDeque<char>,
     /// The caller already answered the current question (so silence means: let it time out).
     answered: bool,
+    recording: Recording,
 }
 
 impl<R: BufRead, W: Write> Sim<'_, R, W> {
@@ -175,11 +210,33 @@ impl<R: BufRead, W: Write> Sim<'_, R, W> {
                     max,
                     finish_on,
                     silence,
+                    min_length,
                 } => {
+                    if self.recording == Recording::Failed {
+                        writeln!(
+                            self.out,
+                            "[{t}]    record: the voicemail directory cannot be written; no prompt, no message"
+                        )?;
+                        self.events.push_back(Event::RecordFailed);
+                        continue;
+                    }
                     let mut spent = Duration::ZERO;
                     if let Some(p) = prompt {
                         spent = (self.prompt_durations)(&p);
                         writeln!(self.out, "[{t}]    play {p} ({})", secs(spent))?;
+                    }
+                    if self.recording == Recording::Empty {
+                        // A silent caller: the gate waits twice the silence window.
+                        writeln!(
+                            self.out,
+                            "[{}]    record (max {}, at least {}): caller says nothing; no message, deleted",
+                            stamp(self.now + spent),
+                            format_duration(max),
+                            format_duration(min_length),
+                        )?;
+                        self.now += spent + silence * 2;
+                        self.events.push_back(Event::RecordEmpty);
+                        continue;
                     }
                     writeln!(
                         self.out,
@@ -456,6 +513,69 @@ variables: agreed=true attempts=1 called=100 caller=+15550100 dial_status=no_ans
             "{out}"
         );
         assert!(out.ends_with("[00:26.3] -> goodbye (hangup)\n[00:26.3]    play goodbye (2.0s)\n[00:28.3]    hang up (flow ended at `goodbye`)\n[00:28.3] call ended\nvariables: attempts=3\n"), "{out}");
+    }
+
+    fn session_with(recording: Recording, input: &str) -> String {
+        let mut out = Vec::new();
+        let facts = Facts::default();
+        simulate_recording(
+            shipped(),
+            facts,
+            recording,
+            io::Cursor::new(input),
+            &mut out,
+            &|_| Duration::from_secs(2),
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_empty_voicemail_offers_to_record_again_then_no_callback() {
+        let out = session_with(Recording::Empty, "5\n1\n#\n\n\n");
+        let tail = out.split("-> voicemail (record)").nth(1).expect(&out);
+        assert_eq!(
+            tail,
+            "
+[00:44.9]    play leave_message (2.0s)
+[00:46.9]    record (max 3m, at least 1s500ms): caller says nothing; no message, deleted
+[00:56.9]    log: record `voicemail`: no message left
+[00:56.9] -> no_message (gather)
+[00:56.9]    play no_message (2.0s)
+[00:58.9] keys (Enter: none, `hangup`)> 
+[01:04.9]    (timeout)
+[01:04.9]    log: gather `no_message`: no input on the last of 1 attempts
+[01:04.9] -> call_again (hangup)
+[01:04.9]    play call_again (2.0s)
+[01:06.9]    hang up (flow ended at `call_again`)
+[01:06.9] call ended
+variables: agreed=true attempts=1 dial_status=no_answer
+",
+            "\n{out}"
+        );
+    }
+
+    #[test]
+    fn a_voicemail_that_cannot_be_written_rings_the_desk_again_and_promises_nothing() {
+        let out = session_with(Recording::Failed, "5\n1\n#\n\n\n");
+        let tail = out.split("-> voicemail (record)").nth(1).expect(&out);
+        assert!(!tail.contains("leave_message"), "{out}");
+        assert!(
+            tail.contains(
+                "record: the voicemail directory cannot be written; no prompt, no message\n"
+            ),
+            "{out}"
+        );
+        assert!(tail.contains("-> voicemail_failed (play)\n"), "{out}");
+        assert!(
+            tail.contains("play voicemail_unavailable (2.0s)\n"),
+            "{out}"
+        );
+        assert!(tail.contains("dial desk (Simultaneous, ring 1m"), "{out}");
+        assert!(
+            tail.contains("hang up (flow ended at `call_again`)\n"),
+            "{out}"
+        );
     }
 
     #[test]

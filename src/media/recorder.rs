@@ -26,13 +26,37 @@ pub enum StopReason {
 /// comfort noise stay below it, speech does not).
 const SILENCE_LEVEL: f64 = 180.0;
 
-/// Decides when a recording ends, from the audio it is fed.
+/// Frames above the silence level a message needs (200 ms in all): a click, a cough or the
+/// tone of a key press is not a message.
+const MESSAGE_FRAMES: u32 = 10;
+
+/// Why a finished recording is not a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoMessage {
+    /// Shorter than the node's `min_length` (a caller hanging up at the tone).
+    TooShort,
+    /// Long enough, but the caller never spoke (a muted phone, an open line, a robot).
+    Silent,
+}
+
+impl std::fmt::Display for NoMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NoMessage::TooShort => "too short",
+            NoMessage::Silent => "all silence",
+        })
+    }
+}
+
+/// Decides when a recording ends, from the audio it is fed, and whether it holds a message.
 #[derive(Debug)]
 pub struct RecordingGate {
     deadline: Instant,
     silence: Duration,
     quiet_since: Option<Instant>,
     heard_voice: bool,
+    /// Frames at or above [`SILENCE_LEVEL`].
+    voiced_frames: u32,
 }
 
 impl RecordingGate {
@@ -42,6 +66,19 @@ impl RecordingGate {
             silence,
             quiet_since: Some(start),
             heard_voice: false,
+            voiced_frames: 0,
+        }
+    }
+
+    /// Whether a recording of `length` holds a message: at least `min_length` long, with the
+    /// caller's voice in it.
+    pub fn message(&self, length: Duration, min_length: Duration) -> Result<(), NoMessage> {
+        if length < min_length {
+            Err(NoMessage::TooShort)
+        } else if self.voiced_frames < MESSAGE_FRAMES {
+            Err(NoMessage::Silent)
+        } else {
+            Ok(())
         }
     }
 
@@ -57,6 +94,7 @@ impl RecordingGate {
         };
         if level >= SILENCE_LEVEL {
             self.heard_voice = true;
+            self.voiced_frames = self.voiced_frames.saturating_add(1);
             // Silence starts when this frame ends: a phone with silence suppression simply stops
             // sending, and the clock (`deadline`/`poll`) must still end the message.
             self.quiet_since = Some(now + Duration::from_millis(20));
@@ -283,6 +321,37 @@ mod tests {
         assert_eq!(
             g.push(&frame(0), t0 + Duration::from_secs(6)),
             Some(StopReason::Silence)
+        );
+    }
+
+    #[test]
+    fn a_message_needs_its_length_and_a_voice() {
+        let t0 = Instant::now();
+        let min = Duration::from_millis(1500);
+        let ms = |m| t0 + Duration::from_millis(m);
+        let mut silent = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(5));
+        // Hanging up at the tone: a few frames.
+        assert_eq!(
+            silent.message(Duration::from_millis(60), min),
+            Err(NoMessage::TooShort)
+        );
+        // Five seconds of line noise below the silence level, and a single click.
+        for i in 0..250 {
+            silent.push(&frame(if i == 100 { 5000 } else { 100 }), ms(i * 20));
+        }
+        assert_eq!(
+            silent.message(Duration::from_secs(5), min),
+            Err(NoMessage::Silent)
+        );
+        let mut spoken = RecordingGate::new(t0, Duration::from_secs(180), Duration::from_secs(5));
+        for i in 0..100 {
+            spoken.push(&frame(if i < 50 { 3000 } else { 0 }), ms(i * 20));
+        }
+        assert_eq!(spoken.message(Duration::from_secs(2), min), Ok(()));
+        // Speech, but shorter than the minimum.
+        assert_eq!(
+            spoken.message(Duration::from_millis(1400), min),
+            Err(NoMessage::TooShort)
         );
     }
 

@@ -17,7 +17,7 @@
 //! | `agreed_terms` | the caller pressed 1 to accept the after-hours terms: `true` / `false` |
 //! | `digits` | every DTMF digit pressed, in order |
 //! | `ticket` | the ticket number entered, empty if none |
-//! | `outcome` | `bridged`, `voicemail`, `abandoned`, `closed_hours`, `rejected`; empty while live |
+//! | `outcome` | `bridged`, `voicemail`, `no_message`, `voicemail_failed`, `abandoned`, `closed_hours`, `rejected`; empty while live |
 //! | `end_reason` | SIP end reason |
 //! | `repeat` | repeat caller: `true` / `false` |
 //! | `answered_by` | the desk member who accepted a bridged call; empty otherwise |

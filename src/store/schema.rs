@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "answered_by",
         sql: include_str!("migrations/0002_answered_by.sql"),
     },
+    Migration {
+        version: 3,
+        name: "no_message_outcomes",
+        sql: include_str!("migrations/0003_no_message_outcomes.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.

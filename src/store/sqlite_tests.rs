@@ -39,13 +39,21 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
     };
     assert_eq!(
         versions(),
-        [(1, "init".to_string()), (2, "answered_by".to_string())]
+        [
+            (1, "init".to_string()),
+            (2, "answered_by".to_string()),
+            (3, "no_message_outcomes".to_string())
+        ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data).expect("reopen"));
     assert_eq!(
         versions(),
-        [(1, "init".to_string()), (2, "answered_by".to_string())]
+        [
+            (1, "init".to_string()),
+            (2, "answered_by".to_string()),
+            (3, "no_message_outcomes".to_string())
+        ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
     assert_eq!(cdrs.len(), 1);
@@ -70,7 +78,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -582,4 +590,95 @@ fn call_progress_is_kept_while_live_and_never_rewrites_the_final_record() {
         .expect("unknown call");
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
     assert_eq!(cdrs, vec![last]);
+}
+
+/// Migration 3 rebuilds `calls` to allow the outcomes `no_message` and `voicemail_failed`: a
+/// version-2 database keeps every row and id, and then stores the new outcomes.
+#[test]
+fn a_version_2_database_keeps_its_calls_and_takes_the_new_outcomes() {
+    let dir = TempDir::new("migrate-3");
+    std::fs::create_dir_all(dir.path()).expect("mkdir");
+    {
+        let conn = raw(dir.path());
+        conn.execute_batch(include_str!("migrations/0001_init.sql"))
+            .expect("v1");
+        conn.execute_batch(include_str!("migrations/0002_answered_by.sql"))
+            .expect("v2");
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1, 'init', 0), (2, 'answered_by', 0);
+             INSERT INTO calls (id, call_id, caller, caller_raw, called, started_at, ended_at,
+                                after_hours, agreement, rate_multiplier, outcome, answered_by)
+                 VALUES (7, 'old', '+15551230001', '+15551230001', '100', 1, 2, 1, 0, 2.0,
+                         'bridged', 'alice');",
+        )
+        .expect("a version-2 row");
+        let refused = conn.execute(
+            "UPDATE calls SET outcome = 'no_message' WHERE call_id = 'old'",
+            [],
+        );
+        assert!(refused.is_err(), "version 2 refuses the new outcome");
+    }
+    let store = SqliteStore::open(dir.path()).expect("migrate");
+    let old = store.cdrs_between(None, None).expect("cdrs");
+    assert_eq!(old.len(), 1);
+    assert_eq!(
+        (
+            old[0].call_id.as_str(),
+            old[0].outcome,
+            old[0].answered_by.as_deref()
+        ),
+        ("old", Some(Outcome::Bridged), Some("alice"))
+    );
+    for (call_id, outcome) in [
+        ("empty", Outcome::NoMessage),
+        ("failed", Outcome::VoicemailFailed),
+    ] {
+        let begin = start(call_id, "5551230002", "2026-11-28T03:00:00Z");
+        store.call_started(&begin).expect("start");
+        let cdr = Cdr {
+            call_id: call_id.into(),
+            caller: "+15551230002".into(),
+            caller_raw: "5551230002".into(),
+            called: "100".into(),
+            client: None,
+            started_at: begin.started_at,
+            answered_at: None,
+            ended_at: Some(t("2026-11-28T03:01:00Z")),
+            talk_seconds: 0,
+            after_hours: true,
+            agreement: false,
+            rate_multiplier: 2.0,
+            agreed_terms: false,
+            digits: String::new(),
+            ticket: None,
+            outcome: Some(outcome),
+            end_reason: "BYE from caller".into(),
+            repeat: false,
+            answered_by: None,
+        };
+        store.call_ended(&cdr).expect("end");
+    }
+    let outcomes: Vec<(String, Option<Outcome>)> = store
+        .cdrs_between(None, None)
+        .expect("cdrs")
+        .into_iter()
+        .map(|c| (c.call_id, c.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("old".to_string(), Some(Outcome::Bridged)),
+            ("empty".to_string(), Some(Outcome::NoMessage)),
+            ("failed".to_string(), Some(Outcome::VoicemailFailed)),
+        ]
+    );
+    // Ids go on after the old ones (AUTOINCREMENT survives the rebuild).
+    let next_id: i64 = raw(dir.path())
+        .query_row("SELECT id FROM calls WHERE call_id = 'empty'", [], |r| {
+            r.get(0)
+        })
+        .expect("id");
+    assert_eq!(next_id, 8);
 }

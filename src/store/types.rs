@@ -66,6 +66,12 @@ pub enum Outcome {
     Voicemail,
     /// The caller hung up before being connected or leaving a message.
     Abandoned,
+    /// The caller reached the voicemail tone but left no message (shorter than the record
+    /// node's `min_length`, or all silence): nothing kept, no callback promised.
+    NoMessage,
+    /// The caller was to leave a voicemail but it could not be recorded (the voicemail
+    /// directory cannot be written).
+    VoicemailFailed,
     /// Business hours: the caller was told the line is open/closed and the call ended there.
     ClosedHours,
     /// Refused (limits, bad request, overload).
@@ -73,10 +79,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Bridged,
         Outcome::Voicemail,
         Outcome::Abandoned,
+        Outcome::NoMessage,
+        Outcome::VoicemailFailed,
         Outcome::ClosedHours,
         Outcome::Rejected,
     ];
@@ -87,6 +95,8 @@ impl Outcome {
             Outcome::Bridged => "bridged",
             Outcome::Voicemail => "voicemail",
             Outcome::Abandoned => "abandoned",
+            Outcome::NoMessage => "no_message",
+            Outcome::VoicemailFailed => "voicemail_failed",
             Outcome::ClosedHours => "closed_hours",
             Outcome::Rejected => "rejected",
         }

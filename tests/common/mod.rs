@@ -35,6 +35,23 @@ pub fn unique_temp_dir(label: &str) -> PathBuf {
     dir
 }
 
+/// Writes `caller_audio.ulaw` into `dir` (sipp's working directory) for the scenarios that
+/// stream it: 5 s of a 440 Hz tone under a slow envelope, loud enough to be a voice (a
+/// recording without one is no voicemail), as raw PCMU.
+#[allow(dead_code)]
+pub fn write_spoken_audio(dir: &Path) {
+    let pcm: Vec<i16> = (0..5 * 8000)
+        .map(|n| {
+            let t = f64::from(n) / 8000.0;
+            let envelope = 0.6 + 0.4 * (std::f64::consts::TAU * 0.5 * t).sin();
+            (6000.0 * envelope * (std::f64::consts::TAU * 440.0 * t).sin()) as i16
+        })
+        .collect();
+    let mut ulaw = Vec::new();
+    ivr::media::g711::Codec::Pcmu.encode(&pcm, &mut ulaw);
+    std::fs::write(dir.join("caller_audio.ulaw"), ulaw).expect("write caller audio");
+}
+
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -10,8 +10,19 @@
 //! silence = "5s"             # default 5s
 //! review = "review_options"  # optional: after recording, 1 = listen, 2 = record again,
 //!                            # 3 or # (or silence, or hanging up) = keep it
+//! min_length = "1500ms"      # default 1500ms: shorter is no message
 //! next = "goodbye"
+//! on_empty = "no_message"    # optional: nothing said (too short or all silence); default `next`
+//! on_error = "desk_again"    # where the call goes when the message cannot be recorded (the
+//!                            # voicemail directory is not writable); default `next`, with a
+//!                            # warning from `ivr check`
 //! ```
+//!
+//! A recording shorter than `min_length`, or in which the caller never spoke, is not a message:
+//! the shell deletes it and answers `RecordEmpty` (a caller hanging up at the tone, a robot, a
+//! muted phone), so it never starts the callback promise. When the recording cannot even start
+//! the shell answers `RecordFailed` before the prompt plays, so no flow promises a callback for a
+//! message it cannot take.
 //!
 //! The recording's path is kept in the variable `recording` (absent when nothing was recorded).
 //! The shell keeps a recording (stores it, starts the callback promise, tells the helpdesk) only
@@ -31,8 +42,17 @@ pub struct Record {
     pub finish_on: String,
     pub silence: Duration,
     pub review: Option<Prompt>,
+    /// Shorter recordings are not messages.
+    pub min_length: Duration,
     pub next: Target,
+    /// Where to go when the caller left no message; `None`: `next`.
+    pub on_empty: Option<Target>,
+    /// Where to go when the recording could not be made; `None`: `next`.
+    pub on_error: Option<Target>,
 }
+
+/// The shortest message kept unless a node says otherwise: a name and a number take longer.
+pub const DEFAULT_MIN_LENGTH: Duration = Duration::from_millis(1500);
 
 /// How long the review menu waits for a key after its prompt before keeping the message.
 pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(8);
@@ -82,23 +102,64 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Record> {
     };
     let silence = r.duration("silence").unwrap_or(Duration::from_secs(5));
     let review = r.prompt("review");
+    let min_length = r.duration("min_length").unwrap_or(DEFAULT_MIN_LENGTH);
+    if min_length >= max {
+        let at = r.span_of("min_length").unwrap_or(r.at.clone());
+        let msg = format!(
+            "`min_length` of node `{}` is not below `max`: no message could be kept",
+            r.node
+        );
+        r.error(
+            &at,
+            msg,
+            Some("a few seconds at most, e.g. \"1500ms\"".into()),
+        );
+    }
     let next = r.required_target(
         "next",
         "add `next = \"NODE\"`: where the call goes after the recording",
     );
+    let on_empty = r.target("on_empty");
+    let on_error = r.target("on_error");
+    if on_error.is_none() {
+        let at = r.at.clone();
+        let msg = format!(
+            "record node `{}` has no `on_error`: when the voicemail directory cannot be written, \
+             the call goes on to `next` without a message",
+            r.node
+        );
+        r.sink.warning(
+            &at,
+            msg,
+            Some(
+                "add `on_error = \"NODE\"`: e.g. ring the desk again and ask the caller to call back"
+                    .into(),
+            ),
+        );
+    }
     Some(Record {
         prompt,
         max,
         finish_on,
         silence,
         review,
+        min_length,
         next: next?,
+        on_empty,
+        on_error,
     })
 }
 
 impl Record {
     pub fn edges(&self) -> Vec<Edge<'_>> {
-        vec![super::edge("next", &self.next)]
+        let mut out = vec![super::edge("next", &self.next)];
+        if let Some(t) = &self.on_empty {
+            out.push(super::edge("empty", t));
+        }
+        if let Some(t) = &self.on_error {
+            out.push(super::edge("error", t));
+        }
+        out
     }
 
     pub(crate) fn enter(&self, cx: &mut Cx<'_>) -> Step {
@@ -112,6 +173,7 @@ impl Record {
             max: self.max,
             finish_on: self.finish_on.clone(),
             silence: self.silence,
+            min_length: self.min_length,
         });
     }
 
@@ -121,6 +183,21 @@ impl Record {
             (Waiting::Recording, Event::RecordDone { path: None }) => {
                 cx.vars.remove("recording");
                 Some(Step::Goto(self.next.name.clone()))
+            }
+            (Waiting::Recording, Event::RecordEmpty) => {
+                cx.vars.remove("recording");
+                let to = self.on_empty.as_ref().unwrap_or(&self.next);
+                cx.log(format!("record `{}`: no message left", cx.node));
+                Some(Step::Goto(to.name.clone()))
+            }
+            (Waiting::Recording, Event::RecordFailed) => {
+                cx.vars.remove("recording");
+                let to = self.on_error.as_ref().unwrap_or(&self.next);
+                cx.log(format!(
+                    "record `{}`: the message could not be recorded; going to `{}`",
+                    cx.node, to.name
+                ));
+                Some(Step::Goto(to.name.clone()))
             }
             (Waiting::Recording, Event::RecordDone { path: Some(p) }) => {
                 cx.vars.insert("recording".into(), p.clone());
