@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use super::file_name::{self, unescape};
 use super::memory::Memory;
-use crate::media::recorder::repair_wav;
+use crate::media::recorder::{file_holds_message, repair_wav};
 use crate::notify::event::{CallEnded, OutboxEvent, VoicemailRecorded};
 use crate::store::{Cdr, NewVoicemail, Outcome};
 
@@ -60,6 +60,22 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
                 continue;
             }
         };
+        // A crash just after the tone leaves a file with no message in it: no promise for it.
+        match file_holds_message(&path, crate::flow::nodes::record::DEFAULT_MIN_LENGTH) {
+            Ok(Err(why)) => {
+                info!(path = %path.display(), length_ms = duration.as_millis() as u64, why = %why,
+                      event = "no_message", "recording left by a crash holds no message: deleted");
+                if let Err(e) = std::fs::remove_file(&path) {
+                    warn!(path = %path.display(), error = %e, "could not delete a recording without a message");
+                }
+                continue;
+            }
+            Ok(Ok(())) => {}
+            // Unreadable samples: registered all the same; a person listens and decides.
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot judge a recovered voicemail")
+            }
+        }
         let (created_at, caller, call_id) = parse_name(&path, &open_calls);
         // The live call's record has the facts written while it ran (client, ticket).
         let call = open_calls.iter().find(|c| c.call_id == call_id);
@@ -242,6 +258,55 @@ mod tests {
         }
     }
 
+    /// `secs` of a 440 Hz tone of `amplitude` (0: silence), as a recording would be.
+    fn write_wav(path: &Path, secs: f64, amplitude: f64) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).expect("wav");
+        for i in 0..(secs * 8000.0) as usize {
+            let t = i as f64 / 8000.0;
+            let x = amplitude * (2.0 * std::f64::consts::PI * 440.0 * t).sin();
+            w.write_sample(x as i16).expect("sample");
+        }
+        w.finalize().expect("finalize");
+    }
+
+    /// Item 4 of issue 12 for files a crash leaves: one cut at the tone and one of silence are
+    /// no messages (deleted, no promise, no event); a spoken one is registered.
+    #[test]
+    fn recordings_left_by_a_crash_without_a_message_are_not_registered() {
+        let dir = std::env::temp_dir().join(format!("ivr-recovery-empty-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("voicemail")).expect("voicemail dir");
+        let short = dir.join("voicemail/20261127T223000Z_+15551230001_short.wav");
+        let silent = dir.join("voicemail/20261127T223100Z_+15551230002_silent.wav");
+        let spoken = dir.join("voicemail/20261127T223200Z_+15551230003_spoken.wav");
+        write_wav(&short, 0.4, 3000.0);
+        write_wav(&silent, 4.0, 0.0);
+        write_wav(&spoken, 3.0, 3000.0);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let memory = memory(store.clone());
+        assert_eq!(recover_voicemails(&memory, &dir), 1);
+        let callers: Vec<String> = store
+            .voicemails()
+            .expect("voicemails")
+            .into_iter()
+            .map(|v| v.caller)
+            .collect();
+        assert_eq!(callers, ["+15551230003"]);
+        assert!(
+            !short.exists() && !silent.exists(),
+            "files without a message kept"
+        );
+        assert!(spoken.exists());
+        drop(memory);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
         db.query_row(sql, [], |r| r.get(0)).expect(sql)
     }
@@ -255,20 +320,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("voicemail")).expect("voicemail dir");
         let wav = dir.join("voicemail/20261127T223000Z_+15551230001_abc-1.wav");
-        let mut w = hound::WavWriter::create(
-            &wav,
-            hound::WavSpec {
-                channels: 1,
-                sample_rate: 8000,
-                bits_per_sample: 16,
-                sample_format: hound::SampleFormat::Int,
-            },
-        )
-        .expect("wav");
-        for i in 0..8000 {
-            w.write_sample((i % 200) as i16).expect("sample");
-        }
-        w.finalize().expect("finalize");
+        write_wav(&wav, 2.0, 3000.0);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
         let memory = memory(store);
         let db = rusqlite::Connection::open(dir.join(crate::store::DB_FILE)).expect("raw db");

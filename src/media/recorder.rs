@@ -191,6 +191,27 @@ impl Recorder {
     }
 }
 
+/// Whether a finished WAV holds a message, judged as a live recording is (`min_length`, and the
+/// caller's voice in [`MESSAGE_FRAMES`] frames): for files left by a crash, which start-up
+/// recovery must not turn into callback promises when they hold nothing.
+pub fn file_holds_message(path: &Path, min_length: Duration) -> io::Result<Result<(), NoMessage>> {
+    let reader = hound::WavReader::open(path).map_err(io::Error::other)?;
+    let samples: Vec<i16> = reader
+        .into_samples::<i16>()
+        .collect::<Result<_, _>>()
+        .map_err(io::Error::other)?;
+    let start = Instant::now();
+    // Only the voice count matters here, not when the gate would have stopped: limits far
+    // beyond any file (an `Instant` cannot take `Duration::MAX`).
+    let never = Duration::from_secs(365 * 24 * 3600);
+    let mut gate = RecordingGate::new(start, never, never);
+    for (k, frame) in samples.chunks(160).enumerate() {
+        gate.push(frame, start + Duration::from_millis(20 * k as u64));
+    }
+    let length = Duration::from_millis(samples.len() as u64 / 8);
+    Ok(gate.message(length, min_length))
+}
+
 /// Makes a WAV left behind by a crash playable: the RIFF and data chunk sizes are set from the
 /// file's real length (a whole number of samples). Returns the audio length when the file needed a
 /// repair, `None` when it was already consistent. Only the 44-byte header hound writes for PCM is
