@@ -13,14 +13,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::hook::{Hook, Hooked};
 use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, unique_temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use ivr::media::g711::Codec;
@@ -257,147 +257,6 @@ fn webhook_config(port: u16, extra: &str) -> String {
     format!(
         "[call]\nring_ms = 0\n\n[webhooks]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{SECRET}\"\n\n{extra}"
     )
-}
-
-// ---------------------------------------------------------------------------------------------
-// The webhook receiver: HTTP/1.1 on a thread, one request per connection, always 200.
-
-#[derive(Clone, Debug)]
-struct Hooked {
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Hooked {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or("")
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("webhook body is JSON")
-    }
-    fn event(&self) -> String {
-        self.json()["event"].as_str().unwrap_or("").to_string()
-    }
-    fn call_id(&self) -> String {
-        self.json()["call_id"].as_str().unwrap_or("").to_string()
-    }
-    fn delivery(&self) -> i64 {
-        self.header("x-ivr-delivery")
-            .parse()
-            .expect("X-Ivr-Delivery")
-    }
-}
-
-struct Hook {
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Hooked>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Hook {
-    /// Listens on 127.0.0.1:`port` (0: any free port).
-    fn start(port: u16) -> Hook {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind webhook receiver");
-        let addr = listener.local_addr().expect("addr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (log2, stop2) = (log.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Ok(conn) = conn
-                    && let Some(req) = read_request(conn)
-                {
-                    log2.lock().unwrap().push(req);
-                }
-            }
-        });
-        Hook { addr, log, stop }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn requests(&self) -> Vec<Hooked> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn named(&self, event: &str) -> Vec<Hooked> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.event() == event)
-            .collect()
-    }
-
-    /// Waits until `cond` holds for the requests received so far.
-    fn wait_until(&self, what: &str, cond: impl Fn(&[Hooked]) -> bool) -> Vec<Hooked> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let reqs = self.requests();
-            if cond(&reqs) {
-                return reqs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhooks: timed out waiting for {what}; got {:?}",
-                reqs.iter()
-                    .map(|r| (r.event(), r.call_id()))
-                    .collect::<Vec<_>>()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so the thread sees the flag.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn read_request(mut conn: TcpStream) -> Option<Hooked> {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = conn.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    let _ = conn.shutdown(std::net::Shutdown::Both);
-    Some(Hooked {
-        headers,
-        body: buf[head_end..].to_vec(),
-    })
 }
 
 /// A port nothing listens on right now (bound and released).

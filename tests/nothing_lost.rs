@@ -5,17 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::hook::{Hook, Hooked};
 use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, unique_temp_dir};
 use ivr::media::Codec;
-use serde_json::Value;
 
 /// Friday 2026-11-27 22:30 in New York (the default `[hours]` zone): after hours.
 const AFTER_HOURS: &str = "2026-11-27T22:30:00-05:00";
@@ -277,84 +276,6 @@ fn fill(dir: &Path) -> PathBuf {
     path
 }
 
-/// The webhook receiver: one request per connection, always 200; keeps the JSON bodies.
-struct Hook {
-    addr: SocketAddr,
-    bodies: Arc<Mutex<Vec<Value>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
-        let addr = listener.local_addr().expect("addr");
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (bodies2, stop2) = (bodies.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Ok(conn) = conn
-                    && let Some(body) = read_request(conn)
-                {
-                    bodies2.lock().unwrap().push(body);
-                }
-            }
-        });
-        Hook { addr, bodies, stop }
-    }
-
-    fn named(&self, event: &str) -> Vec<Value> {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|b| b["event"] == event)
-            .cloned()
-            .collect()
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn read_request(mut conn: TcpStream) -> Option<Value> {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = conn.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    serde_json::from_slice(&buf[head_end..]).ok()
-}
-
 /// Waits until `cond` holds (polled every 100 ms), or fails with `what`.
 fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -400,7 +321,7 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
         return;
     };
     write_caller_audio(&dir);
-    let hook = Hook::start();
+    let hook = Hook::start(0);
     let config = format!(
         "[call]\nring_ms = 0\n[webhooks]\nurl = \"http://{}/hook\"\n",
         hook.addr
@@ -439,10 +360,10 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
         1
     );
     let vm = wait_until("the voicemail_recorded webhook", WAIT, || {
-        hook.named("voicemail_recorded").into_iter().next()
+        hook.named("voicemail_recorded").first().map(Hooked::json)
     });
     wait_until("the call_ended webhook", WAIT, || {
-        hook.named("call_ended").into_iter().next()
+        hook.named("call_ended").first().map(Hooked::json)
     });
     // What fitted is kept: a playable WAV of the seconds before the disk filled.
     let path = vm["data"]["path"].as_str().expect("path").to_string();

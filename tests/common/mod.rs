@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod baresip;
+pub mod hook;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
