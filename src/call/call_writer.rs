@@ -170,20 +170,16 @@ pub struct NotedVars {
 }
 
 impl NotedVars {
-    pub fn note(
-        &mut self,
-        record: &super::memory::CallRecord,
-        vars: &std::collections::BTreeMap<String, String>,
-    ) {
+    pub fn note(&mut self, writer: &CallWriter, vars: &std::collections::BTreeMap<String, String>) {
         let agreed = vars.get("agreed").is_some_and(|v| v == "true");
         if agreed != self.agreed {
             self.agreed = agreed;
-            record.writer.fact(CallFact::AgreedTerms(agreed));
+            writer.fact(CallFact::AgreedTerms(agreed));
         }
         let ticket = vars.get("ticket").filter(|t| !t.is_empty());
         if ticket != self.ticket.as_ref() {
             self.ticket = ticket.cloned();
-            record.writer.fact(CallFact::Ticket(self.ticket.clone()));
+            writer.fact(CallFact::Ticket(self.ticket.clone()));
         }
     }
 }

@@ -9,6 +9,7 @@ mod dial;
 mod driver;
 mod file_name;
 pub mod memory;
+mod recording;
 pub mod recovery;
 
 use std::collections::HashMap;
