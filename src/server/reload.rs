@@ -314,3 +314,36 @@ impl Reloader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::from_str(text, "test").expect("valid config")
+    }
+
+    #[test]
+    fn restart_only_keys_are_reported_and_reloadable_ones_are_not() {
+        let old = config("");
+        let new = config(
+            "[sip]\nlisten = \"127.0.0.1:5999\"\n[rtp]\nports = \"31000-31999\"\n[sla]\ncallback_minutes = 5\n",
+        );
+        assert_eq!(restart_needed(&old, &new), ["sip", "rtp.ports", "sla"]);
+        let new = config("[call]\nring_ms = 10\n[callers]\nrepeat_times = 9\n");
+        assert!(restart_needed(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn a_staff_password_change_needs_a_restart_though_debug_hides_it() {
+        let user = |pw: &str| {
+            config(&format!(
+                "[[staff.users]]\nname = \"alice\"\npassword = \"{pw}\"\n"
+            ))
+        };
+        assert_eq!(
+            restart_needed(&user("one-secret-1"), &user("two-secret-2")),
+            ["staff"]
+        );
+    }
+}
