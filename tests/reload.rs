@@ -234,4 +234,16 @@ fn reload_without_a_running_ivr_says_so() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stale pid file"), "{stderr}");
+
+    // `--config` finds the data directory the config names (relative to the config file).
+    let conf_dir = unique_temp_dir("reload-conf");
+    write(&conf_dir.join("ivr.toml"), "[data]\ndir = \"elsewhere\"\n");
+    let out = ivr_reload(&[
+        "--config",
+        conf_dir.join("ivr.toml").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let named = format!("running on {}", conf_dir.join("elsewhere").display());
+    assert!(stderr.contains(&named), "lacks {named:?}: {stderr}");
 }
