@@ -131,6 +131,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Ask the running `ivr serve` to reload its config, flows and prompts (as SIGHUP does), and
+    /// print the outcome; exit status 1 if the new set failed its checks (the old one keeps
+    /// serving). Listen addresses, the data directory and RTP ports need a restart.
+    ///
+    /// Examples:
+    ///   ivr reload --data /var/lib/ivr
+    ///   ivr reload --config /etc/ivr/ivr.toml       # the data directory it names
+    #[command(verbatim_doc_comment)]
+    Reload {
+        /// The running server's data directory (where its ivr.pid is).
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        data: Option<PathBuf>,
+        /// Config file naming data.dir (default: the built-in defaults' data directory).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Call detail records (billing).
     Cdr {
         #[command(subcommand)]
@@ -276,37 +292,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             flow,
             now,
         } => {
-            let mut cfg = Config::load(config.as_deref())?;
-            if let Some(sip) = sip {
-                cfg.sip.listen = sip.to_string();
-            }
-            if let Some((lo, hi)) = rtp_ports {
-                cfg.rtp.ports = format!("{lo}-{hi}");
-            }
-            if let Some(data) = data {
-                cfg.data.dir = cfg.flag_path("data.dir", "--data", &data);
-            }
-            if let Some(prompts) = prompts {
-                cfg.prompts.dir = cfg.flag_path("prompts.dir", "--prompts", &prompts);
-            }
-            if hold_after_prompt {
-                cfg.call.hold_after_prompt = true;
-            }
-            if let Some(flow) = flow {
-                cfg.flows.default = cfg.flag_path("flows.default", "--flow", &flow);
-            }
-            cfg.clock_at = now;
+            let source = ivr::config::ConfigSource {
+                file: config,
+                overrides: ivr::config::Overrides {
+                    sip,
+                    rtp_ports,
+                    data,
+                    prompts,
+                    hold_after_prompt,
+                    flow,
+                    now,
+                },
+            };
+            let cfg = source.load()?;
             init_logging(&cfg.log.filter);
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(async move {
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
+                let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
                 // Handlers go in before anything else runs: until then SIGHUP would still kill.
                 let signals = Signals::install().context("installing signal handlers")?;
-                tokio::spawn(forward_signals(signals, tx));
-                ivr::server::serve(cfg, rx, None).await?;
+                tokio::spawn(forward_signals(signals, tx, reload_tx));
+                ivr::server::serve_with_reload(source, rx, reload_rx, None).await?;
                 anyhow::Ok(())
             })?;
             Ok(())
+        }
+        Command::Reload { data, config } => {
+            let dir = match data {
+                Some(d) => d,
+                None => Config::load(config.as_deref())?.data.dir,
+            };
+            let outcome =
+                ivr::server::control::request_reload(&dir, std::time::Duration::from_secs(60))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&outcome).context("printing the outcome")?
+            );
+            match &outcome.error {
+                None => Ok(()),
+                Some(e) => Err(anyhow::anyhow!(
+                    "reload failed, the running set is kept:\n{e}"
+                )),
+            }
         }
         Command::Check {
             flows,
@@ -620,15 +648,21 @@ impl Signals {
 }
 
 /// SIGINT and SIGTERM both ask for a graceful shutdown; a second one forces it. SIGHUP (also
-/// what a dropped SSH session sends) never stops the line: it will ask for a reload; for now it
-/// is logged and ignored.
-async fn forward_signals(mut s: Signals, tx: tokio::sync::mpsc::Sender<()>) {
+/// what a dropped SSH session sends, and what `ivr reload` sends) never stops the line: it asks
+/// for a reload, which keeps the running set if the new one fails its checks.
+async fn forward_signals(
+    mut s: Signals,
+    tx: tokio::sync::mpsc::Sender<()>,
+    reload: tokio::sync::mpsc::Sender<()>,
+) {
     loop {
         tokio::select! {
             _ = s.int.recv() => {}
             _ = s.term.recv() => {}
             _ = s.hup.recv() => {
-                tracing::warn!(event = "sighup", "SIGHUP received: ignored (reloading is not supported yet; calls go on)");
+                tracing::info!(event = "sighup", "SIGHUP received: reloading config, flows and prompts (calls go on)");
+                // A full queue already holds a reload that will read the newest files.
+                let _ = reload.try_send(());
                 continue;
             }
         }

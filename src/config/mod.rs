@@ -13,10 +13,12 @@ use thiserror::Error;
 
 mod paths;
 mod sections;
+mod source;
 mod validate;
 
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
+pub use source::{ConfigSource, Overrides};
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
 /// The documented defaults, byte for byte the shipped `config/ivr.toml`.

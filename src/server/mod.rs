@@ -19,7 +19,7 @@ use crate::billing::Client;
 use crate::call::memory::Memory;
 use crate::call::{self, CallCommand, CallSettings, FlowTable};
 use crate::clock::Clock;
-use crate::config::{Config, RtpLatch};
+use crate::config::{Config, ConfigSource, RtpLatch};
 use crate::drain::{Drain, DrainStep};
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
@@ -33,14 +33,19 @@ use crate::sip::transport::{TcpLimits, fd_budget};
 use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth};
 use crate::store::{SqliteStore, Store};
 
+pub mod control;
+pub mod reload;
 mod settings;
 mod signalling;
 
+use reload::{LiveSettings, Reloadable, Reloader, load_reloadable};
 use settings::{desk_settings, endpoint_config, fit_fd_budget, load_flows};
 use signalling::run_signalling;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
     /// Every `PromptError` starts with the file or directory at fault; `origin` says which key
     /// of which file (or flag) named the directory.
     #[error("{source} (prompt directory: {origin})")]
@@ -82,26 +87,42 @@ pub enum ServeError {
     },
 }
 
-/// Starts everything and runs until `shutdown` fires twice or calls have drained.
+/// Starts everything and runs until `shutdown` fires twice or calls have drained. Reloading
+/// is not possible without the config's source: see [`serve_with_reload`].
 pub async fn serve(
     config: Config,
     shutdown: mpsc::Receiver<()>,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
-    let prompts =
-        PromptStore::load_dir(&config.prompts.dir).map_err(|source| ServeError::Prompts {
-            source,
-            origin: config.path_origin("prompts.dir"),
-        })?;
-    info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
-    let flows = load_flows(&config)?;
-    let desk = desk_settings(&config, &flows)?;
-    let (tcp_limits, max_calls) = fit_fd_budget(&config, &desk);
-    let hours = BusinessHours::from_config(&config.hours)?;
+    let (_never, reloads) = mpsc::channel(1);
+    run(config, None, shutdown, reloads, ready).await
+}
+
+/// [`serve`] with hot reload: each message on `reloads` (SIGHUP) re-reads `source` and swaps
+/// the set new calls start with (see [`reload`]).
+pub async fn serve_with_reload(
+    source: ConfigSource,
+    shutdown: mpsc::Receiver<()>,
+    reloads: mpsc::Receiver<()>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let config = source.load().map_err(ServeError::Config)?;
+    run(config, Some(source), shutdown, reloads, ready).await
+}
+
+async fn run(
+    config: Config,
+    source: Option<ConfigSource>,
+    shutdown: mpsc::Receiver<()>,
+    mut reloads: mpsc::Receiver<()>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let parts = load_reloadable(&config)?;
+    let (tcp_limits, max_calls) = fit_fd_budget(&config, &parts.desk);
     let clock = config
         .clock_at
         .map_or_else(Clock::system, Clock::starting_at);
-    info!(hours = %hours.describe(clock.now()), "business hours");
+    info!(hours = %parts.hours.describe(clock.now()), "business hours");
     // A data directory we cannot create is logged, not fatal: callers must still get an answer
     // (the store below reports itself unavailable and calls are served without memory).
     info!(dir = %config.data.dir.display(), from = %config.path_origin("data.dir"), "data directory");
@@ -111,32 +132,30 @@ pub async fn serve(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let memory = open_memory(&config, clock, &shutdown_rx)?;
+    let memory = open_memory(&config, parts.clients.clone(), clock, &shutdown_rx)?;
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
-    let settings = Arc::new(CallSettings {
-        prompts: Arc::new(prompts),
-        flows,
-        hours,
-        clock,
-        data_dir: config.data.dir.clone(),
-        hold_after_prompt: config.call.hold_after_prompt,
-        memory,
-        ring_time: Duration::from_millis(config.call.ring_ms),
-        answer_delay: Duration::from_millis(config.call.answer_delay_ms),
-        max_duration: Duration::from_secs(config.call.max_duration_s),
-        shutdown_grace: Duration::from_secs(config.call.shutdown_grace_s),
-        rtp_bind_ip: listen.ip(),
-        rtp_ports: config.rtp_ports(),
-        rtp_rules: RtpRules {
-            latch: match config.rtp_latch() {
-                RtpLatch::Signalling => LatchMode::Signalling,
-                RtpLatch::Sdp => LatchMode::Sdp,
-            },
-            timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
-        },
-        desk,
-    });
+    let live = Arc::new(LiveSettings::new(Arc::new(call_settings(
+        &config, parts, memory, clock,
+    ))));
+    // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
+    // finds this run's outcome to compare with.
+    let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
+    let _pid_file = match control::PidFile::write(&config.data.dir) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            warn!(dir = %config.data.dir.display(), error = %e, "cannot write the pid file: `ivr reload` will not find this ivr (SIGHUP still reloads)");
+            None
+        }
+    };
+    {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            while reloads.recv().await.is_some() {
+                reloader.reload().await;
+            }
+        });
+    }
     let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));
     info!(
         realm = %config.staff.realm,
@@ -173,7 +192,7 @@ pub async fn serve(
                         }
                     };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
-                run_signalling(transport, inbound, endpoint, shutdown, settings, calls_rt).await;
+                run_signalling(transport, inbound, endpoint, shutdown, live, calls_rt).await;
             });
             let _ = done_tx.send(());
         })
@@ -266,29 +285,10 @@ fn background_tasks() -> &'static std::sync::Mutex<Vec<tokio::task::JoinHandle<(
 /// is logged loudly and the line still answers calls: callers must get a response.
 fn open_memory(
     config: &Config,
+    clients: Vec<Client>,
     clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Memory, ServeError> {
-    let mut clients: Vec<Client> = config
-        .clients
-        .iter()
-        .map(|c| Client {
-            name: c.name.clone(),
-            numbers: c.numbers.clone(),
-            agreement: c.agreement,
-            rate_multiplier: c.rate_multiplier,
-        })
-        .collect();
-    if !config.billing.clients_csv.is_empty() {
-        clients.extend(
-            crate::billing::load_clients_csv(std::path::Path::new(&config.billing.clients_csv))
-                .map_err(|source| ServeError::ClientsCsv {
-                    source,
-                    origin: config.path_origin("billing.clients_csv"),
-                })?,
-        );
-    }
-    let clients = crate::billing::validate(clients)?;
     let endpoint =
         |url: &str, secret: &str| -> Result<Option<crate::notify::Endpoint>, ServeError> {
             if url.is_empty() {
@@ -314,7 +314,6 @@ fn open_memory(
             None
         }
     };
-    let callback_sla = Duration::from_secs(config.sla.callback_minutes * 60);
     let notifier = match &store {
         Some(store) => {
             let n = Notifier::new(
@@ -350,7 +349,53 @@ fn open_memory(
         }
         None => None,
     };
-    let memory = Memory {
+    let memory = memory_from(
+        config,
+        clients,
+        store,
+        notifier,
+        crate::health::Health::new(clock),
+        clock,
+    );
+    crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
+    crate::call::recovery::close_interrupted_calls(&memory);
+    Ok(memory)
+}
+
+/// The clients from `[[clients]]` and `billing.clients_csv`, checked.
+fn load_clients(config: &Config) -> Result<Vec<Client>, ServeError> {
+    let mut clients: Vec<Client> = config
+        .clients
+        .iter()
+        .map(|c| Client {
+            name: c.name.clone(),
+            numbers: c.numbers.clone(),
+            agreement: c.agreement,
+            rate_multiplier: c.rate_multiplier,
+        })
+        .collect();
+    if !config.billing.clients_csv.is_empty() {
+        clients.extend(
+            crate::billing::load_clients_csv(std::path::Path::new(&config.billing.clients_csv))
+                .map_err(|source| ServeError::ClientsCsv {
+                    source,
+                    origin: config.path_origin("billing.clients_csv"),
+                })?,
+        );
+    }
+    Ok(crate::billing::validate(clients)?)
+}
+
+/// The memory settings from `config` around the handles opened at start.
+fn memory_from(
+    config: &Config,
+    clients: Vec<Client>,
+    store: Option<Arc<dyn Store>>,
+    notifier: Option<Notifier>,
+    health: crate::health::Health,
+    clock: Clock,
+) -> Memory {
+    Memory {
         store,
         notifier,
         clients,
@@ -362,11 +407,35 @@ fn open_memory(
             .then(|| config.callers.default_country.clone()),
         trusted_proxies: config.callers.trusted_proxies.clone(),
         after_hours_multiplier: config.billing.after_hours_multiplier,
-        callback_sla,
+        callback_sla: Duration::from_secs(config.sla.callback_minutes * 60),
         clock,
-        health: crate::health::Health::new(clock),
-    };
-    crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
-    crate::call::recovery::close_interrupted_calls(&memory);
-    Ok(memory)
+        health,
+    }
+}
+
+/// The settings every new call reads, from `config` and what was loaded from it.
+fn call_settings(config: &Config, parts: Reloadable, memory: Memory, clock: Clock) -> CallSettings {
+    CallSettings {
+        prompts: Arc::new(parts.prompts),
+        flows: parts.flows,
+        hours: parts.hours,
+        clock,
+        data_dir: config.data.dir.clone(),
+        hold_after_prompt: config.call.hold_after_prompt,
+        memory,
+        ring_time: Duration::from_millis(config.call.ring_ms),
+        answer_delay: Duration::from_millis(config.call.answer_delay_ms),
+        max_duration: Duration::from_secs(config.call.max_duration_s),
+        shutdown_grace: Duration::from_secs(config.call.shutdown_grace_s),
+        rtp_bind_ip: config.listen_addr().ip(),
+        rtp_ports: config.rtp_ports(),
+        rtp_rules: RtpRules {
+            latch: match config.rtp_latch() {
+                RtpLatch::Signalling => LatchMode::Signalling,
+                RtpLatch::Sdp => LatchMode::Sdp,
+            },
+            timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
+        },
+        desk: parts.desk,
+    }
 }

@@ -11,7 +11,7 @@ pub(super) async fn run_signalling(
     mut inbound: mpsc::Receiver<crate::sip::transport::Inbound>,
     mut endpoint: Endpoint,
     mut shutdown: mpsc::Receiver<()>,
-    settings: Arc<CallSettings>,
+    settings: Arc<reload::LiveSettings>,
     calls_rt: tokio::runtime::Handle,
 ) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
@@ -104,7 +104,7 @@ pub(super) async fn run_signalling(
                         d.hurry(now);
                     }
                     None => {
-                        let grace = settings.shutdown_grace;
+                        let grace = settings.current().shutdown_grace;
                         info!(live, grace_s = grace.as_secs(), event = "shutdown",
                             "shutting down: refusing new calls; live calls may finish for up to {} s, then are hung up",
                             grace.as_secs());
@@ -128,7 +128,7 @@ pub(super) async fn dispatch(
     transport: &SipTransport,
     calls: &mut HashMap<CallRef, mpsc::UnboundedSender<CallEvent>>,
     cmd_tx: &mpsc::UnboundedSender<(CallRef, CallCommand)>,
-    settings: &Arc<CallSettings>,
+    live: &reload::LiveSettings,
     calls_rt: &tokio::runtime::Handle,
 ) {
     while let Some(out) = endpoint.poll_output() {
@@ -146,7 +146,8 @@ pub(super) async fn dispatch(
                     *incoming,
                     rx,
                     cmd_tx.clone(),
-                    settings.clone(),
+                    // The call keeps this set to its end, whatever a reload installs meanwhile.
+                    live.current(),
                 ));
             }
             Output::Event(call, event) => {
