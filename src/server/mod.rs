@@ -112,6 +112,8 @@ pub async fn serve(
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let memory = open_memory(&config, clock, &shutdown_rx)?;
+    let metrics = crate::metrics::Metrics::new();
+    watch_store(&metrics, &memory, clock);
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let settings = Arc::new(CallSettings {
@@ -136,6 +138,7 @@ pub async fn serve(
             timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
         },
         desk,
+        metrics,
     });
     let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));
     info!(
@@ -200,6 +203,21 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Gives the metrics the store's write timings and its backlog (read at scrape time).
+fn watch_store(metrics: &crate::metrics::Metrics, memory: &Memory, clock: Clock) {
+    let Some(store) = memory.store.clone() else {
+        return;
+    };
+    store.time_writes(metrics.store_write_histogram());
+    metrics.set_backlog_probe(move || match store.backlog(clock.now()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the backlog");
+            None
+        }
+    });
 }
 
 /// The data directory's lock file, held by the running `ivr serve`.

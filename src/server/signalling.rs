@@ -2,6 +2,7 @@
 //! sockets and the call tasks, and runs the shutdown sequence (`drain`).
 
 use super::*;
+use crate::metrics::{Direction, DropReason, Metrics};
 
 /// The signalling loop: feeds the endpoint inbound messages, call commands and timer expiries,
 /// carries out its outputs, and starts a call task (on `calls_rt`) for each new call. Returns when
@@ -34,6 +35,7 @@ pub(super) async fn run_signalling(
             &calls_rt,
         )
         .await;
+        count_endpoint(&mut endpoint, &settings.metrics);
         if let Some(d) = drain.as_mut() {
             let now = Instant::now().into_std();
             match d.step(now, endpoint.live_calls(), endpoint.requests_in_flight()) {
@@ -63,6 +65,7 @@ pub(super) async fn run_signalling(
         tokio::select! {
             msg = inbound.recv() => {
                 let Some(msg) = msg else { break };
+                settings.metrics.sip_message(Direction::In, &msg.bytes);
                 endpoint.handle_message(Instant::now().into_std(), &msg.bytes, msg.source, msg.transport, msg.local);
             }
             Some((call, cmd)) = cmd_rx.recv() => {
@@ -94,6 +97,10 @@ pub(super) async fn run_signalling(
             _ = tokio::time::sleep_until(drain_wake) => {}
             _ = tcp_in_use.tick() => {
                 transport.set_tcp_in_use(endpoint.tcp_connections_in_use(Instant::now().into_std()));
+                // The TCP refusals are copied here, not per message: they share the TCP lock.
+                let tcp = transport.take_tcp_refusals();
+                settings.metrics.dropped(DropReason::TcpConnectionLimit, tcp.total);
+                settings.metrics.dropped(DropReason::TcpPerSourceLimit, tcp.per_source);
             }
             sig = shutdown.recv() => {
                 let now = Instant::now().into_std();
@@ -137,7 +144,10 @@ pub(super) async fn dispatch(
                 transport: t,
                 to,
                 bytes,
-            } => transport.send(t, to, bytes).await,
+            } => {
+                settings.metrics.sip_message(Direction::Out, &bytes);
+                transport.send(t, to, bytes).await
+            }
             Output::Event(call, CallEvent::Incoming(incoming)) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 calls.insert(call, tx);
@@ -160,6 +170,15 @@ pub(super) async fn dispatch(
             }
         }
     }
+}
+
+/// Copies what the endpoint counted into the metrics.
+fn count_endpoint(endpoint: &mut Endpoint, metrics: &Metrics) {
+    metrics.set_sip_transactions(endpoint.transactions());
+    let refused = endpoint.take_refused();
+    metrics.dropped(DropReason::SipRateLimit, refused.rate);
+    metrics.dropped(DropReason::SipHalfOpenLimit, refused.half_open);
+    metrics.dropped(DropReason::SipOverload, refused.overload);
 }
 
 pub(super) fn hang_up_all(

@@ -28,6 +28,7 @@ mod conn_table;
 pub mod fd_budget;
 mod local_ips;
 mod tcp;
+pub use tcp::Refusals as TcpRefusals;
 
 pub use conn_table::{CloseReason, ConnectionTable, Refusal, TcpLimits};
 pub use local_ips::{LocalIpCache, route_source_ip};
@@ -112,6 +113,11 @@ impl SipTransport {
     /// now: these are never closed for being idle. Idle others are closed at once.
     pub fn set_tcp_in_use(&self, ids: HashSet<u64>) {
         self.tcp.set_in_use(ids);
+    }
+
+    /// TCP connections refused for the connection caps since the last call (for the metrics).
+    pub fn take_tcp_refusals(&self) -> tcp::Refusals {
+        self.tcp.take_refusals()
     }
 
     /// Sends `bytes`; a closed TCP connection is logged (the transaction layer times out).
