@@ -17,6 +17,7 @@ pub mod health;
 pub mod hours;
 pub mod log_throttle;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod repeat;
 pub mod server;

@@ -186,6 +186,7 @@ impl Shell<'_, '_> {
                     let Some(pkt) = pkt else { continue };
                     let now = Instant::now().into_std();
                     if let Some(d) = dtmf.on_rtp(&pkt, now) {
+                        settings.metrics.dtmf_digit(dtmf_method(d.source));
                         let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                         pending.extend(acts);
                         continue;
@@ -232,7 +233,8 @@ impl Shell<'_, '_> {
                         }
                         Some(CallEvent::Info { content_type, body }) => {
                             if let Some(d) = dtmf.on_info(content_type.as_deref(), &body, now) {
-                                let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
+                                settings.metrics.dtmf_digit(dtmf_method(d.source));
+                        let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                                 pending.extend(acts);
                             }
                         }
@@ -251,6 +253,7 @@ impl Shell<'_, '_> {
                         hangup_sent = true;
                     }
                     if let Some(d) = dtmf.poll(now) {
+                        settings.metrics.dtmf_digit(dtmf_method(d.source));
                         let acts = on_digit(&call_id, &mut run, &mut recording, d, &mut unkept, summary, record);
                         pending.extend(acts);
                     }
@@ -382,6 +385,16 @@ async fn execute(
         }
     }
     None
+}
+
+/// How `ivr_dtmf_digits_total{method}` names a digit's source.
+fn dtmf_method(source: crate::media::dtmf::DtmfSource) -> &'static str {
+    use crate::media::dtmf::DtmfSource;
+    match source {
+        DtmfSource::Rfc4733 => "rfc4733",
+        DtmfSource::SipInfo => "info",
+        DtmfSource::Inband => "inband",
+    }
 }
 
 fn on_digit(

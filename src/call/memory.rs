@@ -313,24 +313,7 @@ impl Memory {
 
     /// Completes the CDR and sends `call_ended`.
     pub async fn call_ended(&self, rec: &CallRecord, s: &CallSummary) {
-        // What happened wins over when: a call bridged, taken to voicemail or abandoned at the
-        // desk in business hours is recorded as such; `closed_hours` is for calls answered in
-        // hours that the flow sent on without involving the desk.
-        let outcome = if s.rejected {
-            Outcome::Rejected
-        } else if s.bridged {
-            Outcome::Bridged
-        } else if s.voicemail {
-            Outcome::Voicemail
-        } else if s.voicemail_failed {
-            Outcome::VoicemailFailed
-        } else if s.no_message {
-            Outcome::NoMessage
-        } else if !rec.after_hours && s.answered && !s.desk_rung {
-            Outcome::ClosedHours
-        } else {
-            Outcome::Abandoned
-        };
+        let outcome = outcome_of(rec, s);
         let ended_at = self.clock.now();
         let cdr = Cdr {
             call_id: rec.call_id.clone(),
@@ -419,5 +402,26 @@ async fn blocking<T: Send + 'static>(
             doing: "running a store task".into(),
             reason: e.to_string(),
         }),
+    }
+}
+
+/// The outcome a call's CDR records. What happened wins over when: a call bridged, taken to
+/// voicemail or abandoned at the desk in business hours is recorded as such; `closed_hours` is
+/// for calls answered in hours that the flow sent on without involving the desk.
+pub fn outcome_of(rec: &CallRecord, s: &CallSummary) -> Outcome {
+    if s.rejected {
+        Outcome::Rejected
+    } else if s.bridged {
+        Outcome::Bridged
+    } else if s.voicemail {
+        Outcome::Voicemail
+    } else if s.voicemail_failed {
+        Outcome::VoicemailFailed
+    } else if s.no_message {
+        Outcome::NoMessage
+    } else if !rec.after_hours && s.answered && !s.desk_rung {
+        Outcome::ClosedHours
+    } else {
+        Outcome::Abandoned
     }
 }

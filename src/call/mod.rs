@@ -29,6 +29,7 @@ use crate::media::g711::Codec;
 use crate::media::prompt::PromptStore;
 use crate::media::session::{MediaHandle, MediaSession, Remote, RtpRules};
 use crate::media::socket;
+use crate::metrics::DropReason;
 use crate::sip::Binding;
 use crate::sip::sdp::{self, AudioEncoding, Negotiated};
 use crate::sip::{CallEvent, CallRef, EndReason, IncomingCall, OutboundCall};
@@ -115,6 +116,8 @@ pub struct CallSettings {
     /// Whose RTP a leg believes, and when its silence ends the call (`[rtp]`).
     pub rtp_rules: RtpRules,
     pub desk: DeskSettings,
+    /// The process's metrics (`GET /metrics` renders them).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub(crate) struct Call {
@@ -173,6 +176,7 @@ pub async fn run(
     commands: CommandSender,
     settings: Arc<CallSettings>,
 ) {
+    let _active = settings.metrics.call_started();
     let mut call = Call {
         id,
         call_id: incoming.call_id.clone(),
@@ -203,6 +207,8 @@ pub async fn run(
     facts.client_agreement = rec.agreement();
     let summary = answer_and_run(&mut call, &incoming, &settings, facts, &mut rec).await;
     settings.memory.call_ended(&rec, &summary).await;
+    let outcome = memory::outcome_of(&rec, &summary);
+    settings.metrics.call_ended(outcome.as_str());
 }
 
 /// Negotiates, rings, answers and runs the flow; returns how the call went.
@@ -337,7 +343,17 @@ async fn answer_and_run(
             shell.run(flow, facts, rtp_in, deadline).await
         }
     };
-    let stats = media.stop().await;
+    let report = media.stop_report().await;
+    let stats = report.received;
+    settings.metrics.rtp_session(
+        stats.packets,
+        report.sent,
+        stats.lost,
+        (stats.packets > 0).then(|| Duration::from_secs_f64(stats.jitter_ms / 1000.0)),
+    );
+    settings
+        .metrics
+        .dropped(DropReason::RtpForeignSource, report.foreign_dropped);
     let reason = call.end_reason(reason);
     info!(call_id = %call.call_id, %from, %to, event = "ended", %reason,
           duration_ms = started.elapsed().as_millis() as u64, rtp_in = %stats, "call finished");

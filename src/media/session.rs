@@ -118,7 +118,7 @@ pub struct MediaHandle {
     shared: Arc<Shared>,
     /// Dropping or firing it ends the receive task.
     stop: oneshot::Sender<()>,
-    task: JoinHandle<RtpStatsSnapshot>,
+    task: JoinHandle<SessionReport>,
     local_addr: Option<SocketAddr>,
     events: Option<mpsc::Receiver<RtpIn>>,
 }
@@ -314,16 +314,32 @@ impl MediaHandle {
 
     /// Ends the session and returns its final receive statistics.
     pub async fn stop(self) -> RtpStatsSnapshot {
+        self.stop_report().await.received
+    }
+
+    /// Ends the session and returns its final counts, both ways.
+    pub async fn stop_report(self) -> SessionReport {
         let _ = self.stop.send(());
         match self.task.await {
-            Ok(snapshot) => snapshot,
+            Ok(report) => report,
             Err(e) => {
                 tracing::error!(call_id = %self.shared.call_id, error = %e, "media task failed; receive statistics lost");
                 // Its guard has ended the stream all the same.
-                RtpStatsSnapshot::default()
+                SessionReport::default()
             }
         }
     }
+}
+
+/// A session's final counts, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SessionReport {
+    /// What was received from the believed source.
+    pub received: RtpStatsSnapshot,
+    /// RTP packets sent.
+    pub sent: u64,
+    /// Packets dropped because they came from a source the latch does not believe.
+    pub foreign_dropped: u64,
 }
 
 /// The state a session's handle, receive task and pacing thread share. Each holds the lock only
@@ -437,7 +453,7 @@ impl Receiver {
         mut self,
         socket: Option<ReceiveSocket>,
         mut stop: oneshot::Receiver<()>,
-    ) -> RtpStatsSnapshot {
+    ) -> SessionReport {
         let _end = EndGuard(self.shared.clone());
         if let Some(socket) = socket {
             loop {
@@ -526,7 +542,7 @@ impl Receiver {
         let _ = self.events.try_send(pkt);
     }
 
-    fn finish(&self) -> RtpStatsSnapshot {
+    fn finish(&self) -> SessionReport {
         let snap = self.stats.snapshot();
         let st = self.shared.lock();
         let relay = st.out.relay_out();
@@ -540,7 +556,11 @@ impl Receiver {
             rtp_dropped = st.latch.dropped(),
             "media session ended: {snap}"
         );
-        snap
+        SessionReport {
+            received: snap,
+            sent: st.out.packets_sent(),
+            foreign_dropped: st.latch.dropped(),
+        }
     }
 }
 

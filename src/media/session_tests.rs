@@ -160,8 +160,11 @@ async fn a_stranger_spraying_first_gets_no_media_and_feeds_nothing() {
         first.ssrc, 77,
         "the stranger's packets never reach the call"
     );
-    let snap = handle.stop().await;
-    assert_eq!(snap.packets, 3);
+    let report = handle.stop_report().await;
+    assert_eq!(report.received.packets, 3);
+    // The metrics' `rtp_foreign_source` drops: every sprayed packet, none of the caller's.
+    assert_eq!(report.foreign_dropped, 20);
+    assert!(report.sent > 0, "the tone was sent: {report:?}");
 }
 
 #[tokio::test]

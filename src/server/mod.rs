@@ -133,10 +133,13 @@ async fn run(
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let memory = open_memory(&config, parts.clients.clone(), clock, &shutdown_rx)?;
+    // One registry for the process: reloads carry it into each new set of call settings.
+    let metrics = crate::metrics::Metrics::new();
+    watch_store(&metrics, &memory, clock);
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let live = Arc::new(LiveSettings::new(Arc::new(call_settings(
-        &config, parts, memory, clock,
+        &config, parts, memory, clock, metrics,
     ))));
     // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
     // finds this run's outcome to compare with.
@@ -219,6 +222,21 @@ async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Gives the metrics the store's write timings and its backlog (read at scrape time).
+fn watch_store(metrics: &crate::metrics::Metrics, memory: &Memory, clock: Clock) {
+    let Some(store) = memory.store.clone() else {
+        return;
+    };
+    store.time_writes(metrics.store_write_histogram());
+    metrics.set_backlog_probe(move || match store.backlog(clock.now()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the backlog");
+            None
+        }
+    });
 }
 
 /// The data directory's lock file, held by the running `ivr serve`.
@@ -414,7 +432,13 @@ fn memory_from(
 }
 
 /// The settings every new call reads, from `config` and what was loaded from it.
-fn call_settings(config: &Config, parts: Reloadable, memory: Memory, clock: Clock) -> CallSettings {
+fn call_settings(
+    config: &Config,
+    parts: Reloadable,
+    memory: Memory,
+    clock: Clock,
+    metrics: crate::metrics::Metrics,
+) -> CallSettings {
     CallSettings {
         prompts: Arc::new(parts.prompts),
         flows: parts.flows,
@@ -437,5 +461,6 @@ fn call_settings(config: &Config, parts: Reloadable, memory: Memory, clock: Cloc
             timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
         },
         desk: parts.desk,
+        metrics,
     }
 }

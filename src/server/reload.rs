@@ -295,7 +295,13 @@ impl Reloader {
             trusted_proxies: old.callers.trusted_proxies.clone(),
             ..memory
         };
-        let fresh = super::call_settings(&config, parts, memory, current.clock);
+        let fresh = super::call_settings(
+            &config,
+            parts,
+            memory,
+            current.clock,
+            current.metrics.clone(),
+        );
         // What needs a restart keeps the value the process runs with.
         let settings = CallSettings {
             data_dir: current.data_dir.clone(),

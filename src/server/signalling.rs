@@ -2,6 +2,7 @@
 //! sockets and the call tasks, and runs the shutdown sequence (`drain`).
 
 use super::*;
+use crate::metrics::{Direction, DropReason, Metrics};
 
 /// The signalling loop: feeds the endpoint inbound messages, call commands and timer expiries,
 /// carries out its outputs, and starts a call task (on `calls_rt`) for each new call. Returns when
@@ -16,6 +17,8 @@ pub(super) async fn run_signalling(
 ) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    // One registry for the process: every reloaded set carries the same one.
+    let metrics = settings.current().metrics.clone();
     let mut drain: Option<Drain> = None;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
     let mut drain_wake = far_future;
@@ -31,9 +34,11 @@ pub(super) async fn run_signalling(
             &mut calls,
             &cmd_tx,
             &settings,
+            &metrics,
             &calls_rt,
         )
         .await;
+        count_endpoint(&mut endpoint, &metrics);
         if let Some(d) = drain.as_mut() {
             let now = Instant::now().into_std();
             match d.step(now, endpoint.live_calls(), endpoint.requests_in_flight()) {
@@ -63,6 +68,7 @@ pub(super) async fn run_signalling(
         tokio::select! {
             msg = inbound.recv() => {
                 let Some(msg) = msg else { break };
+                metrics.sip_message(Direction::In, &msg.bytes);
                 endpoint.handle_message(Instant::now().into_std(), &msg.bytes, msg.source, msg.transport, msg.local);
             }
             Some((call, cmd)) = cmd_rx.recv() => {
@@ -94,6 +100,10 @@ pub(super) async fn run_signalling(
             _ = tokio::time::sleep_until(drain_wake) => {}
             _ = tcp_in_use.tick() => {
                 transport.set_tcp_in_use(endpoint.tcp_connections_in_use(Instant::now().into_std()));
+                // The TCP refusals are copied here, not per message: they share the TCP lock.
+                let tcp = transport.take_tcp_refusals();
+                metrics.dropped(DropReason::TcpConnectionLimit, tcp.total);
+                metrics.dropped(DropReason::TcpPerSourceLimit, tcp.per_source);
             }
             sig = shutdown.recv() => {
                 let now = Instant::now().into_std();
@@ -129,6 +139,7 @@ pub(super) async fn dispatch(
     calls: &mut HashMap<CallRef, mpsc::UnboundedSender<CallEvent>>,
     cmd_tx: &mpsc::UnboundedSender<(CallRef, CallCommand)>,
     live: &reload::LiveSettings,
+    metrics: &Metrics,
     calls_rt: &tokio::runtime::Handle,
 ) {
     while let Some(out) = endpoint.poll_output() {
@@ -137,7 +148,10 @@ pub(super) async fn dispatch(
                 transport: t,
                 to,
                 bytes,
-            } => transport.send(t, to, bytes).await,
+            } => {
+                metrics.sip_message(Direction::Out, &bytes);
+                transport.send(t, to, bytes).await
+            }
             Output::Event(call, CallEvent::Incoming(incoming)) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 calls.insert(call, tx);
@@ -161,6 +175,15 @@ pub(super) async fn dispatch(
             }
         }
     }
+}
+
+/// Copies what the endpoint counted into the metrics.
+fn count_endpoint(endpoint: &mut Endpoint, metrics: &Metrics) {
+    metrics.set_sip_transactions(endpoint.transactions());
+    let refused = endpoint.take_refused();
+    metrics.dropped(DropReason::SipRateLimit, refused.rate);
+    metrics.dropped(DropReason::SipHalfOpenLimit, refused.half_open);
+    metrics.dropped(DropReason::SipOverload, refused.overload);
 }
 
 pub(super) fn hang_up_all(

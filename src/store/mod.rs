@@ -17,6 +17,7 @@
 //! exact comparisons and ordering in SQL, no time zone text to parse. Sub-millisecond precision
 //! is dropped.
 
+mod backlog;
 mod cdr_csv;
 mod disk;
 mod schema;
@@ -33,6 +34,7 @@ mod test_support;
 #[cfg(test)]
 mod writer_tests;
 
+pub use backlog::Backlog;
 pub use cdr_csv::{CDR_COLUMNS, write_cdrs_csv};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use types::*;
@@ -137,4 +139,14 @@ pub trait Store: Send + Sync {
     /// Calls recorded as started but never ended (live when the process stopped), oldest first.
     /// One node per store for now: with several nodes this must be limited to the caller's own.
     fn open_calls(&self) -> Result<Vec<Cdr>, StoreError>;
+
+    /// Voicemails waiting for a callback and webhook events waiting for delivery at `now`
+    /// (the metrics' scrape-time gauges). Read-only.
+    fn backlog(&self, now: Timestamp) -> Result<Backlog, StoreError>;
+
+    /// Time every later write, from queueing to its durable commit (or failure), in
+    /// `histogram`. A store that cannot time its writes ignores it.
+    fn time_writes(&self, histogram: prometheus::Histogram) {
+        let _ = histogram;
+    }
 }

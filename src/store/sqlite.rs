@@ -571,4 +571,14 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    fn time_writes(&self, histogram: prometheus::Histogram) {
+        self.writer.time_writes(histogram);
+    }
+
+    fn backlog(&self, now: Timestamp) -> Result<super::Backlog, StoreError> {
+        self.read("reading the backlog", |c| {
+            Ok(super::backlog::query(c, now)?)
+        })
+    }
 }

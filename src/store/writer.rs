@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -48,6 +48,8 @@ struct Shared {
     /// Signalled when a job is queued or the store closes.
     ready: Condvar,
     commits: AtomicU64,
+    /// Where each write's wait (queued until committed or failed) is observed, once set.
+    latency: OnceLock<prometheus::Histogram>,
 }
 
 struct Queue {
@@ -85,6 +87,7 @@ impl Writer {
             }),
             ready: Condvar::new(),
             commits: AtomicU64::new(0),
+            latency: OnceLock::new(),
         });
         let place = Place {
             dir,
@@ -116,6 +119,7 @@ impl Writer {
         };
         // Capacity 1: the writer answers each job exactly once and never waits on the caller.
         let (reply, answer) = sync_channel(1);
+        let queued_at = std::time::Instant::now();
         {
             let mut queue = self.shared.lock();
             if !queue.open {
@@ -130,7 +134,16 @@ impl Writer {
         }
         self.shared.ready.notify_one();
         // A closed channel means the writer dropped the job unanswered: it stopped.
-        answer.recv().unwrap_or_else(|_| Err(stopped()))
+        let answer = answer.recv().unwrap_or_else(|_| Err(stopped()));
+        if let Some(h) = self.shared.latency.get() {
+            h.observe(queued_at.elapsed().as_secs_f64());
+        }
+        answer
+    }
+
+    /// Observe every later write's wait in `histogram` (the first histogram given stays).
+    pub(super) fn time_writes(&self, histogram: prometheus::Histogram) {
+        let _ = self.shared.latency.set(histogram);
     }
 
     /// Transactions committed so far.

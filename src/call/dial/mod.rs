@@ -52,6 +52,9 @@ pub(super) struct DialRequest {
 }
 
 /// How a dial ended for the call.
+/// `ivr_desk_rings_total{outcome}` for a ring the caller ended by hanging up.
+const CALLER_GONE: &str = "caller_hung_up";
+
 pub(super) enum DialResult {
     /// The flow goes on: `Answered` after a bridged call the staff side ended.
     Outcome(DialOutcome),
@@ -154,6 +157,7 @@ impl DialCall<'_, '_> {
                     DialAction::Finish(outcome) => {
                         ctx.media.stop_playback();
                         info!(call_id = %call_id, event = "dial_done", outcome = outcome.as_str(), "nobody accepted");
+                        settings.metrics.desk_ring(outcome.as_str());
                         return DialResult::Outcome(outcome);
                     }
                     other => {
@@ -200,12 +204,14 @@ impl DialCall<'_, '_> {
                         for a in dialer.abort() {
                             d.execute(call, &mut legs, a).await;
                         }
+                        settings.metrics.desk_ring(CALLER_GONE);
                         return DialResult::CallerGone(reason);
                     }
                     None => {
                         for a in dialer.abort() {
                             d.execute(call, &mut legs, a).await;
                         }
+                        settings.metrics.desk_ring(CALLER_GONE);
                         return DialResult::CallerGone(EndReason::LocalBye);
                     }
                     // Digits from the caller while it rings are not commands.
@@ -229,6 +235,7 @@ impl DialCall<'_, '_> {
                             d.execute(call, &mut legs, a).await;
                         }
                         call.hang_up_silent(ctx.media, timeout);
+                        settings.metrics.desk_ring(CALLER_GONE);
                         return DialResult::CallerGone(EndReason::LocalBye);
                     }
                     for (leg, l) in legs.iter_mut() {
@@ -245,8 +252,10 @@ impl DialCall<'_, '_> {
             }
         };
         let Some(mut leg) = legs.remove(&winner) else {
+            settings.metrics.desk_ring(DialOutcome::Failed.as_str());
             return DialResult::Outcome(DialOutcome::Failed);
         };
+        settings.metrics.desk_ring(DialOutcome::Answered.as_str());
         // The others are being dropped; their sessions end with their handles.
         drop(legs);
         ctx.media.stop_playback();

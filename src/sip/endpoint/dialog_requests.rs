@@ -226,6 +226,7 @@ impl Endpoint {
             _ => return false,
         };
         if status == 503 {
+            self.refused.overload += 1;
             self.note_shed(now, req, retry_after == Some("2"));
         }
         let headers: &[(&str, &str)] = match retry_after {

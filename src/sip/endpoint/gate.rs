@@ -86,6 +86,10 @@ impl Endpoint {
             Verdict::Refuse { retry_after, why } => (Some(retry_after), why, true),
             Verdict::Drop { why } => (None, why, false),
         };
+        match why {
+            crate::sip::admission::Limit::Rate => self.refused.rate += 1,
+            crate::sip::admission::Limit::HalfOpen => self.refused.half_open += 1,
+        }
         if let Some(count) = self.limited.note(now) {
             warn!(%source, method = %req.method, limit = %why, count, answered, event = "source_limited",
                 "per-source limit: requests refused (503) or, from sources that ignore refusals, dropped (sip.limits)");

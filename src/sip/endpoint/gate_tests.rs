@@ -174,6 +174,11 @@ fn a_flood_of_unacked_invites_takes_three_slots_then_503_then_silence() {
     );
     assert_eq!(silent, 600 - 3 - 4);
     assert_eq!(g.ep.live_calls(), 3);
+    // Every refusal, answered or silent, is counted for the metrics under the limit it hit.
+    let refused = g.ep.take_refused();
+    assert_eq!(refused.rate + refused.half_open, 600 - 3, "{refused:?}");
+    assert!(refused.half_open > 0, "{refused:?}");
+    assert_eq!(refused.overload, 0);
     // Someone else calls meanwhile: answered.
     let other = caller(3, 5064);
     let (sent, calls) = g.recv(

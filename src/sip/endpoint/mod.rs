@@ -143,6 +143,17 @@ struct ClientTx {
     call: Option<CallRef>,
 }
 
+/// Requests the endpoint refused (503) or dropped unanswered, by why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Out-of-dialog requests over their source's rate (`sip.limits`).
+    pub rate: u64,
+    /// INVITEs over their source's cap on half-open calls.
+    pub half_open: u64,
+    /// New calls refused because the line is full, setups are pending, or it is shutting down.
+    pub overload: u64,
+}
+
 pub struct Endpoint {
     config: EndpointConfig,
     calls: HashMap<CallRef, Call>,
@@ -170,6 +181,8 @@ pub struct Endpoint {
     /// Requests for hosts that are not ours since the last log line about it.
     foreign: LogThrottle,
     draining: bool,
+    /// Requests refused or dropped since the shell last took the counts (for the metrics).
+    refused: Refused,
     registrar: Registrar,
     auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
@@ -203,12 +216,18 @@ impl Endpoint {
             limited: LogThrottle::default(),
             foreign: LogThrottle::default(),
             draining: false,
+            refused: Refused::default(),
         }
     }
 
     /// Stop taking new calls (503) while live calls finish: graceful shutdown.
     pub fn drain(&mut self) {
         self.draining = true;
+    }
+
+    /// Requests refused or dropped since the last call.
+    pub fn take_refused(&mut self) -> Refused {
+        std::mem::take(&mut self.refused)
     }
 
     pub fn live_calls(&self) -> usize {

@@ -385,6 +385,9 @@ fn draining_refuses_new_calls_with_503() {
     let d = h.recv(0, &invite("z9hG4bKinv1"));
     assert_eq!(d.statuses(), vec![503]);
     assert!(d.sent[0].1.contains("Retry-After: 30"));
+    // Counted once for the metrics, and taken once.
+    assert_eq!(h.ep.take_refused().overload, 1);
+    assert_eq!(h.ep.take_refused(), crate::sip::Refused::default());
 }
 
 #[test]

@@ -28,6 +28,7 @@ mod conn_table;
 pub mod fd_budget;
 mod local_ips;
 mod tcp;
+pub use tcp::Refusals as TcpRefusals;
 
 pub use conn_table::{CloseReason, ConnectionTable, Refusal, TcpLimits};
 pub use local_ips::{LocalIpCache, route_source_ip};
@@ -112,6 +113,11 @@ impl SipTransport {
     /// now: these are never closed for being idle. Idle others are closed at once.
     pub fn set_tcp_in_use(&self, ids: HashSet<u64>) {
         self.tcp.set_in_use(ids);
+    }
+
+    /// TCP connections refused for the connection caps since the last call (for the metrics).
+    pub fn take_tcp_refusals(&self) -> tcp::Refusals {
+        self.tcp.take_refusals()
     }
 
     /// Sends `bytes`; a closed TCP connection is logged (the transaction layer times out).
@@ -260,5 +266,60 @@ async fn udp_loop(t: SipTransport, tx: mpsc::Sender<Inbound>) {
         if tx.send(inbound).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Connections over the caps are counted (for `ivr_dropped_total`) by the cap they hit.
+    #[tokio::test]
+    async fn tcp_connections_over_the_caps_are_counted_by_cap() {
+        let limits = TcpLimits {
+            idle_timeout: Duration::from_secs(60),
+            message_timeout: Duration::from_secs(60),
+            max_connections: 3,
+            max_per_source: 2,
+        };
+        let (transport, _inbound) =
+            SipTransport::bind("127.0.0.1:0".parse().unwrap(), None, limits)
+                .await
+                .expect("bind");
+        let at = transport.local_addr();
+        // 127.0.0.1 fills its own share (2), the third from it is refused per source; from
+        // 127.0.0.2 one more fits the total (3), the next is refused by the total.
+        let mut kept = Vec::new();
+        for from in [
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.2",
+        ] {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            kept.push(socket.connect(at).await.expect("connect"));
+            // Accepts are handled in order.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = tcp::Refusals::default();
+        while seen.total + seen.per_source < 2 && tokio::time::Instant::now() < deadline {
+            let r = transport.take_tcp_refusals();
+            seen.total += r.total;
+            seen.per_source += r.per_source;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            seen,
+            tcp::Refusals {
+                total: 1,
+                per_source: 1
+            }
+        );
+        assert_eq!(transport.take_tcp_refusals(), tcp::Refusals::default());
     }
 }

@@ -50,6 +50,15 @@ struct State {
     table: ConnectionTable,
     handles: HashMap<u64, Handle>,
     logs: Logs,
+    /// Connections refused since the shell last took the count.
+    refused: Refusals,
+}
+
+/// TCP connections refused, by which cap they hit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub total: u64,
+    pub per_source: u64,
 }
 
 /// The TCP side of the transport, shared by the accept loop, the connection tasks, the sweeper
@@ -66,6 +75,7 @@ impl Tcp {
                 table: ConnectionTable::new(limits),
                 handles: HashMap::new(),
                 logs: Logs::default(),
+                refused: Refusals::default(),
             }),
             next_id: AtomicU64::new(1),
         })
@@ -137,6 +147,11 @@ impl Tcp {
         }
     }
 
+    /// Connections refused since the last call.
+    pub(super) fn take_refusals(&self) -> Refusals {
+        std::mem::take(&mut self.state().refused)
+    }
+
     /// Admits connection `id` from `peer`, or counts and logs the refusal.
     fn admit(&self, id: u64, peer: SocketAddr, handle: Handle) -> Result<(), Refusal> {
         let now = Instant::now();
@@ -147,6 +162,10 @@ impl Tcp {
                 Ok(())
             }
             Err(why) => {
+                match why {
+                    Refusal::Total => st.refused.total += 1,
+                    Refusal::PerSource => st.refused.per_source += 1,
+                }
                 let (open, from_source) = (st.table.len(), st.table.from_source(peer.ip()));
                 if let Some(refused) = st.logs.refused.note(now) {
                     warn!(refused, %peer, open, from_source, reason = %why, event = "tcp_refused",
