@@ -111,7 +111,14 @@ pub async fn serve(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let memory = open_memory(&config, clock, &shutdown_rx)?;
+    let (memory, sqlite) = open_memory(&config, clock, &shutdown_rx)?;
+    let admin = AdminStart {
+        store: sqlite,
+        notifier: memory.notifier.clone(),
+        health: memory.health.clone(),
+        prompts_loaded: prompts.len(),
+        hours: hours.clone(),
+    };
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let settings = Arc::new(CallSettings {
@@ -186,10 +193,15 @@ pub async fn serve(
         source,
     })?;
     println!("ivr: SIP listening on {local} (UDP and TCP)");
+    // After the SIP line: tests and scripts read that one first.
+    let admin_task = start_admin(&config, admin, clock, local).await;
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
     let _ = done_rx.await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
     // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
     let _ = shutdown_tx.send(true);
     let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));
@@ -266,7 +278,7 @@ fn open_memory(
     config: &Config,
     clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Memory, ServeError> {
+) -> Result<(Memory, Option<Arc<SqliteStore>>), ServeError> {
     let mut clients: Vec<Client> = config
         .clients
         .iter()
@@ -302,7 +314,7 @@ fn open_memory(
             &config.webhooks.escalation_secret,
         )?,
     };
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open(&config.data.dir) {
+    let sqlite = match SqliteStore::open(&config.data.dir) {
         Ok(s) => {
             info!(db = %s.path().display(), "store opened");
             Some(Arc::new(s))
@@ -312,6 +324,7 @@ fn open_memory(
             None
         }
     };
+    let store: Option<Arc<dyn Store>> = sqlite.clone().map(|s| s as Arc<dyn Store>);
     let callback_sla = Duration::from_secs(config.sla.callback_minutes * 60);
     let notifier = match &store {
         Some(store) => {
@@ -366,5 +379,57 @@ fn open_memory(
     };
     crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
     crate::call::recovery::close_interrupted_calls(&memory);
-    Ok(memory)
+    Ok((memory, sqlite))
+}
+
+/// What the admin server needs that `serve` hands on to the call tasks.
+struct AdminStart {
+    store: Option<Arc<SqliteStore>>,
+    notifier: Option<Notifier>,
+    health: crate::health::Health,
+    prompts_loaded: usize,
+    hours: BusinessHours,
+}
+
+/// Starts the admin HTTP server when `[admin] listen` is set and prints
+/// `ivr: admin listening on ADDR`. A port it cannot bind is logged, not fatal: the line must
+/// answer calls even when its admin page cannot start.
+async fn start_admin(
+    config: &Config,
+    admin: AdminStart,
+    clock: Clock,
+    sip: SocketAddr,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.admin.listen.is_empty() {
+        info!("admin server off ([admin] listen is empty)");
+        return None;
+    }
+    let listen: SocketAddr = config.admin.listen.parse().ok()?;
+    let ctx = crate::http::AdminContext {
+        store: admin.store,
+        notifier: admin.notifier,
+        health: admin.health,
+        clock,
+        hours: admin.hours,
+        data_dir: config.data.dir.clone(),
+        prompts_loaded: admin.prompts_loaded,
+        sip,
+        started: clock.now(),
+        token: crate::http::auth::TokenCheck::new(
+            &config.admin.token_hash,
+            std::env::var("IVR_ADMIN_TOKEN").ok(),
+        ),
+    };
+    match crate::http::start(listen, ctx).await {
+        Ok((local, task)) => {
+            println!("ivr: admin listening on {local}");
+            info!(addr = %local, "admin server listening");
+            Some(task)
+        }
+        Err(e) => {
+            tracing::error!(addr = %listen, error = %e, from = %config.path_origin("admin.listen"),
+                "cannot start the admin server; calls are still answered");
+            None
+        }
+    }
 }

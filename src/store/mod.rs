@@ -19,6 +19,7 @@
 
 mod cdr_csv;
 mod disk;
+mod outbox_admin;
 mod schema;
 mod sqlite;
 mod types;
