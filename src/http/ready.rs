@@ -114,3 +114,67 @@ fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
     let removed = std::fs::remove_file(&path);
     written.and(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::auth::{LoginThrottle, Sessions, TokenCheck, TokenVerifier};
+    use crate::http::{AdminContext, App};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn app(data_dir: std::path::PathBuf, prompts_loaded: usize) -> App {
+        let clock = crate::clock::Clock::system();
+        App {
+            ctx: AdminContext {
+                store: None,
+                notifier: None,
+                health: crate::health::Health::new(clock),
+                clock,
+                hours: crate::hours::BusinessHours::from_config(
+                    &crate::config::Config::embedded().hours,
+                )
+                .expect("hours"),
+                data_dir,
+                prompts_loaded,
+                sip: "127.0.0.1:5070".parse().unwrap(),
+                started: clock.now(),
+                token: TokenCheck::Unconfigured,
+            },
+            verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),
+            sessions: Mutex::new(Sessions::new(Duration::from_secs(60), 10)),
+            throttle: Mutex::new(LoginThrottle::new(
+                5,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )),
+        }
+    }
+
+    fn failing(checks: &[Check]) -> Vec<&str> {
+        checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn every_failing_health_check_and_missing_store_or_prompts_fail_readiness() {
+        let dir = std::env::temp_dir().join(format!("ivr-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let a = app(dir.clone(), 0);
+        assert_eq!(failing(&checks(&a)), ["prompts", "store"]);
+        a.ctx.health.fail("voicemail", "disk full");
+        let all = checks(&a);
+        assert_eq!(failing(&all), ["prompts", "store", "voicemail"]);
+        assert!(all.last().expect("check").detail.contains("disk full"));
+        a.ctx.health.ok("voicemail");
+        assert_eq!(failing(&checks(&a)), ["prompts", "store"]);
+        assert!(
+            std::fs::read_dir(&dir).expect("dir").next().is_none(),
+            "the probe file is removed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
