@@ -16,6 +16,7 @@ pub mod fuzz;
 pub mod health;
 pub mod hours;
 pub mod http;
+pub mod live;
 pub mod log_throttle;
 pub mod media;
 pub mod notify;

@@ -537,3 +537,87 @@ async fn ready_flips_when_the_data_directory_cannot_take_writes() {
     let (status, body) = ready().await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_call_is_listed_while_it_is_up() {
+    use common::{CallIds, UdpUa, in_dialog, invite, sdp_offer};
+    let dir = unique_temp_dir("http-live");
+    let config = dir.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!("[admin]\ntoken_hash = \"{}\"\n", hash_token(TOKEN)),
+    )
+    .expect("config");
+    let ivr = Ivr::start(&[
+        "--hold-after-prompt",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let admin = ivr.admin_addr();
+    let http = client();
+    let bearer = format!("Bearer {TOKEN}");
+    let calls = || async {
+        json(
+            http.get(url(admin, "/api/calls"))
+                .header(AUTHORIZATION, &bearer)
+                .send()
+                .await
+                .expect("GET calls"),
+        )
+        .await
+    };
+    assert_eq!(calls().await, serde_json::json!([]));
+
+    let ua = UdpUa::new(ivr.sip_addr());
+    let ids = CallIds::new();
+    ua.send(invite(&ua, &ids, &sdp_offer(9, "0 101")));
+    let ok = loop {
+        let m = ua.expect_response(&ids.call_id, |_| true, Duration::from_secs(5));
+        match m.status() {
+            Some(100 | 180 | 183) => continue,
+            Some(200) => break m,
+            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
+        }
+    };
+    ua.send(in_dialog(&ua, &ids, &ok, "ACK", 1));
+    let live = calls().await;
+    assert_eq!(live.as_array().map(Vec::len), Some(1), "{live}");
+    assert_eq!(live[0]["call_id"], ids.call_id.as_str());
+    assert_eq!(live[0]["caller"], "tester");
+    let page = http
+        .post(url(admin, "/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("name=dave&token={TOKEN}"))
+        .send()
+        .await
+        .expect("login");
+    let cookie = page.headers()[SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+    let html = http
+        .get(url(admin, "/"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Live calls (1)"), "{html}");
+
+    ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
+    let resp = ua.expect_response(&ids.call_id, |s| s >= 200, Duration::from_secs(5));
+    assert_eq!(resp.status(), Some(200));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while calls().await != serde_json::json!([]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ended call stays listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

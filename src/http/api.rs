@@ -72,6 +72,37 @@ pub async fn status(
     .into_response()
 }
 
+/// Calls up now (caller, client, repeat flag, how long); state inside the call is not tracked yet.
+pub async fn calls(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let now = app.now();
+    let calls: Vec<_> = app
+        .ctx
+        .live
+        .snapshot()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "call_id": c.call_id,
+                "caller": c.caller,
+                "called": c.called,
+                "client": c.client,
+                "repeat": c.repeat,
+                "after_hours": c.after_hours,
+                "started_at": c.started_at.to_string(),
+                "duration_s": now.duration_since(c.started_at).as_secs().max(0),
+            })
+        })
+        .collect();
+    Json(calls).into_response()
+}
+
 pub fn voicemail_json(l: &Listed) -> serde_json::Value {
     let vm = &l.voicemail;
     let mut status = json!({ "state": l.status.name(), "text": l.status.describe() });

@@ -51,6 +51,7 @@ pub struct AdminContext {
     pub prompts_loaded: usize,
     pub sip: SocketAddr,
     pub started: Timestamp,
+    pub live: crate::live::LiveCalls,
     pub token: TokenCheck,
 }
 
@@ -124,6 +125,7 @@ fn router(app: Shared) -> Router {
         .route("/voicemails/{id}/ack", post(pages::ack))
         .route("/outbox/{id}/retry", post(pages::retry))
         .route("/api/status", get(api::status))
+        .route("/api/calls", get(api::calls))
         .route("/api/voicemails", get(api::voicemails))
         .route("/api/voicemails/{id}/audio", get(api::audio))
         .route("/api/voicemails/{id}/ack", post(api::ack))

@@ -139,6 +139,7 @@ mod tests {
                 prompts_loaded,
                 sip: "127.0.0.1:5070".parse().unwrap(),
                 started: clock.now(),
+                live: crate::live::LiveCalls::new(),
                 token: TokenCheck::Unconfigured,
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),

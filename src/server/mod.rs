@@ -112,7 +112,9 @@ pub async fn serve(
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let (memory, sqlite) = open_memory(&config, clock, &shutdown_rx)?;
+    let live = crate::live::LiveCalls::new();
     let admin = AdminStart {
+        live: live.clone(),
         store: sqlite,
         notifier: memory.notifier.clone(),
         health: memory.health.clone(),
@@ -143,6 +145,7 @@ pub async fn serve(
             timeout: Some(Duration::from_secs(config.rtp.timeout_s)).filter(|t| !t.is_zero()),
         },
         desk,
+        live: live.clone(),
     });
     let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));
     info!(
@@ -389,6 +392,7 @@ struct AdminStart {
     health: crate::health::Health,
     prompts_loaded: usize,
     hours: BusinessHours,
+    live: crate::live::LiveCalls,
 }
 
 /// Starts the admin HTTP server when `[admin] listen` is set and prints
@@ -415,6 +419,7 @@ async fn start_admin(
         prompts_loaded: admin.prompts_loaded,
         sip,
         started: clock.now(),
+        live: admin.live,
         token: crate::http::auth::TokenCheck::new(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),
