@@ -331,6 +331,13 @@ async fn login_form_sets_a_strict_cookie_and_forms_need_the_csrf_token() {
         .await
         .expect("GET /");
     assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["x-frame-options"], "DENY", "no clickjacking");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("frame-ancestors 'none'")
+    );
     let html = page.text().await.expect("html");
     assert!(html.contains("Acme &lt;Corp&gt;"), "caller text is escaped");
     assert!(!html.contains("Acme <Corp>"));
@@ -448,6 +455,28 @@ async fn login_form_sets_a_strict_cookie_and_forms_need_the_csrf_token() {
         .await
         .expect("GET");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn hash_token_refuses_a_short_token_and_never_prints_it() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["admin", "hash-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ivr admin hash-token");
+    writeln!(child.stdin.take().expect("stdin"), "short").expect("write");
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 16"), "{err}");
+    assert!(!err.contains("short"), "{err}");
+    let a = hash_token(TOKEN);
+    assert_ne!(a, hash_token(TOKEN), "a fresh salt each time");
+    assert!(!a.contains(TOKEN));
 }
 
 #[tokio::test(flavor = "multi_thread")]

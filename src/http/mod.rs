@@ -61,6 +61,9 @@ pub(crate) struct App {
     verifier: Mutex<TokenVerifier>,
     sessions: Mutex<Sessions>,
     throttle: Mutex<LoginThrottle>,
+    /// The listener is on loopback: the unauthenticated readiness body may name paths and
+    /// errors. Elsewhere it says only which checks pass.
+    loopback: bool,
 }
 
 impl App {
@@ -92,7 +95,10 @@ pub async fn start(
     }
     // The verifier owns the token; the context keeps nothing of it.
     let token = std::mem::replace(&mut ctx.token, TokenCheck::Unconfigured);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
     let app = Arc::new(App {
+        loopback: local.ip().is_loopback(),
         verifier: Mutex::new(TokenVerifier::new(token)),
         ctx,
         sessions: Mutex::new(Sessions::new(SESSION_TTL, MAX_SESSIONS)),
@@ -102,8 +108,6 @@ pub async fn start(
             Duration::from_secs(300),
         )),
     });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, service).await {
@@ -133,7 +137,34 @@ fn router(app: Shared) -> Router {
         .route("/api/cdrs.csv", get(api::cdrs_csv))
         .route("/api/outbox", get(api::outbox))
         .route("/api/outbox/{id}/retry", post(api::retry))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
+}
+
+/// On every response: no framing (the Acknowledge button cannot be clickjacked), no scripts or
+/// remote resources, no MIME sniffing, nothing cached by shared caches or kept as a referrer.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// The business-hours banner text, e.g. `closed (after hours) — ...; opens Monday 09:00`.
