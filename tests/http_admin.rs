@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Ivr, manifest_dir, unique_temp_dir};
-use ivr::store::{NewVoicemail, OutboxEvent, SqliteStore, Store};
+use ivr::store::{CallStart, Cdr, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Store};
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
@@ -72,11 +72,61 @@ fn seeded(dir: &Path) -> (PathBuf, PathBuf, i64, i64) {
             created_at: now,
         })
         .expect("enqueue");
+    for (id, client, outcome, day) in [
+        ("c-acme-vm", Some("Acme"), Outcome::Voicemail, "2026-11-02"),
+        ("c-acme-br", Some("Acme"), Outcome::Bridged, "2026-11-03"),
+        ("c-none-ab", None, Outcome::Abandoned, "2026-11-04"),
+    ] {
+        record_call(&store, id, client, outcome, day);
+    }
     let next_year = now + jiff::SignedDuration::from_hours(24 * 365);
     store
         .mark_attempt_failed(event, next_year, "connection refused (seeded)")
         .expect("fail");
     (data, wav, vm, event)
+}
+
+/// A whole call started at 22:00 UTC on `day`.
+fn record_call(store: &SqliteStore, id: &str, client: Option<&str>, outcome: Outcome, day: &str) {
+    let started: Timestamp = format!("{day}T22:00:00Z").parse().expect("time");
+    let caller = ivr::repeat::normalise("+15550199", Some("1"));
+    store
+        .call_started(&CallStart {
+            call_id: id.into(),
+            caller: caller.clone(),
+            caller_raw: "+15550199".into(),
+            called: "100".into(),
+            client: client.map(String::from),
+            started_at: started,
+            after_hours: true,
+            agreement: false,
+            rate_multiplier: 2.0,
+            repeat_policy: ivr::repeat::RepeatPolicy::default(),
+        })
+        .expect("start");
+    store
+        .call_ended(&Cdr {
+            call_id: id.into(),
+            caller: caller.as_str().into(),
+            caller_raw: "+15550199".into(),
+            called: "100".into(),
+            client: client.map(String::from),
+            started_at: started,
+            answered_at: Some(started),
+            ended_at: Some(started + jiff::SignedDuration::from_secs(60)),
+            talk_seconds: 0,
+            after_hours: true,
+            agreement: false,
+            rate_multiplier: 2.0,
+            agreed_terms: true,
+            digits: "=1+2".into(),
+            ticket: None,
+            outcome: Some(outcome),
+            end_reason: "BYE from caller".into(),
+            repeat: false,
+            answered_by: None,
+        })
+        .expect("end");
 }
 
 /// `ivr serve` on the seeded data with `[admin] token_hash` and a webhook URL nobody listens on.
@@ -649,4 +699,122 @@ async fn a_live_call_is_listed_while_it_is_up() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cdrs_filter_by_date_client_and_outcome_and_the_csv_is_the_cli_export() {
+    let dir = unique_temp_dir("http-cdrs");
+    let (data, ..) = seeded(&dir);
+    let ivr = start(
+        &dir,
+        &data,
+        &format!("[admin]\ntoken_hash = \"{}\"\n", hash_token(TOKEN)),
+    );
+    let admin = ivr.admin_addr();
+    let http = client();
+    let bearer = format!("Bearer {TOKEN}");
+    let ids = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["call_id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let get = |q: &'static str| {
+        let req = http
+            .get(url(admin, &format!("/api/cdrs{q}")))
+            .header(AUTHORIZATION, &bearer);
+        async move { req.send().await.expect("GET cdrs") }
+    };
+    assert_eq!(
+        ids(json(get("").await).await),
+        ["c-acme-vm", "c-acme-br", "c-none-ab"]
+    );
+    assert_eq!(
+        ids(json(get("?client=Acme").await).await),
+        ["c-acme-vm", "c-acme-br"]
+    );
+    assert_eq!(
+        ids(json(get("?client=Acme&outcome=bridged").await).await),
+        ["c-acme-br"]
+    );
+    assert_eq!(
+        ids(json(get("?from=2026-11-03&to=2026-11-04T22:00:00Z").await).await),
+        ["c-acme-br"]
+    );
+    assert_eq!(get("?outcome=won").await.status(), StatusCode::BAD_REQUEST);
+
+    let csv = get(".csv?from=2026-11-03").await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(
+        csv.headers()[CONTENT_TYPE]
+            .to_str()
+            .expect("type")
+            .starts_with("text/csv")
+    );
+    let csv = csv.bytes().await.expect("csv");
+    let cli = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["cdr", "export", "--from", "2026-11-03T00:00:00Z", "--data"])
+        .arg(&data)
+        .output()
+        .expect("ivr cdr export");
+    assert!(cli.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&csv),
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&csv).contains("'=1+2"),
+        "formula-safe cells"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_logins_are_throttled_per_address() {
+    let dir = unique_temp_dir("http-throttle");
+    let (data, ..) = seeded(&dir);
+    let ivr = start(
+        &dir,
+        &data,
+        &format!("[admin]\ntoken_hash = \"{}\"\n", hash_token(TOKEN)),
+    );
+    let admin = ivr.admin_addr();
+    let http = client();
+    let login = |token: &str| {
+        http.post(url(admin, "/login"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("name=mallory&token={token}"))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            login("guess").await.expect("login").status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let blocked = login(TOKEN).await.expect("login");
+    assert_eq!(
+        blocked.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right token waits"
+    );
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert!(blocked.headers().get(SET_COOKIE).is_none());
+    let bearer = http
+        .get(url(admin, "/api/status"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        bearer.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the API too"
+    );
+    let health = http
+        .get(url(admin, "/health/live"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(health.status(), StatusCode::OK, "health is never throttled");
 }
