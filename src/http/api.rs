@@ -154,7 +154,8 @@ pub async fn audio(
     if let Err(r) = authenticate(&app, req.headers(), peer).await {
         return r.into_response();
     }
-    let path = match with_store(&app, move |s| voicemails::audio_path(s, id)).await {
+    let data_dir = app.ctx.data_dir.clone();
+    let path = match with_store(&app, move |s| voicemails::audio_path(s, id, &data_dir)).await {
         Ok(Some(p)) => p,
         Ok(None) => {
             return ApiError(StatusCode::NOT_FOUND, format!("no voicemail {id}")).into_response();

@@ -1,6 +1,6 @@
 //! Voicemails with their callback status, acknowledgement, and the WAV behind each.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
@@ -78,9 +78,25 @@ pub fn ack(store: &dyn Store, id: i64, by: &str, at: Timestamp) -> Result<AckOut
     store.ack_voicemail(id, by, at)
 }
 
-/// The WAV file of voicemail `id`, if there is such a voicemail.
-pub fn audio_path(store: &dyn Store, id: i64) -> Result<Option<PathBuf>, StoreError> {
-    Ok(store.voicemail(id)?.map(|vm| vm.path))
+/// The WAV file of voicemail `id`, if there is such a voicemail. Rows keep the path as the
+/// data directory was named when the message was recorded (relative, in old databases, or
+/// before the directory moved); when that path is gone, the file of the same name in
+/// `data_dir/voicemail` is the one (the name is unique: time and Call-ID).
+pub fn audio_path(
+    store: &dyn Store,
+    id: i64,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, StoreError> {
+    Ok(store.voicemail(id)?.map(|vm| {
+        if vm.path.is_file() {
+            return vm.path;
+        }
+        vm.path
+            .file_name()
+            .map(|name| data_dir.join("voicemail").join(name))
+            .filter(|p| p.is_file())
+            .unwrap_or(vm.path)
+    }))
 }
 
 #[cfg(test)]
@@ -120,5 +136,52 @@ mod tests {
             status.describe(),
             "acked by al\\x1bice at 2026-11-27T22:19:59Z"
         );
+    }
+}
+
+#[cfg(test)]
+mod audio_tests {
+    use super::*;
+    use crate::store::{NewVoicemail, SqliteStore};
+
+    #[test]
+    fn audio_is_found_in_the_data_directory_when_the_stored_path_is_stale() {
+        let dir = std::env::temp_dir().join(format!("ivr-vm-audio-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        std::fs::create_dir_all(data.join("voicemail")).expect("dirs");
+        let store = SqliteStore::open(&data).expect("store");
+        let at: Timestamp = "2026-11-27T22:00:00Z".parse().unwrap();
+        let add = |path: &str| {
+            store
+                .add_voicemail(
+                    &NewVoicemail {
+                        call_id: path.into(),
+                        caller: "+1555".into(),
+                        client: None,
+                        ticket: None,
+                        path: path.into(),
+                        duration_ms: 1,
+                        created_at: at,
+                    },
+                    at,
+                )
+                .expect("add")
+        };
+        let moved = add("/old/place/voicemail/20261127-a.wav");
+        let gone = add("/old/place/voicemail/20261127-b.wav");
+        std::fs::write(data.join("voicemail/20261127-a.wav"), b"RIFF").expect("wav");
+        assert_eq!(
+            audio_path(&store, moved, &data).expect("read"),
+            Some(data.join("voicemail/20261127-a.wav"))
+        );
+        assert_eq!(
+            audio_path(&store, gone, &data).expect("read"),
+            Some(PathBuf::from("/old/place/voicemail/20261127-b.wav")),
+            "a missing file keeps its recorded path, for the error"
+        );
+        assert_eq!(audio_path(&store, 999, &data).expect("read"), None);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
