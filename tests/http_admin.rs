@@ -257,7 +257,7 @@ async fn a_live_call_is_listed_while_it_is_up() {
         .to_string();
     let html = http
         .get(url(admin, "/"))
-        .header(COOKIE, cookie)
+        .header(COOKIE, &cookie)
         .send()
         .await
         .expect("GET /")
@@ -265,6 +265,20 @@ async fn a_live_call_is_listed_while_it_is_up() {
         .await
         .expect("html");
     assert!(html.contains("Live calls (1)"), "{html}");
+    let calls_page = http
+        .get(url(admin, "/calls"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .expect("GET /calls")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        calls_page.contains("http-equiv=\"refresh\""),
+        "{calls_page}"
+    );
+    assert!(calls_page.contains("<td>tester</td>"), "{calls_page}");
 
     ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
     let resp = ua.expect_response(&ids.call_id, |s| s >= 200, Duration::from_secs(5));

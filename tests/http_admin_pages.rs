@@ -299,3 +299,10 @@ async fn failed_logins_are_throttled_per_address() {
         .expect("GET");
     assert_eq!(health.status(), StatusCode::OK, "health is never throttled");
 }
+
+#[test]
+fn an_empty_admin_address_turns_the_server_off() {
+    let ivr = common::Ivr::start(&["--admin", ""]);
+    let log = ivr.wait_for_log(&["admin server off"], Duration::from_secs(5));
+    assert!(!log.contains("admin server listening"), "{log}");
+}

@@ -28,10 +28,25 @@ form.inline{display:inline}button{cursor:pointer}.err{color:#b00020}.todo{color:
 
 /// A whole page. `csrf` (for the logout form) is `None` on the login page.
 pub fn page(title: &str, banner: &str, version: &str, csrf: Option<&str>, body: &str) -> String {
+    page_refreshing(title, banner, version, csrf, body, None)
+}
+
+/// [`page`] that the browser reloads every `refresh_s` seconds (polling without scripts).
+pub fn page_refreshing(
+    title: &str,
+    banner: &str,
+    version: &str,
+    csrf: Option<&str>,
+    body: &str,
+    refresh_s: Option<u32>,
+) -> String {
     let mut out = String::new();
+    let refresh = refresh_s
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .unwrap_or_default();
     let _ = write!(
         out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title} — ivr admin</title><style>{CSS}</style></head><body><header>\
          <strong>ivr admin</strong><span class=\"hours\" id=\"hours\">{banner}</span>",
@@ -41,7 +56,7 @@ pub fn page(title: &str, banner: &str, version: &str, csrf: Option<&str>, body: 
     if let Some(csrf) = csrf {
         let _ = write!(
             out,
-            "<nav><a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a></nav>\
+            "<nav><a href=\"/calls\">Live calls</a> · <a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a></nav>\
              <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Log out</button></form>",
             esc(csrf)
         );

@@ -124,6 +124,7 @@ fn router(app: Shared) -> Router {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/", get(pages::voicemails))
+        .route("/calls", get(pages::calls))
         .route("/cdrs", get(pages::cdrs))
         .route("/outbox", get(pages::outbox))
         .route("/voicemails/{id}/ack", post(pages::ack))

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::api::{CdrQuery, post_fields, with_store};
 use super::guard::{COOKIE, Refusal, Who, authenticate, check_csrf, cookie, source, verify_token};
-use super::html::{esc, page, post_button};
+use super::html::{esc, page, page_refreshing, post_button};
 use super::{SESSION_TTL, Shared, VERSION, banner};
 use crate::services::voicemails::CallbackStatus;
 use crate::services::{cdrs, outbox, voicemails};
@@ -155,6 +155,7 @@ pub async fn voicemails(
     };
     let mut body = live_calls(&app, now);
     body.push_str("<h2>Voicemails</h2>");
+    // The voicemail list is not reloaded by itself: a reload would stop a message playing.
     if list.is_empty() {
         body.push_str("<p>No voicemails.</p>");
     } else {
@@ -194,7 +195,32 @@ pub async fn voicemails(
     render(&app, "Voicemails", &csrf, &body)
 }
 
-/// The live calls table (a reload refreshes it; SSE or polling comes later).
+/// Live calls alone, reloaded by the browser every few seconds (no scripts needed).
+pub async fn calls(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, csrf) = match viewer(&app, &headers, peer).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = live_calls(&app, app.now());
+    Html(page_refreshing(
+        "Live calls",
+        &banner(&app),
+        VERSION,
+        Some(&csrf),
+        &body,
+        Some(LIVE_REFRESH_S),
+    ))
+    .into_response()
+}
+
+/// How often the live calls page reloads itself.
+const LIVE_REFRESH_S: u32 = 3;
+
+/// The live calls table.
 fn live_calls(app: &Shared, now: jiff::Timestamp) -> String {
     let calls = app.ctx.live.snapshot();
     let mut out = format!("<h2>Live calls ({})</h2>", calls.len());
@@ -218,7 +244,7 @@ fn live_calls(app: &Shared, now: jiff::Timestamp) -> String {
         }
         out.push_str("</table>");
     }
-    out.push_str("<p class=\"todo\">Not here yet: what each call is doing (flow node, ringing, bridged), live updates, staff phones and desk groups, flow graphs.</p>");
+    out.push_str("<p class=\"todo\">Not here yet: what each call is doing (flow node, ringing, bridged), staff phones and desk groups, flow graphs.</p>");
     out
 }
 
