@@ -207,6 +207,8 @@ async fn a_live_call_is_listed_while_it_is_up() {
     .expect("config");
     let ivr = Ivr::start(&[
         "--hold-after-prompt",
+        "--admin",
+        "127.0.0.1:0",
         "--config",
         config.to_str().expect("utf-8"),
     ]);

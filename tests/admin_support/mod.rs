@@ -153,6 +153,8 @@ pub fn start(dir: &Path, data: &Path, extra_config: &str) -> Ivr {
             prompts.to_str().expect("utf-8"),
             "--flow",
             flow.to_str().expect("utf-8"),
+            "--admin",
+            "127.0.0.1:0",
         ],
     )
 }
