@@ -57,6 +57,10 @@ enum Command {
         /// events and callback deadlines all read it. For tests and demos.
         #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
         now: Option<jiff::Timestamp>,
+        /// Admin web page and API listen address (default [admin] listen, 127.0.0.1:8080);
+        /// an empty value turns it off.
+        #[arg(long, value_name = "ADDR:PORT", value_parser = parse_admin_listen)]
+        admin: Option<String>,
     },
     /// Check call flows: every error with file:line:col and a hint; exit status 1 on errors.
     /// With no FLOW, checks the flows the config names (flows.default and [flows.numbers]), as
@@ -157,6 +161,21 @@ enum Command {
         #[command(subcommand)]
         command: VoicemailCommand,
     },
+    /// The admin web page and API.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    #[command(verbatim_doc_comment)]
+    /// Read an admin token on standard input and print its argon2 hash for [admin] token_hash.
+    ///
+    /// Example:
+    ///   head -c 24 /dev/urandom | base64 | tee token.txt | ivr admin hash-token
+    HashToken,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hold_after_prompt,
             flow,
             now,
+            admin,
         } => {
             let source = ivr::config::ConfigSource {
                 file: config,
@@ -302,6 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     hold_after_prompt,
                     flow,
                     now,
+                    admin,
                 },
             };
             let cfg = source.load()?;
@@ -400,6 +421,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Voicemail {
             command: VoicemailCommand::List { data, now },
         } => voicemail_list(&data, now),
+        Command::Admin {
+            command: AdminCommand::HashToken,
+        } => admin_hash_token(),
     }
 }
 
@@ -409,20 +433,25 @@ fn cdr_export(
     data: &DataArgs,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use ivr::store::Store;
+    use ivr::services::cdrs;
     let store = data.open()?;
-    let cdrs = store.cdrs_between(from, to)?;
+    let filter = cdrs::CdrFilter {
+        from,
+        to,
+        ..cdrs::CdrFilter::default()
+    };
+    let cdrs = cdrs::find(&store, &filter)?;
     match out {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            ivr::store::write_cdrs_csv(std::io::BufWriter::new(file), &cdrs)
+            cdrs::write_csv(std::io::BufWriter::new(file), &cdrs)
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {} call records to {}", cdrs.len(), path.display());
         }
         None => {
             let stdout = std::io::stdout();
-            ivr::store::write_cdrs_csv(std::io::BufWriter::new(stdout.lock()), &cdrs)
+            cdrs::write_csv(std::io::BufWriter::new(stdout.lock()), &cdrs)
                 .context("writing CSV to standard output")?;
         }
     }
@@ -435,13 +464,13 @@ fn voicemail_ack(
     data: &DataArgs,
     now: Option<jiff::Timestamp>,
 ) -> anyhow::Result<()> {
-    use ivr::store::{AckOutcome, Store};
+    use ivr::store::AckOutcome;
     let store = data.open()?;
     let by = by
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "ivr voicemail ack".to_string());
     let at = now.map_or_else(ivr::clock::Clock::system, ivr::clock::Clock::starting_at);
-    match store.ack_voicemail(id, &by, at.now())? {
+    match ivr::services::voicemails::ack(&store, id, &by, at.now())? {
         AckOutcome::Acked => {
             println!("voicemail {id} acknowledged by {by}; its callback timer is stopped");
             Ok(())
@@ -458,10 +487,9 @@ fn voicemail_ack(
 }
 
 fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Result<()> {
-    use ivr::store::{SlaState, Store};
     let store = data.open()?;
     let now = now.unwrap_or_else(jiff::Timestamp::now);
-    let list = store.voicemails()?;
+    let list = ivr::services::voicemails::list(&store, now)?;
     if list.is_empty() {
         println!("no voicemails in {}", store.path().display());
         return Ok(());
@@ -469,18 +497,9 @@ fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Resu
     println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE");
     // Callers chose these texts; an ESC sequence must not reach the admin's terminal.
     let show = ivr::text::escape_control;
-    for vm in list {
-        let status = match (vm.sla_state, vm.acked_at, vm.escalated_at) {
-            (SlaState::Acked, Some(at), _) => {
-                format!(
-                    "acked by {} at {at}",
-                    show(&vm.acked_by.unwrap_or_default())
-                )
-            }
-            (SlaState::Escalated, _, Some(at)) => format!("ESCALATED at {at}, not acked"),
-            _ if vm.sla_due_at <= now => format!("OVERDUE since {}", vm.sla_due_at),
-            _ => format!("waiting, callback due by {}", vm.sla_due_at),
-        };
+    for listed in list {
+        let status = listed.status.describe();
+        let vm = listed.voicemail;
         println!(
             "{}\t{}\t{}\t{}\t{}\t{:.1}\t{status}\t{}",
             vm.id,
@@ -493,6 +512,35 @@ fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Resu
         );
     }
     Ok(())
+}
+
+/// `ivr admin hash-token`: the token is read from stdin (never a flag: flags end up in shell
+/// history and `ps`); one trailing newline is dropped, as `echo` and `tee` add it.
+fn admin_hash_token() -> anyhow::Result<()> {
+    let mut token = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+        .context("reading the token from standard input")?;
+    let token = token
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&token);
+    if token.len() < 16 {
+        anyhow::bail!(
+            "the token on standard input is {} bytes; use at least 16 random bytes (e.g. `head -c 24 /dev/urandom | base64`)",
+            token.len()
+        );
+    }
+    let hash = ivr::http::auth::hash_token(token)
+        .map_err(|e| anyhow::anyhow!("hashing the token: {e}"))?;
+    println!("{hash}");
+    Ok(())
+}
+
+fn parse_admin_listen(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    parse_listen(s).map(|a| a.to_string())
 }
 
 /// The config `ivr check`, `simulate` and `graph` work with, resolved as `ivr serve` resolves

@@ -118,6 +118,8 @@ pub struct CallSettings {
     pub desk: DeskSettings,
     /// The process's metrics (`GET /metrics` renders them).
     pub metrics: crate::metrics::Metrics,
+    /// Calls up now, for the admin page (registered at start, removed at end).
+    pub live: crate::live::LiveCalls,
 }
 
 pub(crate) struct Call {
@@ -205,6 +207,15 @@ pub async fn run(
     facts.caller_agreed_recently = rec.agreed_recently;
     facts.caller_known = rec.client.is_some();
     facts.client_agreement = rec.agreement();
+    let _live = settings.live.register(crate::live::LiveCall {
+        call_id: rec.call_id.clone(),
+        caller: rec.caller.as_str().to_string(),
+        called: rec.called.clone(),
+        client: rec.client.as_ref().map(|c| c.name.clone()),
+        repeat: rec.repeat,
+        after_hours: rec.after_hours,
+        started_at: rec.started_at,
+    });
     let summary = answer_and_run(&mut call, &incoming, &settings, facts, &mut rec).await;
     settings.memory.call_ended(&rec, &summary).await;
     let outcome = memory::outcome_of(&rec, &summary);

@@ -59,6 +59,7 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub webhooks: WebhooksConfig,
     pub sla: SlaConfig,
+    pub admin: AdminConfig,
     pub staff: StaffConfig,
     pub desk: DeskConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).

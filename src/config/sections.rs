@@ -49,6 +49,16 @@ pub struct SlaConfig {
     pub callback_minutes: u64,
 }
 
+/// `[admin]`: the admin web page and API (`src/http`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// HTTP listen address; empty turns the admin server off.
+    pub listen: String,
+    /// Argon2 PHC hash of the admin token (`ivr admin hash-token`); empty: `IVR_ADMIN_TOKEN`.
+    pub token_hash: String,
+}
+
 /// `[staff]`: the registrar for staff phones (REGISTER with digest auth, issue 6).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

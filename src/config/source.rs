@@ -17,6 +17,8 @@ pub struct Overrides {
     pub hold_after_prompt: bool,
     pub flow: Option<PathBuf>,
     pub now: Option<jiff::Timestamp>,
+    /// `--admin ADDR` (empty: the admin server off).
+    pub admin: Option<String>,
 }
 
 /// The config file (none: the built-in defaults) and the flags over it.
@@ -42,6 +44,9 @@ impl ConfigSource {
         }
         if let Some(prompts) = &o.prompts {
             cfg.prompts.dir = cfg.flag_path("prompts.dir", "--prompts", prompts);
+        }
+        if let Some(admin) = &o.admin {
+            cfg.admin.listen = admin.clone();
         }
         if o.hold_after_prompt {
             cfg.call.hold_after_prompt = true;

@@ -355,3 +355,26 @@ fn a_flag_s_path_resolves_against_the_working_directory() {
     assert_eq!(dir, std::env::current_dir().unwrap().join("here"));
     assert_eq!(c.path_origin("data.dir"), "--data here");
 }
+
+#[test]
+fn admin_listen_and_token_hash_are_checked() {
+    let c = Config::embedded();
+    assert_eq!(c.admin.listen, "127.0.0.1:8080");
+    assert!(c.admin.token_hash.is_empty(), "never a default token");
+    let off = Config::from_str("[admin]\nlisten = \"\"\n", "t.toml").unwrap();
+    assert!(off.admin.listen.is_empty());
+    let e = Config::from_str("[admin]\nlisten = \"localhost\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config t.toml: admin.listen = \"localhost\""),
+        "{e}"
+    );
+    let e = Config::from_str("[admin]\ntoken_hash = \"s3cret\"\n", "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("admin.token_hash") && e.contains("ivr admin hash-token"),
+        "{e}"
+    );
+}

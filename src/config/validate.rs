@@ -102,6 +102,19 @@ impl Config {
                 return Err(bad(key, url, "expected an http:// or https:// URL".into()));
             }
         }
+        if !self.admin.listen.is_empty() {
+            parse_listen(&self.admin.listen)
+                .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;
+        }
+        if !self.admin.token_hash.is_empty()
+            && let Err(e) = argon2::PasswordHash::new(&self.admin.token_hash)
+        {
+            return Err(bad(
+                "admin.token_hash",
+                &self.admin.token_hash,
+                format!("not an argon2 hash ({e}); make one with `ivr admin hash-token`"),
+            ));
+        }
         if self.sla.callback_minutes == 0 {
             return Err(bad(
                 "sla.callback_minutes",

@@ -132,14 +132,29 @@ async fn run(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let memory = open_memory(&config, parts.clients.clone(), clock, &shutdown_rx)?;
+    let (memory, sqlite) = open_memory(&config, parts.clients.clone(), clock, &shutdown_rx)?;
     // One registry for the process: reloads carry it into each new set of call settings.
     let metrics = crate::metrics::Metrics::new();
     watch_store(&metrics, &memory, clock);
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
+    let live_calls = crate::live::LiveCalls::new();
+    let admin = AdminStart {
+        live: live_calls.clone(),
+        store: sqlite,
+        notifier: memory.notifier.clone(),
+        health: memory.health.clone(),
+        prompts_loaded: parts.prompts.len(),
+        hours: parts.hours.clone(),
+        metrics: metrics.clone(),
+    };
+    let process = ProcessWide {
+        clock,
+        metrics,
+        live: live_calls,
+    };
     let live = Arc::new(LiveSettings::new(Arc::new(call_settings(
-        &config, parts, memory, clock, metrics,
+        &config, parts, memory, process,
     ))));
     // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
     // finds this run's outcome to compare with.
@@ -208,12 +223,17 @@ async fn run(
         source,
     })?;
     println!("ivr: SIP listening on {local} (UDP and TCP)");
+    // After the SIP line: tests and scripts read that one first.
+    let admin_task = start_admin(&config, admin, clock, local).await;
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
     let _ = done_rx.await;
     // Calls have drained; records the store refused (a full disk) get a last try.
     crate::call::call_writer::flush_owed(Duration::from_secs(5)).await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
     // Calls have drained: the webhook worker makes its last round (call_ended events) and stops.
     let _ = shutdown_tx.send(true);
     let tasks = std::mem::take(&mut *background_tasks().lock().unwrap_or_else(|e| e.into_inner()));
@@ -306,7 +326,7 @@ fn open_memory(
     clients: Vec<Client>,
     clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Memory, ServeError> {
+) -> Result<(Memory, Option<Arc<SqliteStore>>), ServeError> {
     let endpoint =
         |url: &str, secret: &str| -> Result<Option<crate::notify::Endpoint>, ServeError> {
             if url.is_empty() {
@@ -322,7 +342,7 @@ fn open_memory(
             &config.webhooks.escalation_secret,
         )?,
     };
-    let store: Option<Arc<dyn Store>> = match SqliteStore::open(&config.data.dir) {
+    let sqlite = match SqliteStore::open(&config.data.dir) {
         Ok(s) => {
             info!(db = %s.path().display(), "store opened");
             Some(Arc::new(s))
@@ -332,6 +352,7 @@ fn open_memory(
             None
         }
     };
+    let store: Option<Arc<dyn Store>> = sqlite.clone().map(|s| s as Arc<dyn Store>);
     let notifier = match &store {
         Some(store) => {
             let n = Notifier::new(
@@ -377,7 +398,7 @@ fn open_memory(
     );
     crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
     crate::call::recovery::close_interrupted_calls(&memory);
-    Ok(memory)
+    Ok((memory, sqlite))
 }
 
 /// The clients from `[[clients]]` and `billing.clients_csv`, checked.
@@ -436,9 +457,13 @@ fn call_settings(
     config: &Config,
     parts: Reloadable,
     memory: Memory,
-    clock: Clock,
-    metrics: crate::metrics::Metrics,
+    process: ProcessWide,
 ) -> CallSettings {
+    let ProcessWide {
+        clock,
+        metrics,
+        live,
+    } = process;
     CallSettings {
         prompts: Arc::new(parts.prompts),
         flows: parts.flows,
@@ -462,5 +487,71 @@ fn call_settings(
         },
         desk: parts.desk,
         metrics,
+        live,
+    }
+}
+
+/// What every set of call settings shares, whatever a reload changes: the clock, the metrics
+/// registry and the live calls.
+#[derive(Clone)]
+pub(super) struct ProcessWide {
+    pub clock: Clock,
+    pub metrics: crate::metrics::Metrics,
+    pub live: crate::live::LiveCalls,
+}
+
+/// What the admin server needs that `serve` hands on to the call tasks.
+struct AdminStart {
+    store: Option<Arc<SqliteStore>>,
+    notifier: Option<Notifier>,
+    health: crate::health::Health,
+    prompts_loaded: usize,
+    hours: BusinessHours,
+    live: crate::live::LiveCalls,
+    metrics: crate::metrics::Metrics,
+}
+
+/// Starts the admin HTTP server when `[admin] listen` is set and prints
+/// `ivr: admin listening on ADDR`. A port it cannot bind is logged, not fatal: the line must
+/// answer calls even when its admin page cannot start.
+async fn start_admin(
+    config: &Config,
+    admin: AdminStart,
+    clock: Clock,
+    sip: SocketAddr,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if config.admin.listen.is_empty() {
+        info!("admin server off ([admin] listen is empty)");
+        return None;
+    }
+    let listen: SocketAddr = config.admin.listen.parse().ok()?;
+    let ctx = crate::http::AdminContext {
+        store: admin.store,
+        notifier: admin.notifier,
+        health: admin.health,
+        clock,
+        hours: admin.hours,
+        data_dir: config.data.dir.clone(),
+        prompts_loaded: admin.prompts_loaded,
+        sip,
+        started: clock.now(),
+        live: admin.live,
+        metrics: admin.metrics,
+        token: crate::http::auth::TokenCheck::new(
+            &config.admin.token_hash,
+            std::env::var("IVR_ADMIN_TOKEN").ok(),
+        ),
+    };
+    match crate::http::start(listen, ctx).await {
+        Ok((local, task)) => {
+            println!("ivr: admin listening on {local}");
+            info!(addr = %local, "admin server listening");
+            Some(task)
+        }
+        Err(e) => {
+            tracing::error!(addr = %listen, error = %e, from = %config.path_origin("admin.listen"),
+                "cannot start the admin server; calls are still answered");
+            None
+        }
     }
 }

@@ -295,13 +295,12 @@ impl Reloader {
             trusted_proxies: old.callers.trusted_proxies.clone(),
             ..memory
         };
-        let fresh = super::call_settings(
-            &config,
-            parts,
-            memory,
-            current.clock,
-            current.metrics.clone(),
-        );
+        let process = super::ProcessWide {
+            clock: current.clock,
+            metrics: current.metrics.clone(),
+            live: current.live.clone(),
+        };
+        let fresh = super::call_settings(&config, parts, memory, process);
         // What needs a restart keeps the value the process runs with.
         let settings = CallSettings {
             data_dir: current.data_dir.clone(),

@@ -20,6 +20,7 @@
 mod backlog;
 mod cdr_csv;
 mod disk;
+mod outbox_admin;
 mod schema;
 mod sqlite;
 mod types;

@@ -137,7 +137,7 @@ impl SqliteStore {
     }
 
     /// Run a read-only `f` on the read connection.
-    fn read<T>(
+    pub(super) fn read<T>(
         &self,
         doing: &str,
         f: impl FnOnce(&Connection) -> Result<T, Fail>,

@@ -1,0 +1,480 @@
+//! The JSON API under `/api`: bearer token or session cookie (POSTs with a cookie also need
+//! the session's CSRF token in `X-CSRF-Token` or a `csrf` field).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tower::ServiceExt;
+
+use super::guard::{authenticate, check_csrf};
+use super::{Shared, VERSION, banner};
+use crate::services::cdrs::CdrFilter;
+use crate::services::voicemails::{CallbackStatus, Listed};
+use crate::services::{cdrs, outbox, voicemails};
+use crate::store::{AckOutcome, Cdr, OutboxRow, Outcome, SqliteStore, StoreError};
+
+/// An error answered as `{"error": ...}` with a status.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// Runs blocking store work off the runtime; no store means 503.
+pub async fn with_store<T: Send + 'static>(
+    app: &Shared,
+    f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Some(store) = app.ctx.store.clone() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable (it could not be opened at start; see the log)".into(),
+        ));
+    };
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+pub async fn status(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let now = app.now();
+    Json(json!({
+        "version": VERSION,
+        "now": now.to_string(),
+        "uptime_s": now.duration_since(app.ctx.started).as_secs().max(0),
+        "open": app.ctx.hours.is_open(now),
+        "hours": banner(&app),
+        "sip": app.ctx.sip.to_string(),
+    }))
+    .into_response()
+}
+
+/// Calls up now (caller, client, repeat flag, how long); state inside the call is not tracked yet.
+pub async fn calls(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let now = app.now();
+    let calls: Vec<_> = app
+        .ctx
+        .live
+        .snapshot()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "call_id": c.call_id,
+                "caller": c.caller,
+                "called": c.called,
+                "client": c.client,
+                "repeat": c.repeat,
+                "after_hours": c.after_hours,
+                "started_at": c.started_at.to_string(),
+                "duration_s": now.duration_since(c.started_at).as_secs().max(0),
+            })
+        })
+        .collect();
+    Json(calls).into_response()
+}
+
+pub fn voicemail_json(l: &Listed) -> serde_json::Value {
+    let vm = &l.voicemail;
+    let mut status = json!({ "state": l.status.name(), "text": l.status.describe() });
+    match &l.status {
+        CallbackStatus::Acked { by, at } => {
+            status["by"] = json!(by);
+            status["at"] = json!(at.to_string());
+        }
+        CallbackStatus::Escalated { at } => status["at"] = json!(at.to_string()),
+        CallbackStatus::Overdue { since } => status["since"] = json!(since.to_string()),
+        CallbackStatus::Waiting { due } => status["due"] = json!(due.to_string()),
+    }
+    json!({
+        "id": vm.id,
+        "call_id": vm.call_id,
+        "caller": vm.caller,
+        "client": vm.client,
+        "ticket": vm.ticket,
+        "duration_ms": vm.duration_ms,
+        "created_at": vm.created_at.to_string(),
+        "sla_due_at": vm.sla_due_at.to_string(),
+        "status": status,
+        "audio_url": format!("/api/voicemails/{}/audio", vm.id),
+    })
+}
+
+pub async fn voicemails(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let now = app.now();
+    match with_store(&app, move |s| voicemails::list(s, now)).await {
+        Ok(list) => Json(list.iter().map(voicemail_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The WAV of a voicemail (Range requests and Content-Length by `tower_http`'s `ServeFile`).
+pub async fn audio(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Response {
+    if let Err(r) = authenticate(&app, req.headers(), peer).await {
+        return r.into_response();
+    }
+    let data_dir = app.ctx.data_dir.clone();
+    let path = match with_store(&app, move |s| voicemails::audio_path(s, id, &data_dir)).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return ApiError(StatusCode::NOT_FOUND, format!("no voicemail {id}")).into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let serve = tower_http::services::ServeFile::new(&path);
+    match serve.oneshot(req).await {
+        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => ApiError(
+            StatusCode::NOT_FOUND,
+            format!("voicemail {id}: its file {} is missing", path.display()),
+        )
+        .into_response(),
+        Ok(mut resp) => {
+            // Whatever the file is called, it is a WAV; never let a browser sniff it as HTML.
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+            resp.into_response()
+        }
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Fields of a POST: JSON object or form, whichever the body is.
+pub fn post_fields(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        serde_json::from_slice::<HashMap<String, serde_json::Value>>(body)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+            .collect()
+    } else {
+        serde_urlencoded::from_bytes(body).unwrap_or_default()
+    }
+}
+
+fn csrf_given<'a>(headers: &'a HeaderMap, fields: &'a HashMap<String, String>) -> Option<&'a str> {
+    headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .or(fields.get("csrf").map(String::as_str))
+}
+
+pub async fn ack(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match authenticate(&app, &headers, peer).await {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let fields = post_fields(&headers, &body);
+    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
+        return r.into_response();
+    }
+    let by = who
+        .user
+        .clone()
+        .or_else(|| fields.get("by").cloned())
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "admin API".to_string());
+    let at = app.now();
+    let by2 = by.clone();
+    match with_store(&app, move |s| voicemails::ack(s, id, &by2, at)).await {
+        Ok(AckOutcome::Acked) => {
+            Json(json!({ "id": id, "outcome": "acked", "by": by, "at": at.to_string() }))
+                .into_response()
+        }
+        Ok(AckOutcome::AlreadyAcked { by, at }) => {
+            Json(json!({ "id": id, "outcome": "already_acked", "by": by, "at": at.to_string() }))
+                .into_response()
+        }
+        Ok(AckOutcome::NotFound) => {
+            ApiError(StatusCode::NOT_FOUND, format!("no voicemail {id}")).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `?from=&to=&client=&outcome=`; empty values mean no filter.
+#[derive(Debug, Default, Deserialize)]
+pub struct CdrQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub client: Option<String>,
+    pub outcome: Option<String>,
+}
+
+impl CdrQuery {
+    pub fn filter(&self) -> Result<CdrFilter, ApiError> {
+        let time = |name: &str, v: &Option<String>| -> Result<Option<jiff::Timestamp>, ApiError> {
+            match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => parse_time(v).map(Some).ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!("{name}={v:?}: expected RFC 3339 (2026-11-27T22:30:00-05:00) or a date (2026-11-27, UTC)"),
+                    )
+                }),
+            }
+        };
+        let outcome = match self.outcome.as_deref().filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(Outcome::parse(v).ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("outcome={v:?}: expected bridged, voicemail, abandoned, closed_hours or rejected"),
+                )
+            })?),
+        };
+        Ok(CdrFilter {
+            from: time("from", &self.from)?,
+            to: time("to", &self.to)?,
+            client: self.client.clone().filter(|c| !c.is_empty()),
+            outcome,
+        })
+    }
+}
+
+/// RFC 3339, or a bare date (midnight UTC), or a `datetime-local` value (taken as UTC).
+fn parse_time(v: &str) -> Option<jiff::Timestamp> {
+    v.parse::<jiff::Timestamp>()
+        .ok()
+        .or_else(|| {
+            v.parse::<jiff::civil::DateTime>()
+                .ok()
+                .and_then(|d| d.in_tz("UTC").ok())
+                .map(|z| z.timestamp())
+        })
+        .or_else(|| {
+            v.parse::<jiff::civil::Date>()
+                .ok()
+                .and_then(|d| d.in_tz("UTC").ok())
+                .map(|z| z.timestamp())
+        })
+}
+
+pub fn cdr_json(c: &Cdr) -> serde_json::Value {
+    let t = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string());
+    json!({
+        "call_id": c.call_id,
+        "started_at": c.started_at.to_string(),
+        "answered_at": t(c.answered_at),
+        "ended_at": t(c.ended_at),
+        "talk_seconds": c.talk_seconds,
+        "caller": c.caller,
+        "called": c.called,
+        "client": c.client,
+        "after_hours": c.after_hours,
+        "agreement": c.agreement,
+        "rate_multiplier": c.rate_multiplier,
+        "digits": c.digits,
+        "ticket": c.ticket,
+        "outcome": c.outcome.map(Outcome::as_str),
+        "end_reason": c.end_reason,
+        "repeat": c.repeat,
+        "answered_by": c.answered_by,
+    })
+}
+
+pub async fn cdrs(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<CdrQuery>,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    match with_store(&app, move |s| cdrs::find(s, &filter)).await {
+        Ok(list) => Json(list.iter().map(cdr_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn cdrs_csv(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<CdrQuery>,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let csv = with_store(&app, move |s| {
+        let list = cdrs::find(s, &filter)?;
+        let mut out = Vec::new();
+        cdrs::write_csv(&mut out, &list).map_err(|e| StoreError::Database {
+            doing: "writing CSV".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(out)
+    })
+    .await;
+    match csv {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"cdrs.csv\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn outbox_json(r: &OutboxRow) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "event_type": r.event_type,
+        "call_id": r.call_id,
+        "target": r.target,
+        "created_at": r.created_at.to_string(),
+        "attempts": r.attempts,
+        "next_attempt_at": r.next_attempt_at.to_string(),
+        "last_error": r.last_error,
+        "state": if r.attempts == 0 { "pending" } else { "failed" },
+    })
+}
+
+pub async fn outbox(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authenticate(&app, &headers, peer).await {
+        return r.into_response();
+    }
+    match with_store(&app, outbox::undelivered).await {
+        Ok(rows) => Json(rows.iter().map(outbox_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn retry(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match authenticate(&app, &headers, peer).await {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let fields = post_fields(&headers, &body);
+    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
+        return r.into_response();
+    }
+    let now = app.now();
+    let notifier = app.ctx.notifier.clone();
+    match with_store(&app, move |s| {
+        outbox::retry_now(s, notifier.as_ref(), id, now)
+    })
+    .await
+    {
+        Ok(true) => Json(json!({ "id": id, "retry_at": now.to_string() })).into_response(),
+        Ok(false) => ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no undelivered outbox event {id}"),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdr_filter_reads_dates_and_refuses_nonsense() {
+        let q = CdrQuery {
+            from: Some("2026-11-27".into()),
+            to: Some("2026-11-28T00:00:00-05:00".into()),
+            client: Some(String::new()),
+            outcome: Some("voicemail".into()),
+        };
+        let f = q.filter().ok().expect("valid");
+        assert_eq!(f.from, Some("2026-11-27T00:00:00Z".parse().unwrap()));
+        assert_eq!(f.to, Some("2026-11-28T05:00:00Z".parse().unwrap()));
+        assert_eq!(f.client, None, "empty means any");
+        assert_eq!(f.outcome, Some(Outcome::Voicemail));
+        let bad = CdrQuery {
+            outcome: Some("won".into()),
+            ..CdrQuery::default()
+        };
+        assert!(bad.filter().is_err());
+        let bad = CdrQuery {
+            from: Some("yesterday".into()),
+            ..CdrQuery::default()
+        };
+        assert!(bad.filter().is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The admin web server inside `ivr serve` (axum, on the same tokio runtime): the health checks,
+//! the JSON API under `/api` and the server-rendered admin pages, all on top of the same
+//! [`crate::services`] the CLI uses.
+//!
+//! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
+//! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; reload (`/api/reload`) slots in as
+//! one more route in [`router`].
+
+mod api;
+pub mod auth;
+mod guard;
+mod html;
+mod metrics;
+mod pages;
+mod ready;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use jiff::Timestamp;
+
+use crate::clock::Clock;
+use crate::health::Health;
+use crate::hours::BusinessHours;
+use crate::notify::Notifier;
+use crate::store::SqliteStore;
+
+use auth::{LoginThrottle, Sessions, TokenCheck, TokenVerifier};
+
+/// The build version shown on every page and in `/api/status`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long a login lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most sessions kept at once; the oldest is dropped beyond it.
+const MAX_SESSIONS: usize = 1000;
+
+/// What the admin server reads from the running line.
+pub struct AdminContext {
+    /// `None` when the store could not be opened (the pages then say so).
+    pub store: Option<Arc<SqliteStore>>,
+    pub notifier: Option<Notifier>,
+    pub health: Health,
+    pub clock: Clock,
+    pub hours: BusinessHours,
+    pub data_dir: PathBuf,
+    pub prompts_loaded: usize,
+    pub sip: SocketAddr,
+    pub started: Timestamp,
+    pub live: crate::live::LiveCalls,
+    pub metrics: crate::metrics::Metrics,
+    pub token: TokenCheck,
+}
+
+/// The shared state of every request.
+pub(crate) struct App {
+    ctx: AdminContext,
+    verifier: Mutex<TokenVerifier>,
+    sessions: Mutex<Sessions>,
+    throttle: Mutex<LoginThrottle>,
+    /// The listener is on loopback: the unauthenticated readiness body may name paths and
+    /// errors. Elsewhere it says only which checks pass.
+    loopback: bool,
+}
+
+impl App {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.ctx.clock.now()
+    }
+}
+
+type Shared = Arc<App>;
+
+/// Binds `listen` and serves until the returned task is aborted (the server does so once calls
+/// have drained). Returns the bound address (port 0 picks a free one).
+pub async fn start(
+    listen: SocketAddr,
+    mut ctx: AdminContext,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !ctx.token.configured() {
+        tracing::warn!(
+            "admin: no token configured ([admin] token_hash or IVR_ADMIN_TOKEN): the admin page and API refuse every request"
+        );
+    }
+    // The verifier owns the token; the context keeps nothing of it.
+    let token = std::mem::replace(&mut ctx.token, TokenCheck::Unconfigured);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let app = Arc::new(App {
+        loopback: local.ip().is_loopback(),
+        verifier: Mutex::new(TokenVerifier::new(token)),
+        ctx,
+        sessions: Mutex::new(Sessions::new(SESSION_TTL, MAX_SESSIONS)),
+        throttle: Mutex::new(LoginThrottle::new(
+            5,
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+        )),
+    });
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, service).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/health/live", get(ready::live))
+        .route("/health/ready", get(ready::ready))
+        .route("/metrics", get(metrics::metrics))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::voicemails))
+        .route("/calls", get(pages::calls))
+        .route("/cdrs", get(pages::cdrs))
+        .route("/outbox", get(pages::outbox))
+        .route("/voicemails/{id}/ack", post(pages::ack))
+        .route("/outbox/{id}/retry", post(pages::retry))
+        .route("/api/status", get(api::status))
+        .route("/api/calls", get(api::calls))
+        .route("/api/voicemails", get(api::voicemails))
+        .route("/api/voicemails/{id}/audio", get(api::audio))
+        .route("/api/voicemails/{id}/ack", post(api::ack))
+        .route("/api/cdrs", get(api::cdrs))
+        .route("/api/cdrs.csv", get(api::cdrs_csv))
+        .route("/api/outbox", get(api::outbox))
+        .route("/api/outbox/{id}/retry", post(api::retry))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+/// On every response: no framing (the Acknowledge button cannot be clickjacked), no scripts or
+/// remote resources, no MIME sniffing, nothing cached by shared caches or kept as a referrer.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The business-hours banner text, e.g. `closed (after hours) — ...; opens Monday 09:00`.
+fn banner(app: &App) -> String {
+    app.ctx.hours.describe(app.now())
+}

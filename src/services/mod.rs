@@ -1,0 +1,7 @@
+//! What an operator does with the line's memory, shared by the CLI (`ivr voicemail`, `ivr cdr`)
+//! and the admin web page and API (`src/http`): one implementation, so both say and do the same.
+//! Blocking (they call the store); async callers run them on `spawn_blocking`.
+
+pub mod cdrs;
+pub mod outbox;
+pub mod voicemails;

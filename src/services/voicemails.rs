@@ -1,0 +1,187 @@
+//! Voicemails with their callback status, acknowledgement, and the WAV behind each.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::store::{AckOutcome, SlaState, Store, StoreError, Voicemail};
+
+/// Where a voicemail's callback promise stands at a given time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallbackStatus {
+    Acked { by: String, at: Timestamp },
+    Escalated { at: Timestamp },
+    Overdue { since: Timestamp },
+    Waiting { due: Timestamp },
+}
+
+impl CallbackStatus {
+    /// The status of `vm` judged at `now`.
+    pub fn of(vm: &Voicemail, now: Timestamp) -> CallbackStatus {
+        match (vm.sla_state, vm.acked_at, vm.escalated_at) {
+            (SlaState::Acked, Some(at), _) => CallbackStatus::Acked {
+                by: vm.acked_by.clone().unwrap_or_default(),
+                at,
+            },
+            (SlaState::Escalated, _, Some(at)) => CallbackStatus::Escalated { at },
+            _ if vm.sla_due_at <= now => CallbackStatus::Overdue {
+                since: vm.sla_due_at,
+            },
+            _ => CallbackStatus::Waiting { due: vm.sla_due_at },
+        }
+    }
+
+    /// A short machine name: `acked`, `escalated`, `overdue`, `waiting`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallbackStatus::Acked { .. } => "acked",
+            CallbackStatus::Escalated { .. } => "escalated",
+            CallbackStatus::Overdue { .. } => "overdue",
+            CallbackStatus::Waiting { .. } => "waiting",
+        }
+    }
+
+    /// The sentence `ivr voicemail list` prints (`by` is caller-free but admin-typed: escaped).
+    pub fn describe(&self) -> String {
+        match self {
+            CallbackStatus::Acked { by, at } => {
+                format!("acked by {} at {at}", crate::text::escape_control(by))
+            }
+            CallbackStatus::Escalated { at } => format!("ESCALATED at {at}, not acked"),
+            CallbackStatus::Overdue { since } => format!("OVERDUE since {since}"),
+            CallbackStatus::Waiting { due } => format!("waiting, callback due by {due}"),
+        }
+    }
+}
+
+/// A voicemail and its status at the time of the listing.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub voicemail: Voicemail,
+    pub status: CallbackStatus,
+}
+
+/// Every voicemail, oldest first, judged at `now`.
+pub fn list(store: &dyn Store, now: Timestamp) -> Result<Vec<Listed>, StoreError> {
+    Ok(store
+        .voicemails()?
+        .into_iter()
+        .map(|voicemail| Listed {
+            status: CallbackStatus::of(&voicemail, now),
+            voicemail,
+        })
+        .collect())
+}
+
+/// Acknowledges voicemail `id` for `by` at `at` (stops its callback timer).
+pub fn ack(store: &dyn Store, id: i64, by: &str, at: Timestamp) -> Result<AckOutcome, StoreError> {
+    store.ack_voicemail(id, by, at)
+}
+
+/// The WAV file of voicemail `id`, if there is such a voicemail. Rows keep the path as the
+/// data directory was named when the message was recorded (relative, in old databases, or
+/// before the directory moved); when that path is gone, the file of the same name in
+/// `data_dir/voicemail` is the one (the name is unique: time and Call-ID).
+pub fn audio_path(
+    store: &dyn Store,
+    id: i64,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, StoreError> {
+    Ok(store.voicemail(id)?.map(|vm| {
+        if vm.path.is_file() {
+            return vm.path;
+        }
+        vm.path
+            .file_name()
+            .map(|name| data_dir.join("voicemail").join(name))
+            .filter(|p| p.is_file())
+            .unwrap_or(vm.path)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(state: SlaState) -> Voicemail {
+        Voicemail {
+            id: 1,
+            call_id: "c".into(),
+            caller: "+1555".into(),
+            client: None,
+            ticket: None,
+            path: "v.wav".into(),
+            duration_ms: 1000,
+            created_at: "2026-11-27T22:00:00Z".parse().unwrap(),
+            acked_at: None,
+            acked_by: None,
+            escalated_at: None,
+            sla_due_at: "2026-11-27T22:20:00Z".parse().unwrap(),
+            sla_state: state,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_clock_until_acked_or_escalated() {
+        let before: Timestamp = "2026-11-27T22:19:59Z".parse().unwrap();
+        let after: Timestamp = "2026-11-27T22:20:00Z".parse().unwrap();
+        let pending = vm(SlaState::Pending);
+        assert_eq!(CallbackStatus::of(&pending, before).name(), "waiting");
+        assert_eq!(CallbackStatus::of(&pending, after).name(), "overdue");
+        let mut acked = vm(SlaState::Acked);
+        acked.acked_at = Some(before);
+        acked.acked_by = Some("al\x1bice".into());
+        let status = CallbackStatus::of(&acked, after);
+        assert_eq!(
+            status.describe(),
+            "acked by al\\x1bice at 2026-11-27T22:19:59Z"
+        );
+    }
+}
+
+#[cfg(test)]
+mod audio_tests {
+    use super::*;
+    use crate::store::{NewVoicemail, SqliteStore};
+
+    #[test]
+    fn audio_is_found_in_the_data_directory_when_the_stored_path_is_stale() {
+        let dir = std::env::temp_dir().join(format!("ivr-vm-audio-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let data = dir.join("data");
+        std::fs::create_dir_all(data.join("voicemail")).expect("dirs");
+        let store = SqliteStore::open(&data).expect("store");
+        let at: Timestamp = "2026-11-27T22:00:00Z".parse().unwrap();
+        let add = |path: &str| {
+            store
+                .add_voicemail(
+                    &NewVoicemail {
+                        call_id: path.into(),
+                        caller: "+1555".into(),
+                        client: None,
+                        ticket: None,
+                        path: path.into(),
+                        duration_ms: 1,
+                        created_at: at,
+                    },
+                    at,
+                )
+                .expect("add")
+        };
+        let moved = add("/old/place/voicemail/20261127-a.wav");
+        let gone = add("/old/place/voicemail/20261127-b.wav");
+        std::fs::write(data.join("voicemail/20261127-a.wav"), b"RIFF").expect("wav");
+        assert_eq!(
+            audio_path(&store, moved, &data).expect("read"),
+            Some(data.join("voicemail/20261127-a.wav"))
+        );
+        assert_eq!(
+            audio_path(&store, gone, &data).expect("read"),
+            Some(PathBuf::from("/old/place/voicemail/20261127-b.wav")),
+            "a missing file keeps its recorded path, for the error"
+        );
+        assert_eq!(audio_path(&store, 999, &data).expect("read"), None);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
