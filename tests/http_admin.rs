@@ -440,3 +440,74 @@ async fn metrics_parse_and_move_with_a_real_call() {
     let byes = [("direction", "in"), ("method", "BYE")];
     assert_eq!(sum(&after, "ivr_sip_requests_total", &byes), 1.0);
 }
+
+/// `POST /api/reload` re-reads the flow the line was started with: 200 and `ok` with the
+/// changed flow named when it checks, 422 with the file:line of the error when it does not (the
+/// old set keeps serving); with a login cookie it needs the CSRF token like every form.
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_over_the_api_swaps_a_good_flow_and_refuses_a_broken_one() {
+    let dir = unique_temp_dir("http-reload");
+    let flow = dir.join("line.toml");
+    let greeting = common::manifest_dir().join("tests/flows/greeting.toml");
+    std::fs::copy(&greeting, &flow).expect("copy flow");
+    let config = dir.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!("[admin]\ntoken_hash = \"{}\"\n", hash_token(TOKEN)),
+    )
+    .expect("config");
+    let ivr = Ivr::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--flow",
+        flow.to_str().expect("utf-8"),
+    ]);
+    let admin = ivr.admin_addr();
+    let http = client();
+    let reload = || async {
+        let resp = http
+            .post(url(admin, "/api/reload"))
+            .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .expect("POST /api/reload");
+        let status = resp.status();
+        (status, json(resp).await)
+    };
+    let resp = http
+        .post(url(admin, "/api/reload"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let changed = std::fs::read_to_string(&greeting)
+        .expect("flow")
+        .replace("greeting-only", "greeting-renamed");
+    std::fs::write(&flow, changed).expect("change flow");
+    let (status, body) = reload().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ok"], true, "{body}");
+    assert_eq!(body["generation"], 1, "{body}");
+    assert_eq!(
+        body["flows_changed"],
+        serde_json::json!(["default"]),
+        "{body}"
+    );
+
+    std::fs::write(
+        &flow,
+        "name = \"broken\"\nstart = \"nowhere\"\n[nodes.x]\ntype = \"play\"\n",
+    )
+    .expect("break flow");
+    let (status, body) = reload().await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["ok"], false, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    let at = format!("{}:", flow.display());
+    assert!(error.contains(&at), "the error names {at}line: {error}");
+    let log = ivr.wait_for_log(&["event=\"reload\""], Duration::from_secs(5));
+    assert!(log.contains("reload_requested"), "{log}");
+}

@@ -449,6 +449,43 @@ pub async fn retry(
     }
 }
 
+/// Hot reload (config, flows, prompts): 200 with the outcome when the new set serves, 422 with
+/// it (the error names file:line) when the old set was kept.
+pub async fn reload(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let who = match authenticate(&app, &headers, peer).await {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let fields = post_fields(&headers, &body);
+    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
+        return r.into_response();
+    }
+    let Some(reloader) = app.ctx.reload.clone() else {
+        return ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this ivr was started without a config source to reload from".into(),
+        )
+        .into_response();
+    };
+    tracing::info!(
+        by = who.user.as_deref().unwrap_or("bearer token"),
+        event = "reload_requested",
+        "reload requested over the admin API"
+    );
+    let (ok, outcome) = reloader.reload().await;
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (status, Json(outcome)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

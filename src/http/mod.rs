@@ -4,8 +4,7 @@
 //!
 //! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
 //! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
-//! operations, [`html`] renders. [`metrics`] serves `/metrics`; reload (`/api/reload`) slots in as
-//! one more route in [`router`].
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's [`Reload`].
 
 mod api;
 pub mod auth;
@@ -54,7 +53,17 @@ pub struct AdminContext {
     pub started: Timestamp,
     pub live: crate::live::LiveCalls,
     pub metrics: crate::metrics::Metrics,
+    /// Re-reads config, flows and prompts (`POST /api/reload`); `None`: this ivr cannot reload.
+    pub reload: Option<Arc<dyn Reload>>,
     pub token: TokenCheck,
+}
+
+/// A hot reload of the running line, as the server implements it: the outcome as JSON, and
+/// whether the new set is serving (a failed reload keeps the old one).
+pub trait Reload: Send + Sync {
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, serde_json::Value)> + Send + '_>>;
 }
 
 /// The shared state of every request.
@@ -141,6 +150,7 @@ fn router(app: Shared) -> Router {
         .route("/api/cdrs.csv", get(api::cdrs_csv))
         .route("/api/outbox", get(api::outbox))
         .route("/api/outbox/{id}/retry", post(api::retry))
+        .route("/api/reload", post(api::reload))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

@@ -149,6 +149,7 @@ mod tests {
                 started: clock.now(),
                 live: crate::live::LiveCalls::new(),
                 metrics: crate::metrics::Metrics::new(),
+                reload: None,
                 token: TokenCheck::Unconfigured,
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),

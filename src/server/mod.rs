@@ -139,7 +139,7 @@ async fn run(
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let live_calls = crate::live::LiveCalls::new();
-    let admin = AdminStart {
+    let mut admin = AdminStart {
         live: live_calls.clone(),
         store: sqlite,
         notifier: memory.notifier.clone(),
@@ -147,6 +147,7 @@ async fn run(
         prompts_loaded: parts.prompts.len(),
         hours: parts.hours.clone(),
         metrics: metrics.clone(),
+        reload: None,
     };
     let process = ProcessWide {
         clock,
@@ -159,6 +160,7 @@ async fn run(
     // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
     // finds this run's outcome to compare with.
     let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
+    admin.reload = Some(reloader.clone());
     let _pid_file = match control::PidFile::write(&config.data.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -509,6 +511,7 @@ struct AdminStart {
     hours: BusinessHours,
     live: crate::live::LiveCalls,
     metrics: crate::metrics::Metrics,
+    reload: Option<Arc<dyn crate::http::Reload>>,
 }
 
 /// Starts the admin HTTP server when `[admin] listen` is set and prints
@@ -537,6 +540,7 @@ async fn start_admin(
         started: clock.now(),
         live: admin.live,
         metrics: admin.metrics,
+        reload: admin.reload,
         token: crate::http::auth::TokenCheck::new(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),

@@ -320,6 +320,19 @@ impl Reloader {
     }
 }
 
+impl crate::http::Reload for Reloader {
+    fn reload(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, serde_json::Value)> + Send + '_>>
+    {
+        Box::pin(async move {
+            let outcome = Reloader::reload(self).await;
+            let json = serde_json::to_value(&outcome).unwrap_or_default();
+            (outcome.ok, json)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
