@@ -211,6 +211,22 @@ fn csrf_given<'a>(headers: &'a HeaderMap, fields: &'a HashMap<String, String>) -
         .or(fields.get("csrf").map(String::as_str))
 }
 
+/// A state-changing request: who sent it (token or session) and its form fields, once the
+/// session's CSRF token (header `X-CSRF-Token` or field `csrf`) has been checked.
+async fn authorize_post(
+    app: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<(super::guard::Who, HashMap<String, String>), Response> {
+    let who = authenticate(app, headers, peer)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let fields = post_fields(headers, body);
+    check_csrf(app, &who, csrf_given(headers, &fields)).map_err(IntoResponse::into_response)?;
+    Ok((who, fields))
+}
+
 pub async fn ack(
     State(app): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -218,14 +234,10 @@ pub async fn ack(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match authenticate(&app, &headers, peer).await {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    let (who, fields) = match authorize_post(&app, &headers, peer, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
-        return r.into_response();
-    }
     let by = who
         .user
         .clone()
@@ -424,14 +436,10 @@ pub async fn retry(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match authenticate(&app, &headers, peer).await {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    let (_who, _fields) = match authorize_post(&app, &headers, peer, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
-        return r.into_response();
-    }
     let now = app.now();
     let notifier = app.ctx.notifier.clone();
     match with_store(&app, move |s| {
@@ -457,14 +465,10 @@ pub async fn reload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let who = match authenticate(&app, &headers, peer).await {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    let (who, _fields) = match authorize_post(&app, &headers, peer, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, csrf_given(&headers, &fields)) {
-        return r.into_response();
-    }
     let Some(reloader) = app.ctx.reload.clone() else {
         return ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
