@@ -337,6 +337,13 @@ async fn cdrs_filter_by_date_client_and_outcome_and_the_csv_is_the_cli_export() 
         ["c-acme-br"]
     );
     assert_eq!(get("?outcome=won").await.status(), StatusCode::BAD_REQUEST);
+    // The JSON carries every column of the CSV export, billing facts included.
+    let all = json(get("").await).await;
+    let acme_vm = &all[0];
+    for column in ivr::store::CDR_COLUMNS {
+        assert!(acme_vm.get(column).is_some(), "no {column} in {acme_vm}");
+    }
+    assert_eq!(acme_vm["agreed_terms"], true, "{acme_vm}");
 
     let csv = get(".csv?from=2026-11-03").await;
     assert_eq!(csv.status(), StatusCode::OK);

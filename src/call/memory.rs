@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::json;
 use tracing::{error, info, warn};
 
 use super::call_writer::{CallWriter, VoicemailJob};
@@ -24,7 +23,7 @@ use crate::notify::Notifier;
 use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
 use crate::repeat::{self, CallerId, RepeatPolicy};
 use crate::sip::IncomingCall;
-use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, StoreError};
+use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, StoreError, cdr_json};
 
 /// Process-wide memory settings and handles.
 pub struct Memory {
@@ -366,30 +365,6 @@ impl Memory {
             error!(event = %kind, error = %e, "webhook event not queued");
         }
     }
-}
-
-/// The CDR as JSON, with the `ivr cdr export` column names.
-pub fn cdr_json(c: &Cdr) -> serde_json::Value {
-    json!({
-        "call_id": c.call_id,
-        "started_at": c.started_at.to_string(),
-        "answered_at": c.answered_at.map(|t| t.to_string()),
-        "ended_at": c.ended_at.map(|t| t.to_string()),
-        "talk_seconds": c.talk_seconds,
-        "caller": c.caller,
-        "called": c.called,
-        "client": c.client,
-        "after_hours": c.after_hours,
-        "agreement": c.agreement,
-        "rate_multiplier": c.rate_multiplier,
-        "agreed_terms": c.agreed_terms,
-        "digits": c.digits,
-        "ticket": c.ticket,
-        "outcome": c.outcome.map(|o| o.as_str()),
-        "end_reason": c.end_reason,
-        "repeat": c.repeat,
-        "answered_by": c.answered_by,
-    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -171,7 +171,7 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
                 &cdr.call_id,
                 now,
                 CallEnded {
-                    cdr: super::memory::cdr_json(&cdr),
+                    cdr: crate::store::cdr_json(&cdr),
                 },
             );
             if let Err(e) = n.enqueue_blocking(&ev) {

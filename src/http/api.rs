@@ -18,7 +18,7 @@ use super::{Shared, VERSION, banner};
 use crate::services::cdrs::CdrFilter;
 use crate::services::voicemails::{CallbackStatus, Listed};
 use crate::services::{cdrs, outbox, voicemails};
-use crate::store::{AckOutcome, Cdr, OutboxRow, Outcome, SqliteStore, StoreError};
+use crate::store::{AckOutcome, OutboxRow, Outcome, SqliteStore, StoreError, cdr_json};
 
 /// An error answered as `{"error": ...}` with a status.
 pub struct ApiError(pub StatusCode, pub String);
@@ -318,29 +318,6 @@ fn parse_time(v: &str) -> Option<jiff::Timestamp> {
                 .and_then(|d| d.in_tz("UTC").ok())
                 .map(|z| z.timestamp())
         })
-}
-
-pub fn cdr_json(c: &Cdr) -> serde_json::Value {
-    let t = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string());
-    json!({
-        "call_id": c.call_id,
-        "started_at": c.started_at.to_string(),
-        "answered_at": t(c.answered_at),
-        "ended_at": t(c.ended_at),
-        "talk_seconds": c.talk_seconds,
-        "caller": c.caller,
-        "called": c.called,
-        "client": c.client,
-        "after_hours": c.after_hours,
-        "agreement": c.agreement,
-        "rate_multiplier": c.rate_multiplier,
-        "digits": c.digits,
-        "ticket": c.ticket,
-        "outcome": c.outcome.map(Outcome::as_str),
-        "end_reason": c.end_reason,
-        "repeat": c.repeat,
-        "answered_by": c.answered_by,
-    })
 }
 
 pub async fn cdrs(

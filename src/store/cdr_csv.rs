@@ -1,4 +1,5 @@
-//! CDR export as CSV (`ivr cdr export`), one row per call, for billing.
+//! CDR export as CSV (`ivr cdr export`), one row per call, for billing; and the same record as
+//! JSON with the same names ([`cdr_json`]: the `call_ended` webhook and the admin API).
 //!
 //! Columns, in order ([`CDR_COLUMNS`]):
 //!
@@ -26,6 +27,31 @@
 //! ([`crate::text::csv_cell`]); E.164 numbers like `+15551230001` are kept as they are.
 
 use super::Cdr;
+
+/// The CDR as JSON, with the `ivr cdr export` column names (the `call_ended` webhook's `cdr`
+/// and the admin API's `/api/cdrs`).
+pub fn cdr_json(c: &Cdr) -> serde_json::Value {
+    serde_json::json!({
+        "call_id": c.call_id,
+        "started_at": c.started_at.to_string(),
+        "answered_at": c.answered_at.map(|t| t.to_string()),
+        "ended_at": c.ended_at.map(|t| t.to_string()),
+        "talk_seconds": c.talk_seconds,
+        "caller": c.caller,
+        "called": c.called,
+        "client": c.client,
+        "after_hours": c.after_hours,
+        "agreement": c.agreement,
+        "rate_multiplier": c.rate_multiplier,
+        "agreed_terms": c.agreed_terms,
+        "digits": c.digits,
+        "ticket": c.ticket,
+        "outcome": c.outcome.map(|o| o.as_str()),
+        "end_reason": c.end_reason,
+        "repeat": c.repeat,
+        "answered_by": c.answered_by,
+    })
+}
 
 /// The header row of the export.
 pub const CDR_COLUMNS: [&str; 17] = [

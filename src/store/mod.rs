@@ -36,7 +36,7 @@ mod test_support;
 mod writer_tests;
 
 pub use backlog::Backlog;
-pub use cdr_csv::{CDR_COLUMNS, write_cdrs_csv};
+pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use types::*;
 
