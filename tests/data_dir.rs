@@ -14,28 +14,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    CallIds, Ivr, SipMsg, UdpUa, cdr_rows, in_dialog, invite, manifest_dir, sdp_audio_addr,
+    CallIds, Ivr, SipMsg, UdpUa, cdr_rows, in_dialog, manifest_dir, place_call, sdp_audio_addr,
     sdp_offer, token,
 };
 use ivr::media::g711::Codec;
 
 const SIP_WAIT: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(30);
-
-/// INVITE, the 200, ACK; returns the 200.
-fn place_call(ua: &UdpUa, ids: &CallIds, sdp: &str) -> SipMsg {
-    ua.send(invite(ua, ids, sdp));
-    let ok = loop {
-        let m = ua.expect_response(&ids.call_id, |_| true, SIP_WAIT);
-        match m.status() {
-            Some(100 | 180 | 183) => continue,
-            Some(200) => break m,
-            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
-        }
-    };
-    ua.send(in_dialog(ua, ids, &ok, "ACK", 1));
-    ok
-}
 
 /// Hangs up `ok`'s call and expects the 200.
 fn hang_up(ua: &UdpUa, ids: &CallIds, ok: &SipMsg) {
@@ -78,7 +63,7 @@ fn leave_voicemail(ivr: &Ivr, ids: &CallIds) {
     let ua = UdpUa::new(ivr.sip_addr());
     let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
     let port = rtp.local_addr().expect("RTP addr").port();
-    let ok = place_call(&ua, ids, &sdp_offer(port, "0 101"));
+    let ok = place_call(&ua, ids, &sdp_offer(port, "0 101"), SIP_WAIT);
     let server_rtp = sdp_audio_addr(&ok.body_str());
     // The beep plays first; the recording starts after it (or fails to, on a bad name).
     let deadline = Instant::now() + WAIT;
@@ -186,7 +171,7 @@ fn a_second_serve_on_one_data_dir_refuses_and_leaves_live_calls_alone() {
     let data = data(&first);
     let ua = UdpUa::new(first.sip_addr());
     let ids = CallIds::new();
-    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"));
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), SIP_WAIT);
     cdr_of(&data, &ids.call_id, |_| true);
 
     // Same data directory and, as in the report, the same SIP address.
@@ -243,7 +228,7 @@ fn sighup_does_not_stop_the_line() {
     let ivr = Ivr::start(&["--hold-after-prompt"]);
     let ua = UdpUa::new(ivr.sip_addr());
     let ids = CallIds::new();
-    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"));
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), SIP_WAIT);
     let pid = libc::pid_t::try_from(ivr.pid()).expect("pid");
     // SAFETY: kill only sends a signal to our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
@@ -254,6 +239,6 @@ fn sighup_does_not_stop_the_line() {
     assert_ne!(row["end_reason"], "ivr stopped during the call", "{row:?}");
     // Still answering new calls.
     let ids = CallIds::new();
-    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"));
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), SIP_WAIT);
     hang_up(&ua, &ids, &ok);
 }

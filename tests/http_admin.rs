@@ -197,7 +197,7 @@ async fn ready_flips_when_the_data_directory_cannot_take_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_call_is_listed_while_it_is_up() {
-    use common::{CallIds, UdpUa, in_dialog, invite, sdp_offer};
+    use common::{CallIds, UdpUa, in_dialog, place_call, sdp_offer};
     let dir = unique_temp_dir("http-live");
     let config = dir.join("ivr.toml");
     std::fs::write(
@@ -229,16 +229,7 @@ async fn a_live_call_is_listed_while_it_is_up() {
 
     let ua = UdpUa::new(ivr.sip_addr());
     let ids = CallIds::new();
-    ua.send(invite(&ua, &ids, &sdp_offer(9, "0 101")));
-    let ok = loop {
-        let m = ua.expect_response(&ids.call_id, |_| true, Duration::from_secs(5));
-        match m.status() {
-            Some(100 | 180 | 183) => continue,
-            Some(200) => break m,
-            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
-        }
-    };
-    ua.send(in_dialog(&ua, &ids, &ok, "ACK", 1));
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
     let live = calls().await;
     assert_eq!(live.as_array().map(Vec::len), Some(1), "{live}");
     assert_eq!(live[0]["call_id"], ids.call_id.as_str());
@@ -375,7 +366,7 @@ async fn cdrs_filter_by_date_client_and_outcome_and_the_csv_is_the_cli_export() 
 /// 200 by code, one call active while it is up and one more in `ivr_calls_total` after.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_and_move_with_a_real_call() {
-    use common::{CallIds, UdpUa, in_dialog, invite, sdp_offer};
+    use common::{CallIds, UdpUa, in_dialog, place_call, sdp_offer};
     use prometheus_parse::{Scrape, Value};
     let ivr = Ivr::start(&["--hold-after-prompt", "--admin", "127.0.0.1:0"]);
     let admin = ivr.admin_addr();
@@ -412,16 +403,7 @@ async fn metrics_parse_and_move_with_a_real_call() {
 
     let ua = UdpUa::new(ivr.sip_addr());
     let ids = CallIds::new();
-    ua.send(invite(&ua, &ids, &sdp_offer(9, "0 101")));
-    let ok = loop {
-        let m = ua.expect_response(&ids.call_id, |_| true, Duration::from_secs(5));
-        match m.status() {
-            Some(100 | 180 | 183) => continue,
-            Some(200) => break m,
-            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
-        }
-    };
-    ua.send(in_dialog(&ua, &ids, &ok, "ACK", 1));
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
     let during = scrape().await;
     assert_eq!(sum(&during, "ivr_calls_active", &[]), 1.0);
     assert_eq!(sum(&during, "ivr_sip_requests_total", &invites), 1.0);

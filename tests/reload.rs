@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{CallIds, Ivr, SipMsg, UdpUa, in_dialog, invite, sdp_offer, unique_temp_dir};
+use common::{CallIds, Ivr, UdpUa, place_call, sdp_offer, unique_temp_dir};
 
 const SIP_WAIT: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(30);
@@ -27,21 +27,6 @@ fn flow(tag: &str, menu_prompt: &str, after: &str, timeout: &str) -> String {
          [nodes.{tag}_after]\ntype = \"play\"\nprompt = \"{after}\"\nnext = \"{tag}_done\"\n\n\
          [nodes.{tag}_done]\ntype = \"hangup\"\n"
     )
-}
-
-/// INVITE, the 200, ACK; returns the 200.
-fn place_call(ua: &UdpUa, ids: &CallIds) -> SipMsg {
-    ua.send(invite(ua, ids, &sdp_offer(9, "0 101")));
-    let ok = loop {
-        let m = ua.expect_response(&ids.call_id, |_| true, SIP_WAIT);
-        match m.status() {
-            Some(100 | 180 | 183) => continue,
-            Some(200) => break m,
-            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
-        }
-    };
-    ua.send(in_dialog(ua, ids, &ok, "ACK", 1));
-    ok
 }
 
 /// The log lines of one call.
@@ -133,7 +118,7 @@ fn reload_swaps_flows_for_new_calls_and_keeps_live_ones() {
     // A live call on flow A, waiting in A's menu.
     let ua = UdpUa::new(ivr.sip_addr());
     let live = CallIds::new();
-    let _live_ok = place_call(&ua, &live);
+    let _live_ok = place_call(&ua, &live, &sdp_offer(9, "0 101"), SIP_WAIT);
     wait_call(&ivr, &live.call_id, "node=a_menu");
 
     // Flow B, reloaded by `ivr reload`.
@@ -154,7 +139,7 @@ fn reload_swaps_flows_for_new_calls_and_keeps_live_ones() {
     // The next call runs B.
     let ua2 = UdpUa::new(ivr.sip_addr());
     let next = CallIds::new();
-    let _next_ok = place_call(&ua2, &next);
+    let _next_ok = place_call(&ua2, &next, &sdp_offer(9, "0 101"), SIP_WAIT);
     wait_call(&ivr, &next.call_id, "node=b_menu");
     // The live call finishes on A: its menu times out into A's goodbye, never into B.
     let lines = wait_call(&ivr, &live.call_id, "prompt=goodbye");
@@ -183,7 +168,7 @@ fn reload_swaps_flows_for_new_calls_and_keeps_live_ones() {
     assert_eq!(v["ok"], false, "{v}");
     let ua3 = UdpUa::new(ivr.sip_addr());
     let after_broken = CallIds::new();
-    let _ok3 = place_call(&ua3, &after_broken);
+    let _ok3 = place_call(&ua3, &after_broken, &sdp_offer(9, "0 101"), SIP_WAIT);
     wait_call(&ivr, &after_broken.call_id, "node=b_menu");
     ivr.wait_for_log(&["event=\"reload_failed\""], WAIT);
 
@@ -199,7 +184,7 @@ fn reload_swaps_flows_for_new_calls_and_keeps_live_ones() {
     ivr.wait_for_log(&["event=\"reload_restart_needed\" key=sla"], WAIT);
     let ua4 = UdpUa::new(ivr.sip_addr());
     let after_hup = CallIds::new();
-    let _ok4 = place_call(&ua4, &after_hup);
+    let _ok4 = place_call(&ua4, &after_hup, &sdp_offer(9, "0 101"), SIP_WAIT);
     wait_call(&ivr, &after_hup.call_id, "node=d_menu");
 
     // A clean exit removes the pid file.

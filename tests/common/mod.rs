@@ -718,6 +718,22 @@ impl CallIds {
     }
 }
 
+/// INVITE with `sdp`, wait up to `wait` for each answer until the 200, ACK it; returns the 200.
+/// Any final answer but 200 fails the test.
+pub fn place_call(ua: &UdpUa, ids: &CallIds, sdp: &str, wait: Duration) -> SipMsg {
+    ua.send(invite(ua, ids, sdp));
+    let ok = loop {
+        let m = ua.expect_response(&ids.call_id, |_| true, wait);
+        match m.status() {
+            Some(100 | 180 | 183) => continue,
+            Some(200) => break m,
+            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
+        }
+    };
+    ua.send(in_dialog(ua, ids, &ok, "ACK", 1));
+    ok
+}
+
 /// An INVITE from `ua` with `sdp` as the offer.
 pub fn invite(ua: &UdpUa, ids: &CallIds, sdp: &str) -> String {
     let local = ua.local();
