@@ -367,55 +367,28 @@ async fn cdrs_filter_by_date_client_and_outcome_and_the_csv_is_the_cli_export() 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_and_move_with_a_real_call() {
     use common::{CallIds, UdpUa, in_dialog, place_call, sdp_offer};
-    use prometheus_parse::{Scrape, Value};
     let ivr = Ivr::start(&["--hold-after-prompt", "--admin", "127.0.0.1:0"]);
     let admin = ivr.admin_addr();
-    let http = client();
-    let scrape = || async {
-        let resp = http
-            .get(url(admin, "/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics");
-        assert_eq!(
-            resp.status(),
-            StatusCode::OK,
-            "loopback scrape needs no token"
-        );
-        let text = resp.text().await.expect("body");
-        Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text")
-    };
-    let sum = |s: &Scrape, name: &str, labels: &[(&str, &str)]| -> f64 {
-        s.samples
-            .iter()
-            .filter(|x| x.metric == name)
-            .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-            .map(|x| match x.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
-    let before = scrape().await;
+    let before = scrape(admin).await;
     let invites = [("direction", "in"), ("method", "INVITE")];
-    assert_eq!(sum(&before, "ivr_sip_requests_total", &invites), 0.0);
-    assert_eq!(sum(&before, "ivr_calls_active", &[]), 0.0);
+    assert_eq!(metric(&before, "ivr_sip_requests_total", &invites), 0.0);
+    assert_eq!(metric(&before, "ivr_calls_active", &[]), 0.0);
 
     let ua = UdpUa::new(ivr.sip_addr());
     let ids = CallIds::new();
     let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
-    let during = scrape().await;
-    assert_eq!(sum(&during, "ivr_calls_active", &[]), 1.0);
-    assert_eq!(sum(&during, "ivr_sip_requests_total", &invites), 1.0);
+    let during = scrape(admin).await;
+    assert_eq!(metric(&during, "ivr_calls_active", &[]), 1.0);
+    assert_eq!(metric(&during, "ivr_sip_requests_total", &invites), 1.0);
     let ok_out = [("direction", "out"), ("code", "200")];
-    assert!(sum(&during, "ivr_sip_responses_total", &ok_out) >= 1.0);
+    assert!(metric(&during, "ivr_sip_responses_total", &ok_out) >= 1.0);
 
     ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
     ua.expect_response(&ids.call_id, |s| s >= 200, Duration::from_secs(5));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let after = loop {
-        let s = scrape().await;
-        if sum(&s, "ivr_calls_total", &[]) >= 1.0 {
+        let s = scrape(admin).await;
+        if metric(&s, "ivr_calls_total", &[]) >= 1.0 {
             break s;
         }
         assert!(
@@ -424,10 +397,10 @@ async fn metrics_parse_and_move_with_a_real_call() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(sum(&after, "ivr_calls_active", &[]), 0.0);
-    assert_eq!(sum(&after, "ivr_calls_total", &[]), 1.0);
+    assert_eq!(metric(&after, "ivr_calls_active", &[]), 0.0);
+    assert_eq!(metric(&after, "ivr_calls_total", &[]), 1.0);
     let byes = [("direction", "in"), ("method", "BYE")];
-    assert_eq!(sum(&after, "ivr_sip_requests_total", &byes), 1.0);
+    assert_eq!(metric(&after, "ivr_sip_requests_total", &byes), 1.0);
 }
 
 /// `POST /api/reload` re-reads the flow the line was started with: 200 and `ok` with the

@@ -201,3 +201,36 @@ pub fn outbox_row(data: &Path, id: i64) -> (u32, i64, Option<String>) {
     )
     .expect("outbox row")
 }
+
+/// `GET /metrics` on a loopback admin listener (no token), parsed as Prometheus text: a body
+/// the parser refuses fails the test.
+pub async fn scrape(admin: SocketAddr) -> prometheus_parse::Scrape {
+    let resp = client()
+        .get(url(admin, "/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(
+        resp.status(),
+        reqwest::StatusCode::OK,
+        "a loopback scrape needs no token"
+    );
+    let text = resp.text().await.expect("body");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
+}
+
+/// The sum of `name`'s samples whose labels include `labels` (a histogram: its count).
+pub fn metric(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            _ => 0.0,
+        })
+        .sum()
+}
