@@ -472,4 +472,108 @@ async fn reload_over_the_api_swaps_a_good_flow_and_refuses_a_broken_one() {
     assert!(error.contains(&at), "the error names {at}line: {error}");
     let log = ivr.wait_for_log(&["event=\"reload\""], Duration::from_secs(5));
     assert!(log.contains("reload_requested"), "{log}");
+    // The page and GET /api/reload show the same failure.
+    let last = http
+        .get(url(admin, "/api/reload"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("GET /api/reload");
+    let last = json(last).await;
+    assert_eq!(
+        (last["generation"].clone(), last["ok"].clone()),
+        (2.into(), false.into()),
+        "{last}"
+    );
+    let page = http
+        .get(url(admin, "/reload"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("GET /reload");
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.expect("page");
+    assert!(
+        page.contains("Reload #2") && page.contains("the previous set is still serving"),
+        "{page}"
+    );
+    assert!(page.contains(&at), "the page names {at}line: {page}");
+}
+
+/// A reload that changes `[hours]` changes what the admin server says of them (the banner on
+/// every page and `/api/status`), and a key that needs a restart is named on the reload page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hours_banner_follows_a_reload_and_restart_keys_are_named() {
+    let dir = unique_temp_dir("http-reload-hours");
+    let config = dir.join("ivr.toml");
+    let week = |hours: &str| {
+        [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ]
+        .iter()
+        .map(|d| format!("{d} = \"{hours}\"\n"))
+        .collect::<String>()
+    };
+    let token = format!("[admin]\ntoken_hash = \"{}\"\n", hash_token(TOKEN));
+    std::fs::write(
+        &config,
+        format!(
+            "{token}[hours]\ntimezone = \"UTC\"\nholidays = []\n{}",
+            week("00:00-24:00")
+        ),
+    )
+    .expect("config");
+    let ivr = Ivr::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let admin = ivr.admin_addr();
+    let http = client();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            http.get(url(admin, path))
+                .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .send()
+                .await
+                .expect("GET")
+        }
+    };
+    let before = json(get("/api/status").await).await;
+    assert_eq!(before["open"], true, "{before}");
+
+    std::fs::write(
+        &config,
+        format!(
+            "{token}[hours]\ntimezone = \"UTC\"\nholidays = []\n{}[rtp]\nports = \"41000-41999\"\n",
+            week("")
+        ),
+    )
+    .expect("config");
+    let resp = http
+        .post(url(admin, "/api/reload"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("POST /api/reload");
+    let outcome = json(resp).await;
+    assert_eq!(outcome["ok"], true, "{outcome}");
+    let after = json(get("/api/status").await).await;
+    assert_eq!(after["open"], false, "{after}");
+    assert_ne!(after["hours"], before["hours"], "{after}");
+    let page = get("/reload").await.text().await.expect("page");
+    let banner = after["hours"].as_str().expect("hours text");
+    assert!(page.contains(banner), "the banner shows {banner}: {page}");
+    assert!(
+        page.contains("id=\"restart-needed\"") && page.contains("rtp.ports"),
+        "{page}"
+    );
 }

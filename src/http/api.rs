@@ -65,9 +65,10 @@ pub async fn status(
         "version": VERSION,
         "now": now.to_string(),
         "uptime_s": now.duration_since(app.ctx.started).as_secs().max(0),
-        "open": app.ctx.hours.is_open(now),
+        "open": app.ctx.line.hours().is_open(now),
         "hours": banner(&app),
         "sip": app.ctx.sip.to_string(),
+        "reload": app.ctx.line.last_reload(),
     }))
     .into_response()
 }
@@ -446,20 +447,13 @@ pub async fn reload(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(reloader) = app.ctx.reload.clone() else {
-        return ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this ivr was started without a config source to reload from".into(),
-        )
-        .into_response();
-    };
     tracing::info!(
         by = who.user.as_deref().unwrap_or("bearer token"),
         event = "reload_requested",
         "reload requested over the admin API"
     );
-    let (ok, outcome) = reloader.reload().await;
-    let status = if ok {
+    let outcome = app.ctx.line.reload().await;
+    let status = if outcome.ok {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY

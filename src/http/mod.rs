@@ -4,7 +4,7 @@
 //!
 //! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
 //! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
-//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's [`Reload`].
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` and the reload page call the server's [`Line`].
 
 mod api;
 pub mod auth;
@@ -13,6 +13,7 @@ mod html;
 mod metrics;
 mod pages;
 mod ready;
+mod reload_page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use crate::clock::Clock;
 use crate::health::Health;
 use crate::hours::BusinessHours;
 use crate::notify::Notifier;
+use crate::services::reload::ReloadOutcome;
 use crate::store::SqliteStore;
 
 use auth::{LoginThrottle, Sessions, TokenCheck, TokenVerifier};
@@ -46,24 +48,31 @@ pub struct AdminContext {
     pub notifier: Option<Notifier>,
     pub health: Health,
     pub clock: Clock,
-    pub hours: BusinessHours,
     pub data_dir: PathBuf,
-    pub prompts_loaded: usize,
     pub sip: SocketAddr,
     pub started: Timestamp,
     pub live: crate::live::LiveCalls,
     pub metrics: crate::metrics::Metrics,
-    /// Re-reads config, flows and prompts (`POST /api/reload`); `None`: this ivr cannot reload.
-    pub reload: Option<Arc<dyn Reload>>,
+    /// What the line serves now, and its reload (`POST /api/reload`, the reload page).
+    pub line: Arc<dyn Line>,
     pub token: TokenCheck,
 }
 
-/// A hot reload of the running line, as the server implements it: the outcome as JSON, and
-/// whether the new set is serving (a failed reload keeps the old one).
-pub trait Reload: Send + Sync {
+/// The line as it serves now, as the server implements it: a hot reload swaps the settings new
+/// calls start with, so what the pages show of them (the hours banner, the prompts check) is
+/// asked for each time, never copied at start.
+pub trait Line: Send + Sync {
+    /// Re-reads config, flows and prompts; `ok` in the outcome says the new set is serving (a
+    /// failed reload keeps the old one).
     fn reload(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, serde_json::Value)> + Send + '_>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ReloadOutcome> + Send + '_>>;
+    /// The last reload's outcome (generation 0: the set loaded at start).
+    fn last_reload(&self) -> ReloadOutcome;
+    /// The business hours new calls are judged by.
+    fn hours(&self) -> BusinessHours;
+    /// Prompts in the serving set.
+    fn prompts_loaded(&self) -> usize;
 }
 
 /// The shared state of every request.
@@ -150,7 +159,8 @@ fn router(app: Shared) -> Router {
         .route("/api/cdrs.csv", get(api::cdrs_csv))
         .route("/api/outbox", get(api::outbox))
         .route("/api/outbox/{id}/retry", post(api::retry))
-        .route("/api/reload", post(api::reload))
+        .route("/api/reload", post(api::reload).get(reload_page::last))
+        .route("/reload", get(reload_page::page).post(reload_page::reload))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }
@@ -183,5 +193,5 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
 
 /// The business-hours banner text, e.g. `closed (after hours) — ...; opens Monday 09:00`.
 fn banner(app: &App) -> String {
-    app.ctx.hours.describe(app.now())
+    app.ctx.line.hours().describe(app.now())
 }

@@ -63,10 +63,11 @@ fn checks(app: &App) -> Vec<Check> {
         ok: true,
         detail: format!("listening on {} (UDP and TCP)", ctx.sip),
     }];
+    let prompts = ctx.line.prompts_loaded();
     out.push(Check {
         name: "prompts".into(),
-        ok: ctx.prompts_loaded > 0,
-        detail: format!("{} prompts loaded", ctx.prompts_loaded),
+        ok: prompts > 0,
+        detail: format!("{prompts} prompts loaded"),
     });
     out.push(match probe_write(&ctx.data_dir) {
         Ok(()) => Check {
@@ -131,6 +132,35 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
+    /// A line that serves `prompts` prompts and never reloads.
+    struct FixedLine {
+        prompts: usize,
+    }
+
+    impl crate::http::Line for FixedLine {
+        fn reload(
+            &self,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = crate::services::reload::ReloadOutcome>
+                    + Send
+                    + '_,
+            >,
+        > {
+            Box::pin(async { self.last_reload() })
+        }
+        fn last_reload(&self) -> crate::services::reload::ReloadOutcome {
+            crate::services::reload::ReloadOutcome::default()
+        }
+        fn hours(&self) -> crate::hours::BusinessHours {
+            crate::hours::BusinessHours::from_config(&crate::config::Config::embedded().hours)
+                .expect("hours")
+        }
+        fn prompts_loaded(&self) -> usize {
+            self.prompts
+        }
+    }
+
     fn app(data_dir: std::path::PathBuf, prompts_loaded: usize) -> App {
         let clock = crate::clock::Clock::system();
         App {
@@ -139,17 +169,14 @@ mod tests {
                 notifier: None,
                 health: crate::health::Health::new(clock),
                 clock,
-                hours: crate::hours::BusinessHours::from_config(
-                    &crate::config::Config::embedded().hours,
-                )
-                .expect("hours"),
                 data_dir,
-                prompts_loaded,
                 sip: "127.0.0.1:5070".parse().unwrap(),
                 started: clock.now(),
                 live: crate::live::LiveCalls::new(),
                 metrics: crate::metrics::Metrics::new(),
-                reload: None,
+                line: std::sync::Arc::new(FixedLine {
+                    prompts: prompts_loaded,
+                }),
                 token: TokenCheck::Unconfigured,
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),

@@ -139,15 +139,12 @@ async fn run(
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
     let live_calls = crate::live::LiveCalls::new();
-    let mut admin = AdminStart {
+    let admin = AdminStart {
         live: live_calls.clone(),
         store: sqlite,
         notifier: memory.notifier.clone(),
         health: memory.health.clone(),
-        prompts_loaded: parts.prompts.len(),
-        hours: parts.hours.clone(),
         metrics: metrics.clone(),
-        reload: None,
     };
     let process = ProcessWide {
         clock,
@@ -160,7 +157,6 @@ async fn run(
     // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
     // finds this run's outcome to compare with.
     let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
-    admin.reload = Some(reloader.clone());
     let _pid_file = match control::PidFile::write(&config.data.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -226,7 +222,7 @@ async fn run(
     })?;
     println!("ivr: SIP listening on {local} (UDP and TCP)");
     // After the SIP line: tests and scripts read that one first.
-    let admin_task = start_admin(&config, admin, clock, local).await;
+    let admin_task = start_admin(&config, admin, reloader.clone(), clock, local).await;
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
@@ -507,11 +503,8 @@ struct AdminStart {
     store: Option<Arc<SqliteStore>>,
     notifier: Option<Notifier>,
     health: crate::health::Health,
-    prompts_loaded: usize,
-    hours: BusinessHours,
     live: crate::live::LiveCalls,
     metrics: crate::metrics::Metrics,
-    reload: Option<Arc<dyn crate::http::Reload>>,
 }
 
 /// Starts the admin HTTP server when `[admin] listen` is set and prints
@@ -520,6 +513,7 @@ struct AdminStart {
 async fn start_admin(
     config: &Config,
     admin: AdminStart,
+    line: Arc<dyn crate::http::Line>,
     clock: Clock,
     sip: SocketAddr,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -533,14 +527,12 @@ async fn start_admin(
         notifier: admin.notifier,
         health: admin.health,
         clock,
-        hours: admin.hours,
         data_dir: config.data.dir.clone(),
-        prompts_loaded: admin.prompts_loaded,
         sip,
         started: clock.now(),
         live: admin.live,
         metrics: admin.metrics,
-        reload: admin.reload,
+        line,
         token: crate::http::auth::TokenCheck::new(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),

@@ -292,16 +292,23 @@ impl Reloader {
     }
 }
 
-impl crate::http::Reload for Reloader {
+impl crate::http::Line for Reloader {
     fn reload(
         &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (bool, serde_json::Value)> + Send + '_>>
-    {
-        Box::pin(async move {
-            let outcome = Reloader::reload(self).await;
-            let json = serde_json::to_value(&outcome).unwrap_or_default();
-            (outcome.ok, json)
-        })
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ReloadOutcome> + Send + '_>> {
+        Box::pin(Reloader::reload(self))
+    }
+
+    fn last_reload(&self) -> ReloadOutcome {
+        self.last()
+    }
+
+    fn hours(&self) -> BusinessHours {
+        self.live.current().hours.clone()
+    }
+
+    fn prompts_loaded(&self) -> usize {
+        self.live.current().prompts.len()
     }
 }
 

@@ -4,4 +4,5 @@
 
 pub mod cdrs;
 pub mod outbox;
+pub mod reload;
 pub mod voicemails;
