@@ -197,7 +197,7 @@ impl Metrics {
         let rtp_packets = counter_vec(
             &r,
             "ivr_rtp_packets_total",
-            "RTP packets received from callers (in, believed sources only) and sent to them (out), counted when a call's media ends.",
+            "RTP packets of every leg (callers and staff phones): received from the believed source (in) and sent (out), counted as they pass.",
             &["direction"],
         );
         let rtp_lost = int_counter(
@@ -342,14 +342,19 @@ impl Metrics {
             .set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 
-    /// A caller's media session ended: its packet counts and its final jitter (`None` when no
-    /// audio arrived, which says nothing about the network).
-    pub fn rtp_session(&self, received: u64, sent: u64, lost: u64, jitter: Option<Duration>) {
-        self.0
-            .rtp_packets
-            .with_label_values(&["in"])
-            .inc_by(received);
-        self.0.rtp_packets.with_label_values(&["out"]).inc_by(sent);
+    /// The RTP packet counters every media session (callers' and staff legs) adds to as packets
+    /// pass ([`crate::media::MediaHandle::count_into`]).
+    pub fn rtp_counters(&self) -> crate::media::PacketCounters {
+        crate::media::PacketCounters {
+            received: self.0.rtp_packets.with_label_values(&["in"]),
+            sent: self.0.rtp_packets.with_label_values(&["out"]),
+        }
+    }
+
+    /// A caller's media session ended: its cumulative loss and its final jitter (`None` when no
+    /// audio arrived, which says nothing about the network). The packets themselves were
+    /// counted as they passed.
+    pub fn rtp_session(&self, lost: u64, jitter: Option<Duration>) {
         self.0.rtp_lost.inc_by(lost);
         if let Some(j) = jitter {
             self.0.rtp_jitter.observe(j.as_secs_f64());

@@ -163,8 +163,12 @@ fn sip_messages_count_by_method_and_code_and_fold_the_unknown() {
 #[test]
 fn media_digits_desk_and_drops_are_counted() {
     let m = Metrics::new();
-    m.rtp_session(100, 120, 4, Some(Duration::from_micros(3_500)));
-    m.rtp_session(0, 50, 0, None);
+    let rtp = m.rtp_counters();
+    rtp.received.inc_by(100);
+    rtp.sent.inc_by(120);
+    m.rtp_counters().sent.inc_by(50);
+    m.rtp_session(4, Some(Duration::from_micros(3_500)));
+    m.rtp_session(0, None);
     m.dtmf_digit("rfc4733");
     m.dtmf_digit("rfc4733");
     m.dtmf_digit("info");

@@ -382,6 +382,21 @@ async fn metrics_parse_and_move_with_a_real_call() {
     assert_eq!(metric(&during, "ivr_sip_requests_total", &invites), 1.0);
     let ok_out = [("direction", "out"), ("code", "200")];
     assert!(metric(&during, "ivr_sip_responses_total", &ok_out) >= 1.0);
+    // The greeting's packets count while the call is still up, not in one jump at its end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metric(
+        &scrape(admin).await,
+        "ivr_rtp_packets_total",
+        &[("direction", "out")],
+    ) < 10.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no RTP counted out while the greeting plays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&scrape(admin).await, "ivr_calls_active", &[]), 1.0);
 
     ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
     ua.expect_response(&ids.call_id, |s| s >= 200, Duration::from_secs(5));

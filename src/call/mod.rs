@@ -301,7 +301,7 @@ async fn answer_and_run(
         .fact(crate::store::CallFact::Answered(answered_at));
     summary.answered = true;
     let peer = incoming.source.ip();
-    let mut media = start_media(rtp_socket, &neg, peer, settings.rtp_rules, &call.call_id);
+    let mut media = start_media(rtp_socket, &neg, peer, settings, &call.call_id);
     let rtp_in = media.take_events();
     let telephone_event = neg.telephone_event;
 
@@ -357,8 +357,6 @@ async fn answer_and_run(
     let report = media.stop_report().await;
     let stats = report.received;
     settings.metrics.rtp_session(
-        stats.packets,
-        report.sent,
         stats.lost,
         (stats.packets > 0).then(|| Duration::from_secs_f64(stats.jitter_ms / 1000.0)),
     );
@@ -488,7 +486,7 @@ fn start_media(
     socket: tokio::net::UdpSocket,
     neg: &Negotiated,
     peer: IpAddr,
-    rules: RtpRules,
+    settings: &CallSettings,
     call_id: &str,
 ) -> MediaHandle {
     let remote = Remote {
@@ -498,10 +496,11 @@ fn start_media(
     let media = MediaSession::start(
         socket,
         remote,
-        rules,
+        settings.rtp_rules,
         codec_of(neg.encoding),
         call_id.to_string(),
     );
+    media.count_into(settings.metrics.rtp_counters());
     media.set_telephone_event(neg.telephone_event);
     follow_direction(&media, neg.direction);
     media

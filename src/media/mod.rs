@@ -30,7 +30,8 @@ pub use prompt::{Prompt, PromptError, PromptStore};
 pub use relay::{RelayFrame, RelayOut, frame_from_packet};
 pub use rtp::{RtpIn, RtpSender};
 pub use session::{
-    MediaHandle, MediaSession, PlayOutcome, Playback, RelayClosed, RelaySender, Remote, RtpRules,
+    MediaHandle, MediaSession, PacketCounters, PlayOutcome, Playback, RelayClosed, RelaySender,
+    Remote, RtpRules,
 };
 pub use stats::{RtpStats, RtpStatsSnapshot};
 pub use tones::{RingbackTone, dtmf_tone, ringback};

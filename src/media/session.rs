@@ -32,7 +32,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,16 @@ pub struct Remote {
     pub signalling_ip: IpAddr,
 }
 
+/// Process-wide packet counters (the metrics' RTP counters) a session adds to as each packet
+/// passes, so a long call shows on a scrape while it lasts rather than in one jump at its end.
+/// Each is an atomic add: cheap enough for every packet.
+#[derive(Clone, Debug)]
+pub struct PacketCounters {
+    /// Packets accepted from the believed source.
+    pub received: prometheus::IntCounter,
+    pub sent: prometheus::IntCounter,
+}
+
 /// Per-process rules for received RTP (`[rtp]` in the config).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RtpRules {
@@ -168,6 +178,7 @@ impl MediaSession {
         };
         let shared = Arc::new(Shared {
             call_id: call_id.into(),
+            counters: OnceLock::new(),
             state: Mutex::new(State {
                 out: Outgoing::new(codec),
                 socket: send,
@@ -197,6 +208,12 @@ impl MediaSession {
 }
 
 impl MediaHandle {
+    /// From now on every packet received from the believed source and every packet sent is
+    /// added to `counters` as it passes. Only the first call takes effect.
+    pub fn count_into(&self, counters: PacketCounters) {
+        let _ = self.shared.counters.set(counters);
+    }
+
     /// The local RTP address, for our SDP.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
@@ -347,6 +364,9 @@ pub struct SessionReport {
 #[derive(Debug)]
 struct Shared {
     call_id: Box<str>,
+    /// Set once, soon after start; packets before it go uncounted by the process (the final
+    /// report still has them).
+    counters: OnceLock<PacketCounters>,
     state: Mutex<State>,
 }
 
@@ -409,8 +429,12 @@ impl Paced for Shared {
             out.skip(due.skipped);
         }
         let dest = latch.destination();
+        let sent = self.counters.get().map(|c| &c.sent);
         for _ in 0..due.send {
             out.slot(buf, |pkt| {
+                if let Some(sent) = sent {
+                    sent.inc();
+                }
                 if let Err(e) = socket.send_to(pkt, dest) {
                     *send_errors += 1;
                     // Powers of two: the first failure and then ever more rarely, not 50 lines a
@@ -517,6 +541,9 @@ impl Receiver {
                 }
             }
             st.inactivity.on_media(now);
+            if let Some(c) = self.shared.counters.get() {
+                c.received.inc();
+            }
             st.relay_target
                 .clone()
                 .map(|target| (target, st.out.telephone_event()))

@@ -137,6 +137,12 @@ async fn a_stranger_spraying_first_gets_no_media_and_feeds_nothing() {
         .await
         .expect("bind 127.0.0.2");
     let mut handle = start(caller.local_addr().expect("addr"), Codec::Pcmu).await;
+    let counter = |name| prometheus::IntCounter::new(name, "test").expect("counter");
+    let counters = crate::media::PacketCounters {
+        received: counter("received"),
+        sent: counter("sent"),
+    };
+    handle.count_into(counters.clone());
     let mut events = handle.take_events().expect("events");
     let local = handle.local_addr().expect("local addr");
     let mut spray = RtpSender::with_initial(Codec::Pcmu, 666, 5, 0);
@@ -160,7 +166,15 @@ async fn a_stranger_spraying_first_gets_no_media_and_feeds_nothing() {
         first.ssrc, 77,
         "the stranger's packets never reach the call"
     );
+    // Counted while the session lives: the caller's packets, not the stranger's.
+    assert_eq!(counters.received.get(), 3);
+    assert!(counters.sent.get() > 0, "the tone is being sent");
     let report = handle.stop_report().await;
+    assert_eq!(
+        counters.sent.get(),
+        report.sent,
+        "every sent packet counted once"
+    );
     assert_eq!(report.received.packets, 3);
     // The metrics' `rtp_foreign_source` drops: every sprayed packet, none of the caller's.
     assert_eq!(report.foreign_dropped, 20);

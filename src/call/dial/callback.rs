@@ -172,9 +172,8 @@ pub(in crate::call) async fn run(
         session_id,
         sdp_version,
     )));
-    let rules = settings.rtp_rules;
-    let staff_media = start_media(staff_socket, &neg, incoming.source.ip(), rules, &call_id);
-    let leg_media = start_media(leg_socket, &leg_neg, trunk.ip(), rules, &call_id);
+    let staff_media = start_media(staff_socket, &neg, incoming.source.ip(), settings, &call_id);
+    let leg_media = start_media(leg_socket, &leg_neg, trunk.ip(), settings, &call_id);
     let acked = settings.memory.callback_answered(&number, staff).await;
     info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
           event = "callback_connected", "call-back answered; the number's voicemails count as called back");

@@ -508,8 +508,7 @@ impl Dialing<'_> {
         let (_, neg) = super::negotiate(body)?;
         let socket = l.socket.take().ok_or("no RTP socket")?;
         let codec = codec_of(neg.encoding);
-        let rules = self.settings.rtp_rules;
-        let mut media = super::start_media(socket, &neg, l.peer, rules, &self.call_id);
+        let mut media = super::start_media(socket, &neg, l.peer, self.settings, &self.call_id);
         if let Some(mut rx) = media.take_events() {
             let itx = self.itx.clone();
             tokio::spawn(async move {
