@@ -37,6 +37,21 @@ pub(super) async fn viewer(
     }
 }
 
+/// The sender of a page's form: logged in (or a bearer token), and the form's `csrf` field
+/// matching the session's; otherwise the response that refuses it.
+pub(super) async fn form_poster(
+    app: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<Who, Response> {
+    let (who, _) = viewer(app, headers, peer).await?;
+    let fields = post_fields(headers, body);
+    check_csrf(app, &who, fields.get("csrf").map(String::as_str))
+        .map_err(IntoResponse::into_response)?;
+    Ok(who)
+}
+
 pub(super) fn render(app: &Shared, title: &str, csrf: &str, body: &str) -> Response {
     Html(page(title, &banner(app), VERSION, Some(csrf), body)).into_response()
 }
@@ -113,13 +128,8 @@ pub async fn logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, _) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, fields.get("csrf").map(String::as_str)) {
-        return r.into_response();
+    if let Err(r) = form_poster(&app, &headers, peer, &body).await {
+        return r;
     }
     if let Some(id) = cookie(&headers, COOKIE) {
         app.sessions().remove(id);
@@ -255,14 +265,10 @@ pub async fn ack(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, _) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
+    let who = match form_poster(&app, &headers, peer, &body).await {
+        Ok(who) => who,
         Err(r) => return r,
     };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, fields.get("csrf").map(String::as_str)) {
-        return r.into_response();
-    }
     let by = who.user.unwrap_or_else(|| "admin page".into());
     let at = app.now();
     match with_store(&app, move |s| voicemails::ack(s, id, &by, at)).await {
@@ -395,13 +401,8 @@ pub async fn retry(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, _) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, fields.get("csrf").map(String::as_str)) {
-        return r.into_response();
+    if let Err(r) = form_poster(&app, &headers, peer, &body).await {
+        return r;
     }
     let now = app.now();
     let notifier = app.ctx.notifier.clone();

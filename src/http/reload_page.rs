@@ -12,10 +12,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Shared;
-use super::api::post_fields;
-use super::guard::{authenticate, check_csrf};
+use super::guard::authenticate;
 use super::html::{esc, post_button};
-use super::pages::{render, viewer};
+use super::pages::{form_poster, render, viewer};
 use crate::services::reload::ReloadOutcome;
 
 /// `GET /api/reload`: the last outcome as JSON.
@@ -57,14 +56,10 @@ pub async fn reload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (who, _) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
+    let who = match form_poster(&app, &headers, peer, &body).await {
+        Ok(who) => who,
         Err(r) => return r,
     };
-    let fields = post_fields(&headers, &body);
-    if let Err(r) = check_csrf(&app, &who, fields.get("csrf").map(String::as_str)) {
-        return r.into_response();
-    }
     tracing::info!(
         by = who.user.as_deref().unwrap_or("admin page"),
         event = "reload_requested",
