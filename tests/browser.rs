@@ -14,6 +14,7 @@ mod admin_support;
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +46,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--window-size=1280,720",
 ];
 
-/// A running chromedriver on a loopback port; killed on drop.
+/// A running chromedriver on a loopback port, in a process group of its own; on drop the whole
+/// group (chromedriver and the Chromium it started) is killed, so a failed test leaves no
+/// browser behind.
 struct Chromedriver {
     child: Child,
     url: String,
@@ -55,6 +58,7 @@ impl Chromedriver {
     fn start(log: &Path) -> Chromedriver {
         let port = free_port();
         let child = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
@@ -82,6 +86,11 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group: the one made for
+            // this chromedriver by `process_group(0)`.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -241,10 +250,15 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
         .click()
         .await
         .expect("log in");
-    let url = browser.current_url().await.expect("url");
-    assert_eq!(url.path(), "/", "logged in, on the voicemails page");
-    let logout = browser.find(Locator::Css("form[action='/logout']")).await;
-    assert!(logout.is_ok(), "the logged-in page offers log out");
+    // The click may return before the redirect's page has loaded.
+    wait_for_script(
+        &browser,
+        "return [location.pathname, !!document.querySelector(\"form[action='/logout']\")]",
+        PAGE_WAIT,
+        |v| v[0] == "/" && v[1] == true,
+    )
+    .await
+    .unwrap_or_else(|last| panic!("not logged in on the voicemails page: {last}"));
 
     // 2. The live calls page, then a call: its caller appears in #live without our navigating.
     browser
@@ -259,6 +273,7 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
         before.as_str().is_some_and(|t| t.contains("No calls")),
         "no calls yet: {before}"
     );
+    let call_started = Instant::now();
     let sipp_dir = ivr.dir().to_path_buf();
     let sip = ivr.sip_addr();
     let call = std::thread::spawn(move || {
@@ -279,6 +294,7 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
     .unwrap_or_else(|last| {
         panic!("#live never showed {CALLER} within {PAGE_WAIT:?}; last: {last}")
     });
+    let seen_after = call_started.elapsed();
     assert_eq!(
         browser.current_url().await.expect("url").path(),
         "/calls",
@@ -364,6 +380,10 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
     .await
     .unwrap_or_else(|last| panic!("the voicemail never played: {last}"));
     assert!(played["error"].is_null(), "play() failed: {played}");
+    eprintln!(
+        "browser: live call seen {seen_after:?} after sipp started; <audio> duration {duration:.3} s, WAV {wav_len:.3} s; played to {} s",
+        played["at"]
+    );
     browser
         .execute(
             "const a = document.querySelector(arguments[0]); a.pause(); a.currentTime = 0",
