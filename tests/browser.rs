@@ -262,16 +262,24 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
 
     // 2. The live calls page, then a call: its caller appears in #live without our navigating.
     browser
-        .goto(&format!("{base}/calls"))
+        .find(Locator::LinkText("Live calls"))
         .await
-        .expect("open /calls");
-    let before = browser
-        .execute("return document.body.innerText", vec![])
+        .expect("the Live calls link")
+        .click()
         .await
-        .expect("page text");
+        .expect("open live calls");
+    let before = wait_for_script(
+        &browser,
+        "const t = document.querySelector('#live'); \
+         return [location.pathname, t ? t.innerText : '']",
+        PAGE_WAIT,
+        |v| v[0] == "/calls",
+    )
+    .await
+    .unwrap_or_else(|last| panic!("the Live calls link did not open /calls: {last}"));
     assert!(
-        before.as_str().is_some_and(|t| t.contains("No calls")),
-        "no calls yet: {before}"
+        before[1].as_str().is_some_and(|t| !t.contains(CALLER)),
+        "no call yet: {before}"
     );
     let call_started = Instant::now();
     let sipp_dir = ivr.dir().to_path_buf();
@@ -329,8 +337,22 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
         "the message holds the caller's 9 s: {wav_len}"
     );
 
-    browser.goto(&format!("{base}/")).await.expect("open /");
+    browser
+        .find(Locator::LinkText("Voicemails"))
+        .await
+        .expect("the Voicemails link")
+        .click()
+        .await
+        .expect("open voicemails");
     let audio = format!("#vm-{vm} audio");
+    wait_for_script(
+        &browser,
+        &format!("return !!document.querySelector('{audio}')"),
+        PAGE_WAIT,
+        |v| v == true,
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no {audio} on the voicemails page"));
     // `preload="none"` keeps the page from fetching every message; this asks for this one.
     browser
         .execute(
@@ -391,8 +413,9 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
         )
         .await
         .expect("pause");
+    // The callback cell: the one whose class names the state.
     let row_state = format!(
-        "const td = document.querySelector('#vm-{vm} td:nth-child(7)'); \
+        "const td = document.querySelector('#vm-{vm} td:is(.waiting, .overdue, .escalated, .acked)'); \
          return td ? [td.className, td.innerText] : null"
     );
     let waiting = browser.execute(&row_state, vec![]).await.expect("state");
