@@ -200,12 +200,8 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
     let profile = dir.join("chromium-profile");
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.display()));
-    let caps = json!({
-        "goog:chromeOptions": { "args": args },
-    });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
     let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&driver.url)
