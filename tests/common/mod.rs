@@ -273,6 +273,11 @@ impl Drop for Ivr {
 /// Whether `name` is an executable on PATH. When it is not, the test should return early: this
 /// prints a SKIP line, unless `IVR_REQUIRE_INTEROP=1` (set in CI), which turns it into a failure.
 pub fn require_tool(name: &str) -> bool {
+    require_tool_from(name, "sip-tester")
+}
+
+/// [`require_tool`] for a program that Debian's `package` installs (named in the messages).
+pub fn require_tool_from(name: &str, package: &str) -> bool {
     let found = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|dir| {
             let p = dir.join(name);
@@ -291,14 +296,14 @@ pub fn require_tool(name: &str) -> bool {
         .to_string();
     if std::env::var("IVR_REQUIRE_INTEROP").as_deref() == Ok("1") {
         panic!(
-            "{test}: {name} not installed and IVR_REQUIRE_INTEROP=1 (apt-get install sip-tester)"
+            "{test}: {name} not installed and IVR_REQUIRE_INTEROP=1 (apt-get install {package})"
         );
     }
     // Written to the real stderr: libtest captures `eprintln!` of passing tests, and a skip must
     // be visible in the `cargo test` output.
     let _ = writeln!(
         std::io::stderr(),
-        "SKIP: {test}: {name} not installed (apt-get install sip-tester)"
+        "SKIP: {test}: {name} not installed (apt-get install {package})"
     );
     false
 }
