@@ -80,9 +80,26 @@ pub fn post_button(action: &str, csrf: &str, label: &str) -> String {
     )
 }
 
+/// `at` on the line's wall clock (the business-hours zone), as staff read it: `Tue 2026-12-01
+/// 18:45 EST`. Pages show times this way; the API keeps RFC 3339 UTC.
+pub fn local_time(hours: &crate::hours::BusinessHours, at: jiff::Timestamp) -> String {
+    at.to_zoned_datetime(hours.time_zone().clone())
+        .strftime("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_shown_on_the_line_s_clock() {
+        let mut c = crate::config::Config::embedded().hours;
+        c.timezone = "America/New_York".into();
+        let hours = crate::hours::BusinessHours::from_config(&c).expect("hours");
+        let at: jiff::Timestamp = "2026-12-01T23:45:49Z".parse().expect("time");
+        assert_eq!(local_time(&hours, at), "Tue 2026-12-01 18:45 EST");
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::api::{CdrQuery, post_fields, with_store};
 use super::guard::{COOKIE, Refusal, Who, authenticate, check_csrf, cookie, source, verify_token};
-use super::html::{esc, page, page_refreshing, post_button};
+use super::html::{esc, local_time, page, page_refreshing, post_button};
 use super::{SESSION_TTL, Shared, VERSION, banner};
 use crate::services::voicemails::CallbackStatus;
 use crate::services::{cdrs, outbox, voicemails};
@@ -163,6 +163,7 @@ pub async fn voicemails(
             );
         }
     };
+    let hours = app.ctx.line.hours();
     let mut body = live_calls(&app, now);
     body.push_str("<h2>Voicemails</h2>");
     // The voicemail list is not reloaded by itself: a reload would stop a message playing.
@@ -176,8 +177,9 @@ pub async fn voicemails(
                 CallbackStatus::Waiting { due } => {
                     let left = due.duration_since(now);
                     format!(
-                        "waiting: {} min left (due {due})",
-                        left.as_secs().max(0) / 60
+                        "waiting: {} min left (due {})",
+                        left.as_secs().max(0) / 60,
+                        local_time(&hours, *due)
                     )
                 }
                 other => other.describe(),
@@ -191,7 +193,7 @@ pub async fn voicemails(
                 "<tr id=\"vm-{id}\"><td>{id}</td><td>{received}</td><td>{caller}</td><td>{client}</td><td>{ticket}</td><td>{secs:.1} s</td>\
                  <td class=\"{state}\">{callback}</td><td><audio controls preload=\"none\" src=\"/api/voicemails/{id}/audio\"></audio></td><td>{ack}</td></tr>",
                 id = vm.id,
-                received = esc(&vm.created_at.to_string()),
+                received = esc(&local_time(&hours, vm.created_at)),
                 caller = esc(&vm.caller),
                 client = esc(vm.client.as_deref().unwrap_or("-")),
                 ticket = esc(vm.ticket.as_deref().unwrap_or("-")),
