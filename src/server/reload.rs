@@ -103,6 +103,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
+/// The restart-needed entry of a reload whose larger desk groups outgrow the open-files plan.
+const OPEN_FILES_BUDGET: &str = "desk groups (open-files budget)";
+
 /// The flows by dialled number, each as a comparable text.
 fn flow_texts(flows: &FlowTable) -> BTreeMap<String, String> {
     let mut map: BTreeMap<String, String> = flows
@@ -169,6 +172,8 @@ pub struct Reloader {
     /// two reloads never interleave.
     state: tokio::sync::Mutex<(Config, u64)>,
     last: Mutex<ReloadOutcome>,
+    /// Open files per call the start's budget was fitted to.
+    fds_planned: usize,
 }
 
 impl Reloader {
@@ -194,6 +199,7 @@ impl Reloader {
             data_dir: config.data.dir.clone(),
             state: tokio::sync::Mutex::new((config, 0)),
             last: Mutex::new(first.clone()),
+            fds_planned: super::settings::fds_per_call(&settings.desk),
         };
         reloader.publish(&first);
         reloader
@@ -221,6 +227,20 @@ impl Reloader {
                 let old = self.live.current();
                 diff_flows(&old.flows, &settings.flows, &mut outcome);
                 outcome.restart_needed = restart_needed(&state.0, &config);
+                // The open-files budget (max calls, TCP connections) was fitted at start to the
+                // largest desk group then; a larger one rings more legs per call than planned.
+                let (planned, now) = (
+                    self.fds_planned,
+                    super::settings::fds_per_call(&settings.desk),
+                );
+                if now > planned {
+                    warn!(
+                        planned,
+                        now,
+                        "reload: a desk group grew; the open-files budget (sip.max_calls) was planned for smaller groups until a restart"
+                    );
+                    outcome.restart_needed.push(OPEN_FILES_BUDGET.into());
+                }
                 outcome.prompts = settings.prompts.len();
                 outcome.ok = true;
                 self.live.install(settings);

@@ -8,18 +8,9 @@ use super::*;
 /// Raises the open-files limit and fits `max_calls` and the TCP caps under it (see
 /// `sip::transport::fd_budget`); returns the TCP limits and the call limit to run with.
 pub(super) fn fit_fd_budget(config: &Config, desk: &call::DeskSettings) -> (TcpLimits, usize) {
-    // A call holds its RTP socket, a recording, a route lookup while it dials, and one RTP
-    // socket per staff leg: every member of the largest group rings at once, and a staff
-    // call-back holds two.
-    let largest_group = desk
-        .groups
-        .names()
-        .map(|n| desk.groups.get(n).map_or(0, <[_]>::len))
-        .max()
-        .unwrap_or(0);
     let want = fd_budget::Demand {
         max_calls: config.sip.max_calls,
-        fds_per_call: 3 + largest_group.max(2),
+        fds_per_call: fds_per_call(desk),
         tcp_max_connections: config.sip.tcp_max_connections,
         tcp_max_per_source: config.sip.tcp_max_per_source,
     };
@@ -31,6 +22,19 @@ pub(super) fn fit_fd_budget(config: &Config, desk: &call::DeskSettings) -> (TcpL
         max_per_source: plan.tcp_max_per_source,
     };
     (limits, plan.max_calls)
+}
+
+/// Open files one call may hold with `desk`: its RTP socket, a recording, a route lookup while
+/// it dials, and one RTP socket per staff leg: every member of the largest group rings at once,
+/// and a staff call-back holds two.
+pub(super) fn fds_per_call(desk: &call::DeskSettings) -> usize {
+    let largest_group = desk
+        .groups
+        .names()
+        .map(|n| desk.groups.get(n).map_or(0, <[_]>::len))
+        .max()
+        .unwrap_or(0);
+    3 + largest_group.max(2)
 }
 
 pub(super) fn desk_settings(
