@@ -140,6 +140,28 @@ async fn the_desk_ringing_a_staff_phone_then_the_bridge_show_with_the_phone() {
     staff.assert_completed();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_leaving_a_voicemail_shows_recording_until_the_silence_ends_it() {
+    let ivr = start("voicemail.toml", "");
+    let admin = ivr.admin_addr();
+    let http = client();
+    let ua = UdpUa::new(ivr.sip_addr());
+    let ids = CallIds::new();
+    let _ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
+    // After the beep the message records; this caller says nothing, so 3 s of silence end it
+    // and the flow hangs up.
+    let call = wait_for_call(&http, admin, "recording", |c| c["state"] == "recording").await;
+    assert_eq!(call["node"], "voicemail", "{call}");
+    assert_eq!(call["state_text"], "recording voicemail", "{call}");
+    let bye = ua.expect_request(&ids.call_id, "BYE", Duration::from_secs(10));
+    ua.send(common::ok_for(&bye));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while calls(&http, admin).await != serde_json::json!([]) {
+        assert!(Instant::now() < deadline, "the ended call stays listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads SSE events from `resp` until one of type `calls` satisfies `pred`; returns its data.
 async fn next_calls_event(
     resp: &mut reqwest::Response,
@@ -300,11 +322,48 @@ async fn the_calls_page_loads_its_own_script_under_a_self_only_policy() {
     );
     assert!(page.contains("<table id=\"live\">"), "{page}");
     // The browser's EventSource sends the session cookie: the stream accepts it.
-    let events = http
+    let mut events = http
         .get(url(admin, "/api/calls/events"))
         .header("cookie", &cookie)
         .send()
         .await
         .expect("GET events");
     assert_eq!(events.status(), StatusCode::OK);
+    let mut buf = String::new();
+    next_calls_event(&mut events, &mut buf, "at once", |_| true).await;
+
+    // Logged out, the session's stream ends at the next change instead of telling it.
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field");
+    let out = http
+        .post(url(admin, "/logout"))
+        .header("cookie", &cookie)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let ua = UdpUa::new(ivr.sip_addr());
+    let ids = CallIds::new();
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
+    let mut rest = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = events.chunk().await.expect("stream read") {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream stays open after logout: {rest:?}"
+    );
+    assert!(
+        !rest.contains("tester"),
+        "told a logged-out session of a call: {rest:?}"
+    );
+    ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
 }

@@ -76,34 +76,40 @@ pub fn calls_json(app: &Shared) -> Value {
 /// `GET /api/calls/events`: the snapshot `{generation, now, calls}` as a `calls` event at once
 /// and after each change (changes close together may come as one event: each carries the whole
 /// list, so none is lost). Authenticated like `/api/calls`; a browser's EventSource sends the
-/// session cookie.
+/// session cookie, and a stream opened with one ends at the first change after that session
+/// is gone (logged out, expired).
 pub async fn events(
     State(app): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+    let session = match authenticate(&app, &headers, peer).await {
+        Ok(who) => who.session.map(|(id, _)| id),
+        Err(r) => return r.into_response(),
+    };
     let changes = app.ctx.live.subscribe();
-    let stream = futures_util::stream::unfold(
-        (app, changes, true),
-        |(app, mut changes, first)| async move {
-            // The sender lives as long as the registry: an error means the server is going away.
-            if !first {
-                changes.changed().await.ok()?;
+    let stream =
+        futures_util::stream::unfold((app, changes, true), move |(app, mut changes, first)| {
+            let session = session.clone();
+            async move {
+                // The sender lives as long as the registry: an error means the server is going away.
+                if !first {
+                    changes.changed().await.ok()?;
+                }
+                if let Some(id) = &session {
+                    app.sessions().get(id, app.now())?;
+                }
+                // Marked seen before the snapshot is read: a change after this wakes us again.
+                let generation = *changes.borrow_and_update();
+                let data = json!({
+                    "generation": generation,
+                    "now": app.now().to_string(),
+                    "calls": calls_json(&app),
+                });
+                let event = Event::default().event("calls").data(data.to_string());
+                Some((Ok::<_, Infallible>(event), (app, changes, false)))
             }
-            // Marked seen before the snapshot is read: a change after this wakes us again.
-            let generation = *changes.borrow_and_update();
-            let data = json!({
-                "generation": generation,
-                "now": app.now().to_string(),
-                "calls": calls_json(&app),
-            });
-            let event = Event::default().event("calls").data(data.to_string());
-            Some((Ok::<_, Infallible>(event), (app, changes, false)))
-        },
-    );
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
