@@ -5,98 +5,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Ivr, cdr_rows, free_port, manifest_dir, require_tool, run_sipp};
+use common::staff::Staff;
+use common::{Ivr, cdr_rows, manifest_dir, require_tool, run_sipp};
+use std::process::Command;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// A sipp UAS playing a staff phone, waiting for ivr's INVITE.
-struct Staff {
-    child: Child,
-    name: &'static str,
-    port: u16,
-    err_file: PathBuf,
-    out_file: PathBuf,
-}
-
-impl Staff {
-    /// `pause_ms` is the scenario's `<pause/>` (how long it rings before answering).
-    fn start(dir: &Path, scenario: &'static str, pause_ms: u64) -> Staff {
-        let port = free_port();
-        let media_port = common::free_media_port();
-        let stem = scenario.trim_end_matches(".xml");
-        let err_file = dir.join(format!("staff-{stem}-{port}-errors.log"));
-        let out_file = dir.join(format!("staff-{stem}-{port}.log"));
-        let out = std::fs::File::create(&out_file).expect("staff log");
-        let child = Command::new("sipp")
-            .arg("-sf")
-            .arg(manifest_dir().join("tests/sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-mp", &media_port.to_string()])
-            .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
-            .args(["-d", &pause_ms.to_string()])
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(&err_file)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting sipp: {e}"));
-        Staff {
-            child,
-            name: scenario,
-            port,
-            err_file,
-            out_file,
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("sip:staff@127.0.0.1:{}", self.port)
-    }
-
-    /// Waits for the scenario to finish and asserts it completed.
-    fn assert_completed(mut self) {
-        let deadline = Instant::now() + WAIT;
-        let status: ExitStatus = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("staff {} still running after {WAIT:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(
-            status.success(),
-            "staff phone {} failed ({status}):\n{}\n{}",
-            self.name,
-            std::fs::read_to_string(&self.err_file).unwrap_or_default(),
-            std::fs::read_to_string(&self.out_file)
-                .unwrap_or_default()
-                .chars()
-                .rev()
-                .take(3000)
-                .collect::<String>()
-                .chars()
-                .rev()
-                .collect::<String>()
-        );
-    }
-}
-
-impl Drop for Staff {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `[staff]` with one user, alice, MD5 first (sipp 3.6 answers only the first challenge, MD5).
 const ALICE: &str = "[staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\

@@ -21,6 +21,7 @@ use super::recording::{
 };
 use super::{Call, CallCommand, CallSettings, MediaCtx, handle_mid_call, recv_rtp};
 use crate::flow::{Action, Event, Facts, Flow, Run};
+use crate::live::LiveState;
 use crate::media::dtmf::{DtmfDigit, DtmfReceiver};
 use crate::media::recorder::{RecordingGate, StopReason, beep};
 use crate::media::{Codec, RtpIn};
@@ -58,6 +59,9 @@ impl Shell<'_, '_> {
         } = self;
         let call_id = call.call_id.clone();
         let mut run = Run::new(flow, facts);
+        call.live_state(LiveState::InFlow);
+        // Whether the live calls list says "recording" (checked each turn, told on a change).
+        let mut shown_recording = false;
         let mut dtmf = DtmfReceiver::new(codec, telephone_event);
         // One entry per `Play`, answered in order by one `PlaybackDone` each.
         let mut jobs: VecDeque<Job> = VecDeque::new();
@@ -101,6 +105,7 @@ impl Shell<'_, '_> {
                     };
                     match dial.ring_desk(req).await {
                         DialResult::Outcome(outcome) => {
+                            call.live_state(LiveState::InFlow);
                             pending.extend(
                                 run.handle(Instant::now().into_std(), Event::DialDone(outcome)),
                             );
@@ -134,6 +139,14 @@ impl Shell<'_, '_> {
                 }
             }
             noted.note(&record.writer, run.vars());
+            let recording_now = recording.as_ref().is_some_and(|r| r.gate.is_some());
+            if recording_now != shown_recording && !hangup_sent {
+                shown_recording = recording_now;
+                call.live_state(match recording_now {
+                    true => LiveState::Recording,
+                    false => LiveState::InFlow,
+                });
+            }
             // The call's own limits end once we have sent BYE (only its answer matters then, and a
             // deadline already passed would wake the loop without pause).
             let limits = match hangup_sent {
@@ -246,6 +259,7 @@ impl Shell<'_, '_> {
                     if Instant::now() >= deadline && !hangup_sent {
                         info!(call_id = %call_id, event = "max_duration", "call reached its maximum duration");
                         call.send(CallCommand::Hangup);
+                        call.live_state(LiveState::Ending);
                         hangup_sent = true;
                     }
                     if !hangup_sent && let Some(timeout) = ctx.media.rtp_silence(now) {
@@ -289,6 +303,7 @@ async fn execute(
     match action {
         Action::Enter { node } => {
             info!(call_id = %call_id, event = "node", node = %node, "flow node");
+            call.live_node(&node);
         }
         Action::Log { message } => {
             info!(call_id = %call_id, event = "flow", %message, "flow");
@@ -318,6 +333,7 @@ async fn execute(
             } else if !*hangup_sent {
                 info!(call_id = %call_id, event = "flow_end", %reason, "flow ended; hanging up");
                 call.send(CallCommand::Hangup);
+                call.live_state(LiveState::Ending);
                 *hangup_sent = true;
             }
         }

@@ -131,6 +131,8 @@ pub(crate) struct Call {
     sip_port: u16,
     /// Why we sent BYE, when the CDR should say more than "we hung up".
     hangup_cause: Option<String>,
+    /// The call's entry in the live calls list (none for a staff call-back).
+    live: Option<crate::live::LiveGuard>,
 }
 
 /// Why the call loop stopped waiting.
@@ -142,6 +144,20 @@ enum Wait {
 impl Call {
     pub(crate) fn send(&self, cmd: CallCommand) {
         self.send_to(self.id, cmd);
+    }
+
+    /// Shows on the live calls list that the call entered flow node `node`.
+    pub(crate) fn live_node(&self, node: &str) {
+        if let Some(l) = &self.live {
+            l.set_node(node);
+        }
+    }
+
+    /// Shows on the live calls list what the call is doing now.
+    pub(crate) fn live_state(&self, state: crate::live::LiveState) {
+        if let Some(l) = &self.live {
+            l.set_state(state);
+        }
     }
 
     /// A command for another dialog of this call (a staff leg it dialled).
@@ -159,6 +175,7 @@ impl Call {
         media.set_hold(true);
         self.hangup_cause = Some(format!("no RTP for {} s", timeout.as_secs()));
         self.send(CallCommand::Hangup);
+        self.live_state(crate::live::LiveState::Ending);
     }
 
     /// What the CDR says about the end: our own reason for a BYE we sent, else the dialog's.
@@ -186,6 +203,7 @@ pub async fn run(
         events,
         sip_port: incoming.local.port(),
         hangup_cause: None,
+        live: None,
     };
     // A staff phone calling a customer back: not a caller of the line (no repeat detection).
     if let Some(staff) = incoming.staff_user.clone() {
@@ -207,16 +225,18 @@ pub async fn run(
     facts.caller_agreed_recently = rec.agreed_recently;
     facts.caller_known = rec.client.is_some();
     facts.client_agreement = rec.agreement();
-    let _live = settings.live.register(crate::live::LiveCall {
-        call_id: rec.call_id.clone(),
-        caller: rec.caller.as_str().to_string(),
-        called: rec.called.clone(),
-        client: rec.client.as_ref().map(|c| c.name.clone()),
-        repeat: rec.repeat,
-        after_hours: rec.after_hours,
-        started_at: rec.started_at,
-    });
+    // Dropped with `call`, after the call's record is written.
+    call.live = Some(settings.live.register(crate::live::LiveCall::arriving(
+        rec.call_id.clone(),
+        rec.caller.as_str().to_string(),
+        rec.called.clone(),
+        rec.client.as_ref().map(|c| c.name.clone()),
+        rec.repeat,
+        rec.after_hours,
+        rec.started_at,
+    )));
     let summary = answer_and_run(&mut call, &incoming, &settings, facts, &mut rec).await;
+    call.live_state(crate::live::LiveState::Ending);
     settings.memory.call_ended(&rec, &summary).await;
     let outcome = memory::outcome_of(&rec, &summary);
     settings.metrics.call_ended(outcome.as_str());

@@ -73,7 +73,7 @@ pub async fn status(
     .into_response()
 }
 
-/// Calls up now (caller, client, repeat flag, how long); state inside the call is not tracked yet.
+/// Calls up now: caller, client, repeat flag, how long, the flow node and what the call is doing.
 pub async fn calls(
     State(app): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -82,26 +82,7 @@ pub async fn calls(
     if let Err(r) = authenticate(&app, &headers, peer).await {
         return r.into_response();
     }
-    let now = app.now();
-    let calls: Vec<_> = app
-        .ctx
-        .live
-        .snapshot()
-        .into_iter()
-        .map(|c| {
-            json!({
-                "call_id": c.call_id,
-                "caller": c.caller,
-                "called": c.called,
-                "client": c.client,
-                "repeat": c.repeat,
-                "after_hours": c.after_hours,
-                "started_at": c.started_at.to_string(),
-                "duration_s": now.duration_since(c.started_at).as_secs().max(0),
-            })
-        })
-        .collect();
-    Json(calls).into_response()
+    Json(super::live_events::calls_json(&app)).into_response()
 }
 
 pub fn voicemail_json(l: &Listed) -> serde_json::Value {

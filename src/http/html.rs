@@ -1,5 +1,6 @@
 //! Rendering: an HTML escape for every caller- or admin-supplied string, and the page frame
-//! (banner with business hours and version, navigation, small inline CSS; no scripts, no CDN).
+//! (banner with business hours and version, navigation, small inline CSS; no CDN: the one
+//! script, for live calls, is served by ivr itself).
 
 use std::fmt::Write as _;
 
@@ -31,7 +32,8 @@ pub fn page(title: &str, banner: &str, version: &str, csrf: Option<&str>, body: 
     page_refreshing(title, banner, version, csrf, body, None)
 }
 
-/// [`page`] that the browser reloads every `refresh_s` seconds (polling without scripts).
+/// [`page`] that the browser reloads every `refresh_s` seconds when scripts are off (the page's
+/// script keeps it current otherwise).
 pub fn page_refreshing(
     title: &str,
     banner: &str,
@@ -42,7 +44,7 @@ pub fn page_refreshing(
 ) -> String {
     let mut out = String::new();
     let refresh = refresh_s
-        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+        .map(|s| format!("<noscript><meta http-equiv=\"refresh\" content=\"{s}\"></noscript>"))
         .unwrap_or_default();
     let _ = write!(
         out,

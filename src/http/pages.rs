@@ -207,7 +207,7 @@ pub async fn voicemails(
     render(&app, "Voicemails", &csrf, &body)
 }
 
-/// Live calls alone, reloaded by the browser every few seconds (no scripts needed).
+/// Live calls alone, kept current by the page's script (reloaded every few seconds without).
 pub async fn calls(
     State(app): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -229,34 +229,13 @@ pub async fn calls(
     .into_response()
 }
 
-/// How often the live calls page reloads itself.
+/// How often the live calls page reloads itself when scripts are off.
 const LIVE_REFRESH_S: u32 = 3;
 
 /// The live calls table.
 fn live_calls(app: &Shared, now: jiff::Timestamp) -> String {
-    let calls = app.ctx.live.snapshot();
-    let mut out = format!("<h2>Live calls ({})</h2>", calls.len());
-    if calls.is_empty() {
-        out.push_str("<p>No calls right now.</p>");
-    } else {
-        out.push_str("<table id=\"live\"><tr><th>Caller</th><th>Client</th><th>Dialled</th><th>Repeat</th><th>Since</th><th>Duration</th></tr>");
-        for c in &calls {
-            let secs = now.duration_since(c.started_at).as_secs().max(0);
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}:{:02}</td></tr>",
-                esc(&c.caller),
-                esc(c.client.as_deref().unwrap_or("-")),
-                esc(&c.called),
-                if c.repeat { "repeat" } else { "" },
-                esc(&c.started_at.to_string()),
-                secs / 60,
-                secs % 60
-            );
-        }
-        out.push_str("</table>");
-    }
-    out.push_str("<p class=\"todo\">Not here yet: what each call is doing (flow node, ringing, bridged), staff phones and desk groups, flow graphs.</p>");
+    let mut out = super::live_events::live_section(&app.ctx.live.snapshot(), now);
+    out.push_str("<p class=\"todo\">Not here yet: staff phones and desk groups, flow graphs.</p>");
     out
 }
 

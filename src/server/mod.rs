@@ -138,7 +138,7 @@ async fn run(
     watch_store(&metrics, &memory, clock);
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
-    let live_calls = crate::live::LiveCalls::new();
+    let live_calls = crate::live::LiveCalls::with_clock(clock);
     let admin = AdminStart {
         live: live_calls.clone(),
         store: sqlite,

@@ -146,6 +146,9 @@ impl DialCall<'_, '_> {
             caller_relay: ctx.media.relay_input(),
             early: None,
             ringback_wanted: None,
+            targets: req.targets.clone(),
+            ringing: Vec::new(),
+            ringing_changed: true,
         };
         let mut ringback = Some(ctx.media.play(settings.desk.ringback.clone()));
         let mut actions: std::collections::VecDeque<DialAction> = first.into();
@@ -171,6 +174,7 @@ impl DialCall<'_, '_> {
             if let Some(leg) = bridged {
                 break leg;
             }
+            d.show_ringing(call);
             // Early media from a ringing phone replaces the tone, and the tone comes back
             // when that phone answers or drops out.
             match d.ringback_wanted.take() {
@@ -259,6 +263,9 @@ impl DialCall<'_, '_> {
         // The others are being dropped; their sessions end with their handles.
         drop(legs);
         ctx.media.stop_playback();
+        call.live_state(crate::live::LiveState::Bridged {
+            with: leg.member.clone(),
+        });
         record
             .writer
             .fact(crate::store::CallFact::AnsweredBy(leg.member.clone()));
@@ -285,6 +292,12 @@ struct Dialing<'a> {
     early: Option<LegId>,
     /// The ringback tone should stop (`false`) or resume (`true`).
     ringback_wanted: Option<bool>,
+    /// The dial node's targets, for the live calls list.
+    targets: Vec<String>,
+    /// The phones ringing (or whispered to) now, as the live calls list names them.
+    ringing: Vec<(LegId, String)>,
+    /// `ringing` changed since the live calls list was told.
+    ringing_changed: bool,
 }
 
 impl Dialing<'_> {
@@ -307,6 +320,12 @@ impl Dialing<'_> {
                 };
                 match started {
                     Some(live) => {
+                        let name = match self.members.get(member).and_then(|m| m.get(contact)) {
+                            Some(c) if c.member != c.uri => format!("{} ({})", c.member, c.uri),
+                            _ => live.member.clone(),
+                        };
+                        self.ringing.push((leg, name));
+                        self.ringing_changed = true;
                         legs.insert(leg, live);
                         Vec::new()
                     }
@@ -322,6 +341,7 @@ impl Dialing<'_> {
                     l.socket = None;
                     self.end_early_media(leg);
                 }
+                self.not_ringing(leg);
                 Vec::new()
             }
             DialAction::Whisper(leg) => {
@@ -488,11 +508,29 @@ impl Dialing<'_> {
                         l.media = None;
                         l.socket = None;
                         self.end_early_media(leg);
+                        self.not_ringing(leg);
                         vec![(leg, LegEvent::Ended(reason))]
                     }
                     CallEvent::Incoming(_) | CallEvent::Confirmed { .. } => Vec::new(),
                 }
             }
+        }
+    }
+
+    fn not_ringing(&mut self, leg: LegId) {
+        let before = self.ringing.len();
+        self.ringing.retain(|(l, _)| *l != leg);
+        self.ringing_changed |= self.ringing.len() != before;
+    }
+
+    /// Tells the live calls list which phones ring, when that changed (this runs on every turn
+    /// of the dial loop, caller RTP included, so it must cost nothing otherwise).
+    fn show_ringing(&mut self, call: &Call) {
+        if std::mem::take(&mut self.ringing_changed) {
+            call.live_state(crate::live::LiveState::RingingDesk {
+                targets: self.targets.clone(),
+                phones: self.ringing.iter().map(|(_, n)| n.clone()).collect(),
+            });
         }
     }
 
