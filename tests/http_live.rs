@@ -367,3 +367,40 @@ async fn the_calls_page_loads_its_own_script_under_a_self_only_policy() {
     );
     ua.send(in_dialog(&ua, &ids, &ok, "BYE", 2));
 }
+
+/// Event streams are capped (32 open at once): the next is refused with 503 rather than piling
+/// up tasks and sockets, and a stream's slot comes back when its client goes away.
+#[tokio::test(flavor = "multi_thread")]
+async fn event_streams_are_capped_and_a_closed_one_frees_its_slot() {
+    let ivr = start("gather.toml", "");
+    let admin = ivr.admin_addr();
+    let http = client();
+    let open = || async {
+        http.get(url(admin, "/api/calls/events"))
+            .header(AUTHORIZATION, BEARER)
+            .send()
+            .await
+            .expect("GET events")
+    };
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let s = open().await;
+        assert_eq!(s.status(), StatusCode::OK);
+        streams.push(s);
+    }
+    assert_eq!(open().await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop(streams.pop());
+    // The server notices the closed connection at its next write (the keep-alive at worst).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = open().await;
+        if s.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed stream never gave its slot back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -87,10 +87,20 @@ pub async fn events(
         Ok(who) => who.session.map(|(id, _)| id),
         Err(r) => return r.into_response(),
     };
+    let Ok(permit) = app.event_streams.clone().try_acquire_owned() else {
+        tracing::warn!(from = %peer, "too many live-call event streams open; refused");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live-call event streams are open",
+        )
+            .into_response();
+    };
     let changes = app.ctx.live.subscribe();
     let stream =
         futures_util::stream::unfold((app, changes, true), move |(app, mut changes, first)| {
             let session = session.clone();
+            // Held as long as the stream: dropped with it when the client goes away.
+            let _permit = &permit;
             async move {
                 // The sender lives as long as the registry: an error means the server is going away.
                 if !first {

@@ -39,6 +39,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long a login lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most live-call event streams open at once: each is a task and a socket held open, so a
+/// leaked or hostile client cannot pile them up; the next gets 503 and the page falls back to
+/// reloading itself.
+const MAX_EVENT_STREAMS: usize = 32;
 /// Most sessions kept at once; the oldest is dropped beyond it.
 const MAX_SESSIONS: usize = 1000;
 
@@ -85,6 +89,8 @@ pub(crate) struct App {
     /// The listener is on loopback: the unauthenticated readiness body may name paths and
     /// errors. Elsewhere it says only which checks pass.
     loopback: bool,
+    /// Permits for open live-call event streams (each holds one for its life).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -120,6 +126,7 @@ pub async fn start(
     let local = listener.local_addr()?;
     let app = Arc::new(App {
         loopback: local.ip().is_loopback(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
         verifier: Mutex::new(TokenVerifier::new(token)),
         ctx,
         sessions: Mutex::new(Sessions::new(SESSION_TTL, MAX_SESSIONS)),

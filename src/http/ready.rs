@@ -187,6 +187,7 @@ mod tests {
                 Duration::from_secs(60),
             )),
             loopback: true,
+            event_streams: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
