@@ -56,7 +56,7 @@ pub fn page_refreshing(
     if let Some(csrf) = csrf {
         let _ = write!(
             out,
-            "<nav><a href=\"/calls\">Live calls</a> · <a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a></nav>\
+            "<nav><a href=\"/calls\">Live calls</a> · <a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a> · <a href=\"/staff\">Staff</a> · <a href=\"/flows\">Flows</a></nav>\
              <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Log out</button></form>",
             esc(csrf)
         );

@@ -4,15 +4,19 @@
 //!
 //! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
 //! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
-//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's [`Reload`].
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's [`Reload`]; [`staff`] and
+//! [`flows`] draw what the server's [`Serving`] holds (flows as SVG by [`flow_svg`]).
 
 mod api;
 pub mod auth;
+mod flow_svg;
+mod flows;
 mod guard;
 mod html;
 mod metrics;
 mod pages;
 mod ready;
+mod staff;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +59,23 @@ pub struct AdminContext {
     pub metrics: crate::metrics::Metrics,
     /// Re-reads config, flows and prompts (`POST /api/reload`); `None`: this ivr cannot reload.
     pub reload: Option<Arc<dyn Reload>>,
+    /// The desk, flows and staff phones the line serves now (`/staff`, `/flows`).
+    pub serving: Option<Arc<dyn Serving>>,
     pub token: TokenCheck,
+}
+
+/// What the line serves now, as the server holds it: the staff and flow pages read it.
+pub trait Serving: Send + Sync {
+    /// The desk groups and flows of the set new calls start with (a reload swaps it).
+    fn desk_and_flows(&self) -> (crate::bridge::DeskGroups, Vec<ServedFlow>);
+    /// The staff phones' bindings, as the SIP thread last published them.
+    fn registrations(&self) -> Arc<[crate::sip::Registration]>;
+}
+
+/// A loaded flow and the dialled numbers it answers (`default` for the rest).
+pub struct ServedFlow {
+    pub numbers: Vec<String>,
+    pub flow: Arc<crate::flow::Flow>,
 }
 
 /// A hot reload of the running line, as the server implements it: the outcome as JSON, and
@@ -151,6 +171,9 @@ fn router(app: Shared) -> Router {
         .route("/api/outbox", get(api::outbox))
         .route("/api/outbox/{id}/retry", post(api::retry))
         .route("/api/reload", post(api::reload))
+        .route("/staff", get(staff::page))
+        .route("/api/staff", get(staff::api))
+        .route("/flows", get(flows::page))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

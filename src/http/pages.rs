@@ -17,7 +17,7 @@ use crate::services::voicemails::CallbackStatus;
 use crate::services::{cdrs, outbox, voicemails};
 
 /// A page's requester, or the response that sends them to log in.
-async fn viewer(
+pub(super) async fn viewer(
     app: &Shared,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -37,7 +37,7 @@ async fn viewer(
     }
 }
 
-fn render(app: &Shared, title: &str, csrf: &str, body: &str) -> Response {
+pub(super) fn render(app: &Shared, title: &str, csrf: &str, body: &str) -> Response {
     Html(page(title, &banner(app), VERSION, Some(csrf), body)).into_response()
 }
 

@@ -150,6 +150,7 @@ mod tests {
                 live: crate::live::LiveCalls::new(),
                 metrics: crate::metrics::Metrics::new(),
                 reload: None,
+                serving: None,
                 token: TokenCheck::Unconfigured,
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),

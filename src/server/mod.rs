@@ -35,6 +35,7 @@ use crate::store::{SqliteStore, Store};
 
 pub mod control;
 pub mod reload;
+mod serving;
 mod settings;
 mod signalling;
 
@@ -148,6 +149,7 @@ async fn run(
         hours: parts.hours.clone(),
         metrics: metrics.clone(),
         reload: None,
+        serving: None,
     };
     let process = ProcessWide {
         clock,
@@ -161,6 +163,12 @@ async fn run(
     // finds this run's outcome to compare with.
     let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
     admin.reload = Some(reloader.clone());
+    // The signalling thread publishes the registrar's bindings here for the staff page.
+    let (registrations_tx, registrations) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+    admin.serving = Some(Arc::new(serving::LineView {
+        live: live.clone(),
+        registrations,
+    }));
     let _pid_file = match control::PidFile::write(&config.data.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -212,7 +220,16 @@ async fn run(
                         }
                     };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
-                run_signalling(transport, inbound, endpoint, shutdown, live, calls_rt).await;
+                run_signalling(
+                    transport,
+                    inbound,
+                    endpoint,
+                    shutdown,
+                    live,
+                    calls_rt,
+                    registrations_tx,
+                )
+                .await;
             });
             let _ = done_tx.send(());
         })
@@ -512,6 +529,7 @@ struct AdminStart {
     live: crate::live::LiveCalls,
     metrics: crate::metrics::Metrics,
     reload: Option<Arc<dyn crate::http::Reload>>,
+    serving: Option<Arc<dyn crate::http::Serving>>,
 }
 
 /// Starts the admin HTTP server when `[admin] listen` is set and prints
@@ -541,6 +559,7 @@ async fn start_admin(
         live: admin.live,
         metrics: admin.metrics,
         reload: admin.reload,
+        serving: admin.serving,
         token: crate::http::auth::TokenCheck::new(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),

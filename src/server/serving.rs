@@ -1,0 +1,47 @@
+//! The admin server's view of what the line serves now ([`crate::http::Serving`]): the desk
+//! groups and flows of the current set (so a reload shows at once) and the staff bindings the
+//! signalling thread publishes whenever the registrar changes.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::reload::LiveSettings;
+use crate::http::{ServedFlow, Serving};
+use crate::sip::Registration;
+
+/// The registrar's bindings as the signalling thread last published them.
+pub(super) type Registrations = Arc<[Registration]>;
+
+pub(super) struct LineView {
+    pub live: Arc<LiveSettings>,
+    pub registrations: watch::Receiver<Registrations>,
+}
+
+impl Serving for LineView {
+    fn desk_and_flows(&self) -> (crate::bridge::DeskGroups, Vec<ServedFlow>) {
+        let settings = self.live.current();
+        let table = &settings.flows;
+        let mut flows = vec![ServedFlow {
+            numbers: vec!["default".into()],
+            flow: table.default.clone(),
+        }];
+        let mut numbers: Vec<(&String, &Arc<crate::flow::Flow>)> = table.numbers.iter().collect();
+        numbers.sort_by(|a, b| a.0.cmp(b.0));
+        for (number, flow) in numbers {
+            // One drawing per flow file, however many numbers it answers.
+            match flows.iter_mut().find(|f| f.flow.file == flow.file) {
+                Some(f) => f.numbers.push(number.clone()),
+                None => flows.push(ServedFlow {
+                    numbers: vec![number.clone()],
+                    flow: flow.clone(),
+                }),
+            }
+        }
+        (settings.desk.groups.clone(), flows)
+    }
+
+    fn registrations(&self) -> Registrations {
+        self.registrations.borrow().clone()
+    }
+}
