@@ -34,6 +34,4 @@ pub use run::{Action, Event, Run};
 pub use simulate::{simulate, simulate_recording};
 
 #[cfg(test)]
-mod layout_tests;
-#[cfg(test)]
 mod repeat_path_tests;

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::layout::{Layout, label_rect, layout};
-use super::model::Flow;
+use super::{Layout, label_rect, layout};
+use crate::flow::model::Flow;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,7 +27,7 @@ fn shipped_flows() -> Vec<Flow> {
     files
         .iter()
         .map(|f| {
-            super::check(f, &root().join("prompts"))
+            crate::flow::check(f, &root().join("prompts"))
                 .unwrap_or_else(|d| panic!("{}: {d}", f.display()))
         })
         .collect()
@@ -66,7 +66,7 @@ on_fail = "bye"
 type = "hangup"
 "#;
     let prompts: BTreeSet<String> = ["press_5".to_string()].into();
-    super::check_source(
+    crate::flow::check_source(
         Path::new("loops.toml"),
         text,
         &root().join("prompts"),
