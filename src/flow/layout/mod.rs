@@ -132,15 +132,11 @@ pub fn layout(flow: &Flow) -> Layout {
             }
         }
     }
-    let out: Vec<Vec<usize>> = (0..n)
-        .map(|i| {
-            merged
-                .iter()
-                .filter(|(a, _, _)| *a == i)
-                .map(|(_, b, _)| *b)
-                .collect()
-        })
-        .collect();
+    // Each node's edges as (target, index into `merged`).
+    let mut out: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (k, (a, b, _)) in merged.iter().enumerate() {
+        out[*a].push((*b, k));
+    }
 
     let (order, back) = depth_first(n, start, &out);
     let layer = longest_path_layers(n, &order, &merged, &back);

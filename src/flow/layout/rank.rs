@@ -1,26 +1,17 @@
 //! Which layer each node goes in and the order within layers: the graph-theoretic half of the
 //! layout (no coordinates).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{Chain, SWEEPS, Vertex};
 
 /// Depth-first preorder from `start` (then from any node not reached, in file order) and the
-/// indices (into the merged edge list, numbered as `out` flattens) of edges that close a cycle.
+/// edges that close a cycle. `out[v]` lists (target, edge index) of node `v`'s edges.
 pub(super) fn depth_first(
     n: usize,
     start: usize,
-    out: &[Vec<usize>],
+    out: &[Vec<(usize, usize)>],
 ) -> (Vec<usize>, HashSet<usize>) {
-    // Edge k is the k-th (from, to) pair in from-major order, matching `merged`'s file order.
-    let mut edge_id: HashMap<(usize, usize), usize> = HashMap::new();
-    let mut k = 0;
-    for (a, targets) in out.iter().enumerate() {
-        for &b in targets {
-            edge_id.insert((a, b), k);
-            k += 1;
-        }
-    }
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -40,7 +31,7 @@ pub(super) fn depth_first(
         mark[root] = Mark::Open;
         order.push(root);
         while let Some((v, i)) = stack.pop() {
-            if let Some(&w) = out[v].get(i) {
+            if let Some(&(w, edge)) = out[v].get(i) {
                 stack.push((v, i + 1));
                 match mark[w] {
                     Mark::New => {
@@ -49,7 +40,7 @@ pub(super) fn depth_first(
                         stack.push((w, 0));
                     }
                     Mark::Open => {
-                        back.insert(edge_id[&(v, w)]);
+                        back.insert(edge);
                     }
                     Mark::Done => {}
                 }
@@ -184,4 +175,64 @@ fn crossings(layers: &[Vec<usize>], links: &[(usize, usize)], count: usize) -> u
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vertex(layer: usize, seed: f64) -> Vertex {
+        Vertex {
+            node: Some(0),
+            layer,
+            seed,
+            w: 10.0,
+            h: 10.0,
+            x: 0.0,
+            y: 0.0,
+        }
+    }
+
+    fn chain(from: usize, to: usize) -> Chain {
+        Chain {
+            from,
+            to,
+            label: String::new(),
+            back: false,
+            vertices: vec![from, to],
+        }
+    }
+
+    #[test]
+    fn barycenter_sweeps_undo_a_crossing_the_first_order_has() {
+        // a(0) b(1) over c(2) d(3), with a -> d and b -> c: the seed order crosses once.
+        let vertices = [
+            vertex(0, 0.0),
+            vertex(0, 1.0),
+            vertex(1, 2.0),
+            vertex(1, 3.0),
+        ];
+        let chains = [chain(0, 3), chain(1, 2)];
+        let links = [(0, 3), (1, 2)];
+        let seeded = vec![vec![0, 1], vec![2, 3]];
+        assert_eq!(crossings(&seeded, &links, 4), 1);
+        let ordered = order_layers(&vertices, &chains);
+        assert_eq!(crossings(&ordered, &links, 4), 0, "{ordered:?}");
+    }
+
+    #[test]
+    fn a_loop_is_a_back_edge_and_layers_follow_the_longest_path() {
+        // 0 -> 1 -> 2 -> 0 (loop), and 0 -> 2 directly: 2 sits below 1, not beside it.
+        let out = vec![vec![(1, 0), (2, 1)], vec![(2, 2)], vec![(0, 3)]];
+        let (order, back) = depth_first(3, 0, &out);
+        assert_eq!(order, [0, 1, 2]);
+        assert_eq!(back, HashSet::from([3]));
+        let merged = vec![
+            (0, 1, vec![]),
+            (0, 2, vec![]),
+            (1, 2, vec![]),
+            (2, 0, vec![]),
+        ];
+        assert_eq!(longest_path_layers(3, &order, &merged, &back), [0, 1, 2]);
+    }
 }
