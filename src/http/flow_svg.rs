@@ -1,10 +1,10 @@
 //! Paints a laid-out flow ([`crate::flow::layout`]) as inline SVG: boxes coloured by node type,
-//! edges as polylines with arrowheads (dashed when they loop back), labels with a white halo.
+//! edges as polylines with arrowheads (dashed when they loop back), labels on a white ground.
 //! Every text is escaped; no scripts, styles or ids (several drawings share one page).
 
 use std::fmt::Write as _;
 
-use crate::flow::layout::{Layout, PlacedNode};
+use crate::flow::layout::{Layout, PlacedNode, label_rect};
 
 const EDGE: &str = "#555";
 const LABEL: &str = "#1d3557";
@@ -62,9 +62,12 @@ pub fn render(layout: &Layout, title: &str) -> String {
         if let [.., a, b] = e.points.as_slice() {
             arrowhead(&mut out, *a, *b);
         }
+        // A white ground under the label: the line it sits on must not strike through it.
+        let (x, y, w, h) = label_rect(&e.label, e.label_at);
         let _ = write!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{LABEL}\" stroke=\"#fff\" stroke-width=\"4\" paint-order=\"stroke\">{}</text></g>",
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"#fff\" fill-opacity=\"0.9\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{LABEL}\">{}</text></g>",
             e.label_at.0,
             e.label_at.1,
             xml(&e.label)
