@@ -4,8 +4,9 @@
 //!
 //! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
 //! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
-//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's [`Reload`]; [`staff`] and
-//! [`flows`] draw what the server's [`Serving`] holds (flows as SVG by [`flow_svg`]).
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` calls the server's
+//! [`Reload`]; [`staff`] and [`flows`] draw what the server's [`Serving`] holds (flows as SVG by
+//! [`flow_svg`]).
 
 mod api;
 pub mod auth;
