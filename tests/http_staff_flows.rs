@@ -1,6 +1,7 @@
 //! The staff and flow pages of a real `ivr serve`, through real HTTP: `/api/staff` and `/staff`
 //! follow a staff phone that sipp registers (digest auth) and unregisters, with the desk groups
-//! from the config; `/flows` draws every loaded flow as SVG, and only for a logged-in admin.
+//! from the config (as a reload leaves them); `/flows` draws every loaded flow as SVG, and only
+//! for a logged-in admin.
 
 mod admin_support;
 mod common;
@@ -18,24 +19,8 @@ use serde_json::Value;
 /// `ivr serve` with staff users alice and bob, the desk group `desk` (alice, bob and a fixed
 /// address), the greeting flow by default and the desk flow on 200 and 201.
 fn start_line(dir: &Path) -> Ivr {
-    let hash = hash_token(TOKEN);
-    let desk_flow = manifest_dir().join("tests/flows/desk.toml");
-    let greeting = manifest_dir().join("tests/flows/greeting.toml");
+    write_config(dir, &hash_token(TOKEN));
     let config = dir.join("ivr.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[admin]\ntoken_hash = \"{hash}\"\n\n\
-             [staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\
-             [[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n\
-             [[staff.users]]\nname = \"bob\"\npassword = \"b0bpass\"\n\n\
-             [[desk.groups]]\nname = \"desk\"\nmembers = [\"alice\", \"bob\", \"sip:oncall@192.0.2.10:5060\"]\n\n\
-             [flows]\ndefault = {greeting:?}\nnumbers = {{ \"200\" = {desk:?}, \"201\" = {desk:?} }}\n",
-            desk = desk_flow.display().to_string(),
-            greeting = greeting.display().to_string(),
-        ),
-    )
-    .expect("write config");
     let prompts = manifest_dir().join("prompts");
     Ivr::start_in(
         dir,
@@ -50,6 +35,26 @@ fn start_line(dir: &Path) -> Ivr {
             "127.0.0.1:0",
         ],
     )
+}
+
+/// `DIR/ivr.toml` for [`start_line`].
+fn write_config(dir: &Path, hash: &str) {
+    let desk_flow = manifest_dir().join("tests/flows/desk.toml");
+    let greeting = manifest_dir().join("tests/flows/greeting.toml");
+    std::fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            "[admin]\ntoken_hash = \"{hash}\"\n\n\
+             [staff]\nalgorithms = [\"MD5\", \"SHA-256\"]\n\
+             [[staff.users]]\nname = \"alice\"\npassword = \"s3cret\"\n\
+             [[staff.users]]\nname = \"bob\"\npassword = \"b0bpass\"\n\n\
+             [[desk.groups]]\nname = \"desk\"\nmembers = [\"alice\", \"bob\", \"sip:oncall@192.0.2.10:5060\"]\n\n\
+             [flows]\ndefault = {greeting:?}\nnumbers = {{ \"200\" = {desk:?}, \"201\" = {desk:?} }}\n",
+            desk = desk_flow.display().to_string(),
+            greeting = greeting.display().to_string(),
+        ),
+    )
+    .expect("write config");
 }
 
 async fn staff(admin: SocketAddr) -> Value {
@@ -322,4 +327,50 @@ async fn flows_page_draws_each_loaded_flow_for_a_session_only() {
     }
     titles.sort();
     assert_eq!(titles, ["desk-test", "greeting-only"]);
+}
+
+/// Desk groups come from the set serving now: a reload that adds one shows without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_page_shows_the_desk_groups_a_reload_installs() {
+    let dir = unique_temp_dir("http-staff-reload");
+    let ivr = start_line(&dir);
+    let admin = ivr.admin_addr();
+    let before = staff(admin).await;
+    assert_eq!(
+        before["groups"].as_array().map(Vec::len),
+        Some(1),
+        "{before:#}"
+    );
+
+    let config = dir.join("ivr.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[[desk.groups]]\nname = \"night\"\nmembers = [\"bob\"]\n");
+    std::fs::write(&config, text).expect("write config");
+    let resp = client()
+        .post(url(admin, "/api/reload"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .expect("POST /api/reload");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let after = staff(admin).await;
+    let groups: Vec<&str> = after["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(groups, ["desk", "night"], "{after:#}");
+    assert_eq!(after["groups"][1]["dialled_by"], serde_json::json!([]));
+    let cookie = login(admin).await;
+    assert!(
+        page(admin, "/staff", &cookie)
+            .await
+            .contains("No flow rings this group.")
+    );
 }
