@@ -1,5 +1,6 @@
-//! The B2BUA leg to staff: desk groups (who may be rung), the ring schedule (`dialer`), and the
-//! shell that rings, whispers and bridges on a live call (`crate::call::dial`).
+//! The B2BUA leg to staff: desk groups (who may be rung), who is ringable now (`roster`), the
+//! ring schedule (`dialer`), and the shell that rings, whispers and bridges on a live call
+//! (`crate::call::dial`).
 //!
 //! Only members of configured groups are ever dialled: flows name groups, never addresses, and
 //! nothing a caller sends (digits, headers) reaches a Request-URI. That is what keeps the line
@@ -7,6 +8,7 @@
 
 pub mod desk;
 pub mod dialer;
+pub mod roster;
 
 pub use desk::{DeskError, DeskGroups, Member};
 pub use dialer::{DialAction, DialPlan, Dialer, LegEvent, LegId};

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Flow, Node};
+use super::model::{Flow, Node, NodeDef};
 
 /// Renders `flow` as a dot digraph.
 pub fn to_dot(flow: &Flow) -> String {
@@ -20,24 +20,8 @@ pub fn to_dot(flow: &Flow) -> String {
     let _ = writeln!(out, "  \"__start\" -> {};", quote(&flow.start.name));
     for def in &flow.nodes {
         let mut label = format!("{}\\n({})", escape(&def.name), def.node.type_name());
-        let prompts = def.node.prompts();
-        if !prompts.is_empty() {
-            let names: Vec<String> = prompts
-                .iter()
-                .map(|p| format!("♪ {}", escape(&p.name)))
-                .collect();
-            let _ = write!(label, "\\n{}", names.join("\\n"));
-        }
-        if let Node::Set(s) = &def.node {
-            for (k, v, _) in &s.vars {
-                let _ = write!(label, "\\n{} = {}", escape(k), escape(v));
-            }
-        }
-        if let Node::Dial(d) = &def.node {
-            let _ = write!(label, "\\nring {}", escape(&d.targets.join(", ")));
-        }
-        if let Node::Webhook(w) = &def.node {
-            let _ = write!(label, "\\nevent {}", escape(&w.event));
+        for line in node_details(def) {
+            let _ = write!(label, "\\n{}", escape(&line));
         }
         let shape = match &def.node {
             Node::Gather(_) | Node::Record(_) | Node::Dial(_) => "shape=box, style=rounded",
@@ -60,6 +44,24 @@ pub fn to_dot(flow: &Flow) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The lines under a node's name and type: its prompts, the variables it sets, the groups it
+/// rings, the event it sends. Shared by the dot output and the admin page's SVG.
+pub fn node_details(def: &NodeDef) -> Vec<String> {
+    let mut lines: Vec<String> = def
+        .node
+        .prompts()
+        .iter()
+        .map(|p| format!("♪ {}", p.name))
+        .collect();
+    match &def.node {
+        Node::Set(s) => lines.extend(s.vars.iter().map(|(k, v, _)| format!("{k} = {v}"))),
+        Node::Dial(d) => lines.push(format!("ring {}", d.targets.join(", "))),
+        Node::Webhook(w) => lines.push(format!("event {}", w.event)),
+        _ => {}
+    }
+    lines
 }
 
 fn escape(s: &str) -> String {

@@ -5,7 +5,8 @@
 //!   (`file:line:col: error: ...` with hints), the engine of `ivr check`.
 //! - [`Run`] is the pure interpreter: `(state, event, now) -> actions`, one per call.
 //! - [`simulate`] drives a `Run` from a terminal on a virtual clock (`ivr simulate`).
-//! - [`to_dot`] draws a flow for Graphviz (`ivr graph`).
+//! - [`to_dot`] draws a flow for Graphviz (`ivr graph`); [`layout`] lays it out in Rust for the
+//!   admin page's SVG.
 //!
 //! Node types live one per file in [`nodes`]; conditions in [`cond`]; the facts conditions can
 //! test in [`facts`].
@@ -16,6 +17,7 @@ pub mod diag;
 pub mod duration;
 pub mod facts;
 pub mod graph;
+pub mod layout;
 pub mod model;
 pub mod nodes;
 pub(crate) mod parse;

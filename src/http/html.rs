@@ -25,7 +25,7 @@ header{background:#1d3557;color:#fff;padding:.6em 1em;display:flex;gap:1.5em;ali
 header a{color:#fff}header .hours{font-weight:600}header .ver{opacity:.7;margin-left:auto}\
 main{padding:1em}table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}\
 th{background:#f1f3f5}.overdue,.escalated{color:#b00020;font-weight:600}.acked{color:#2b8a3e}.waiting{color:#8a6d00}\
-form.inline{display:inline}button{cursor:pointer}.err{color:#b00020}.todo{color:#666;font-style:italic}";
+form.inline{display:inline}button{cursor:pointer}.err{color:#b00020}";
 
 /// A whole page. `csrf` (for the logout form) is `None` on the login page.
 pub fn page(title: &str, banner: &str, version: &str, csrf: Option<&str>, body: &str) -> String {
@@ -58,7 +58,7 @@ pub fn page_refreshing(
     if let Some(csrf) = csrf {
         let _ = write!(
             out,
-            "<nav><a href=\"/calls\">Live calls</a> · <a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a> · <a href=\"/reload\">Reload</a></nav>\
+            "<nav><a href=\"/calls\">Live calls</a> · <a href=\"/\">Voicemails</a> · <a href=\"/cdrs\">Calls</a> · <a href=\"/outbox\">Webhook outbox</a> · <a href=\"/staff\">Staff</a> · <a href=\"/flows\">Flows</a> · <a href=\"/reload\">Reload</a></nav>\
              <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Log out</button></form>",
             esc(csrf)
         );

@@ -4,10 +4,13 @@
 //!
 //! Layout: [`auth`] decides who may do what (sans-IO), [`guard`] applies it to requests,
 //! [`ready`] runs the readiness checks, [`api`] and [`pages`] are the two faces of the same
-//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` and the reload page call the server's [`Line`].
+//! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` and the reload
+//! page, [`staff`] and [`flows`] ask the server's [`Line`] (flows drawn as SVG by [`flow_svg`]).
 
 mod api;
 pub mod auth;
+mod flow_svg;
+mod flows;
 mod guard;
 mod html;
 mod live_events;
@@ -15,6 +18,7 @@ mod metrics;
 mod pages;
 mod ready;
 mod reload_page;
+mod staff;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +82,16 @@ pub trait Line: Send + Sync {
     fn hours(&self) -> BusinessHours;
     /// Prompts in the serving set.
     fn prompts_loaded(&self) -> usize;
+    /// The desk groups and flows of the set new calls start with (`/staff`, `/flows`).
+    fn desk_and_flows(&self) -> (crate::bridge::DeskGroups, Vec<ServedFlow>);
+    /// The staff phones' bindings, as the SIP thread last published them.
+    fn registrations(&self) -> Arc<[crate::sip::Registration]>;
+}
+
+/// A loaded flow and the dialled numbers it answers (`default` for the rest).
+pub struct ServedFlow {
+    pub numbers: Vec<String>,
+    pub flow: Arc<crate::flow::Flow>,
 }
 
 /// The shared state of every request.
@@ -171,6 +185,9 @@ fn router(app: Shared) -> Router {
         .route("/api/outbox/{id}/retry", post(api::retry))
         .route("/api/reload", post(api::reload).get(reload_page::last))
         .route("/reload", get(reload_page::page).post(reload_page::reload))
+        .route("/staff", get(staff::page))
+        .route("/api/staff", get(staff::api))
+        .route("/flows", get(flows::page))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

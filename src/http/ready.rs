@@ -159,6 +159,12 @@ mod tests {
         fn prompts_loaded(&self) -> usize {
             self.prompts
         }
+        fn desk_and_flows(&self) -> (crate::bridge::DeskGroups, Vec<crate::http::ServedFlow>) {
+            (crate::bridge::DeskGroups::default(), Vec::new())
+        }
+        fn registrations(&self) -> std::sync::Arc<[crate::sip::Registration]> {
+            std::sync::Arc::from(Vec::new())
+        }
     }
 
     fn app(data_dir: std::path::PathBuf, prompts_loaded: usize) -> App {

@@ -35,6 +35,7 @@ use crate::store::{SqliteStore, Store};
 
 pub mod control;
 pub mod reload;
+mod serving;
 mod settings;
 mod signalling;
 
@@ -157,6 +158,13 @@ async fn run(
     // reload.json (generation 0) goes before the pid file: `ivr reload` finding the pid always
     // finds this run's outcome to compare with.
     let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
+    // The signalling thread publishes the registrar's bindings here for the staff page.
+    let (registrations_tx, registrations) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+    let line = Arc::new(serving::LineView {
+        live: live.clone(),
+        registrations,
+        reloader: reloader.clone(),
+    });
     let _pid_file = match control::PidFile::write(&config.data.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -208,7 +216,16 @@ async fn run(
                         }
                     };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
-                run_signalling(transport, inbound, endpoint, shutdown, live, calls_rt).await;
+                run_signalling(
+                    transport,
+                    inbound,
+                    endpoint,
+                    shutdown,
+                    live,
+                    calls_rt,
+                    registrations_tx,
+                )
+                .await;
             });
             let _ = done_tx.send(());
         })
@@ -222,7 +239,7 @@ async fn run(
     })?;
     println!("ivr: SIP listening on {local} (UDP and TCP)");
     // After the SIP line: tests and scripts read that one first.
-    let admin_task = start_admin(&config, admin, reloader.clone(), clock, local).await;
+    let admin_task = start_admin(&config, admin, line, clock, local).await;
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }

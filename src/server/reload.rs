@@ -312,26 +312,6 @@ impl Reloader {
     }
 }
 
-impl crate::http::Line for Reloader {
-    fn reload(
-        &self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ReloadOutcome> + Send + '_>> {
-        Box::pin(Reloader::reload(self))
-    }
-
-    fn last_reload(&self) -> ReloadOutcome {
-        self.last()
-    }
-
-    fn hours(&self) -> BusinessHours {
-        self.live.current().hours.clone()
-    }
-
-    fn prompts_loaded(&self) -> usize {
-        self.live.current().prompts.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub(super) async fn run_signalling(
     mut shutdown: mpsc::Receiver<()>,
     settings: Arc<reload::LiveSettings>,
     calls_rt: tokio::runtime::Handle,
+    registrations: tokio::sync::watch::Sender<serving::Registrations>,
 ) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
@@ -39,6 +40,9 @@ pub(super) async fn run_signalling(
         )
         .await;
         count_endpoint(&mut endpoint, &metrics);
+        if let Some(bindings) = endpoint.take_registrations(Instant::now().into_std()) {
+            registrations.send_replace(bindings.into());
+        }
         if let Some(d) = drain.as_mut() {
             let now = Instant::now().into_std();
             match d.step(now, endpoint.live_calls(), endpoint.requests_in_flight()) {

@@ -21,6 +21,6 @@ pub use endpoint::{
     OutboundCall, Output, Refused, StaffAuth,
 };
 pub use message::{Transport, uri_user};
-pub use registrar::Binding;
+pub use registrar::{Binding, Registration};
 pub use transaction::Timers;
 pub use transport::{SipTransport, route_source_ip};

@@ -59,6 +59,14 @@ impl Binding {
     }
 }
 
+/// One live binding with its user: what the admin page lists. A copy, so the signalling thread
+/// can publish it to the admin server's (see [`Registrar::registrations`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registration {
+    pub user: String,
+    pub binding: Binding,
+}
+
 /// One Contact of a REGISTER.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContactSpec {
@@ -247,6 +255,24 @@ impl Registrar {
     /// When the next binding expires (the shell's timer for [`expire`](Self::expire)).
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.values().flatten().map(|b| b.expires_at).min()
+    }
+
+    /// Every live binding at `now`, by user then in the order [`contacts`](Self::contacts) rings
+    /// them: the snapshot the endpoint's shell publishes when the bindings change.
+    pub fn registrations(&self, now: Instant) -> Vec<Registration> {
+        let mut users: Vec<&str> = self.users().collect();
+        users.sort_unstable();
+        users
+            .into_iter()
+            .flat_map(|user| {
+                self.contacts(now, user)
+                    .into_iter()
+                    .map(move |b| Registration {
+                        user: user.to_string(),
+                        binding: b.clone(),
+                    })
+            })
+            .collect()
     }
 
     /// Users with at least one binding (live or not yet purged).

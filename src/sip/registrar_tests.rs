@@ -535,3 +535,54 @@ fn parses_contact_headers() {
         );
     }
 }
+
+#[test]
+fn registrations_list_live_bindings_by_user_without_expired_ones() {
+    let mut r = Registrar::default();
+    let t0 = Instant::now();
+    r.register(
+        t0,
+        "bob",
+        req(vec![c("sip:bob@192.0.2.30", None, None)], Some(600), "b", 1),
+    )
+    .unwrap();
+    r.register(
+        t0,
+        "alice",
+        req(
+            vec![c(LAPTOP, Some(120), Some(0.5)), c(DESK, Some(600), None)],
+            None,
+            "a",
+            1,
+        ),
+    )
+    .unwrap();
+    let listed = |at| -> Vec<(String, String)> {
+        r.registrations(at)
+            .into_iter()
+            .map(|g| (g.user, g.binding.contact))
+            .collect()
+    };
+    // Users in name order; a user's contacts in ringing order (q 1.0 before q 0.5).
+    assert_eq!(
+        listed(t0),
+        [
+            ("alice".to_string(), DESK.to_string()),
+            ("alice".into(), LAPTOP.into()),
+            ("bob".into(), "sip:bob@192.0.2.30".into()),
+        ]
+    );
+    assert_eq!(
+        r.registrations(t0)[1].binding.remaining_secs(t0 + secs(20)),
+        100
+    );
+    // The laptop's binding ran out (not yet purged): it is not listed.
+    assert_eq!(
+        listed(t0 + secs(121)),
+        [
+            ("alice".to_string(), DESK.to_string()),
+            ("bob".into(), "sip:bob@192.0.2.30".into()),
+        ]
+    );
+    assert!(listed(t0 + secs(601)).is_empty());
+}

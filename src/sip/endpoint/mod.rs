@@ -184,6 +184,8 @@ pub struct Endpoint {
     /// Requests refused or dropped since the shell last took the counts (for the metrics).
     refused: Refused,
     registrar: Registrar,
+    /// The bindings changed since the shell last took them (see `take_registrations`).
+    registrations_changed: bool,
     auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
     wall_clock: Option<(Instant, u64)>,
@@ -198,6 +200,7 @@ impl Endpoint {
         let auth = Gatekeeper::new(digest, staff.lockout);
         Endpoint {
             registrar,
+            registrations_changed: true,
             auth,
             wall_clock: config.wall_clock,
             config,
@@ -337,6 +340,7 @@ impl Endpoint {
         if self.registrar.next_expiry().is_some_and(|d| d <= now) {
             let before: usize = self.registrar.users().count();
             self.registrar.expire(now);
+            self.registrations_changed = true;
             debug!(
                 users_before = before,
                 users_after = self.registrar.users().count(),

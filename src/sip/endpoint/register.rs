@@ -8,9 +8,16 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::super::auth::{Admission, Block, Culprit};
+use super::super::registrar::Registration;
 use super::*;
 
 impl Endpoint {
+    /// Every live binding, when they changed (a REGISTER, an expiry) since the last call: the
+    /// shell publishes this for the admin page's staff list.
+    pub fn take_registrations(&mut self, now: Instant) -> Option<Vec<Registration>> {
+        std::mem::take(&mut self.registrations_changed).then(|| self.registrar.registrations(now))
+    }
+
     /// Unix seconds at `now`, for digest nonces (see [`EndpointConfig::wall_clock`]).
     pub(super) fn unix_secs(&mut self, now: Instant) -> u64 {
         let (at, unix) = *self.wall_clock.get_or_insert((now, 0));
@@ -283,6 +290,7 @@ impl Endpoint {
         });
         match parsed {
             Ok(bindings) => {
+                self.registrations_changed = true;
                 let values = contact_header_values(&bindings, now);
                 let requested: Vec<String> = contact_values.iter().map(|v| v.to_string()).collect();
                 info!(call_id = %req.call_id, user = %user, %source, contact = %requested.join(", "),

@@ -557,6 +557,41 @@ fn register_with_the_right_password_binds_the_contact_then_it_expires() {
 }
 
 #[test]
+fn registrations_are_handed_to_the_shell_when_they_change() {
+    let mut h = staff_harness();
+    // The first take gives the (empty) start state, so the shell publishes something at once.
+    assert_eq!(h.ep.take_registrations(h.at(0)), Some(vec![]));
+    assert_eq!(h.ep.take_registrations(h.at(0)), None);
+    // A refused REGISTER changes nothing.
+    h.register_as(
+        0,
+        1,
+        "alice",
+        "guess",
+        "alice",
+        &format!("Contact: <{ALICE_CONTACT}>\r\n"),
+    );
+    assert_eq!(h.ep.take_registrations(h.at(0)), None);
+    h.register_as(
+        0,
+        3,
+        "alice",
+        "s3cret",
+        "alice",
+        &format!("Contact: <{ALICE_CONTACT}>\r\nExpires: 600\r\n"),
+    );
+    let taken = h.ep.take_registrations(h.at(0)).expect("changed");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].user, "alice");
+    assert_eq!(taken[0].binding.contact, ALICE_CONTACT);
+    assert_eq!(taken[0].binding.remaining_secs(h.at(0)), 600);
+    assert_eq!(h.ep.take_registrations(h.at(1000)), None);
+    // The expiry timer purges the binding: the shell hears of it.
+    h.run_until(600_000);
+    assert_eq!(h.ep.take_registrations(h.at(600_000)), Some(vec![]));
+}
+
+#[test]
 fn md5_answers_are_accepted_too() {
     let mut h = staff_harness();
     let c = h.challenges(0, "z9hG4bKc0");

@@ -1,0 +1,46 @@
+//! `/flows`: each loaded flow drawn as a graph (laid out by [`crate::flow::layout`], painted by
+//! [`super::flow_svg`]), as serving now: a reload shows at the next page load.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::Shared;
+use super::flow_svg;
+use super::html::esc;
+use super::pages::{render, viewer};
+use crate::flow::layout::layout;
+
+pub async fn page(
+    State(app): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, csrf) = match viewer(&app, &headers, peer).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (_, flows) = app.ctx.line.desk_and_flows();
+    let mut body = String::new();
+    if flows.is_empty() {
+        body.push_str("<p>No flow is loaded.</p>");
+    }
+    for served in &flows {
+        let flow = &served.flow;
+        let _ = write!(
+            body,
+            "<section class=\"flow\"><h2>{}</h2><p><code>{}</code> · answers {} · {} nodes, starts at <code>{}</code></p>\
+             <div style=\"overflow-x:auto\">{}</div></section>",
+            esc(&flow.name),
+            esc(&flow.file.display().to_string()),
+            esc(&served.numbers.join(", ")),
+            flow.nodes.len(),
+            esc(&flow.start.name),
+            flow_svg::render(&layout(flow), &flow.name),
+        );
+    }
+    render(&app, "Flows", &csrf, &body)
+}
