@@ -304,6 +304,20 @@ async fn log_in_watch_a_live_call_play_and_acknowledge_its_voicemail() {
         "/calls",
         "still on the live calls page: {live}"
     );
+    // What the call does next reaches the same table: its record node, recording.
+    wait_for_script(
+        &browser,
+        "const t = document.querySelector('#live'); return t ? t.innerText : null",
+        PAGE_WAIT,
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("voicemail") && t.contains("recording"))
+        },
+    )
+    .await
+    .unwrap_or_else(|last| {
+        panic!("#live never showed the call recording in node voicemail; last: {last}")
+    });
     screenshot(&browser, "02-live-call.png", Some("admin-live-calls.png")).await;
 
     // 3. The call leaves a voicemail; its <audio> loads in the page and has the WAV's length.
