@@ -2,18 +2,17 @@
 //! the session's CSRF token in `X-CSRF-Token` or a `csrf` field).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tower::ServiceExt;
 
-use super::guard::{authenticate, check_csrf};
+use super::guard::{Caller, check_csrf};
 use super::{Shared, VERSION, banner};
 use crate::services::cdrs::CdrFilter;
 use crate::services::voicemails::{CallbackStatus, Listed};
@@ -52,14 +51,7 @@ pub async fn with_store<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-pub async fn status(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn status(State(app): State<Shared>, _: Caller) -> Response {
     let now = app.now();
     Json(json!({
         "version": VERSION,
@@ -74,14 +66,7 @@ pub async fn status(
 }
 
 /// Calls up now: caller, client, repeat flag, how long, the flow node and what the call is doing.
-pub async fn calls(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn calls(State(app): State<Shared>, _: Caller) -> Response {
     Json(super::live_events::calls_json(&app)).into_response()
 }
 
@@ -111,14 +96,7 @@ pub fn voicemail_json(l: &Listed) -> serde_json::Value {
     })
 }
 
-pub async fn voicemails(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn voicemails(State(app): State<Shared>, _: Caller) -> Response {
     let now = app.now();
     match with_store(&app, move |s| voicemails::list(s, now)).await {
         Ok(list) => Json(list.iter().map(voicemail_json).collect::<Vec<_>>()).into_response(),
@@ -129,13 +107,10 @@ pub async fn voicemails(
 /// The WAV of a voicemail (Range requests and Content-Length by `tower_http`'s `ServeFile`).
 pub async fn audio(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _: Caller,
     Path(id): Path<i64>,
     req: Request,
 ) -> Response {
-    if let Err(r) = authenticate(&app, req.headers(), peer).await {
-        return r.into_response();
-    }
     let data_dir = app.ctx.data_dir.clone();
     let path = match with_store(&app, move |s| voicemails::audio_path(s, id, &data_dir)).await {
         Ok(Some(p)) => p,
@@ -193,33 +168,36 @@ fn csrf_given<'a>(headers: &'a HeaderMap, fields: &'a HashMap<String, String>) -
         .or(fields.get("csrf").map(String::as_str))
 }
 
-/// A state-changing request: who sent it (token or session) and its form fields, once the
-/// session's CSRF token (header `X-CSRF-Token` or field `csrf`) has been checked.
-async fn authorize_post(
-    app: &Shared,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    body: &[u8],
-) -> Result<(super::guard::Who, HashMap<String, String>), Response> {
-    let who = authenticate(app, headers, peer)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    let fields = post_fields(headers, body);
-    check_csrf(app, &who, csrf_given(headers, &fields)).map_err(IntoResponse::into_response)?;
-    Ok((who, fields))
+/// A handler argument for a state-changing request: who sent it (token or session) and its form
+/// fields, once the session's CSRF token (header `X-CSRF-Token` or field `csrf`) has been
+/// checked; otherwise refused before the handler runs.
+pub struct ApiPost {
+    pub who: super::guard::Who,
+    pub fields: HashMap<String, String>,
+}
+
+impl axum::extract::FromRequest<Shared> for ApiPost {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, app: &Shared) -> Result<ApiPost, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Caller(who) = Caller::from_request_parts(&mut parts, app).await?;
+        let body =
+            Bytes::from_request(axum::extract::Request::from_parts(parts.clone(), body), app)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let fields = post_fields(&parts.headers, &body);
+        check_csrf(app, &who, csrf_given(&parts.headers, &fields))
+            .map_err(IntoResponse::into_response)?;
+        Ok(ApiPost { who, fields })
+    }
 }
 
 pub async fn ack(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    ApiPost { who, fields }: ApiPost,
 ) -> Response {
-    let (who, fields) = match authorize_post(&app, &headers, peer, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
     let by = who
         .user
         .clone()
@@ -302,15 +280,7 @@ fn parse_time(v: &str) -> Option<jiff::Timestamp> {
         })
 }
 
-pub async fn cdrs(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<CdrQuery>,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn cdrs(State(app): State<Shared>, Query(q): Query<CdrQuery>, _: Caller) -> Response {
     let filter = match q.filter() {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -321,15 +291,7 @@ pub async fn cdrs(
     }
 }
 
-pub async fn cdrs_csv(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<CdrQuery>,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn cdrs_csv(State(app): State<Shared>, Query(q): Query<CdrQuery>, _: Caller) -> Response {
     let filter = match q.filter() {
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -374,31 +336,14 @@ pub fn outbox_json(r: &OutboxRow) -> serde_json::Value {
     })
 }
 
-pub async fn outbox(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn outbox(State(app): State<Shared>, _: Caller) -> Response {
     match with_store(&app, outbox::undelivered).await {
         Ok(rows) => Json(rows.iter().map(outbox_json).collect::<Vec<_>>()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-pub async fn retry(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (_who, _fields) = match authorize_post(&app, &headers, peer, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn retry(State(app): State<Shared>, Path(id): Path<i64>, _: ApiPost) -> Response {
     let now = app.now();
     let notifier = app.ctx.notifier.clone();
     match with_store(&app, move |s| {
@@ -418,16 +363,7 @@ pub async fn retry(
 
 /// Hot reload (config, flows, prompts): 200 with the outcome when the new set serves, 422 with
 /// it (the error names file:line) when the old set was kept.
-pub async fn reload(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (who, _fields) = match authorize_post(&app, &headers, peer, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub async fn reload(State(app): State<Shared>, ApiPost { who, .. }: ApiPost) -> Response {
     tracing::info!(
         by = who.user.as_deref().unwrap_or("bearer token"),
         event = "reload_requested",

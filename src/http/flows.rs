@@ -2,27 +2,17 @@
 //! [`super::flow_svg`]), as serving now: a reload shows at the next page load.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 
 use super::Shared;
 use super::flow_svg;
 use super::html::esc;
-use super::pages::{render, viewer};
+use super::pages::{Viewer, render};
 use crate::flow::layout::layout;
 
-pub async fn page(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn page(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let (_, flows) = app.ctx.line.desk_and_flows();
     let mut body = String::new();
     if flows.is_empty() {

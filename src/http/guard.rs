@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -61,6 +63,30 @@ impl IntoResponse for Refusal {
                 .into_response(),
         }
     }
+}
+
+/// A handler argument: the requester, authenticated by bearer token or session cookie; anyone
+/// else is refused (401, 429 or 503) before the handler runs.
+pub struct Caller(pub Who);
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Caller, Response> {
+        let peer = peer_of(parts, app).await?;
+        authenticate(app, &parts.headers, peer)
+            .await
+            .map(Caller)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// The address a request came from (the server is started with connect info).
+pub async fn peer_of(parts: &mut Parts, app: &Shared) -> Result<SocketAddr, Response> {
+    ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
+        .await
+        .map(|ConnectInfo(peer)| peer)
+        .map_err(IntoResponse::into_response)
 }
 
 /// Who sent `headers` from `peer`.

@@ -5,51 +5,69 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::api::{CdrQuery, post_fields, with_store};
-use super::guard::{COOKIE, Refusal, Who, authenticate, check_csrf, cookie, source, verify_token};
+use super::guard::{
+    COOKIE, Refusal, Who, authenticate, check_csrf, cookie, peer_of, source, verify_token,
+};
 use super::html::{esc, local_time, page, page_refreshing, post_button};
 use super::{SESSION_TTL, Shared, VERSION, banner};
 use crate::services::voicemails::CallbackStatus;
 use crate::services::{cdrs, outbox, voicemails};
 
-/// A page's requester, or the response that sends them to log in.
-pub(super) async fn viewer(
-    app: &Shared,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<(Who, String), Response> {
-    match authenticate(app, headers, peer).await {
-        Ok(who) => {
-            // Pages need a session for their forms; a bearer-only client uses the API.
-            let csrf = who
-                .session
-                .as_ref()
-                .map(|(_, c)| c.clone())
-                .unwrap_or_default();
-            Ok((who, csrf))
+/// A handler argument for a page: who is looking (session or bearer token) and the session's
+/// CSRF token for the page's forms; anyone else is sent to log in.
+pub(super) struct Viewer {
+    pub who: Who,
+    /// Empty for a bearer-only client (pages need a session for their forms; such a client uses
+    /// the API).
+    pub csrf: String,
+}
+
+impl FromRequestParts<Shared> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Viewer, Response> {
+        let peer = peer_of(parts, app).await?;
+        match authenticate(app, &parts.headers, peer).await {
+            Ok(who) => {
+                let csrf = who
+                    .session
+                    .as_ref()
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default();
+                Ok(Viewer { who, csrf })
+            }
+            Err(Refusal::Unauthorized) => Err(Redirect::to("/login").into_response()),
+            Err(r) => Err(r.into_response()),
         }
-        Err(Refusal::Unauthorized) => Err(Redirect::to("/login").into_response()),
-        Err(r) => Err(r.into_response()),
     }
 }
 
-/// The sender of a page's form: logged in (or a bearer token), and the form's `csrf` field
-/// matching the session's; otherwise the response that refuses it.
-pub(super) async fn form_poster(
-    app: &Shared,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    body: &[u8],
-) -> Result<Who, Response> {
-    let (who, _) = viewer(app, headers, peer).await?;
-    let fields = post_fields(headers, body);
-    check_csrf(app, &who, fields.get("csrf").map(String::as_str))
-        .map_err(IntoResponse::into_response)?;
-    Ok(who)
+/// A handler argument for a page's form: its sender (as [`Viewer`]), once the form's `csrf`
+/// field has matched the session's; otherwise refused before the handler runs.
+pub(super) struct FormPost {
+    pub who: Who,
+}
+
+impl FromRequest<Shared> for FormPost {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Shared) -> Result<FormPost, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Viewer { who, .. } = Viewer::from_request_parts(&mut parts, app).await?;
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields = post_fields(&parts.headers, &body);
+        check_csrf(app, &who, fields.get("csrf").map(String::as_str))
+            .map_err(IntoResponse::into_response)?;
+        Ok(FormPost { who })
+    }
 }
 
 pub(super) fn render(app: &Shared, title: &str, csrf: &str, body: &str) -> Response {
@@ -122,15 +140,7 @@ pub async fn login(
     resp
 }
 
-pub async fn logout(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = form_poster(&app, &headers, peer, &body).await {
-        return r;
-    }
+pub async fn logout(State(app): State<Shared>, headers: HeaderMap, _: FormPost) -> Response {
     if let Some(id) = cookie(&headers, COOKIE) {
         app.sessions().remove(id);
     }
@@ -142,15 +152,7 @@ pub async fn logout(
     resp
 }
 
-pub async fn voicemails(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn voicemails(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let now = app.now();
     let list = match with_store(&app, move |s| voicemails::list(s, now)).await {
         Ok(l) => l,
@@ -208,15 +210,7 @@ pub async fn voicemails(
 }
 
 /// Live calls alone, kept current by the page's script (reloaded every few seconds without).
-pub async fn calls(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn calls(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let body = live_calls(&app, app.now());
     Html(page_refreshing(
         "Live calls",
@@ -239,15 +233,9 @@ fn live_calls(app: &Shared, now: jiff::Timestamp) -> String {
 
 pub async fn ack(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
+    FormPost { who }: FormPost,
 ) -> Response {
-    let who = match form_poster(&app, &headers, peer, &body).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
     let by = who.user.unwrap_or_else(|| "admin page".into());
     let at = app.now();
     match with_store(&app, move |s| voicemails::ack(s, id, &by, at)).await {
@@ -258,14 +246,9 @@ pub async fn ack(
 
 pub async fn cdrs(
     State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Query(q): Query<CdrQuery>,
+    Viewer { csrf, .. }: Viewer,
 ) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let v = |o: &Option<String>| esc(o.as_deref().unwrap_or(""));
     let mut body = format!(
         "<form method=\"get\" action=\"/cdrs\">From <input name=\"from\" value=\"{}\" placeholder=\"2026-11-01\"> \
@@ -335,15 +318,7 @@ pub async fn cdrs(
     render(&app, "Calls", &csrf, &body)
 }
 
-pub async fn outbox(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn outbox(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let mut body = String::new();
     match with_store(&app, outbox::undelivered).await {
         Err(e) => {
@@ -373,16 +348,7 @@ pub async fn outbox(
     render(&app, "Webhook outbox", &csrf, &body)
 }
 
-pub async fn retry(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = form_poster(&app, &headers, peer, &body).await {
-        return r;
-    }
+pub async fn retry(State(app): State<Shared>, Path(id): Path<i64>, _: FormPost) -> Response {
     let now = app.now();
     let notifier = app.ctx.notifier.clone();
     match with_store(&app, move |s| {

@@ -3,42 +3,24 @@
 //! a restart — and a button that reloads now, as SIGHUP and `ivr reload` do.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Shared;
-use super::guard::authenticate;
+use super::guard::Caller;
 use super::html::{esc, post_button};
-use super::pages::{form_poster, render, viewer};
+use super::pages::{FormPost, Viewer, render};
 use crate::services::reload::ReloadOutcome;
 
 /// `GET /api/reload`: the last outcome as JSON.
-pub async fn last(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn last(State(app): State<Shared>, _: Caller) -> Response {
     Json(app.ctx.line.last_reload()).into_response()
 }
 
 /// `GET /reload`.
-pub async fn page(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn page(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let mut body = outcome_html(&app.ctx.line.last_reload());
     let _ = write!(
         body,
@@ -50,16 +32,7 @@ pub async fn page(
 }
 
 /// `POST /reload` (the form's CSRF token): reloads, then shows the outcome (post/redirect/get).
-pub async fn reload(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let who = match form_poster(&app, &headers, peer, &body).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
+pub async fn reload(State(app): State<Shared>, FormPost { who }: FormPost) -> Response {
     tracing::info!(
         by = who.user.as_deref().unwrap_or("admin page"),
         event = "reload_requested",

@@ -2,17 +2,15 @@
 //! now ([`crate::bridge::roster`] decides; this file only renders).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::guard::authenticate;
+use super::guard::Caller;
 use super::html::{esc, page_refreshing};
-use super::pages::viewer;
+use super::pages::Viewer;
 use super::{Shared, VERSION, banner};
 use crate::bridge::roster::{Roster, roster};
 
@@ -27,26 +25,11 @@ fn current(app: &Shared) -> Roster {
     roster(&groups, &flows, &line.registrations(), Instant::now())
 }
 
-pub async fn api(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authenticate(&app, &headers, peer).await {
-        return r.into_response();
-    }
+pub async fn api(State(app): State<Shared>, _: Caller) -> Response {
     Json(current(&app)).into_response()
 }
 
-pub async fn page(
-    State(app): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let (_, csrf) = match viewer(&app, &headers, peer).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+pub async fn page(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let body = render_roster(&current(&app));
     Html(page_refreshing(
         "Staff",
