@@ -175,24 +175,7 @@ async fn staff_list_follows_register_and_unregister() {
     // alice registers a phone (digest auth) for 120 s.
     let contact_port = common::free_port().to_string();
     let contact = format!("sip:alice@127.0.0.1:{contact_port}");
-    let reg = run_sipp(
-        &ivr,
-        "register_expires.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "contact_port",
-            &contact_port,
-            "-key",
-            "reg_expires",
-            "120",
-        ],
-    );
+    let reg = register_alice(&ivr, &contact_port, 120);
     assert!(reg.success(), "register: {}\n{}", reg.errors, ivr.log());
     let after = staff_when(admin, "alice registered", |s| {
         s["phones"].as_array().is_some_and(|p| p.len() == 1)
@@ -235,24 +218,7 @@ async fn staff_list_follows_register_and_unregister() {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
 
     // alice unregisters that phone (Expires: 0): gone, and alice is not ringable again.
-    let unreg = run_sipp(
-        &ivr,
-        "register_expires.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "contact_port",
-            &contact_port,
-            "-key",
-            "reg_expires",
-            "0",
-        ],
-    );
+    let unreg = register_alice(&ivr, &contact_port, 0);
     assert!(
         unreg.success(),
         "unregister: {}\n{}",
@@ -373,4 +339,28 @@ async fn staff_page_shows_the_desk_groups_a_reload_installs() {
             .await
             .contains("No flow rings this group.")
     );
+}
+
+/// alice's REGISTER (digest auth, password `s3cret`) of `sip:alice@127.0.0.1:PORT` for
+/// `expires` seconds (0 removes it), sent by sipp.
+fn register_alice(ivr: &Ivr, contact_port: &str, expires: u32) -> common::SippRun {
+    let expires = expires.to_string();
+    run_sipp(
+        ivr,
+        "register_expires.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "contact_port",
+            contact_port,
+            "-key",
+            "reg_expires",
+            &expires,
+        ],
+    )
 }
