@@ -10,7 +10,10 @@
 #   SECONDS  how long each rate is offered (default 10)
 #   e.g. benches/call_setup.sh "2000 3000 4000" 10   (the knee)
 #        benches/call_setup.sh "4000 6000" 10        (overload: goodput above the knee)
-# Env: IVR_MAX_CALLS (default 1000000: sip.max_calls lifted so the load, not the limit, is measured;
+# Env: ADMIN_WATCH=1 adds a third server per rate, "ivr+admin": the same ivr with its admin server
+#      on, a Prometheus-style scrape of /metrics every 0.5 s and a browser-like SSE client on
+#      /api/calls/events for the whole run (the cost of being watched, against the row without);
+#      IVR_MAX_CALLS (default 1000000: sip.max_calls lifted so the load, not the limit, is measured;
 #      set it low, e.g. 20, to check that 503 answers are counted as failed calls);
 #      KEEP_WORK=1 keeps the work directory (ivr logs, sipp stats and error logs);
 #      TMPDIR=/dev/shm puts the work directory, and so ivr's data directory (its SQLite store,
@@ -103,15 +106,36 @@ run_load() {
     echo "$name $rate $dir $cpu0 $cpu1 $(status_kb "$pid" VmHWM) $(status_kb "$pid" VmRSS) $(udp_drops "$port")" >> "$results"
 }
 
-for rate in $rates; do
+# start_ivr RATE TAG [ADMIN_ADDR] -> ivr_pid, port (globals); the admin server off unless given
+start_ivr() {
     port=$(free_port)
-    ./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" \
-        --rtp-ports 10000-31999 --data "$work/data-$rate" --now "$after_hours" >"$work/ivr-$rate.out" 2>"$work/ivr-$rate.log" &
+    IVR_ADMIN_TOKEN=bench-admin-token-0123456789 ./target/release/ivr serve --config "$work/ivr.toml" \
+        --sip "127.0.0.1:$port" --admin "${3:-}" \
+        --rtp-ports 10000-31999 --data "$work/data-$2-$1" --now "$after_hours" >"$work/$2-$1.out" 2>"$work/ivr-$2-$1.log" &
     ivr_pid=$!
     pids+=("$ivr_pid")
-    for _ in $(seq 100); do grep -q "listening" "$work/ivr-$rate.out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -q "listening" "$work/$2-$1.out" 2>/dev/null && break; sleep 0.1; done
+}
+
+for rate in $rates; do
+    start_ivr "$rate" ivr
     run_load ivr "$port" "$ivr_pid" "$rate"
     stop_ivr "$ivr_pid"
+
+    if [ -n "${ADMIN_WATCH:-}" ]; then
+        admin="127.0.0.1:$(free_port)"
+        start_ivr "$rate" admin "$admin"
+        ( while kill -0 "$ivr_pid" 2>/dev/null; do
+              curl -s -o /dev/null "http://$admin/metrics" || true; sleep 0.5
+          done ) &
+        pids+=($!)
+        curl -s -N -H "Authorization: Bearer bench-admin-token-0123456789" \
+            "http://$admin/api/calls/events" > "$work/sse-$rate.txt" 2>/dev/null &
+        pids+=($!)
+        run_load ivr+admin "$port" "$ivr_pid" "$rate"
+        echo "ivr+admin at $rate cps: $(grep -c '^event: calls' "$work/sse-$rate.txt") SSE events received" >&2
+        stop_ivr "$ivr_pid"
+    fi
 
     port=$(free_port)
     uas_pid=$(cd "$work" && sipp -sn uas -i 127.0.0.1 -p "$port" -mp "$(free_media_port)" \
@@ -122,7 +146,7 @@ for rate in $rates; do
     kill "$uas_pid" 2>/dev/null || true
 done
 
-for rate in $rates; do python3 benches/log_summary.py "ivr log at $rate cps" "$work/ivr-$rate.log" >&2; done
+for log in "$work"/ivr-*.log; do python3 benches/log_summary.py "$(basename "$log" .log)" "$log" >&2; done
 python3 - "$results" <<'PY'
 import csv, re, sys
 
@@ -194,4 +218,12 @@ for (name, rate), (c, g) in cps.items():
     if name == "ivr" and ("sipp-uas", rate) in cps:
         bc, bg = cps[("sipp-uas", rate)]
         print(f"| {rate} | {c:.0f} | {bc:.0f} | {ratio(c, bc)} | {g:.0f} | {bg:.0f} | {ratio(g, bg)} |")
+watched = [(rate, cps[("ivr", rate)], w) for (name, rate), w in cps.items()
+           if name == "ivr+admin" and ("ivr", rate) in cps]
+if watched:
+    print()
+    print("| offered cps | ivr+admin completed cps | ivr completed cps | ratio | ivr+admin goodput cps | ivr goodput cps | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for rate, (c, g), (wc, wg) in watched:
+        print(f"| {rate} | {wc:.0f} | {c:.0f} | {ratio(wc, c)} | {wg:.0f} | {g:.0f} | {ratio(wg, g)} |")
 PY

@@ -404,3 +404,68 @@ async fn event_streams_are_capped_and_a_closed_one_frees_its_slot() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A burst of calls is many changes, but one stream gets at most a few snapshots a second
+/// (each carries the whole list, so nothing is lost): consecutive events are spaced out and
+/// the generations they carry skip the changes they folded in. The last one shows every call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_changes_is_folded_into_spaced_snapshots() {
+    let ivr = start("gather.toml", "");
+    let admin = ivr.admin_addr();
+    let mut events = client()
+        .get(url(admin, "/api/calls/events"))
+        .header(AUTHORIZATION, BEARER)
+        .send()
+        .await
+        .expect("GET events");
+    let mut buf = String::new();
+    let first = next_calls_event(&mut events, &mut buf, "at once", |_| true).await;
+    const CALLS: usize = 6;
+    let sip = ivr.sip_addr();
+    // Six callers at the same moment, each from its own phone, while the stream is read (so
+    // each event's arrival time is real).
+    let burst: Vec<_> = (0..CALLS)
+        .map(|_| {
+            tokio::task::spawn_blocking(move || {
+                let ua = UdpUa::new(sip);
+                let ids = CallIds::new();
+                place_call(&ua, &ids, &sdp_offer(9, "0 101"), Duration::from_secs(5));
+                (ua, ids)
+            })
+        })
+        .collect();
+    // Every event until one shows all six calls in their menu, with when it arrived.
+    let mut seen = vec![(Instant::now(), first)];
+    loop {
+        let v = next_calls_event(&mut events, &mut buf, "with the burst", |_| true).await;
+        let done = v["calls"]
+            .as_array()
+            .is_some_and(|c| c.len() == CALLS && c.iter().all(|c| c["node"] == "menu"));
+        seen.push((Instant::now(), v));
+        if done {
+            break;
+        }
+    }
+    let generations: Vec<u64> = seen
+        .iter()
+        .map(|(_, v)| v["generation"].as_u64().expect("generation"))
+        .collect();
+    // Six calls each registered, answered and entered their node: far more changes than events.
+    let changes = generations[generations.len() - 1] - generations[0];
+    assert!(
+        changes as usize > seen.len() - 1,
+        "changes were folded: {changes} changes in {} events ({generations:?})",
+        seen.len() - 1
+    );
+    for pair in seen[1..].windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        // The server spaces them 250 ms apart; delivery may bunch them a little.
+        assert!(
+            gap >= Duration::from_millis(150),
+            "two snapshots {gap:?} apart ({generations:?})"
+        );
+    }
+    for call in burst {
+        let _kept_up_until_here = call.await.expect("call placed");
+    }
+}

@@ -73,11 +73,14 @@ pub fn calls_json(app: &Shared) -> Value {
     )
 }
 
+/// The shortest time between two snapshots on one stream.
+const MIN_EVENT_GAP: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// `GET /api/calls/events`: the snapshot `{generation, now, calls}` as a `calls` event at once
 /// and after each change (changes close together may come as one event: each carries the whole
 /// list, so none is lost). Authenticated like `/api/calls`; a browser's EventSource sends the
 /// session cookie, and a stream opened with one ends at the first change after that session
-/// is gone (logged out, expired).
+/// is gone (logged out, expired). At most one event per [`MIN_EVENT_GAP`].
 pub async fn events(
     State(app): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -104,6 +107,10 @@ pub async fn events(
             async move {
                 // The sender lives as long as the registry: an error means the server is going away.
                 if !first {
+                    // At most a few snapshots a second: at hundreds of calls a second every
+                    // start and end is a change, and a page needs no more. A change during the
+                    // pause stays marked, so the next snapshot has it.
+                    tokio::time::sleep(MIN_EVENT_GAP).await;
                     changes.changed().await.ok()?;
                 }
                 if let Some(id) = &session {
