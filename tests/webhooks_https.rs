@@ -185,6 +185,10 @@ async fn an_untrusted_certificate_is_named_retried_and_delivered_once_the_ca_is_
     // Each attempt reached the receiver and was turned down by the client's check.
     let failures = hook.tls_failures();
     assert!(failures.len() >= 3, "{failures:?}");
+    assert!(
+        failures.iter().all(|f| f.contains("UnknownCA")),
+        "{failures:?}"
+    );
 
     // Restarted with the CA: the same event goes out, once.
     let ca_file = temp_ca(&ca, "https-fixed");
@@ -395,6 +399,10 @@ fn serve_retries_an_untrusted_https_receiver_until_restarted_with_its_ca() {
         }
     }
     let log = ivr.wait_for_log(&["webhook delivery failed, will retry", &want], WAIT);
+    eprintln!(
+        "log line: {}",
+        log.lines().find(|l| l.contains(&want)).unwrap_or_default()
+    );
     assert!(!log.contains("https is not supported"), "{log}");
     assert!(hook.requests().is_empty());
     drop(ivr);
