@@ -227,6 +227,38 @@ async fn a_certificate_for_another_host_is_named_as_such() {
 }
 
 #[tokio::test]
+async fn an_https_url_to_a_plain_http_port_says_so() {
+    // A plain HTTP server answers the TLS ClientHello the way nginx and friends do: 400.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in plain.incoming().map_while(Result::ok) {
+            let _ = conn.read(&mut [0u8; 1024]);
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let store = Arc::new(MemoryStore::new());
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let w = Worker::start(store.clone(), https_target(&url, None));
+    w.notifier.enqueue(started("call-a")).await.unwrap();
+    eventually("a failed attempt", || {
+        store.snapshot().iter().any(|e| e.row.attempts >= 1)
+    })
+    .await;
+    w.stop().await;
+    let err = store.snapshot()[0].last_error.clone().unwrap();
+    eprintln!("last_error: {err}");
+    assert!(
+        err.starts_with("TLS handshake failed (")
+            && err.ends_with(&format!(
+                "for 127.0.0.1:{port} — check that the URL's port speaks HTTPS"
+            )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn each_target_gets_its_own_headers() {
     let primary = Hook::start(0);
     let escalation = Hook::start(0);
