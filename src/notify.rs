@@ -19,9 +19,11 @@
 //!   goes out once an endpoint is configured and the process restarts.
 //! - Events left out by an endpoint's `events` filter are never queued (the admin asked not to
 //!   get them); `callback_overdue` is always queued.
-//! - Plain HTTP only for now: the HTTP client is built without TLS to keep the build light.
-//!   Post to a receiver on the same host or network, or put a TLS proxy in front; HTTPS endpoints
-//!   are refused at start.
+//! - HTTP or HTTPS. HTTPS certificates are checked against the system's CAs and
+//!   `webhooks.ca_file` ([`tls`]); a rejected certificate is a failure like any other (logged,
+//!   kept in the row's `last_error` in plain words, retried with backoff).
+//! - Custom headers per target (`webhooks.headers`, `webhooks.escalation_headers`), e.g. a
+//!   helpdesk API's `Authorization: Bearer ...`; their values never reach a log.
 //!
 //! # The request
 //! `POST <url>` with `Content-Type: application/json` and these headers:
@@ -31,6 +33,7 @@
 //! - `X-Ivr-Signature`: `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, only when a
 //!   secret is configured. Check it with [`verify`] (or the same three lines in any language),
 //!   and reject timestamps far from your clock to stop replays.
+//! - Any headers configured for the target (`webhooks.headers` or `escalation_headers`).
 //!
 //! The body:
 //! ```json
@@ -51,6 +54,8 @@
 //! # Parts
 //! - [`event`]: event kinds, [`OutboxEvent`], the typed `data` of each event and the body.
 //! - [`sign`]: the signature ([`sign()`](sign::sign), [`verify`]).
+//! - [`endpoint`]: [`Endpoint`] (URL, secret, filter, headers) and [`WebhookTargets`].
+//! - [`tls`]: the CAs HTTPS trusts, and certificate errors in words.
 //! - [`backoff`]: the pure retry schedule.
 //! - [`plan`]: the pure per-round decision (what to send now, what waits, when to wake).
 //! - [`outbox`]: the [`OutboxStore`] trait the store implements, and an in-memory store.
@@ -58,14 +63,17 @@
 //! - [`worker`]: the tokio shell that posts with `reqwest`.
 
 pub mod backoff;
+pub mod endpoint;
 pub mod event;
 pub mod outbox;
 pub mod plan;
 pub mod sign;
 pub mod store_adapter;
+pub mod tls;
 pub mod worker;
 
 pub use backoff::BackoffPolicy;
+pub use endpoint::{Endpoint, NotifyError, WebhookTargets};
 pub use event::{
     CallEnded, CallStarted, CallbackOverdue, EventKind, OutboxEvent, RepeatCaller, Target,
     VoicemailRecorded,
@@ -73,4 +81,4 @@ pub use event::{
 pub use outbox::{MemoryStore, OutboxRow, OutboxStore, StoreError};
 pub use sign::verify;
 pub use store_adapter::SharedStore;
-pub use worker::{DeliveryPolicy, Endpoint, Notifier, NotifyError, WebhookTargets};
+pub use worker::{DeliveryPolicy, Notifier};

@@ -179,7 +179,7 @@ fn fast_policy() -> DeliveryPolicy {
 fn primary(url: &str) -> WebhookTargets {
     WebhookTargets {
         primary: Some(Endpoint::new(url, Some(SECRET.into())).unwrap()),
-        escalation: None,
+        ..WebhookTargets::default()
     }
 }
 
@@ -509,7 +509,7 @@ async fn filtered_events_are_not_queued() {
                 .unwrap()
                 .with_events(vec!["voicemail_recorded".into()]),
         ),
-        escalation: None,
+        ..WebhookTargets::default()
     };
     let n = Notifier::new(store.clone(), targets, fast_policy());
     assert_eq!(n.enqueue(started("call-a", 1)).await.unwrap(), None);
@@ -533,6 +533,7 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
     let targets = WebhookTargets {
         primary: Some(Endpoint::new(&primary_srv.url(), Some(SECRET.into())).unwrap()),
         escalation: Some(Endpoint::new(&escalation_srv.url(), Some(SECRET.into())).unwrap()),
+        ..WebhookTargets::default()
     };
     let w = Worker::start(store.clone(), targets);
     let (tx, rx) = oneshot::channel::<()>();

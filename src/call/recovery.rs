@@ -236,7 +236,7 @@ mod tests {
     fn memory(store: Arc<dyn Store>) -> Memory {
         let targets = WebhookTargets {
             primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
-            escalation: None,
+            ..WebhookTargets::default()
         };
         let notifier = Notifier::new(
             Arc::new(SharedStore(store.clone())),

@@ -1,5 +1,6 @@
 //! The typed sections of `config/ivr.toml`, one struct per table, deserialized once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -34,13 +35,45 @@ pub struct ClientConfig {
     pub rate_multiplier: Option<f64>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// `[webhooks]`. Its Debug hides the secrets and the header values (bearer tokens, API keys).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     pub url: String,
     pub secret: String,
+    /// Sent with every request to `url`, e.g. `Authorization = "Bearer ..."`.
+    pub headers: BTreeMap<String, String>,
     pub escalation_url: String,
     pub escalation_secret: String,
+    /// Sent with every request to `escalation_url`.
+    pub escalation_headers: BTreeMap<String, String>,
+    /// A PEM bundle of CAs trusted for https:// URLs besides the system's; empty: none.
+    pub ca_file: PathBuf,
+}
+
+impl WebhooksConfig {
+    /// `ca_file`, unless empty.
+    pub fn ca_file(&self) -> Option<&Path> {
+        (!self.ca_file.as_os_str().is_empty()).then_some(self.ca_file.as_path())
+    }
+}
+
+impl std::fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
+        let names = |h: &BTreeMap<String, String>| -> Vec<String> {
+            h.keys().map(|k| format!("{k}: <redacted>")).collect()
+        };
+        f.debug_struct("WebhooksConfig")
+            .field("url", &self.url)
+            .field("secret", &secret(&self.secret))
+            .field("headers", &names(&self.headers))
+            .field("escalation_url", &self.escalation_url)
+            .field("escalation_secret", &secret(&self.escalation_secret))
+            .field("escalation_headers", &names(&self.escalation_headers))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

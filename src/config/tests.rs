@@ -378,3 +378,73 @@ fn admin_listen_and_token_hash_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn webhook_headers_are_checked_and_never_printed() {
+    let c = Config::from_str(
+        "[webhooks]\nurl = \"https://helpdesk.example/api/v2/tickets\"\nsecret = \"whsec-77\"\n\
+         headers = { Authorization = \"Bearer tok-5150\" }\n\
+         [webhooks.escalation_headers]\nX-Api-Key = \"key-8086\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.webhooks.headers["Authorization"], "Bearer tok-5150");
+    assert_eq!(c.webhooks.escalation_headers["X-Api-Key"], "key-8086");
+    assert_eq!(c.webhooks.ca_file(), None);
+    // Neither the section's Debug nor the whole config's shows a secret.
+    let printed = format!("{:?}\n{c:?}", c.webhooks);
+    for secret in ["tok-5150", "key-8086", "whsec-77"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    assert!(printed.contains("Authorization: <redacted>"), "{printed}");
+    let e = Config::from_str(
+        "[webhooks]\nheaders = { \"X-Ivr-Signature\" = \"forged-1234\" }\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("webhooks.headers") && e.contains("X-Ivr-Signature"),
+        "{e}"
+    );
+    assert!(!e.contains("forged-1234"), "{e}");
+    let e = Config::from_str(
+        "[webhooks]\nescalation_headers = { Authorization = \"Bearer a\\nb-secret\" }\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("webhooks.escalation_headers"), "{e}");
+    assert!(!e.contains("b-secret"), "{e}");
+}
+
+#[test]
+fn a_ca_file_resolves_against_its_config_and_must_hold_a_certificate() {
+    let dir = temp_dir("ca-file");
+    let file = dir.join("ivr.toml");
+    std::fs::write(&file, "[webhooks]\nca_file = \"certs/ca.pem\"\n").unwrap();
+    let pem = dir.join("certs/ca.pem");
+    let e = Config::load_with(Some(&file), &install_at("/opt/ivr"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("webhooks.ca_file")
+            && e.contains(&format!("cannot read the CA file {}", pem.display())),
+        "{e}"
+    );
+    std::fs::create_dir_all(pem.parent().unwrap()).unwrap();
+    std::fs::write(&pem, "no PEM here\n").unwrap();
+    let e = Config::load_with(Some(&file), &install_at("/opt/ivr"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds no certificate"), "{e}");
+    let ca = rcgen::generate_simple_self_signed(vec!["test-ca.invalid".to_string()]).unwrap();
+    std::fs::write(&pem, ca.cert.pem()).unwrap();
+    let c = Config::load_with(Some(&file), &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.webhooks.ca_file(), Some(pem.as_path()));
+    assert_eq!(
+        c.path_origin("webhooks.ca_file"),
+        format!("webhooks.ca_file = \"certs/ca.pem\" in {}", file.display())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -102,6 +102,7 @@ impl Config {
                 return Err(bad(key, url, "expected an http:// or https:// URL".into()));
             }
         }
+        self.validate_webhooks(origin)?;
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;
@@ -202,6 +203,42 @@ impl Config {
                 "0",
                 "accept_timeout_s and ring_each_s must be at least 1 second".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Header names and values as the wire takes them, and a CA file that holds a certificate:
+    /// read here, so `ivr check`, the start and a reload all stop on a wrong path.
+    fn validate_webhooks(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key, value: &str, reason: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        for (key, headers) in [
+            ("webhooks.headers", &self.webhooks.headers),
+            (
+                "webhooks.escalation_headers",
+                &self.webhooks.escalation_headers,
+            ),
+        ] {
+            for (name, value) in headers {
+                // The value is a credential: the error names the header, never shows it.
+                crate::notify::endpoint::check_header(name, value)
+                    .map_err(|reason| bad(key, name, reason))?;
+            }
+        }
+        if let Some(path) = self.webhooks.ca_file() {
+            crate::notify::tls::load_ca_file(path).map_err(|e| {
+                bad(
+                    "webhooks.ca_file",
+                    &path.display().to_string(),
+                    format!(
+                        "{e}; give a PEM bundle of the CA(s) that issued the receiver's certificate"
+                    ),
+                )
+            })?;
         }
         Ok(())
     }

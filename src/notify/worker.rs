@@ -4,125 +4,24 @@
 //! enqueue). All state is in the store, so a new worker after a restart carries on exactly.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
-use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
 use super::backoff::BackoffPolicy;
-use super::event::{self, EventKind, OutboxEvent, Target};
+use super::endpoint::{Endpoint, NotifyError, WebhookTargets};
+use super::event::{self, OutboxEvent, Target};
 use super::outbox::{OutboxRow, OutboxStore, StoreError, blocking};
 use super::plan::plan;
 use super::sign::sign;
+use super::tls;
 use crate::clock::Clock;
-
-/// Setting up webhooks failed (at start, so the admin sees it at once).
-#[derive(Debug, Error)]
-pub enum NotifyError {
-    #[error("webhook url {url:?}: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error(
-        "webhook url {url:?}: https is not supported by this build (no TLS in the HTTP client); \
-         use http:// to a receiver on a trusted network, or a local TLS-terminating proxy"
-    )]
-    Https { url: String },
-    #[error("cannot build the webhook HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-}
-
-/// Where one target's events go.
-#[derive(Clone)]
-pub struct Endpoint {
-    url: reqwest::Url,
-    secret: Option<String>,
-    events: Option<Vec<String>>,
-}
-
-impl fmt::Debug for Endpoint {
-    // The secret stays out of logs and panics.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("url", &self.url.as_str())
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("events", &self.events)
-            .finish()
-    }
-}
-
-impl Endpoint {
-    /// An `http://` endpoint; with a `secret` (non-empty) every request is signed.
-    pub fn new(url: &str, secret: Option<String>) -> Result<Self, NotifyError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| NotifyError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => return Err(NotifyError::Https { url: url.into() }),
-            other => {
-                return Err(NotifyError::BadUrl {
-                    url: url.into(),
-                    reason: format!("scheme `{other}` is not http"),
-                });
-            }
-        }
-        Ok(Endpoint {
-            url: parsed,
-            secret: secret.filter(|s| !s.is_empty()),
-            events: None,
-        })
-    }
-
-    /// Only these event names are queued for this endpoint (`callback_overdue` always is).
-    pub fn with_events(mut self, events: Vec<String>) -> Self {
-        self.events = Some(events);
-        self
-    }
-
-    pub fn url(&self) -> &str {
-        self.url.as_str()
-    }
-
-    /// Whether this endpoint wants events of `kind`.
-    pub fn accepts(&self, kind: &EventKind) -> bool {
-        match (&self.events, kind) {
-            (_, EventKind::CallbackOverdue) | (None, _) => true,
-            (Some(list), k) => list.iter().any(|e| e == k.as_str()),
-        }
-    }
-}
-
-/// The configured endpoints.
-#[derive(Clone, Debug, Default)]
-pub struct WebhookTargets {
-    pub primary: Option<Endpoint>,
-    /// For `callback_overdue`; when unset those go to `primary`.
-    pub escalation: Option<Endpoint>,
-}
-
-impl WebhookTargets {
-    /// The endpoint events for `target` are posted to.
-    pub fn route(&self, target: Target) -> Option<&Endpoint> {
-        match target {
-            Target::Primary => self.primary.as_ref(),
-            Target::Escalation => self.escalation.as_ref().or(self.primary.as_ref()),
-        }
-    }
-
-    /// Whether `event` should be queued: yes unless its endpoint filters its kind out. With no
-    /// endpoint at all it is queued and kept until one is configured.
-    pub fn accepts(&self, event: &OutboxEvent) -> bool {
-        self.route(event.target)
-            .is_none_or(|ep| ep.accepts(&event.kind))
-    }
-}
 
 /// Tunables of the worker; the defaults are the production values, tests shorten them.
 #[derive(Clone, Debug)]
@@ -235,7 +134,9 @@ impl Notifier {
         &self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<JoinHandle<()>, NotifyError> {
+        let tls = tls::client_config(self.shared.targets.ca_file.as_deref())?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .timeout(self.shared.policy.request_timeout)
             // A redirect would turn the POST into a GET elsewhere; a 3xx counts as a failure
             // and the admin fixes the URL.
@@ -393,8 +294,10 @@ async fn post(
     // The signature's time is checked against the receiver's own clock (replay window), so it
     // is the system time even when `serve --now` moves the clock the events are stamped with.
     let ts = Timestamp::now().as_second();
+    // The configured headers first: ivr's own (checked not to collide) are set after them.
     let mut req = client
         .post(endpoint.url.clone())
+        .headers(endpoint.headers.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(USER_AGENT, concat!("ivr/", env!("CARGO_PKG_VERSION")))
         .header("X-Ivr-Event", row.event.kind.as_str())
@@ -406,7 +309,12 @@ async fn post(
     match req.body(body).send().await {
         Ok(resp) if resp.status().is_success() => Ok(()),
         Ok(resp) => Err(format!("HTTP {}", resp.status())),
-        Err(e) => Err(chain(&e)),
+        Err(e) => Err(match tls::find_tls_error(&e) {
+            // A certificate problem buried in "error sending request: ... : invalid peer
+            // certificate: UnknownIssuer" is the one thing the admin must read: say it first.
+            Some(tls) => tls::describe(tls, &endpoint.authority()),
+            None => chain(&e),
+        }),
     }
 }
 
@@ -428,67 +336,4 @@ fn chain(e: &dyn std::error::Error) -> String {
         s.truncate(cut);
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_take_http_only() {
-        assert!(Endpoint::new("http://127.0.0.1:9/hook", None).is_ok());
-        let e = Endpoint::new("https://example.invalid/hook", None).unwrap_err();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
-        assert!(matches!(
-            Endpoint::new("ftp://x/", None),
-            Err(NotifyError::BadUrl { .. })
-        ));
-        assert!(matches!(
-            Endpoint::new("not a url", None),
-            Err(NotifyError::BadUrl { .. })
-        ));
-    }
-
-    #[test]
-    fn secrets_are_not_printed() {
-        let ep = Endpoint::new("http://127.0.0.1:9/", Some("hunter2".into())).unwrap();
-        assert!(!format!("{ep:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn routing_falls_back_and_filters_apply() {
-        let primary = Endpoint::new("http://127.0.0.1:9/p", None)
-            .unwrap()
-            .with_events(vec!["voicemail_recorded".into()]);
-        let mut t = WebhookTargets {
-            primary: Some(primary),
-            escalation: None,
-        };
-        assert_eq!(
-            t.route(Target::Escalation).unwrap().url(),
-            "http://127.0.0.1:9/p"
-        );
-        let at = Timestamp::UNIX_EPOCH;
-        let started = OutboxEvent {
-            kind: EventKind::CallStarted,
-            call_id: None,
-            occurred_at: at,
-            payload: serde_json::json!({}),
-            target: Target::Primary,
-        };
-        assert!(!t.accepts(&started));
-        let overdue = OutboxEvent {
-            kind: EventKind::CallbackOverdue,
-            target: Target::Escalation,
-            ..started.clone()
-        };
-        assert!(t.accepts(&overdue), "callback_overdue ignores the filter");
-        t.escalation = Some(Endpoint::new("http://127.0.0.1:9/e", None).unwrap());
-        assert_eq!(
-            t.route(Target::Escalation).unwrap().url(),
-            "http://127.0.0.1:9/e"
-        );
-        // No endpoint at all: queued and kept.
-        assert!(WebhookTargets::default().accepts(&started));
-    }
 }

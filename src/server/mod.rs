@@ -343,19 +343,24 @@ fn open_memory(
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Memory, Option<Arc<SqliteStore>>), ServeError> {
     let endpoint =
-        |url: &str, secret: &str| -> Result<Option<crate::notify::Endpoint>, ServeError> {
+        |url: &str, secret: &str, headers| -> Result<Option<crate::notify::Endpoint>, ServeError> {
             if url.is_empty() {
                 return Ok(None);
             }
             let secret = (!secret.is_empty()).then(|| secret.to_string());
-            Ok(Some(crate::notify::Endpoint::new(url, secret)?))
+            Ok(Some(
+                crate::notify::Endpoint::new(url, secret)?.with_headers(headers)?,
+            ))
         };
+    let w = &config.webhooks;
     let targets = WebhookTargets {
-        primary: endpoint(&config.webhooks.url, &config.webhooks.secret)?,
+        primary: endpoint(&w.url, &w.secret, &w.headers)?,
         escalation: endpoint(
-            &config.webhooks.escalation_url,
-            &config.webhooks.escalation_secret,
+            &w.escalation_url,
+            &w.escalation_secret,
+            &w.escalation_headers,
         )?,
+        ca_file: w.ca_file().map(std::path::Path::to_path_buf),
     };
     let sqlite = match SqliteStore::open(&config.data.dir) {
         Ok(s) => {

@@ -71,13 +71,18 @@ fn restart_keys() -> Vec<(&'static str, KeyReader)> {
         ("data.dir", |c| c.data.dir.display().to_string()),
         ("log", |c| format!("{:?}", c.log)),
         // The webhook worker and the SLA timers run with what they were started with.
+        // Compared in full (secrets and header values included), never printed.
         ("webhooks", |c| {
+            let w = &c.webhooks;
             format!(
-                "{} {} {} {}",
-                c.webhooks.url,
-                c.webhooks.secret,
-                c.webhooks.escalation_url,
-                c.webhooks.escalation_secret
+                "{} {} {:?} {} {} {:?} {}",
+                w.url,
+                w.secret,
+                w.headers,
+                w.escalation_url,
+                w.escalation_secret,
+                w.escalation_headers,
+                w.ca_file.display()
             )
         }),
         ("sla", |c| format!("{:?}", c.sla)),

@@ -160,6 +160,9 @@ pub fn start(dir: &Path, data: &Path, extra_config: &str) -> Ivr {
 }
 
 pub fn client() -> reqwest::Client {
+    // ivr builds reqwest with rustls but without a default crypto provider (its webhook client
+    // brings its own, src/notify/tls.rs); a client built without one would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

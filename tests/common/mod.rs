@@ -10,6 +10,7 @@
 pub mod baresip;
 pub mod hook;
 pub mod staff;
+pub mod tls;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
