@@ -266,6 +266,10 @@ impl DataArgs {
 
 fn main() -> ExitCode {
     private_files();
+    // reqwest is built with rustls but no default crypto provider (the webhook client passes its
+    // own); installing ring as the process default means any other HTTPS client works too
+    // instead of panicking at its first request.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
