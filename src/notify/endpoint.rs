@@ -130,6 +130,20 @@ impl Endpoint {
         self.url.as_str()
     }
 
+    /// The URL for logs: a query string (where some helpdesks take an API key) and any
+    /// user:password are replaced by `<redacted>`.
+    pub fn url_for_log(&self) -> String {
+        let mut url = self.url.clone();
+        if url.query().is_some() {
+            url.set_query(Some("<redacted>"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("<redacted>");
+            let _ = url.set_password(None);
+        }
+        url.to_string()
+    }
+
     /// `host:port` of the URL, for messages.
     pub fn authority(&self) -> String {
         let host = self.url.host_str().unwrap_or("");
@@ -272,5 +286,23 @@ mod tests {
         );
         // No endpoint at all: queued and kept.
         assert!(WebhookTargets::default().accepts(&started));
+    }
+
+    #[test]
+    fn a_url_is_logged_without_its_query_or_credentials() {
+        let e = Endpoint::new(
+            "https://bot:pw@desk.example/api/hook?token=s3cret&x=1",
+            None,
+        )
+        .expect("url");
+        let logged = e.url_for_log();
+        assert!(
+            !logged.contains("s3cret") && !logged.contains("pw"),
+            "{logged}"
+        );
+        assert!(
+            logged.starts_with("https://") && logged.contains("desk.example/api/hook"),
+            "{logged}"
+        );
     }
 }

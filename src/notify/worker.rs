@@ -161,8 +161,12 @@ async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: impl Future
     let mut warned = HashSet::new();
     let policy = &shared.policy;
     info!(
-        primary = shared.targets.primary.as_ref().map(Endpoint::url),
-        escalation = shared.targets.escalation.as_ref().map(Endpoint::url),
+        primary = shared.targets.primary.as_ref().map(Endpoint::url_for_log),
+        escalation = shared
+            .targets
+            .escalation
+            .as_ref()
+            .map(Endpoint::url_for_log),
         "webhook worker started"
     );
     loop {
