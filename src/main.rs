@@ -161,6 +161,11 @@ enum Command {
         #[command(subcommand)]
         command: VoicemailCommand,
     },
+    /// Outage announcements: incidents the call flows can announce (`[incidents]`).
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
     /// The admin web page and API.
     Admin {
         #[command(subcommand)]
@@ -231,6 +236,53 @@ enum VoicemailCommand {
         #[command(flatten)]
         data: DataArgs,
         /// Judge callback deadlines at this time (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    #[command(verbatim_doc_comment)]
+    /// Set (or refresh) an incident: calls hear its prompt while it is active.
+    ///
+    /// Examples:
+    ///   ivr incident set mail-outage --label service=email --summary "IMAP down" --for 2h
+    Set {
+        /// A name for it (`ivr incident clear NAME` ends it).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// A label NAME=VALUE ([[incidents.prompts]] match on them); repeatable.
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
+        /// What is wrong, for the list and the log.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        summary: String,
+        /// How long it stays active unless cleared first (e.g. 30m, 2h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h",
+              value_parser = parse_span)]
+        lasts: std::time::Duration,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The time it is set (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+    /// End an incident set with `ivr incident set NAME`.
+    Clear {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The time it ends (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+    /// List incidents (from the CLI and Alertmanager), newest first, with their state.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Judge expiry at this time (RFC 3339), for a line run with `serve --now`.
         #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
         now: Option<jiff::Timestamp>,
     },
@@ -421,6 +473,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Voicemail {
             command: VoicemailCommand::List { data, now },
         } => voicemail_list(&data, now),
+        Command::Incident { command } => incident(command),
         Command::Admin {
             command: AdminCommand::HashToken,
         } => admin_hash_token(),
@@ -510,6 +563,59 @@ fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Resu
             vm.duration_ms as f64 / 1000.0,
             show(&vm.path.display().to_string())
         );
+    }
+    Ok(())
+}
+
+fn incident(command: IncidentCommand) -> anyhow::Result<()> {
+    use ivr::services::incidents;
+    let at = |now: Option<jiff::Timestamp>| now.unwrap_or_else(jiff::Timestamp::now);
+    match command {
+        IncidentCommand::Set {
+            name,
+            labels,
+            summary,
+            lasts,
+            data,
+            now,
+        } => {
+            let labels = incidents::parse_labels(&labels).map_err(anyhow::Error::msg)?;
+            let store = data.open()?;
+            let (id, until) = incidents::set(&store, &name, labels, &summary, lasts, at(now))?;
+            println!("incident {name} (id {id}) is active until {until}");
+        }
+        IncidentCommand::Clear { name, data, now } => {
+            let store = data.open()?;
+            if !incidents::clear(&store, &name, at(now))? {
+                anyhow::bail!(
+                    "no unresolved incident {name:?} set with `ivr incident set` (`ivr incident list` shows them)"
+                );
+            }
+            println!("incident {name} cleared");
+        }
+        IncidentCommand::List { data, now } => {
+            let store = data.open()?;
+            let list = ivr::store::Store::incidents(&store)?;
+            if list.is_empty() {
+                println!("no incidents in {}", store.path().display());
+                return Ok(());
+            }
+            println!("ID\tSOURCE\tNAME\tLABELS\tSTARTED\tSTATE\tSUMMARY");
+            // Alertmanager chose these texts; an ESC sequence must not reach the terminal.
+            let show = ivr::text::escape_control;
+            for i in list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    i.id,
+                    i.source.as_str(),
+                    show(&i.key),
+                    show(&incidents::labels_text(&i.labels)),
+                    i.started_at,
+                    incidents::state(&i, at(now)),
+                    show(&i.summary)
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -654,6 +760,10 @@ fn flow_simulate(
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse::<jiff::Timestamp>()
         .map_err(|e| format!("{e}; expected RFC 3339 like 2026-11-27T22:30:00-05:00"))
+}
+
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    ivr::flow::duration::parse_duration(s).map_err(|e| format!("{e}; e.g. 30m, 2h, 1h30m"))
 }
 
 fn init_logging(default_filter: &str) {

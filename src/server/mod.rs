@@ -554,6 +554,7 @@ async fn start_admin(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),
         ),
+        incidents: config.incidents.clone(),
     };
     match crate::http::start(listen, ctx).await {
         Ok((local, task)) => {

@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "no_message_outcomes",
         sql: include_str!("migrations/0003_no_message_outcomes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "incidents",
+        sql: include_str!("migrations/0004_incidents.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.

@@ -26,8 +26,8 @@ use super::schema::{
 };
 use super::writer::Writer;
 use super::{
-    AckOutcome, CallFact, CallStart, CallStartOutcome, Cdr, NewVoicemail, OutboxEvent, OutboxRow,
-    Outcome, SlaTimer, Store, StoreError, Voicemail,
+    AckOutcome, CallFact, CallStart, CallStartOutcome, Cdr, Incident, IncidentSource, NewIncident,
+    NewVoicemail, OutboxEvent, OutboxRow, Outcome, SlaTimer, Store, StoreError, Voicemail,
 };
 use crate::repeat::is_repeat;
 
@@ -171,6 +171,27 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn set_incident(&self, incident: &NewIncident) -> Result<i64, StoreError> {
+        self.incident_set(incident)
+    }
+
+    fn resolve_incident(
+        &self,
+        source: IncidentSource,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.incident_resolve(source, key, at)
+    }
+
+    fn active_incidents(&self, now: Timestamp) -> Result<Vec<Incident>, StoreError> {
+        self.incidents_active(now)
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.incidents_all()
+    }
+
     fn call_started(&self, call: &CallStart) -> Result<CallStartOutcome, StoreError> {
         let call = call.clone();
         self.write("recording a call start", move |tx| {

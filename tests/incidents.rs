@@ -1,0 +1,224 @@
+//! Outage announcements (issue 14): Alertmanager's webhook on a real `ivr serve` through real
+//! HTTP, and `ivr incident set/list/clear` as the real binary; effects are checked as rows in
+//! the SQLite file.
+
+mod admin_support;
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use admin_support::{client, start, url};
+use common::unique_temp_dir;
+use reqwest::StatusCode;
+use reqwest::header::AUTHORIZATION;
+
+const SECRET: &str = "am-s3cret";
+
+/// A payload as Alertmanager 0.27 sends it (webhook version 4), one alert with `status`.
+fn payload(status: &str, ends_at: &str) -> String {
+    format!(
+        r#"{{
+  "receiver": "ivr",
+  "status": "{status}",
+  "alerts": [
+    {{
+      "status": "{status}",
+      "labels": {{"alertname": "MailDown", "service": "email", "severity": "critical"}},
+      "annotations": {{"summary": "IMAP is not answering"}},
+      "startsAt": "2026-03-02T09:58:00.000Z",
+      "endsAt": "{ends_at}",
+      "generatorURL": "http://prometheus:9090/graph?g0.expr=up%3D%3D0",
+      "fingerprint": "c0ffee1234567890"
+    }}
+  ],
+  "groupLabels": {{"alertname": "MailDown"}},
+  "commonLabels": {{"alertname": "MailDown", "service": "email"}},
+  "commonAnnotations": {{"summary": "IMAP is not answering"}},
+  "externalURL": "http://alertmanager:9093",
+  "version": "4",
+  "groupKey": "{{}}:{{alertname=\"MailDown\"}}",
+  "truncatedAlerts": 0
+}}"#
+    )
+}
+
+/// (source, key, labels, summary, resolved) of every incident, from the file.
+fn incidents(data: &Path) -> Vec<(String, String, String, String, bool)> {
+    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT source, key, labels, summary, resolved_at FROM incidents ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, Option<i64>>(4)?.is_some(),
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_firing_sets_and_resolved_clears_an_incident() {
+    let dir = unique_temp_dir("incidents-am");
+    let data = dir.join("data");
+    let ivr = start(
+        &dir,
+        &data,
+        &format!("[incidents]\nalertmanager_secret = \"{SECRET}\"\n"),
+    );
+    let hook = url(ivr.admin_addr(), "/hooks/alertmanager");
+    let http = client();
+    let post = |auth: Option<String>, body: String| {
+        let mut req = http.post(&hook).body(body);
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a);
+        }
+        req.send()
+    };
+    let bearer = || Some(format!("Bearer {SECRET}"));
+    let firing = payload("firing", "0001-01-01T00:00:00Z");
+
+    for auth in [
+        None,
+        Some("Bearer wrong".to_string()),
+        Some(SECRET.to_string()),
+    ] {
+        let resp = post(auth.clone(), firing.clone()).await.expect("post");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+    }
+    assert!(incidents(&data).is_empty(), "refused posts change nothing");
+
+    let resp = post(bearer(), "{\"version\":\"4\",\"alerts\":[".into())
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains("not an Alertmanager webhook payload"),
+        "{body}"
+    );
+
+    let resp = post(bearer(), firing.clone()).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        incidents(&data),
+        [(
+            "alertmanager".to_string(),
+            "c0ffee1234567890".to_string(),
+            r#"{"alertname":"MailDown","service":"email","severity":"critical"}"#.to_string(),
+            "IMAP is not answering".to_string(),
+            false
+        )]
+    );
+    // Re-sent (repeat_interval): still one row.
+    let resp = post(bearer(), firing).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(incidents(&data).len(), 1);
+
+    let resp = post(bearer(), payload("resolved", "2026-03-02T10:30:00Z"))
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rows = incidents(&data);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].4, "resolved: {rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alertmanager_hook_without_a_secret_says_how_to_configure_it() {
+    let dir = unique_temp_dir("incidents-off");
+    let data = dir.join("data");
+    let ivr = start(&dir, &data, "");
+    let resp = client()
+        .post(url(ivr.admin_addr(), "/hooks/alertmanager"))
+        .header(AUTHORIZATION, "Bearer ")
+        .body(payload("firing", "0001-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("[incidents] alertmanager_secret"), "{body}");
+    assert!(incidents(&data).is_empty());
+}
+
+fn ivr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ivr")
+}
+
+#[test]
+fn cli_sets_lists_and_clears_an_incident() {
+    let dir = unique_temp_dir("incidents-cli");
+    let data = dir.join("data");
+    // A database to work on, as `ivr serve` leaves it.
+    drop(ivr::store::SqliteStore::open(&data).expect("create db"));
+    let d = data.to_str().expect("utf-8");
+    let out = ivr(&[
+        "incident",
+        "set",
+        "mail",
+        "--label",
+        "service=email",
+        "--summary",
+        "IMAP down",
+        "--for",
+        "2h",
+        "--data",
+        d,
+        "--now",
+        "2026-03-02T10:00:00Z",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("active until 2026-03-02T12:00:00Z"), "{said}");
+    let rows = incidents(&data);
+    assert_eq!(
+        rows,
+        [(
+            "cli".to_string(),
+            "mail".to_string(),
+            r#"{"service":"email"}"#.to_string(),
+            "IMAP down".to_string(),
+            false
+        )]
+    );
+
+    let list = ivr(&[
+        "incident",
+        "list",
+        "--data",
+        d,
+        "--now",
+        "2026-03-02T11:00:00Z",
+    ]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("cli\tmail\tservice=email\t2026-03-02T10:00:00Z\tactive until 2026-03-02T12:00:00Z\tIMAP down"),
+        "{text}"
+    );
+
+    let bad = ivr(&["incident", "set", "x", "--label", "service", "--data", d]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("expected NAME=VALUE"),
+        "{bad:?}"
+    );
+
+    let out = ivr(&["incident", "clear", "mail", "--data", d]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(incidents(&data)[0].4, "resolved in the file");
+    let again = ivr(&["incident", "clear", "mail", "--data", d]);
+    assert!(!again.status.success(), "nothing left to clear: {again:?}");
+    let list = ivr(&["incident", "list", "--data", d]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("\tresolved "));
+}
