@@ -190,7 +190,7 @@ enum CdrCommand {
     ///
     /// Columns: call_id, started_at, answered_at, ended_at, talk_seconds, caller, client,
     /// after_hours, agreement, rate_multiplier, agreed_terms, digits, ticket, outcome, end_reason,
-    /// repeat, answered_by. Times are RFC 3339 UTC; outcome is bridged, voicemail, no_message,
+    /// repeat, answered_by, incident. Times are RFC 3339 UTC; outcome is bridged, voicemail, no_message,
     /// voicemail_failed, abandoned, closed_hours or rejected (empty while the call is live).
     ///
     /// Examples:

@@ -222,3 +222,72 @@ fn cli_sets_lists_and_clears_an_incident() {
     let list = ivr(&["incident", "list", "--data", d]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("\tresolved "));
 }
+
+/// The `prompt="..."` values of the log's `event="prompt"` lines, in order.
+fn prompts_played(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("event=\"prompt\""))
+        .filter_map(|l| l.split("prompt=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|p| p.trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn a_call_during_an_incident_hears_its_prompt_and_one_after_it_does_not() {
+    if !common::require_tool("sipp") {
+        return;
+    }
+    let config = unique_temp_dir("incident-call").join("ivr.toml");
+    std::fs::write(
+        &config,
+        "[rtp]\ntimeout_s = 0\n[[incidents.prompts]]\nlabel = \"service\"\nvalue = \"web\"\n\
+         prompt = \"goodbye\"\n[[incidents.prompts]]\nlabel = \"service\"\nvalue = \"email\"\n\
+         prompt = \"incident_email\"\n",
+    )
+    .expect("write config");
+    let flow = common::manifest_dir().join("tests/flows/incident.toml");
+    let line = common::Ivr::start(&[
+        "--flow",
+        flow.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let data = line.dir().join("data");
+    let d = data.to_str().expect("utf-8");
+    let set = ivr(&[
+        "incident",
+        "set",
+        "mail",
+        "--label",
+        "service=email",
+        "--data",
+        d,
+    ]);
+    assert!(set.status.success(), "{set:?}");
+
+    let run = common::run_sipp(&line, "uac_basic.xml", &[]);
+    assert!(run.success(), "{}\n{}", run.errors, line.log());
+    let log = line.wait_for_log(&["event=\"ended\""], std::time::Duration::from_secs(10));
+    assert_eq!(prompts_played(&log), ["incident_email"], "{log}");
+
+    let cleared = ivr(&["incident", "clear", "mail", "--data", d]);
+    assert!(cleared.status.success(), "{cleared:?}");
+    let run = common::run_sipp(&line, "uac_basic.xml", &[]);
+    assert!(run.success(), "{}\n{}", run.errors, line.log());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while line.log().matches("event=\"ended\"").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", line.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        prompts_played(&line.log()),
+        ["incident_email", "goodbye"],
+        "{}",
+        line.log()
+    );
+
+    let cdrs = common::cdr_rows(&data);
+    let heard: Vec<&str> = cdrs.iter().map(|r| r["incident"].as_str()).collect();
+    assert_eq!(heard, ["mail", ""], "{cdrs:?}");
+}

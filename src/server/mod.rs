@@ -503,6 +503,7 @@ fn call_settings(
         desk: parts.desk,
         metrics,
         live,
+        incidents: config.incidents.clone(),
     }
 }
 

@@ -145,6 +145,7 @@ fn call_start_and_end_make_one_complete_cdr() {
         end_reason: "BYE from caller".into(),
         repeat: true, // ignored too: decided at the start
         answered_by: Some("alice".into()),
+        incident: None,
     };
     store.call_ended(&cdr).expect("end");
     let row: (
@@ -229,6 +230,7 @@ fn call_end_without_start_still_leaves_a_cdr() {
         end_reason: "CANCEL".into(),
         repeat: false,
         answered_by: None,
+        incident: None,
     };
     store.call_ended(&cdr).expect("end");
     assert_eq!(store.cdrs_between(None, None).expect("cdrs"), [cdr]);
@@ -659,6 +661,7 @@ fn a_version_2_database_keeps_its_calls_and_takes_the_new_outcomes() {
             end_reason: "BYE from caller".into(),
             repeat: false,
             answered_by: None,
+            incident: None,
         };
         store.call_ended(&cdr).expect("end");
     }
