@@ -714,6 +714,14 @@ fn flow_check(flows: &[PathBuf], cfg: &Config) -> anyhow::Result<()> {
             }
         }
     }
+    let prompts = ivr::flow::check::list_prompts(&cfg.prompts.dir).unwrap_or_default();
+    for missing in cfg
+        .incidents
+        .missing_prompts(|p| prompts.contains(p), &cfg.prompts.dir)
+    {
+        eprintln!("error: {missing}");
+        errors += 1;
+    }
     if errors > 0 {
         anyhow::bail!("{errors} error(s) in {} flow(s)", flows.len());
     }

@@ -291,3 +291,43 @@ fn a_call_during_an_incident_hears_its_prompt_and_one_after_it_does_not() {
     let heard: Vec<&str> = cdrs.iter().map(|r| r["incident"].as_str()).collect();
     assert_eq!(heard, ["mail", ""], "{cdrs:?}");
 }
+
+#[test]
+fn check_refuses_an_incident_prompt_without_a_file() {
+    let dir = unique_temp_dir("incidents-check");
+    let config = dir.join("ivr.toml");
+    let prompts = common::manifest_dir().join("prompts");
+    let flow = common::manifest_dir().join("tests/flows/incident.toml");
+    let write = |prompt: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[incidents.prompts]]\nlabel = \"service\"\nvalue = \"email\"\nprompt = \"{prompt}\"\n"
+            ),
+        )
+        .expect("write config")
+    };
+    let check = || {
+        ivr(&[
+            "check",
+            flow.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--prompts",
+            prompts.to_str().expect("utf-8"),
+        ])
+    };
+    write("incident_mail");
+    let out = check();
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "[[incidents.prompts]] service = \"email\": prompt `incident_mail` has no file"
+        ),
+        "{err}"
+    );
+    write("incident_email");
+    let out = check();
+    assert!(out.status.success(), "{out:?}");
+}

@@ -41,6 +41,30 @@ impl IncidentsConfig {
         std::time::Duration::from_secs(u64::from(self.default_ttl_minutes.max(1)) * 60)
     }
 
+    /// One line per `[[incidents.prompts]]` whose prompt `has` lacks (`ivr check` and `serve`
+    /// refuse them: an outage is the worst moment to find the announcement missing).
+    pub fn missing_prompts(
+        &self,
+        has: impl Fn(&str) -> bool,
+        dir: &std::path::Path,
+    ) -> Vec<String> {
+        self.prompts
+            .iter()
+            .filter(|p| !has(&p.prompt))
+            .map(|p| {
+                format!(
+                    "[[incidents.prompts]] {} = {:?}: prompt `{}` has no file {} (add a line \
+                     `{}|TEXT` to prompts.txt and run prompts/gen.sh, or record it)",
+                    p.label,
+                    p.value,
+                    p.prompt,
+                    dir.join(format!("{}.wav", p.prompt)).display(),
+                    p.prompt
+                )
+            })
+            .collect()
+    }
+
     /// The first configured prompt whose label matches `labels` (an incident's).
     pub fn prompt_for(&self, labels: &BTreeMap<String, String>) -> Option<&str> {
         self.prompts

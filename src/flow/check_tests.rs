@@ -407,3 +407,25 @@ fn shipped_flows_pass() {
         assert!(result.is_ok_and(|f| f.warnings.is_empty()));
     }
 }
+
+#[test]
+fn prompt_var_must_name_a_variable_something_sets() {
+    let flow = r#"
+name = "t"
+start = "p"
+[nodes.p]
+type = "play"
+prompt_var = "incident_promt"
+next = "bye"
+[nodes.bye]
+type = "hangup"
+"#;
+    let errs = errors(flow);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("`prompt_var` names `incident_promt`, which no node sets")
+            && errs[0].contains("did you mean `incident_prompt`?"),
+        "{errs:?}"
+    );
+    assert!(errors(&flow.replace("incident_promt", "incident_prompt")).is_empty());
+}

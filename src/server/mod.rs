@@ -68,6 +68,8 @@ pub enum ServeError {
     /// Every `NotifyError` already says "webhook".
     #[error(transparent)]
     Webhooks(#[from] crate::notify::NotifyError),
+    #[error("incidents: {0}")]
+    Incidents(String),
     #[error("desk: {0}")]
     Desk(crate::bridge::DeskError),
     #[error("cannot start the SIP thread: {0}")]
