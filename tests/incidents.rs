@@ -331,3 +331,73 @@ fn check_refuses_an_incident_prompt_without_a_file() {
     let out = check();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// The announcement as the caller receives it: every RTP sample of the call's first
+/// `incident_email.wav` frames equals the WAV through PCMU.
+#[test]
+fn the_announcement_reaches_the_caller_sample_for_sample() {
+    use ivr::media::g711::Codec;
+    use ivr::media::prompt::Prompt;
+    const FRAME: usize = 160;
+    let wav = common::manifest_dir().join("prompts/incident_email.wav");
+    let prompt = Prompt::load(&wav).expect("incident_email.wav loads");
+    let config = unique_temp_dir("incident-rtp").join("ivr.toml");
+    std::fs::write(
+        &config,
+        "[rtp]\ntimeout_s = 0\n[[incidents.prompts]]\nlabel = \"service\"\nvalue = \"email\"\n\
+         prompt = \"incident_email\"\n",
+    )
+    .expect("write config");
+    let flow = common::manifest_dir().join("tests/flows/incident.toml");
+    let line = common::Ivr::start(&[
+        "--flow",
+        flow.to_str().expect("utf-8"),
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let d = line.dir().join("data");
+    let set = ivr(&[
+        "incident",
+        "set",
+        "mail",
+        "--label",
+        "service=email",
+        "--data",
+        d.to_str().expect("utf-8"),
+    ]);
+    assert!(set.status.success(), "{set:?}");
+
+    let ua = common::UdpUa::new(line.sip_addr());
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
+    rtp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .expect("timeout");
+    let ids = common::CallIds::new();
+    let port = rtp.local_addr().expect("addr").port();
+    common::place_call(
+        &ua,
+        &ids,
+        &common::sdp_offer(port, "0"),
+        std::time::Duration::from_secs(10),
+    );
+    let frames = prompt.samples.len().div_ceil(FRAME);
+    let mut received = Vec::new();
+    let mut buf = [0u8; 2048];
+    for i in 0..frames {
+        let n = rtp.recv(&mut buf).unwrap_or_else(|e| {
+            panic!("RTP stopped at packet {i} of {frames}: {e}\n{}", line.log())
+        });
+        let pkt = ivr::media::rtp::parse(&buf[..n]).expect("RTP");
+        Codec::Pcmu.decode(&pkt.payload, &mut received);
+    }
+    let mut coded = Vec::new();
+    Codec::Pcmu.encode(&prompt.samples, &mut coded);
+    let mut expected = Vec::new();
+    Codec::Pcmu.decode(&coded, &mut expected);
+    assert_eq!(
+        received[..expected.len()],
+        expected[..],
+        "the caller did not receive incident_email.wav"
+    );
+    let bye = ua.expect_request(&ids.call_id, "BYE", std::time::Duration::from_secs(10));
+    ua.send(common::ok_for(&bye));
+}
