@@ -111,6 +111,10 @@ enum Command {
         /// (`caller.agreed_recently`).
         #[arg(long)]
         agreed_recently: bool,
+        /// Play a call during an incident (`incident.active`) announced with this prompt (the
+        /// variable `incident_prompt`); `--incident ""`: an incident without a prompt.
+        #[arg(long, value_name = "PROMPT")]
+        incident: Option<String>,
         /// Prompt directory (default: prompts.dir); WAV lengths set the virtual clock.
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
@@ -421,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             called,
             repeat,
             agreed_recently,
+            incident,
             prompts,
             config,
             voicemail,
@@ -430,6 +435,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 called,
                 caller_repeat: repeat,
                 caller_agreed_recently: agreed_recently,
+                incident_active: incident.is_some(),
+                incident_prompt: incident.unwrap_or_default(),
                 ..ivr::flow::Facts::default()
             };
             let recording = match voicemail.as_str() {

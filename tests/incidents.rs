@@ -401,3 +401,29 @@ fn the_announcement_reaches_the_caller_sample_for_sample() {
     let bye = ua.expect_request(&ids.call_id, "BYE", std::time::Duration::from_secs(10));
     ua.send(common::ok_for(&bye));
 }
+
+#[test]
+fn simulate_plays_the_incident_prompt_with_incident() {
+    let flow = common::manifest_dir().join("tests/flows/incident.toml");
+    let prompts = common::manifest_dir().join("prompts");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            flow.to_str().expect("utf-8"),
+            "--prompts",
+            prompts.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        let out = ivr(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let during = run(&["--incident", "incident_email"]);
+    assert!(during.contains("facts: incident.active"), "{during}");
+    assert!(during.contains("play incident_email"), "{during}");
+    let after = run(&[]);
+    assert!(
+        after.contains("play goodbye") && !after.contains("incident_email"),
+        "{after}"
+    );
+}
