@@ -221,13 +221,17 @@ pub async fn run(
     let mut rec = settings
         .memory
         .new_record(&incoming, &dialled, !facts.open || facts.holiday);
-    settings.memory.call_started(&mut rec).await;
+    // The incident read runs beside the start's write: a call does not wait for one after the
+    // other.
+    let ((), incidents) = tokio::join!(
+        settings.memory.call_started(&mut rec),
+        settings.memory.active_incidents()
+    );
     facts.caller = rec.caller.as_str().to_string();
     facts.caller_repeat = rec.repeat;
     facts.caller_agreed_recently = rec.agreed_recently;
     facts.caller_known = rec.client.is_some();
     facts.client_agreement = rec.agreement();
-    let incidents = settings.memory.active_incidents().await;
     facts.incident_active = !incidents.is_empty();
     if let Some((key, prompt)) = incidents.iter().find_map(|i| {
         settings
