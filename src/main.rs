@@ -111,6 +111,10 @@ enum Command {
         /// (`caller.agreed_recently`).
         #[arg(long)]
         agreed_recently: bool,
+        /// Play a call during an incident (`incident.active`) announced with this prompt (the
+        /// variable `incident_prompt`); `--incident ""`: an incident without a prompt.
+        #[arg(long, value_name = "PROMPT")]
+        incident: Option<String>,
         /// Prompt directory (default: prompts.dir); WAV lengths set the virtual clock.
         #[arg(long, value_name = "DIR")]
         prompts: Option<PathBuf>,
@@ -161,6 +165,11 @@ enum Command {
         #[command(subcommand)]
         command: VoicemailCommand,
     },
+    /// Outage announcements: incidents the call flows can announce (`[incidents]`).
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
     /// The admin web page and API.
     Admin {
         #[command(subcommand)]
@@ -185,7 +194,7 @@ enum CdrCommand {
     ///
     /// Columns: call_id, started_at, answered_at, ended_at, talk_seconds, caller, client,
     /// after_hours, agreement, rate_multiplier, agreed_terms, digits, ticket, outcome, end_reason,
-    /// repeat, answered_by. Times are RFC 3339 UTC; outcome is bridged, voicemail, no_message,
+    /// repeat, answered_by, incident. Times are RFC 3339 UTC; outcome is bridged, voicemail, no_message,
     /// voicemail_failed, abandoned, closed_hours or rejected (empty while the call is live).
     ///
     /// Examples:
@@ -231,6 +240,53 @@ enum VoicemailCommand {
         #[command(flatten)]
         data: DataArgs,
         /// Judge callback deadlines at this time (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    #[command(verbatim_doc_comment)]
+    /// Set (or refresh) an incident: calls hear its prompt while it is active.
+    ///
+    /// Examples:
+    ///   ivr incident set mail-outage --label service=email --summary "IMAP down" --for 2h
+    Set {
+        /// A name for it (`ivr incident clear NAME` ends it).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// A label NAME=VALUE ([[incidents.prompts]] match on them); repeatable.
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
+        /// What is wrong, for the list and the log.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        summary: String,
+        /// How long it stays active unless cleared first (e.g. 30m, 2h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h",
+              value_parser = parse_span)]
+        lasts: std::time::Duration,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The time it is set (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+    /// End an incident set with `ivr incident set NAME`.
+    Clear {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+        /// The time it ends (RFC 3339), for a line run with `serve --now`.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        now: Option<jiff::Timestamp>,
+    },
+    /// List incidents (from the CLI and Alertmanager), newest first, with their state.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Judge expiry at this time (RFC 3339), for a line run with `serve --now`.
         #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
         now: Option<jiff::Timestamp>,
     },
@@ -373,6 +429,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             called,
             repeat,
             agreed_recently,
+            incident,
             prompts,
             config,
             voicemail,
@@ -382,6 +439,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 called,
                 caller_repeat: repeat,
                 caller_agreed_recently: agreed_recently,
+                incident_active: incident.is_some(),
+                incident_prompt: incident.unwrap_or_default(),
                 ..ivr::flow::Facts::default()
             };
             let recording = match voicemail.as_str() {
@@ -425,6 +484,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Voicemail {
             command: VoicemailCommand::List { data, now },
         } => voicemail_list(&data, now),
+        Command::Incident { command } => incident(command),
         Command::Admin {
             command: AdminCommand::HashToken,
         } => admin_hash_token(),
@@ -514,6 +574,59 @@ fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Resu
             vm.duration_ms as f64 / 1000.0,
             show(&vm.path.display().to_string())
         );
+    }
+    Ok(())
+}
+
+fn incident(command: IncidentCommand) -> anyhow::Result<()> {
+    use ivr::services::incidents;
+    let at = |now: Option<jiff::Timestamp>| now.unwrap_or_else(jiff::Timestamp::now);
+    match command {
+        IncidentCommand::Set {
+            name,
+            labels,
+            summary,
+            lasts,
+            data,
+            now,
+        } => {
+            let labels = incidents::parse_labels(&labels).map_err(anyhow::Error::msg)?;
+            let store = data.open()?;
+            let (id, until) = incidents::set(&store, &name, labels, &summary, lasts, at(now))?;
+            println!("incident {name} (id {id}) is active until {until}");
+        }
+        IncidentCommand::Clear { name, data, now } => {
+            let store = data.open()?;
+            if !incidents::clear(&store, &name, at(now))? {
+                anyhow::bail!(
+                    "no unresolved incident {name:?} set with `ivr incident set` (`ivr incident list` shows them)"
+                );
+            }
+            println!("incident {name} cleared");
+        }
+        IncidentCommand::List { data, now } => {
+            let store = data.open()?;
+            let list = ivr::store::Store::incidents(&store)?;
+            if list.is_empty() {
+                println!("no incidents in {}", store.path().display());
+                return Ok(());
+            }
+            println!("ID\tSOURCE\tNAME\tLABELS\tSTARTED\tSTATE\tSUMMARY");
+            // Alertmanager chose these texts; an ESC sequence must not reach the terminal.
+            let show = ivr::text::escape_control;
+            for i in list {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    i.id,
+                    i.source.as_str(),
+                    show(&i.key),
+                    show(&incidents::labels_text(&i.labels)),
+                    i.started_at,
+                    incidents::state(&i, at(now)),
+                    show(&i.summary)
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -612,6 +725,14 @@ fn flow_check(flows: &[PathBuf], cfg: &Config) -> anyhow::Result<()> {
             }
         }
     }
+    let prompts = ivr::flow::check::list_prompts(&cfg.prompts.dir).unwrap_or_default();
+    for missing in cfg
+        .incidents
+        .missing_prompts(|p| prompts.contains(p), &cfg.prompts.dir)
+    {
+        eprintln!("error: {missing}");
+        errors += 1;
+    }
     if errors > 0 {
         anyhow::bail!("{errors} error(s) in {} flow(s)", flows.len());
     }
@@ -658,6 +779,10 @@ fn flow_simulate(
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse::<jiff::Timestamp>()
         .map_err(|e| format!("{e}; expected RFC 3339 like 2026-11-27T22:30:00-05:00"))
+}
+
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    ivr::flow::duration::parse_duration(s).map_err(|e| format!("{e}; e.g. 30m, 2h, 1h30m"))
 }
 
 fn init_logging(default_filter: &str) {

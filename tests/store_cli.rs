@@ -78,6 +78,7 @@ fn call(
             end_reason: "BYE from caller".into(),
             repeat,
             answered_by: (outcome == Outcome::Bridged).then(|| "alice".into()),
+            incident: None,
         })
         .expect("end");
 }

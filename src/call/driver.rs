@@ -314,6 +314,12 @@ async fn execute(
                 match settings.prompts.get(name) {
                     Some(p) => {
                         info!(call_id = %call_id, event = "prompt", prompt = %name, barge_in, "playing prompt");
+                        if let Some((prompt, key)) = &record.incident
+                            && prompt == name
+                        {
+                            record.writer.fact(CallFact::Incident(key.clone()));
+                            kept.summary.incident = Some(key.clone());
+                        }
                         last = Some(ctx.media.play(p.samples.clone()));
                     }
                     // Flows are checked against the prompt directory at start; this is a file

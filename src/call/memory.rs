@@ -57,6 +57,8 @@ pub struct CallRecord {
     /// The number agreed to the terms on a call within the repeat window (`call_started` says).
     pub agreed_recently: bool,
     pub rate_multiplier: f64,
+    /// The incident announced to this call, if the flow plays it: (prompt, incident key).
+    pub incident: Option<(String, String)>,
     /// Where the call's facts, voicemail and final record are written, in order.
     pub writer: CallWriter,
     /// Where a failure to keep the call's voicemail is raised.
@@ -78,6 +80,8 @@ pub struct CallSummary {
     pub bridged: bool,
     /// The desk member who accepted the call.
     pub answered_by: Option<String>,
+    /// The incident (key) whose announcement the caller heard.
+    pub incident: Option<String>,
     /// Time connected to staff, from the moment they pressed 1.
     pub talk: Duration,
     pub answered: bool,
@@ -126,6 +130,7 @@ impl Memory {
             repeat: false,
             agreed_recently: false,
             rate_multiplier,
+            incident: None,
             writer: CallWriter::default(),
             health: self.health.clone(),
         }
@@ -196,6 +201,22 @@ impl Memory {
                 },
             ))
             .await;
+        }
+    }
+
+    /// Incidents active now, oldest first. None without a store, or when it cannot be read:
+    /// the call goes on without an announcement rather than waiting on its memory.
+    pub async fn active_incidents(&self) -> Vec<crate::store::Incident> {
+        let Some(store) = self.store.clone() else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        match blocking(store, move |s| s.active_incidents(now)).await {
+            Ok(list) => list,
+            Err(e) => {
+                error!(error = %e, "cannot read incidents; the call goes on without one");
+                Vec::new()
+            }
         }
     }
 
@@ -335,6 +356,7 @@ impl Memory {
             end_reason: s.end_reason.clone(),
             repeat: rec.repeat,
             answered_by: s.answered_by.clone(),
+            incident: s.incident.clone(),
         };
         let payload = cdr_json(&cdr);
         let event = OutboxEvent::call_ended(

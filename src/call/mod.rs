@@ -120,6 +120,8 @@ pub struct CallSettings {
     pub metrics: crate::metrics::Metrics,
     /// Calls up now, for the admin page (registered at start, removed at end).
     pub live: crate::live::LiveCalls,
+    /// `[incidents]`: which prompt announces which incident.
+    pub incidents: crate::config::IncidentsConfig,
 }
 
 pub(crate) struct Call {
@@ -219,12 +221,27 @@ pub async fn run(
     let mut rec = settings
         .memory
         .new_record(&incoming, &dialled, !facts.open || facts.holiday);
-    settings.memory.call_started(&mut rec).await;
+    // The incident read runs beside the start's write: a call does not wait for one after the
+    // other.
+    let ((), incidents) = tokio::join!(
+        settings.memory.call_started(&mut rec),
+        settings.memory.active_incidents()
+    );
     facts.caller = rec.caller.as_str().to_string();
     facts.caller_repeat = rec.repeat;
     facts.caller_agreed_recently = rec.agreed_recently;
     facts.caller_known = rec.client.is_some();
     facts.client_agreement = rec.agreement();
+    facts.incident_active = !incidents.is_empty();
+    if let Some((key, prompt)) = incidents.iter().find_map(|i| {
+        settings
+            .incidents
+            .prompt_for(&i.labels)
+            .map(|p| (i.key.clone(), p.to_string()))
+    }) {
+        facts.incident_prompt = prompt.clone();
+        rec.incident = Some((prompt, key));
+    }
     // Dropped with `call`, after the call's record is written.
     call.live = Some(settings.live.register(crate::live::LiveCall::arriving(
         rec.call_id.clone(),
@@ -361,7 +378,8 @@ async fn answer_and_run(
             let flow = settings.flows.for_number(&rec.called);
             info!(call_id = %call.call_id, %from, %to, event = "flow", flow = %flow.name,
                   open = facts.open, holiday = facts.holiday, repeat = facts.caller_repeat,
-                  agreed_recently = facts.caller_agreed_recently, known = facts.caller_known, "starting call flow");
+                  agreed_recently = facts.caller_agreed_recently, known = facts.caller_known,
+                  incident = facts.incident_active, incident_prompt = %facts.incident_prompt, "starting call flow");
             let shell = driver::Shell {
                 call,
                 ctx: &mut ctx,

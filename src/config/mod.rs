@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod incidents;
 mod paths;
 mod sections;
 mod source;
 mod validate;
 
+pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
@@ -62,6 +64,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub staff: StaffConfig,
     pub desk: DeskConfig,
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

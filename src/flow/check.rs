@@ -203,6 +203,24 @@ fn check_vars(raw: &RawFlow, sink: &mut Sink<'_>) {
         }
     }
     for n in raw.nodes.iter().filter_map(|n| n.node.as_ref()) {
+        if let super::Node::Play(p) = n
+            && let Some((var, span)) = &p.prompt_var
+            && !set.contains(var.as_str())
+        {
+            let hint = match did_you_mean(var, set.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "`incident_prompt` names the incident announcement; other variables \
+                         come from a `set` node or a gather's `store`"
+                    .into(),
+            };
+            sink.error(
+                span,
+                format!("`prompt_var` names `{var}`, which no node sets, so it would play nothing"),
+                Some(hint),
+            );
+        }
+    }
+    for n in raw.nodes.iter().filter_map(|n| n.node.as_ref()) {
         let super::Node::Branch(b) = n else { continue };
         for case in &b.cases {
             for (var, offset) in case.cond.vars_read() {

@@ -226,7 +226,7 @@ type = "hangup"
     assert_eq!(
         errors(text),
         [
-            "callflows/x.toml:4:28: error: unknown condition `holliday`\n  hint: did you mean `holiday`? known facts: open, holiday, caller.repeat, caller.known, client.agreement, caller.agreed_recently; comparisons: caller matches \"+1555*\", called == \"...\", digits == \"5\", attempts >= 2, var.NAME == \"value\""
+            "callflows/x.toml:4:28: error: unknown condition `holliday`\n  hint: did you mean `holiday`? known facts: open, holiday, caller.repeat, caller.known, client.agreement, caller.agreed_recently, incident.active; comparisons: caller matches \"+1555*\", called == \"...\", digits == \"5\", attempts >= 2, var.NAME == \"value\""
         ]
     );
     let bad_op = text.replace("open and holliday", "attempts => 2");
@@ -317,7 +317,7 @@ fn wrong_value_type_and_builtin_var() {
     assert_eq!(
         errors(&text),
         [
-            "callflows/x.toml:11:10: error: `caller` is a built-in variable and cannot be set\n  hint: pick another name; built-ins: caller, called, digits, attempts, dial_status, recording"
+            "callflows/x.toml:11:10: error: `caller` is a built-in variable and cannot be set\n  hint: pick another name; built-ins: caller, called, digits, attempts, dial_status, recording, incident_prompt"
         ]
     );
 }
@@ -406,4 +406,26 @@ fn shipped_flows_pass() {
         );
         assert!(result.is_ok_and(|f| f.warnings.is_empty()));
     }
+}
+
+#[test]
+fn prompt_var_must_name_a_variable_something_sets() {
+    let flow = r#"
+name = "t"
+start = "p"
+[nodes.p]
+type = "play"
+prompt_var = "incident_promt"
+next = "bye"
+[nodes.bye]
+type = "hangup"
+"#;
+    let errs = errors(flow);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("`prompt_var` names `incident_promt`, which no node sets")
+            && errs[0].contains("did you mean `incident_prompt`?"),
+        "{errs:?}"
+    );
+    assert!(errors(&flow.replace("incident_promt", "incident_prompt")).is_empty());
 }

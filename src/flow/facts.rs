@@ -25,6 +25,11 @@ pub struct Facts {
     pub caller_known: bool,
     /// The caller's client has an After Hours Escalation Agreement.
     pub client_agreement: bool,
+    /// An incident (outage announcement, `ivr incident` or Alertmanager) is active.
+    pub incident_active: bool,
+    /// The prompt configured for the first active incident with one (`[[incidents.prompts]]`),
+    /// empty when none matches; the flow reads it as the variable `incident_prompt`.
+    pub incident_prompt: String,
 }
 
 /// One yes/no fact a condition can name.
@@ -66,6 +71,11 @@ pub const FACTS: &[FactDef] = &[
         name: "caller.agreed_recently",
         doc: "same number agreed to the terms within the repeat window",
         get: |f| f.caller_agreed_recently,
+    },
+    FactDef {
+        name: "incident.active",
+        doc: "an incident (outage) is active: `ivr incident set` or Alertmanager",
+        get: |f| f.incident_active,
     },
 ];
 

@@ -34,6 +34,7 @@ pub const BUILTIN_VARS: &[&str] = &[
     "attempts",
     "dial_status",
     "recording",
+    "incident_prompt",
 ];
 
 /// Something that happened on the call.
@@ -139,13 +140,15 @@ pub(crate) struct Cx<'a> {
 impl Cx<'_> {
     /// Emits `Play` (nothing for an empty list) and counts it as outstanding.
     pub fn play(&mut self, prompts: &[&Prompt], barge_in: bool) -> bool {
+        self.play_names(prompts.iter().map(|p| p.name.clone()).collect(), barge_in)
+    }
+
+    /// [`Cx::play`] by name (a prompt named by a variable has no place in the flow file).
+    pub fn play_names(&mut self, prompts: Vec<String>, barge_in: bool) -> bool {
         if prompts.is_empty() {
             return false;
         }
-        self.out.push(Action::Play {
-            prompts: prompts.iter().map(|p| p.name.clone()).collect(),
-            barge_in,
-        });
+        self.out.push(Action::Play { prompts, barge_in });
         *self.playing += 1;
         true
     }
@@ -184,6 +187,10 @@ impl Run {
         let mut vars = BTreeMap::new();
         vars.insert("caller".to_string(), facts.caller.clone());
         vars.insert("called".to_string(), facts.called.clone());
+        // Only when there is one: an empty variable would show up in every webhook's vars.
+        if !facts.incident_prompt.is_empty() {
+            vars.insert("incident_prompt".to_string(), facts.incident_prompt.clone());
+        }
         Run {
             flow,
             facts,

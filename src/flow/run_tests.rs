@@ -687,3 +687,49 @@ fn loop_guard_hangs_up() {
     );
     assert!(run.is_finished());
 }
+
+const INCIDENT: &str = r#"
+start = "check"
+[nodes.check]
+type = "branch"
+cases = [{ if = "incident.active", goto = "announce" }]
+else = "bye"
+[nodes.announce]
+type = "play"
+prompts = ["a"]
+prompt_var = "incident_prompt"
+next = "bye"
+[nodes.bye]
+type = "hangup"
+"#;
+
+#[test]
+fn incident_branch_plays_the_prompt_its_variable_names() {
+    let t0 = Instant::now();
+    let facts = Facts {
+        incident_active: true,
+        incident_prompt: "b".into(),
+        ..Facts::default()
+    };
+    let mut run = Run::new(flow(INCIDENT), facts);
+    assert_eq!(
+        quiet(run.start(t0)),
+        [enter("check"), enter("announce"), play(&["a", "b"], false)]
+    );
+    // An active incident without a configured prompt: the static prompts only.
+    let facts = Facts {
+        incident_active: true,
+        ..Facts::default()
+    };
+    let mut run = Run::new(flow(INCIDENT), facts);
+    assert_eq!(
+        quiet(run.start(t0)),
+        [enter("check"), enter("announce"), play(&["a"], false)]
+    );
+    // No incident: straight past it.
+    let mut run = Run::new(flow(INCIDENT), Facts::default());
+    assert_eq!(
+        quiet(run.start(t0)),
+        [enter("check"), enter("bye"), hangup("bye")]
+    );
+}

@@ -7,6 +7,7 @@
 //! operations, [`html`] renders. [`metrics`] serves `/metrics`; `/api/reload` and the reload
 //! page, [`staff`] and [`flows`] ask the server's [`Line`] (flows drawn as SVG by [`flow_svg`]).
 
+mod alertmanager;
 mod api;
 pub mod auth;
 mod flow_svg;
@@ -65,6 +66,8 @@ pub struct AdminContext {
     /// What the line serves now, and its reload (`POST /api/reload`, the reload page).
     pub line: Arc<dyn Line>,
     pub token: TokenCheck,
+    /// `[incidents]` as at start (the Alertmanager hook's secret and TTL).
+    pub incidents: crate::config::IncidentsConfig,
 }
 
 /// The line as it serves now, as the server implements it: a hot reload swaps the settings new
@@ -161,6 +164,7 @@ pub async fn start(
 
 fn router(app: Shared) -> Router {
     Router::new()
+        .route("/hooks/alertmanager", post(alertmanager::hook))
         .route("/health/live", get(ready::live))
         .route("/health/ready", get(ready::ready))
         .route("/metrics", get(metrics::metrics))

@@ -184,6 +184,7 @@ mod tests {
                     prompts: prompts_loaded,
                 }),
                 token: TokenCheck::Unconfigured,
+                incidents: Default::default(),
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),
             sessions: Mutex::new(Sessions::new(Duration::from_secs(60), 10)),

@@ -68,6 +68,8 @@ pub enum ServeError {
     /// Every `NotifyError` already says "webhook".
     #[error(transparent)]
     Webhooks(#[from] crate::notify::NotifyError),
+    #[error("incidents: {0}")]
+    Incidents(String),
     #[error("desk: {0}")]
     Desk(crate::bridge::DeskError),
     #[error("cannot start the SIP thread: {0}")]
@@ -508,6 +510,7 @@ fn call_settings(
         desk: parts.desk,
         metrics,
         live,
+        incidents: config.incidents.clone(),
     }
 }
 
@@ -559,6 +562,7 @@ async fn start_admin(
             &config.admin.token_hash,
             std::env::var("IVR_ADMIN_TOKEN").ok(),
         ),
+        incidents: config.incidents.clone(),
     };
     match crate::http::start(listen, ctx).await {
         Ok((local, task)) => {

@@ -155,6 +155,12 @@ pub(super) fn load_reloadable(config: &Config) -> Result<Reloadable, ServeError>
             origin: config.path_origin("prompts.dir"),
         })?;
     info!(dir = %config.prompts.dir.display(), count = prompts.len(), "prompts loaded");
+    let missing = config
+        .incidents
+        .missing_prompts(|p| prompts.get(p).is_some(), &config.prompts.dir);
+    if !missing.is_empty() {
+        return Err(ServeError::Incidents(missing.join("; ")));
+    }
     let flows = load_flows(config)?;
     let desk = desk_settings(config, &flows)?;
     let hours = BusinessHours::from_config(&config.hours)?;

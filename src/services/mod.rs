@@ -3,6 +3,7 @@
 //! Blocking (they call the store); async callers run them on `spawn_blocking`.
 
 pub mod cdrs;
+pub mod incidents;
 pub mod outbox;
 pub mod reload;
 pub mod voicemails;

@@ -22,6 +22,7 @@
 //! | `end_reason` | SIP end reason |
 //! | `repeat` | repeat caller: `true` / `false` |
 //! | `answered_by` | the desk member who accepted a bridged call; empty otherwise |
+//! | `incident` | the incident whose announcement the caller heard (Alertmanager fingerprint or `ivr incident` name); empty otherwise |
 //!
 //! A cell that a spreadsheet would run as a formula (`=...`, `@...`) gets a leading `'`
 //! ([`crate::text::csv_cell`]); E.164 numbers like `+15551230001` are kept as they are.
@@ -50,11 +51,12 @@ pub fn cdr_json(c: &Cdr) -> serde_json::Value {
         "end_reason": c.end_reason,
         "repeat": c.repeat,
         "answered_by": c.answered_by,
+        "incident": c.incident,
     })
 }
 
 /// The header row of the export.
-pub const CDR_COLUMNS: [&str; 17] = [
+pub const CDR_COLUMNS: [&str; 18] = [
     "call_id",
     "started_at",
     "answered_at",
@@ -72,6 +74,7 @@ pub const CDR_COLUMNS: [&str; 17] = [
     "end_reason",
     "repeat",
     "answered_by",
+    "incident",
 ];
 
 /// Write `cdrs` as CSV with a header row to `out`.
@@ -80,7 +83,7 @@ pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Resul
     w.write_record(CDR_COLUMNS).map_err(std::io::Error::other)?;
     let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
     for c in cdrs {
-        let record: [String; 17] = [
+        let record: [String; 18] = [
             c.call_id.clone(),
             c.started_at.to_string(),
             time(c.answered_at),
@@ -100,6 +103,7 @@ pub fn write_cdrs_csv<W: std::io::Write>(out: W, cdrs: &[Cdr]) -> std::io::Resul
             c.end_reason.clone(),
             c.repeat.to_string(),
             c.answered_by.clone().unwrap_or_default(),
+            c.incident.clone().unwrap_or_default(),
         ];
         // Caller, client, digits and end reason come from callers or their SIP packets.
         let record = record
@@ -137,6 +141,7 @@ mod tests {
             end_reason: "BYE from caller".into(),
             repeat: false,
             answered_by: None,
+            incident: Some("mail".into()),
         };
         let mut out = Vec::new();
         write_cdrs_csv(&mut out, &[cdr]).expect("write");
@@ -147,7 +152,7 @@ mod tests {
             lines.next(),
             Some(
                 "a@b,2026-11-28T03:30:00Z,2026-11-28T03:30:01Z,,0,+15551230001,\
-                 \"Smith, Jones & Co\",true,true,1.5,true,51,,closed_hours,BYE from caller,false,"
+                 \"Smith, Jones & Co\",true,true,1.5,true,51,,closed_hours,BYE from caller,false,,mail"
             )
         );
         assert_eq!(lines.next(), None);
@@ -175,6 +180,7 @@ mod tests {
             end_reason: "-1)*cmd".into(),
             repeat: false,
             answered_by: None,
+            incident: None,
         };
         let mut out = Vec::new();
         write_cdrs_csv(&mut out, &[cdr("=HYPERLINK(\"x\")"), cdr("+15551230001")]).expect("write");

@@ -20,6 +20,7 @@
 mod backlog;
 mod cdr_csv;
 mod disk;
+mod incidents;
 mod outbox_admin;
 mod schema;
 mod sqlite;
@@ -37,6 +38,7 @@ mod writer_tests;
 
 pub use backlog::Backlog;
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
+pub use incidents::{Incident, IncidentSource, NewIncident};
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use types::*;
 
@@ -144,6 +146,24 @@ pub trait Store: Send + Sync {
     /// Voicemails waiting for a callback and webhook events waiting for delivery at `now`
     /// (the metrics' scrape-time gauges). Read-only.
     fn backlog(&self, now: Timestamp) -> Result<Backlog, StoreError>;
+
+    /// Set an incident, or refresh the one with the same source and key (new labels, summary
+    /// and expiry; no longer resolved). Returns its id.
+    fn set_incident(&self, incident: &NewIncident) -> Result<i64, StoreError>;
+
+    /// Resolve the unresolved incident `source`/`key` at `at`; `false` if there is none.
+    fn resolve_incident(
+        &self,
+        source: IncidentSource,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Incidents active at `now` (not resolved, `ends_at` after `now`), oldest first.
+    fn active_incidents(&self, now: Timestamp) -> Result<Vec<Incident>, StoreError>;
+
+    /// Every incident, newest first.
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
 
     /// Time every later write, from queueing to its durable commit (or failure), in
     /// `histogram`. A store that cannot time its writes ignores it.

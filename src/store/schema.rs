@@ -37,12 +37,17 @@ const MIGRATIONS: &[Migration] = &[
         name: "no_message_outcomes",
         sql: include_str!("migrations/0003_no_message_outcomes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "incidents",
+        sql: include_str!("migrations/0004_incidents.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.
 pub(super) const CDR_COLUMNS_SQL: &str = "call_id, caller, caller_raw, called, client, started_at, \
     answered_at, ended_at, talk_seconds, after_hours, agreement, rate_multiplier, agreed_terms, \
-    digits, ticket, outcome, end_reason, repeat, answered_by";
+    digits, ticket, outcome, end_reason, repeat, answered_by, incident";
 /// Voicemail columns joined with their timer, in the order [`voicemail_from_row`] reads them.
 pub(super) const VOICEMAIL_SELECT: &str = "SELECT v.id, v.call_id, v.caller, v.client, v.ticket, v.path, \
     v.duration_ms, v.created_at, v.acked_at, v.acked_by, v.escalated_at, s.due_at, s.state \
@@ -241,6 +246,7 @@ pub(super) fn cdr_from_row(r: &Row<'_>) -> rusqlite::Result<Cdr> {
         end_reason: r.get(16)?,
         repeat: r.get(17)?,
         answered_by: r.get(18)?,
+        incident: r.get(19)?,
     })
 }
 

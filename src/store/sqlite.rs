@@ -26,8 +26,8 @@ use super::schema::{
 };
 use super::writer::Writer;
 use super::{
-    AckOutcome, CallFact, CallStart, CallStartOutcome, Cdr, NewVoicemail, OutboxEvent, OutboxRow,
-    Outcome, SlaTimer, Store, StoreError, Voicemail,
+    AckOutcome, CallFact, CallStart, CallStartOutcome, Cdr, Incident, IncidentSource, NewIncident,
+    NewVoicemail, OutboxEvent, OutboxRow, Outcome, SlaTimer, Store, StoreError, Voicemail,
 };
 use crate::repeat::is_repeat;
 
@@ -171,6 +171,27 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn set_incident(&self, incident: &NewIncident) -> Result<i64, StoreError> {
+        self.incident_set(incident)
+    }
+
+    fn resolve_incident(
+        &self,
+        source: IncidentSource,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.incident_resolve(source, key, at)
+    }
+
+    fn active_incidents(&self, now: Timestamp) -> Result<Vec<Incident>, StoreError> {
+        self.incidents_active(now)
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.incidents_all()
+    }
+
     fn call_started(&self, call: &CallStart) -> Result<CallStartOutcome, StoreError> {
         let call = call.clone();
         self.write("recording a call start", move |tx| {
@@ -261,7 +282,7 @@ impl Store for SqliteStore {
             tx.execute(
                 &format!(
                     "INSERT INTO calls ({CDR_COLUMNS_SQL}) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) \
                      ON CONFLICT (call_id) DO UPDATE SET \
                      client = excluded.client, answered_at = excluded.answered_at, \
                      ended_at = excluded.ended_at, talk_seconds = excluded.talk_seconds, \
@@ -269,7 +290,8 @@ impl Store for SqliteStore {
                      rate_multiplier = excluded.rate_multiplier, \
                      agreed_terms = excluded.agreed_terms, digits = excluded.digits, \
                      ticket = excluded.ticket, outcome = excluded.outcome, \
-                     end_reason = excluded.end_reason, answered_by = excluded.answered_by"
+                     end_reason = excluded.end_reason, answered_by = excluded.answered_by, \
+                     incident = COALESCE(excluded.incident, incident)"
                 ),
                 rusqlite::params![
                     cdr.call_id,
@@ -291,6 +313,7 @@ impl Store for SqliteStore {
                     cdr.end_reason,
                     cdr.repeat,
                     cdr.answered_by,
+                    cdr.incident,
                 ],
             )?;
             Ok(())
@@ -346,6 +369,7 @@ impl Store for SqliteStore {
                     CallFact::AgreedTerms(a) => ("agreed_terms", i64::from(*a).into()),
                     CallFact::Ticket(t) => ("ticket", t.clone().into()),
                     CallFact::AnsweredBy(m) => ("answered_by", m.clone().into()),
+                    CallFact::Incident(k) => ("incident", k.clone().into()),
                 };
                 tx.execute(
                     &format!("UPDATE calls SET {sql} = ?2 WHERE call_id = ?1 AND ended_at IS NULL"),

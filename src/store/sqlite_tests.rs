@@ -42,7 +42,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
         [
             (1, "init".to_string()),
             (2, "answered_by".to_string()),
-            (3, "no_message_outcomes".to_string())
+            (3, "no_message_outcomes".to_string()),
+            (4, "incidents".to_string())
         ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
@@ -52,7 +53,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
         [
             (1, "init".to_string()),
             (2, "answered_by".to_string()),
-            (3, "no_message_outcomes".to_string())
+            (3, "no_message_outcomes".to_string()),
+            (4, "incidents".to_string())
         ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
@@ -78,7 +80,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -143,6 +145,7 @@ fn call_start_and_end_make_one_complete_cdr() {
         end_reason: "BYE from caller".into(),
         repeat: true, // ignored too: decided at the start
         answered_by: Some("alice".into()),
+        incident: None,
     };
     store.call_ended(&cdr).expect("end");
     let row: (
@@ -227,6 +230,7 @@ fn call_end_without_start_still_leaves_a_cdr() {
         end_reason: "CANCEL".into(),
         repeat: false,
         answered_by: None,
+        incident: None,
     };
     store.call_ended(&cdr).expect("end");
     assert_eq!(store.cdrs_between(None, None).expect("cdrs"), [cdr]);
@@ -657,6 +661,7 @@ fn a_version_2_database_keeps_its_calls_and_takes_the_new_outcomes() {
             end_reason: "BYE from caller".into(),
             repeat: false,
             answered_by: None,
+            incident: None,
         };
         store.call_ended(&cdr).expect("end");
     }

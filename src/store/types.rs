@@ -145,6 +145,9 @@ pub struct Cdr {
     pub repeat: bool,
     /// The desk member who accepted the call, when it was bridged.
     pub answered_by: Option<String>,
+    /// The incident whose announcement the caller heard (its Alertmanager fingerprint or
+    /// `ivr incident` name).
+    pub incident: Option<String>,
 }
 
 /// One thing learned about a live call, recorded when it happens (see
@@ -161,6 +164,8 @@ pub enum CallFact {
     Ticket(Option<String>),
     /// The desk member who accepted the call.
     AnsweredBy(String),
+    /// The caller heard the announcement of this incident (its key).
+    Incident(String),
 }
 
 /// A voicemail to store.

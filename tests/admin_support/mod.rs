@@ -125,6 +125,7 @@ pub fn record_call(
             end_reason: "BYE from caller".into(),
             repeat: false,
             answered_by: None,
+            incident: None,
         })
         .expect("end");
 }

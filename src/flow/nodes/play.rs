@@ -8,6 +8,9 @@
 //! next = "menu"
 //! ```
 //!
+//! `prompt_var = "incident_prompt"` also plays the prompt a variable names, after `prompts`
+//! (none when it is empty): the incident announcement configured in `[[incidents.prompts]]`.
+//!
 //! Without barge-in (the default: disclaimers must be heard) digits pressed meanwhile are kept
 //! for the next `gather` (type-ahead). With `barge_in = true` the first digit stops the prompt,
 //! is kept the same way, and the call moves on at once.
@@ -19,6 +22,8 @@ use crate::flow::run::{Cx, Event, Step, Wait};
 #[derive(Clone, Debug)]
 pub struct Play {
     pub prompts: Vec<Prompt>,
+    /// A variable naming one more prompt to play (empty: none).
+    pub prompt_var: Option<(String, crate::flow::diag::Span)>,
     pub barge_in: bool,
     pub next: Target,
 }
@@ -27,7 +32,8 @@ pub struct Play {
 pub(crate) struct Waiting;
 
 pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Play> {
-    let prompts = r.prompts(true);
+    let prompt_var = r.string("prompt_var");
+    let prompts = r.prompts(prompt_var.is_none());
     let barge_in = r.bool("barge_in").unwrap_or(false);
     let next = r.required_target(
         "next",
@@ -35,6 +41,7 @@ pub(crate) fn parse(r: &mut Reader<'_, '_>) -> Option<Play> {
     );
     Some(Play {
         prompts,
+        prompt_var,
         barge_in,
         next: next?,
     })
@@ -46,8 +53,13 @@ impl Play {
     }
 
     pub(crate) fn enter(&self, cx: &mut Cx<'_>) -> Step {
-        let prompts: Vec<&Prompt> = self.prompts.iter().collect();
-        if cx.play(&prompts, self.barge_in) {
+        let mut prompts: Vec<String> = self.prompts.iter().map(|p| p.name.clone()).collect();
+        if let Some((var, _)) = &self.prompt_var
+            && let Some(named) = cx.vars.get(var).filter(|n| !n.is_empty())
+        {
+            prompts.push(named.clone());
+        }
+        if cx.play_names(prompts, self.barge_in) {
             Step::Wait(Wait::Play(Waiting))
         } else {
             Step::Goto(self.next.name.clone())
