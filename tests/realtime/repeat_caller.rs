@@ -6,7 +6,7 @@
 //! CDRs (`ivr cdr export`). The time is injected with `serve --now` (a Friday night), so every
 //! call is after hours.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

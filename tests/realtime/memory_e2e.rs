@@ -10,7 +10,7 @@
 //! whose From user is `-key caller NUMBER`; audio is a raw PCMU file this test writes (with the
 //! crate's own G.711 encoder) into the directory sipp runs in.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};

@@ -5,7 +5,7 @@
 //! call log: prompts played, digits decoded, nodes entered. The caller sends keys and no audio,
 //! so at the voicemail tone it leaves no message: nothing is kept and the caller is told so.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! in; a data directory on a full file system (a small tmpfs) keeps the voicemail as far as it
 //! fitted, raises an alert, and registers everything once space is freed, without a restart.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
