@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use admin_support::{client, start, url};
-use common::unique_temp_dir;
+use common::{prompts_played, unique_temp_dir};
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
 
@@ -221,16 +221,6 @@ fn cli_sets_lists_and_clears_an_incident() {
     assert!(!again.status.success(), "nothing left to clear: {again:?}");
     let list = ivr(&["incident", "list", "--data", d]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("\tresolved "));
-}
-
-/// The `prompt="..."` values of the log's `event="prompt"` lines, in order.
-fn prompts_played(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("event=\"prompt\""))
-        .filter_map(|l| l.split("prompt=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(|p| p.trim_matches('"').to_string())
-        .collect()
 }
 
 #[test]

@@ -800,3 +800,13 @@ pub fn sdp_audio_addr(sdp: &str) -> SocketAddr {
         .expect("m=audio port in SDP answer");
     SocketAddr::new(ip.parse().expect("IPv4 in c= line"), port)
 }
+
+/// The `prompt="..."` values of an ivr log's `event="prompt"` lines, in the order played.
+pub fn prompts_played(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("event=\"prompt\""))
+        .filter_map(|l| l.split("prompt=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|p| p.trim_matches('"').to_string())
+        .collect()
+}

@@ -9,7 +9,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Ivr, manifest_dir, require_tool, run_sipp};
+use common::{Ivr, manifest_dir, prompts_played, require_tool, run_sipp};
 
 /// Friday 2026-11-27 22:30 in America/New_York (the default `[hours]` zone): after hours.
 const AFTER_HOURS: &str = "2026-11-27T22:30:00-05:00";
@@ -30,21 +30,6 @@ fn start_line(at: &str) -> Ivr {
         "--config",
         config.to_str().expect("utf-8 path"),
     ])
-}
-
-/// The `prompt="..."` values of the log's `event="prompt"` lines, in order.
-fn prompts_played(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("event=\"prompt\""))
-        .filter_map(|l| l.split("prompt=").nth(1))
-        .map(|p| {
-            p.split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_matches('"')
-                .to_string()
-        })
-        .collect()
 }
 
 fn assert_subsequence(haystack: &[String], needles: &[&str], log: &str) {

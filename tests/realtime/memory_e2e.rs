@@ -21,7 +21,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::hook::{Hook, Hooked};
-use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, unique_temp_dir};
+use common::{
+    cdr_rows, free_media_port, free_port, manifest_dir, prompts_played, require_tool,
+    unique_temp_dir,
+};
 use hmac::{Hmac, KeyInit, Mac};
 use ivr::media::g711::Codec;
 use serde_json::Value;
@@ -1083,21 +1086,6 @@ fn unwritable_voicemail_dir_still_ends_the_call_cleanly() {
     assert_eq!(cdr["outcome"], "voicemail_failed", "{cdr}");
     assert!(reqs.iter().all(|r| r.event() != "voicemail_recorded"));
     drop(line);
-}
-
-/// The `prompt=` values of the log's `event="prompt"` lines, in order: what the caller heard.
-fn prompts_played(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains("event=\"prompt\""))
-        .filter_map(|l| l.split("prompt=").nth(1))
-        .map(|p| {
-            p.split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_matches('"')
-                .to_string()
-        })
-        .collect()
 }
 
 /// Issue 12 item 8: the shipped flow with a voicemail directory it cannot write. The caller goes
