@@ -9,6 +9,7 @@
 mod common;
 
 mod after_hours_flow;
+mod line;
 mod memory_e2e;
 mod nothing_lost;
 mod repeat_caller;

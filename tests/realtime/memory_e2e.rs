@@ -10,28 +10,22 @@
 //! whose From user is `-key caller NUMBER`; audio is a raw PCMU file this test writes (with the
 //! crate's own G.711 encoder) into the directory sipp runs in.
 
+use super::line::{AFTER_HOURS, Line};
 use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::hook::{Hook, Hooked};
-use common::{
-    cdr_rows, free_media_port, free_port, manifest_dir, prompts_played, require_tool,
-    unique_temp_dir,
-};
+use common::{cdr_rows, prompts_played, require_tool, unique_temp_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use ivr::media::g711::Codec;
 use serde_json::Value;
 use sha2::Sha256;
 
-/// Friday 2026-11-27 22:30 in America/New_York (the default `[hours]` zone): after hours.
-const AFTER_HOURS: &str = "2026-11-27T22:30:00-05:00";
 const SECRET: &str = "s3cret";
 /// Generous waits for things that happen asynchronously (never timed assertions).
 const WAIT: Duration = Duration::from_secs(30);
@@ -62,197 +56,6 @@ impl Drop for TestDir {
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// `ivr serve` on a data dir this test chooses (a restart reuses it), killed on drop.
-
-struct Line {
-    child: Child,
-    addr: SocketAddr,
-    log_path: PathBuf,
-}
-
-/// `ivr serve` exited (or never said it listens): its exit status and log.
-#[derive(Debug)]
-struct StartFailure {
-    status: Option<ExitStatus>,
-    log: String,
-}
-
-impl Line {
-    /// Starts `ivr serve` with `config` (TOML text, written to `<dir>/<label>.toml`), the flow
-    /// `tests/flows/<flow>` and the after-hours clock; the log goes to `<dir>/<label>.log`.
-    fn start(dir: &Path, data: &Path, flow: &str, config: &str, label: &str) -> Line {
-        Line::try_start(dir, data, flow, config, label)
-            .unwrap_or_else(|f| panic!("ivr serve did not start ({:?}); log:\n{}", f.status, f.log))
-    }
-
-    fn try_start(
-        dir: &Path,
-        data: &Path,
-        flow: &str,
-        config: &str,
-        label: &str,
-    ) -> Result<Line, StartFailure> {
-        let config_path = dir.join(format!("{label}.toml"));
-        std::fs::write(&config_path, config).expect("write config");
-        let log_path = dir.join(format!("{label}.log"));
-        let log = std::fs::File::create(&log_path).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--sip", "127.0.0.1:0", "--now", AFTER_HOURS])
-            .arg("--data")
-            .arg(data)
-            .arg("--prompts")
-            .arg(manifest_dir().join("prompts"))
-            .arg("--flow")
-            .arg(manifest_dir().join("tests/flows").join(flow))
-            // The log assertions rely on the default `info` filter and plain (non-ANSI) output.
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn ivr");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().and_then(Result::ok));
-            for _ in lines {}
-        });
-        let first = rx.recv_timeout(Duration::from_secs(20)).ok().flatten();
-        let addr = first.as_deref().and_then(|l| {
-            l.strip_prefix("ivr: SIP listening on ")?
-                .strip_suffix(" (UDP and TCP)")?
-                .parse::<SocketAddr>()
-                .ok()
-        });
-        match addr {
-            Some(addr) => Ok(Line {
-                child,
-                addr,
-                log_path,
-            }),
-            None => {
-                let deadline = Instant::now() + Duration::from_secs(5);
-                let mut status = None;
-                while Instant::now() < deadline {
-                    if let Ok(Some(s)) = child.try_wait() {
-                        status = Some(s);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                if status.is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                Err(StartFailure {
-                    status,
-                    log: std::fs::read_to_string(&log_path).unwrap_or_default(),
-                })
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `needle` at least `count` times.
-    fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.log();
-            if log.matches(needle).count() >= count {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ivr log lacks {count} x {needle:?} after {timeout:?}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix): no shutdown code runs.
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL ivr");
-        let status = self.child.wait().expect("reap ivr");
-        assert!(!status.success(), "killed ivr exited cleanly: {status}");
-    }
-
-    /// A sipp caller for `tests/sipp/<scenario>` with From user `caller`, run in `cwd`.
-    fn sipp(&self, scenario: &str, caller: &str, cwd: &Path, tag: &str) -> Command {
-        let scenario_path = manifest_dir().join("tests/sipp").join(scenario);
-        assert!(
-            scenario_path.is_file(),
-            "missing {}",
-            scenario_path.display()
-        );
-        let out = std::fs::File::create(cwd.join(format!("sipp-{tag}.out"))).expect("sipp out");
-        let mut cmd = Command::new("sipp");
-        cmd.arg(self.addr.to_string())
-            .arg("-sf")
-            .arg(&scenario_path)
-            .args(["-key", "caller", caller])
-            .args(["-i", "127.0.0.1"])
-            .args(["-p", &free_port().to_string()])
-            // sipp binds -mp and the three ports above it (audio and video RTP/RTCP).
-            .args(["-mp", &free_media_port().to_string()])
-            .args(["-m", "1", "-timeout", "45s", "-timeout_error", "-nostdin"])
-            .arg("-trace_err")
-            .arg("-error_file")
-            .arg(cwd.join(format!("sipp-{tag}-errors.log")))
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out);
-        cmd
-    }
-
-    /// Runs one sipp call to completion and asserts it succeeded.
-    fn call(&self, scenario: &str, caller: &str, cwd: &Path, tag: &str) {
-        // Ports are probed free, then sipp binds them: another process may take one in between.
-        // sipp then exits before sending anything, so trying again with new ports is safe.
-        let errors = cwd.join(format!("sipp-{tag}-errors.log"));
-        let mut attempt = 0;
-        let status = loop {
-            attempt += 1;
-            let status = self
-                .sipp(scenario, caller, cwd, tag)
-                .status()
-                .expect("run sipp");
-            let bind_failed = std::fs::read_to_string(&errors).is_ok_and(|e| {
-                e.contains("Unable to bind") || e.contains("Address already in use")
-            });
-            if !status.success() && bind_failed && attempt < 3 {
-                let _ = std::fs::remove_file(&errors);
-                continue;
-            }
-            break status;
-        };
-        if !status.success() {
-            let read = |name: String| std::fs::read_to_string(cwd.join(name)).unwrap_or_default();
-            panic!(
-                "sipp {scenario} as {caller} failed ({status}):\n--- errors:\n{}\n--- output:\n{}\n--- ivr log:\n{}",
-                read(format!("sipp-{tag}-errors.log")),
-                read(format!("sipp-{tag}.out")),
-                self.log()
-            );
-        }
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

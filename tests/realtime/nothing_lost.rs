@@ -3,13 +3,12 @@
 //! in; a data directory on a full file system (a small tmpfs) keeps the voicemail as far as it
 //! fitted, raises an alert, and registers everything once space is freed, without a restart.
 
+use super::line::Line;
 use crate::common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::hook::{Hook, Hooked};
@@ -17,124 +16,26 @@ use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, u
 use ivr::media::Codec;
 
 /// Friday 2026-11-27 22:30 in New York (the default `[hours]` zone): after hours.
-const AFTER_HOURS: &str = "2026-11-27T22:30:00-05:00";
 const WAIT: Duration = Duration::from_secs(40);
 
-// ---------------------------------------------------------------------------------------------
-// `ivr serve` on a data dir the test chooses (a restart reuses it), killed on drop.
-
-struct Line {
-    child: Child,
-    addr: SocketAddr,
-    log_path: PathBuf,
-}
-
-impl Line {
-    /// `ivr serve` with `config` and the flow at `flow`, on `data`, at the after-hours clock.
-    fn start(dir: &Path, data: &Path, flow: &Path, config: &str, label: &str) -> Line {
-        let config_path = dir.join(format!("{label}.toml"));
-        std::fs::write(&config_path, config).expect("write config");
-        let log_path = dir.join(format!("{label}.log"));
-        let log = std::fs::File::create(&log_path).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--sip", "127.0.0.1:0", "--now", AFTER_HOURS])
-            .arg("--data")
-            .arg(data)
-            .arg("--prompts")
-            .arg(manifest_dir().join("prompts"))
-            .arg("--flow")
-            .arg(flow)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn ivr");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().and_then(Result::ok));
-            for _ in lines {}
-        });
-        let first = rx.recv_timeout(Duration::from_secs(20)).ok().flatten();
-        let addr = first
-            .as_deref()
-            .and_then(|l| {
-                l.strip_prefix("ivr: SIP listening on ")?
-                    .strip_suffix(" (UDP and TCP)")?
-                    .parse::<SocketAddr>()
-                    .ok()
-            })
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "ivr serve did not start; log:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            });
-        Line {
-            child,
-            addr,
-            log_path,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let log = self.log();
-            if log.contains(needle) {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ivr log lacks {needle:?} after {timeout:?}; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL ivr");
-        let status = self.child.wait().expect("reap ivr");
-        assert!(!status.success(), "killed ivr exited cleanly: {status}");
-    }
-
-    /// A sipp caller (From +15551230001) running `tests/sipp/<scenario>` in `cwd`.
-    fn caller(&self, scenario: &str, cwd: &Path) -> Child {
-        let out = std::fs::File::create(cwd.join("caller.out")).expect("sipp out");
-        Command::new("sipp")
-            .arg(self.addr.to_string())
-            .arg("-sf")
-            .arg(manifest_dir().join("tests/sipp").join(scenario))
-            .args(["-key", "caller", "+15551230001"])
-            .args(["-i", "127.0.0.1"])
-            .args(["-p", &free_port().to_string()])
-            .args(["-mp", &free_media_port().to_string()])
-            .args(["-m", "1", "-timeout", "90s", "-timeout_error", "-nostdin"])
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn sipp")
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A sipp caller (From +15551230001) running `tests/sipp/<scenario>` in `cwd`.
+fn caller(line: &Line, scenario: &str, cwd: &Path) -> Child {
+    let out = std::fs::File::create(cwd.join("caller.out")).expect("sipp out");
+    Command::new("sipp")
+        .arg(line.addr.to_string())
+        .arg("-sf")
+        .arg(manifest_dir().join("tests/sipp").join(scenario))
+        .args(["-key", "caller", "+15551230001"])
+        .args(["-i", "127.0.0.1"])
+        .args(["-p", &free_port().to_string()])
+        .args(["-mp", &free_media_port().to_string()])
+        .args(["-m", "1", "-timeout", "90s", "-timeout_error", "-nostdin"])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn sipp")
 }
 
 /// A child process killed on drop (sipp callers and staff phones).
@@ -184,10 +85,10 @@ fn killed_while_the_desk_rings_keeps_the_billing_facts() {
          [[desk.groups]]\nname = \"desk\"\nmembers = [\"sip:staff@127.0.0.1:{staff_port}\"]\n"
     );
     let flow = manifest_dir().join("callflows/after_hours.toml");
-    let mut first = Line::start(&dir, &data, &flow, &config, "ivr-1");
+    let mut first = Line::start_at(&dir, &data, &flow, &config, "ivr-1");
     // 5 (after-hours request), 1 (agree to the terms), 4 2 # (ticket 42), then the desk rings.
-    let caller = Killed(first.caller("uac_after_hours_rfc4733.xml", &dir));
-    first.wait_for_log("event=\"dial\"", Duration::from_secs(60));
+    let caller = Killed(caller(&first, "uac_after_hours_rfc4733.xml", &dir));
+    first.wait_for_log("event=\"dial\"", 1, Duration::from_secs(60));
     // The desk is ringing.
     std::thread::sleep(Duration::from_millis(1000));
     let log = first.log();
@@ -199,8 +100,8 @@ fn killed_while_the_desk_rings_keeps_the_billing_facts() {
     drop(caller);
     drop(staff);
 
-    let second = Line::start(&dir, &data, &flow, &config, "ivr-2");
-    second.wait_for_log("event=\"call_closed_after_restart\"", WAIT);
+    let second = Line::start_at(&dir, &data, &flow, &config, "ivr-2");
+    second.wait_for_log("event=\"call_closed_after_restart\"", 1, WAIT);
     let rows = cdr_rows(&data);
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row = &rows[0];
@@ -327,19 +228,19 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
         hook.addr
     );
     let flow = manifest_dir().join("tests/flows/voicemail.toml");
-    let line = Line::start(&dir, &data, &flow, &config, "ivr");
-    let _caller = Killed(line.caller("uac_voicemail_once.xml", &dir));
-    line.wait_for_log("event=\"recording\"", WAIT);
+    let line = Line::start_at(&dir, &data, &flow, &config, "ivr");
+    let _caller = Killed(caller(&line, "uac_voicemail_once.xml", &dir));
+    line.wait_for_log("event=\"recording\"", 1, WAIT);
     // Two seconds of the message reach the disk, then the disk is full.
     std::thread::sleep(Duration::from_millis(2000));
     let filler = fill(&data);
-    let log = line.wait_for_log("event=\"health_alert\"", WAIT);
+    let log = line.wait_for_log("event=\"health_alert\"", 1, WAIT);
     assert!(
         !log.contains("ivr stopped during the call"),
         "a full disk blamed on a stop:\n{log}"
     );
     // The call ends (the flow hangs up after the message) while the disk is still full.
-    line.wait_for_log("event=\"ended\"", WAIT);
+    line.wait_for_log("event=\"ended\"", 1, WAIT);
 
     // Space comes back; the line registers what it owes without a restart.
     std::fs::remove_file(&filler).expect("remove filler");
