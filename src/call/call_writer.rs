@@ -278,9 +278,13 @@ impl Task {
             Job::Voicemail(v) => {
                 let vm = v.vm.clone();
                 let due = v.due;
-                let event = v.event.as_ref().and_then(|ev| owed(&notifier, ev));
+                let events = v.event.as_ref().map_or_else(Vec::new, |ev| {
+                    notifier
+                        .as_ref()
+                        .map_or_else(Vec::new, |n| n.voicemail_events(ev))
+                });
                 let id = blocking(&self.store, move |s| {
-                    s.register_voicemail(&vm, due, event.as_ref())
+                    s.register_voicemail(&vm, due, &events)
                 })
                 .await?;
                 info!(call_id = %self.call_id, voicemail_id = id, event = "voicemail_stored",

@@ -81,6 +81,10 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
         let call = open_calls.iter().find(|c| c.call_id == call_id);
         let client = call.and_then(|c| c.client.clone());
         let ticket = call.and_then(|c| c.ticket.clone());
+        // A file whose call left no record: no agreement known, billed as after hours (the
+        // line's default), multiplier unknown.
+        let (agreement, after_hours) = call.map_or((false, true), |c| (c.agreement, c.after_hours));
+        let rate_multiplier = call.map(|c| c.rate_multiplier);
         let due = crate::sla::due_at(created_at, memory.callback_sla);
         let vm = NewVoicemail {
             call_id: call_id.clone(),
@@ -92,7 +96,7 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
             created_at,
         };
         // The store puts the id in the event, in the transaction that stores the voicemail.
-        let event = memory.notifier.as_ref().and_then(|n| {
+        let events = memory.notifier.as_ref().map_or_else(Vec::new, |n| {
             let ev = OutboxEvent::voicemail_recorded(
                 &call_id,
                 created_at,
@@ -100,17 +104,18 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
                     voicemail_id: 0,
                     caller: caller.clone(),
                     client,
+                    agreement,
+                    after_hours,
+                    rate_multiplier,
                     ticket,
                     duration_ms: vm.duration_ms,
                     path: path.display().to_string(),
                     callback_due_at: due,
                 },
             );
-            n.targets()
-                .accepts(&ev)
-                .then(|| crate::notify::store_adapter::to_store(&ev))
+            n.voicemail_events(&ev)
         });
-        match store.register_voicemail(&vm, due, event.as_ref()) {
+        match store.register_voicemail(&vm, due, &events) {
             Ok(id) => {
                 recovered += 1;
                 info!(voicemail_id = id, path = %path.display(), %caller, event = "voicemail_recovered",

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod email;
 mod incidents;
 mod paths;
 mod sections;
 mod source;
 mod validate;
 
+pub use email::{EmailConfig, EmailTls};
 pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
@@ -66,6 +68,8 @@ pub struct Config {
     pub desk: DeskConfig,
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

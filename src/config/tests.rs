@@ -448,3 +448,37 @@ fn a_ca_file_resolves_against_its_config_and_must_hold_a_certificate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn email_is_off_by_default_and_its_errors_name_the_key() {
+    let c = Config::embedded();
+    assert!(!c.email.enabled());
+    let ok = "[email]\nsmtp_host = \"mail.example.com\"\nfrom = \"Line <ivr@example.com>\"\nto = [\"desk@example.com\"]\n";
+    let c = Config::from_str(ok, "t.toml").expect("a minimal mail set-up");
+    assert_eq!((c.email.port(), c.email.tls), (587, EmailTls::Starttls));
+    for (text, key) in [
+        (
+            "[email]\nsmtp_host = \"m\"\nfrom = \"not an address\"\nto = [\"d@example.com\"]\n",
+            "email.from",
+        ),
+        (
+            "[email]\nsmtp_host = \"m\"\nfrom = \"i@example.com\"\nto = []\n",
+            "email.to",
+        ),
+        (
+            "[email]\nsmtp_host = \"m\"\nfrom = \"i@example.com\"\nto = [\"d@example.com\"]\nclient_to = { Acme = [\"bad\"] }\n",
+            "email.client_to",
+        ),
+        (
+            "[email]\nsmtp_host = \"m\"\nfrom = \"i@example.com\"\nto = [\"d@example.com\"]\nca_file = \"/nonexistent/ca.pem\"\n",
+            "email.ca_file",
+        ),
+        (
+            "[email]\nsmtp_host = \"m\"\nfrom = \"i@example.com\"\nto = [\"d@example.com\"]\ntls = \"ssl\"\n",
+            "unknown variant `ssl`",
+        ),
+    ] {
+        let e = Config::from_str(text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(key), "{text:?} → {e}");
+    }
+}

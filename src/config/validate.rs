@@ -103,6 +103,7 @@ impl Config {
             }
         }
         self.validate_webhooks(origin)?;
+        self.validate_email(origin)?;
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;
@@ -237,6 +238,66 @@ impl Config {
                     format!(
                         "{e}; give a PEM bundle of the CA(s) that issued the receiver's certificate"
                     ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Addresses that parse, somewhere to send, and a CA file that holds a certificate; only
+    /// when mail is on (`smtp_host` set), so the defaults stay valid.
+    fn validate_email(&self, origin: &str) -> Result<(), ConfigError> {
+        let e = &self.email;
+        if !e.enabled() {
+            return Ok(());
+        }
+        let bad = |key, value: &str, reason: String| ConfigError::Value {
+            origin: origin.to_string(),
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        let mailbox = |key, value: &str| {
+            value
+                .parse::<lettre::message::Mailbox>()
+                .map(|_| ())
+                .map_err(|err| {
+                    bad(
+                        key,
+                        value,
+                        format!("not an email address ({err}); write `name@example.com` or `Name <name@example.com>`"),
+                    )
+                })
+        };
+        mailbox("email.from", &e.from)?;
+        if e.to.is_empty() {
+            return Err(bad(
+                "email.to",
+                "[]",
+                "no recipient: give the helpdesk's intake address, e.g. to = [\"support@helpdesk.example\"]".into(),
+            ));
+        }
+        for to in &e.to {
+            mailbox("email.to", to)?;
+        }
+        for list in e.client_to.values() {
+            for to in list {
+                mailbox("email.client_to", to)?;
+            }
+        }
+        if !e.admin_url.is_empty() && !e.admin_url.starts_with("http") {
+            return Err(bad(
+                "email.admin_url",
+                &e.admin_url,
+                "not an http:// or https:// address".into(),
+            ));
+        }
+        if let Some(path) = e.ca_file() {
+            crate::notify::tls::load_ca_file(path).map_err(|err| {
+                bad(
+                    "email.ca_file",
+                    &path.display().to_string(),
+                    format!("{err}; give a PEM bundle of the CA(s) that issued the SMTP server's certificate"),
                 )
             })?;
         }

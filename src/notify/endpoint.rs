@@ -23,6 +23,8 @@ pub enum NotifyError {
     CaFile(#[from] CaFileError),
     #[error("cannot build the webhook HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("email: {0}")]
+    Mail(String),
 }
 
 /// Headers ivr sets itself on every request; a configured header may not replace them (the
@@ -178,6 +180,8 @@ impl WebhookTargets {
         match target {
             Target::Primary => self.primary.as_ref(),
             Target::Escalation => self.escalation.as_ref().or(self.primary.as_ref()),
+            // Mail goes by SMTP (`smtp::Mailer`), never to a URL.
+            Target::Email => None,
         }
     }
 

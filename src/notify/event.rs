@@ -52,6 +52,8 @@ pub enum Target {
     Primary,
     /// The next tier (`[webhooks.escalation]`); falls back to the primary endpoint when unset.
     Escalation,
+    /// The helpdesk's mail intake (`[email]`): a voicemail's mail with the WAV attached.
+    Email,
 }
 
 impl Target {
@@ -59,6 +61,7 @@ impl Target {
         match self {
             Target::Primary => "primary",
             Target::Escalation => "escalation",
+            Target::Email => "email",
         }
     }
 
@@ -67,6 +70,7 @@ impl Target {
         match name {
             "primary" => Some(Target::Primary),
             "escalation" => Some(Target::Escalation),
+            "email" => Some(Target::Email),
             _ => None,
         }
     }
@@ -112,6 +116,13 @@ pub struct VoicemailRecorded {
     pub voicemail_id: i64,
     pub caller: String,
     pub client: Option<String>,
+    /// The client has an After Hours Escalation Agreement.
+    pub agreement: bool,
+    /// The call came outside business hours.
+    pub after_hours: bool,
+    /// The rate multiplier the billing rules set for the call; `None` when unknown (a message
+    /// recovered after a crash whose call left no record).
+    pub rate_multiplier: Option<f64>,
     pub ticket: Option<String>,
     pub duration_ms: u64,
     pub path: String,
@@ -161,6 +172,15 @@ impl OutboxEvent {
     pub fn voicemail_recorded(call_id: &str, at: Timestamp, data: VoicemailRecorded) -> Self {
         let kind = EventKind::VoicemailRecorded;
         Self::build(kind, Some(call_id), at, Target::Primary, data)
+    }
+
+    /// The same event for another target (the voicemail's mail is its `voicemail_recorded`
+    /// addressed to [`Target::Email`]).
+    pub fn to_target(&self, target: Target) -> Self {
+        OutboxEvent {
+            target,
+            ..self.clone()
+        }
     }
 
     pub fn call_ended(call_id: &str, at: Timestamp, data: CallEnded) -> Self {
@@ -276,6 +296,9 @@ mod tests {
                 voicemail_id: 7,
                 caller: "+15551234567".into(),
                 client: Some("Acme".into()),
+                agreement: true,
+                after_hours: true,
+                rate_multiplier: Some(1.5),
                 ticket: None,
                 duration_ms: 12_500,
                 path: "var/voicemail/7.wav".into(),
@@ -287,7 +310,7 @@ mod tests {
         // sorted (serde_json's default map).
         assert_eq!(
             body,
-            r#"{"event":"voicemail_recorded","id":42,"call_id":"abc@host","occurred_at":"2025-01-31T22:04:05Z","data":{"callback_due_at":"2025-01-31T22:24:05Z","caller":"+15551234567","client":"Acme","duration_ms":12500,"path":"var/voicemail/7.wav","ticket":null,"voicemail_id":7}}"#
+            r#"{"event":"voicemail_recorded","id":42,"call_id":"abc@host","occurred_at":"2025-01-31T22:04:05Z","data":{"after_hours":true,"agreement":true,"callback_due_at":"2025-01-31T22:24:05Z","caller":"+15551234567","client":"Acme","duration_ms":12500,"path":"var/voicemail/7.wav","rate_multiplier":1.5,"ticket":null,"voicemail_id":7}}"#
         );
     }
 

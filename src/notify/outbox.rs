@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use thiserror::Error;
 
 use super::event::OutboxEvent;
+use super::mail_text::Transcript;
 use crate::sla::{SlaStore, SlaTimer};
 
 /// A store operation failed. The worker logs it and tries again later; nothing is lost, because
@@ -64,6 +65,17 @@ pub trait OutboxStore: Send + Sync {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// Holds row `id` back until `until` without counting an attempt (a mail waiting for its
+    /// transcript).
+    fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError>;
+
+    /// The transcript of voicemail `id` as it stands, for its mail. A store that keeps none
+    /// says [`Transcript::Pending`]; with transcription off the worker reads that as off.
+    fn transcript(&self, voicemail_id: i64) -> Result<Transcript, StoreError> {
+        let _ = voicemail_id;
+        Ok(Transcript::Pending)
+    }
 }
 
 /// A row as [`MemoryStore::snapshot`] shows it.
@@ -205,6 +217,15 @@ impl OutboxStore for MemoryStore {
         e.row.attempts = e.row.attempts.saturating_add(1);
         e.row.next_attempt_at = Some(next_attempt_at);
         e.last_error = Some(error.to_string());
+        Ok(())
+    }
+
+    fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let e = Self::entry(&mut g, id)?;
+        if e.delivered_at.is_none() {
+            e.row.next_attempt_at = Some(until);
+        }
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use tracing::warn;
 
 use super::event::{EventKind, OutboxEvent, Target};
+use super::mail_text::Transcript;
 use super::outbox::{OutboxRow, OutboxStore, StoreError};
 use crate::sla::{SlaStore, SlaTimer};
 use crate::store::{self, Store};
@@ -82,6 +83,10 @@ impl<S: Store + ?Sized> OutboxStore for S {
     ) -> Result<(), StoreError> {
         Store::mark_attempt_failed(self, id, next_attempt_at, error).map_err(err)
     }
+
+    fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
+        Store::postpone_outbox(self, id, until).map_err(err)
+    }
 }
 
 impl<S: Store + ?Sized> SlaStore for S {
@@ -139,6 +144,14 @@ impl OutboxStore for SharedStore {
         error: &str,
     ) -> Result<(), StoreError> {
         OutboxStore::mark_attempt_failed(&*self.0, id, next_attempt_at, error)
+    }
+
+    fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
+        OutboxStore::postpone(&*self.0, id, until)
+    }
+
+    fn transcript(&self, voicemail_id: i64) -> Result<Transcript, StoreError> {
+        OutboxStore::transcript(&*self.0, voicemail_id)
     }
 }
 

@@ -17,9 +17,11 @@ use tracing::{debug, info, warn};
 use super::backoff::BackoffPolicy;
 use super::endpoint::{Endpoint, NotifyError, WebhookTargets};
 use super::event::{self, OutboxEvent, Target};
+use super::mail_text::{MailReadiness, Transcript, VoicemailFacts, readiness};
 use super::outbox::{OutboxRow, OutboxStore, StoreError, blocking};
 use super::plan::plan;
 use super::sign::sign;
+use super::smtp::Mailer;
 use super::tls;
 use crate::clock::Clock;
 
@@ -58,6 +60,8 @@ impl Default for DeliveryPolicy {
 struct Shared {
     store: Arc<dyn OutboxStore>,
     targets: WebhookTargets,
+    /// `[email]`: voicemails' mails, when configured.
+    mailer: Option<Arc<Mailer>>,
     policy: DeliveryPolicy,
     wake: Notify,
 }
@@ -79,6 +83,7 @@ impl Notifier {
             shared: Arc::new(Shared {
                 store,
                 targets,
+                mailer: None,
                 policy,
                 wake: Notify::new(),
             }),
@@ -87,6 +92,35 @@ impl Notifier {
 
     pub fn targets(&self) -> &WebhookTargets {
         &self.shared.targets
+    }
+
+    /// Sends each kept voicemail by mail too. Call before the first clone.
+    pub fn with_mailer(mut self, mailer: Mailer) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.mailer = Some(Arc::new(mailer));
+        }
+        self
+    }
+
+    /// Whether voicemails are mailed.
+    pub fn mails(&self) -> bool {
+        self.shared.mailer.is_some()
+    }
+
+    /// The outbox rows a kept voicemail owes, from its `voicemail_recorded`: the webhook's
+    /// (unless its endpoint filters it out) and, with `[email]`, the mail's. The store queues
+    /// them with the voicemail in one transaction.
+    pub fn voicemail_events(&self, event: &OutboxEvent) -> Vec<crate::store::OutboxEvent> {
+        let mut rows = Vec::new();
+        if self.shared.targets.accepts(event) {
+            rows.push(super::store_adapter::to_store(event));
+        }
+        if self.mails() {
+            rows.push(super::store_adapter::to_store(
+                &event.to_target(Target::Email),
+            ));
+        }
+        rows
     }
 
     /// Tells the worker to look at the outbox now (something was queued behind its back, e.g.
@@ -167,6 +201,7 @@ async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: impl Future
             .escalation
             .as_ref()
             .map(Endpoint::url_for_log),
+        email = shared.mailer.as_deref().map(Mailer::server_for_log),
         "webhook worker started"
     );
     loop {
@@ -208,9 +243,7 @@ async fn round(
 ) -> Result<Next, StoreError> {
     let batch = shared.policy.batch.max(1);
     let rows = blocking(&shared.store, move |s| s.pending_outbox(batch)).await?;
-    let r = plan(rows, shared.policy.clock.now(), |t| {
-        shared.targets.route(t).is_some()
-    });
+    let r = plan(rows, shared.policy.clock.now(), |t| routable(shared, t));
     for row in &r.unrouted {
         // Once per target per process: these events wait for an endpoint to be configured.
         if warned.insert(row.event.target) {
@@ -228,13 +261,17 @@ async fn round(
     let permits = Arc::new(Semaphore::new(shared.policy.concurrency.max(1)));
     let mut set = JoinSet::new();
     for row in r.send {
-        let Some(endpoint) = shared.targets.route(row.event.target).cloned() else {
-            continue; // `plan` only sends routable rows
+        let channel = match (row.event.target, &shared.mailer) {
+            (Target::Email, Some(m)) => Channel::Mail(Arc::clone(m)),
+            (t, _) => match shared.targets.route(t) {
+                Some(endpoint) => Channel::Http(Box::new(endpoint.clone())),
+                None => continue, // `plan` only sends routable rows
+            },
         };
         let (shared, client, permits) = (Arc::clone(shared), client.clone(), Arc::clone(&permits));
         set.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            attempt(&shared, &client, &endpoint, row).await
+            attempt(&shared, &client, &channel, row).await
         });
     }
     let mut result = Ok(Next::Again);
@@ -248,24 +285,58 @@ async fn round(
     result
 }
 
-/// Posts one row and records the outcome.
+/// Whether rows for `target` can go anywhere now.
+fn routable(shared: &Shared, target: Target) -> bool {
+    match target {
+        Target::Email => shared.mailer.is_some(),
+        t => shared.targets.route(t).is_some(),
+    }
+}
+
+/// How a row goes out.
+enum Channel {
+    Http(Box<Endpoint>),
+    Mail(Arc<Mailer>),
+}
+
+/// What came of an attempt.
+enum Outcome {
+    Sent,
+    Failed(String),
+    /// Not tried yet: held back until then (a mail waiting for its transcript).
+    Held(Timestamp),
+}
+
+/// Sends one row and records the outcome.
 async fn attempt(
     shared: &Arc<Shared>,
     client: &reqwest::Client,
-    endpoint: &Endpoint,
+    channel: &Channel,
     row: OutboxRow,
 ) -> Result<(), StoreError> {
     let id = row.id;
-    let outcome = post(client, endpoint, &row).await;
+    let outcome = match channel {
+        Channel::Http(endpoint) => match post(client, endpoint, &row).await {
+            Ok(()) => Outcome::Sent,
+            Err(e) => Outcome::Failed(e),
+        },
+        Channel::Mail(mailer) => mail(shared, mailer, &row).await?,
+    };
     let now = shared.policy.clock.now();
     let call_id = row.event.call_id.as_deref().unwrap_or("");
     let name = row.event.kind.as_str();
+    let target = row.event.target.as_str();
     match outcome {
-        Ok(()) => {
-            debug!(outbox_id = id, call_id, event = name, "webhook delivered");
+        Outcome::Sent => {
+            debug!(outbox_id = id, call_id, event = name, target, "delivered");
             blocking(&shared.store, move |s| s.mark_delivered(id, now)).await
         }
-        Err(error) => {
+        Outcome::Held(until) => {
+            debug!(outbox_id = id, call_id, event = name, target, until = %until,
+                   "mail waits for the voicemail's transcript");
+            blocking(&shared.store, move |s| s.postpone(id, until)).await
+        }
+        Outcome::Failed(error) => {
             let attempts = row.attempts.saturating_add(1);
             let next = shared
                 .policy
@@ -275,6 +346,7 @@ async fn attempt(
                 outbox_id = id,
                 call_id,
                 event = name,
+                target,
                 attempt = attempts,
                 next_attempt_at = %next,
                 error = %error,
@@ -286,6 +358,38 @@ async fn attempt(
             .await
         }
     }
+}
+
+/// A voicemail's mail: sent with its transcript when ready, held back while the transcript is
+/// being made (at most the configured wait, counted from the recording), sent without it after.
+async fn mail(
+    shared: &Arc<Shared>,
+    mailer: &Mailer,
+    row: &OutboxRow,
+) -> Result<Outcome, StoreError> {
+    let facts = match VoicemailFacts::from_event(&row.event) {
+        Ok(f) => f,
+        Err(e) => return Ok(Outcome::Failed(format!("not a voicemail's mail: {e}"))),
+    };
+    let transcript = match mailer.transcript_wait {
+        None => Transcript::Off,
+        Some(wait) => {
+            let vm = facts.voicemail_id;
+            let t = blocking(&shared.store, move |s| s.transcript(vm)).await?;
+            match readiness(t, facts.recorded_at, wait, shared.policy.clock.now()) {
+                MailReadiness::Send(t) => t,
+                MailReadiness::WaitUntil(at) => return Ok(Outcome::Held(at)),
+            }
+        }
+    };
+    Ok(match mailer.send(&facts, &transcript).await {
+        Ok(()) => {
+            info!(outbox_id = row.id, voicemail_id = facts.voicemail_id,
+                  server = %mailer.server_for_log(), "voicemail mailed");
+            Outcome::Sent
+        }
+        Err(e) => Outcome::Failed(e),
+    })
 }
 
 /// One POST; `Err` carries a one-line reason for the log and the admin page.

@@ -135,7 +135,13 @@ async fn run(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (memory, sqlite) = open_memory(&config, parts.clients.clone(), clock, &shutdown_rx)?;
+    let (memory, sqlite) = open_memory(
+        &config,
+        parts.clients.clone(),
+        parts.hours.time_zone().clone(),
+        clock,
+        &shutdown_rx,
+    )?;
     // One registry for the process: reloads carry it into each new set of call settings.
     let metrics = crate::metrics::Metrics::new();
     watch_store(&metrics, &memory, clock);
@@ -341,6 +347,7 @@ fn background_tasks() -> &'static std::sync::Mutex<Vec<tokio::task::JoinHandle<(
 fn open_memory(
     config: &Config,
     clients: Vec<Client>,
+    tz: jiff::tz::TimeZone,
     clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Memory, Option<Arc<SqliteStore>>), ServeError> {
@@ -377,7 +384,7 @@ fn open_memory(
     let store: Option<Arc<dyn Store>> = sqlite.clone().map(|s| s as Arc<dyn Store>);
     let notifier = match &store {
         Some(store) => {
-            let n = Notifier::new(
+            let mut n = Notifier::new(
                 Arc::new(SharedStore(store.clone())),
                 targets,
                 DeliveryPolicy {
@@ -385,6 +392,9 @@ fn open_memory(
                     ..DeliveryPolicy::default()
                 },
             );
+            if config.email.enabled() {
+                n = n.with_mailer(crate::notify::smtp::Mailer::new(&config.email, tz, None)?);
+            }
             let stopped = || {
                 let mut rx = shutdown.clone();
                 async move {

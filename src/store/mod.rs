@@ -62,17 +62,18 @@ pub trait Store: Send + Sync {
     /// Store a voicemail and start its callback-SLA timer (due at `sla_due_at`); returns the
     /// voicemail id.
     fn add_voicemail(&self, vm: &NewVoicemail, sla_due_at: Timestamp) -> Result<i64, StoreError> {
-        self.register_voicemail(vm, sla_due_at, None)
+        self.register_voicemail(vm, sla_due_at, &[])
     }
 
-    /// [`Store::add_voicemail`] and queue `event` (its `voicemail_recorded`) in the same
-    /// transaction, its payload's `voicemail_id` set to the new id: a crash cannot keep a
-    /// voicemail whose event is lost, nor an event for a voicemail that is not stored.
+    /// [`Store::add_voicemail`] and queue `events` (its `voicemail_recorded` for the webhook and
+    /// for the mail) in the same transaction, each payload's `voicemail_id` set to the new id: a
+    /// crash cannot keep a voicemail whose events are lost, nor events for a voicemail that is
+    /// not stored.
     fn register_voicemail(
         &self,
         vm: &NewVoicemail,
         sla_due_at: Timestamp,
-        event: Option<&OutboxEvent>,
+        events: &[OutboxEvent],
     ) -> Result<i64, StoreError>;
 
     /// Record facts of a live call as they happen (answer time, digits so far, the terms agreed,
@@ -131,6 +132,10 @@ pub trait Store: Send + Sync {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// Hold row `id` back until `until` without counting an attempt (a voicemail's mail waiting
+    /// for its transcript). A delivered row is left alone.
+    fn postpone_outbox(&self, id: i64, until: Timestamp) -> Result<(), StoreError>;
 
     /// CDRs of calls started in `[from, to)` (either bound optional), in start order.
     fn cdrs_between(

@@ -324,10 +324,10 @@ impl Store for SqliteStore {
         &self,
         vm: &NewVoicemail,
         sla_due_at: Timestamp,
-        event: Option<&OutboxEvent>,
+        events: &[OutboxEvent],
     ) -> Result<i64, StoreError> {
         let vm = vm.clone();
-        let event = event.cloned();
+        let events = events.to_vec();
         self.write("storing a voicemail", move |tx| {
             tx.execute(
                 "INSERT INTO voicemails (call_id, caller, client, ticket, path, duration_ms, \
@@ -347,7 +347,7 @@ impl Store for SqliteStore {
                 "INSERT INTO sla_timers (voicemail_id, due_at, state) VALUES (?1, ?2, 'pending')",
                 rusqlite::params![id, sla_due_at.as_millisecond()],
             )?;
-            if let Some(mut event) = event.clone() {
+            for mut event in events.iter().cloned() {
                 if let Some(data) = event.payload.as_object_mut() {
                     data.insert("voicemail_id".into(), id.into());
                 }
@@ -560,6 +560,16 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NoSuchOutboxRow(id).into());
             }
+            Ok(())
+        })
+    }
+
+    fn postpone_outbox(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
+        self.write("postponing a delivery", move |tx| {
+            tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND delivered_at IS NULL",
+                rusqlite::params![id, until.as_millisecond()],
+            )?;
             Ok(())
         })
     }

@@ -316,3 +316,49 @@ fn full_database_on_write_is_a_typed_error_and_nothing_half_written() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].event_type, "call_started");
 }
+
+/// A mail waiting for its transcript is held back without counting a failed attempt, and a
+/// delivered row is never moved again.
+#[test]
+fn postponing_a_row_holds_it_without_an_attempt() {
+    let dir = TempDir::new("postpone");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let ev = OutboxEvent {
+        event_type: "voicemail_recorded".into(),
+        call_id: Some("c1".into()),
+        target: "email".into(),
+        payload: serde_json::json!({"voicemail_id": 1}),
+        created_at: t("2026-11-28T03:00:00Z"),
+    };
+    let id = store.enqueue(&ev).expect("enqueue");
+    store
+        .postpone_outbox(id, t("2026-11-28T03:02:00Z"))
+        .expect("postpone");
+    assert!(
+        store
+            .pending_outbox(t("2026-11-28T03:01:59Z"), 10)
+            .expect("pending")
+            .is_empty(),
+        "held back until 03:02"
+    );
+    let rows = store
+        .pending_outbox(t("2026-11-28T03:02:00Z"), 10)
+        .expect("pending");
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].attempts, rows[0].last_error.as_deref()), (0, None));
+    store
+        .mark_delivered(id, t("2026-11-28T03:02:01Z"))
+        .expect("delivered");
+    store
+        .postpone_outbox(id, t("2026-11-28T09:00:00Z"))
+        .expect("postpone a delivered row");
+    let db = rusqlite::Connection::open(store.path()).expect("open the file");
+    let next: i64 = db
+        .query_row(
+            "SELECT next_attempt_at FROM outbox WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .expect("row");
+    assert_eq!(next, t("2026-11-28T03:02:00Z").as_millisecond());
+}

@@ -9,6 +9,7 @@
 
 pub mod baresip;
 pub mod hook;
+pub mod smtp;
 pub mod staff;
 pub mod tls;
 use std::io::{BufRead, BufReader, Write};
@@ -289,6 +290,12 @@ pub fn require_tool_from(name: &str, package: &str) -> bool {
                     .unwrap_or(false)
         })
     });
+    require_found(found, name, package)
+}
+
+/// The skip-or-fail rule of [`require_tool`] for something found another way (`name` is what
+/// the messages call it, `package` the Debian package that brings it).
+pub fn require_found(found: bool, name: &str, package: &str) -> bool {
     if found {
         return true;
     }

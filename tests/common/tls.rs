@@ -37,6 +37,16 @@ impl TestCa {
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
+    /// A certificate for `host` issued by this CA and its key, as PEM files (for servers that
+    /// are not Rust, e.g. the test SMTP server).
+    pub fn write_server_pem(&self, host: &str, cert: &Path, key: &Path) {
+        let pair = KeyPair::generate().expect("server key");
+        let params = CertificateParams::new(vec![host.to_string()]).expect("server params");
+        let c = params.signed_by(&pair, &self.issuer).expect("server cert");
+        std::fs::write(cert, c.pem()).expect("write server cert");
+        std::fs::write(key, pair.serialize_pem()).expect("write server key");
+    }
+
     /// Server settings with a certificate for `host` (an IP address or a name) issued by this CA.
     pub fn server_config(&self, host: &str) -> Arc<rustls::ServerConfig> {
         let key = KeyPair::generate().expect("server key");
