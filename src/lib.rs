@@ -21,6 +21,7 @@ pub mod log_throttle;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod oncall;
 pub mod repeat;
 pub mod server;
 pub mod services;
