@@ -1,11 +1,14 @@
 //! Desk groups from `[desk]` in config: each member is a registered staff user (rung at every
-//! phone it has registered) or a fixed SIP address (an IP literal: the line does no DNS).
+//! phone it has registered), a fixed SIP address (an IP literal: the line does no DNS), or
+//! `oncall`: whoever the `[oncall]` rota names when the call comes (rung like a staff user).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::oncall::{Rota, Shift};
 use crate::sip::uri_socket_addr;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -19,6 +22,11 @@ pub enum DeskError {
     Duplicate(String),
     #[error("desk group name {0:?}: use letters, digits, - and _")]
     BadName(String),
+    #[error(
+        "desk group {0:?}: member \"oncall\" needs an on-call rota; set [oncall] rotation (and \
+         start) or [[oncall.overrides]]"
+    )]
+    OnCallWithoutRota(String),
     #[error(
         "call flow {flow}: node `{node}` dials {group:?}, which is not a desk group \
          (configured: {known}); add it under [[desk.groups]] in the config"
@@ -41,6 +49,8 @@ pub enum Member {
         uri: String,
         destination: SocketAddr,
     },
+    /// Whoever is on call when the call comes ([`DeskGroups::shift`]), rung like a `User`.
+    OnCall,
 }
 
 impl Member {
@@ -48,6 +58,7 @@ impl Member {
         match self {
             Member::User(u) => u,
             Member::Static { uri, .. } => uri,
+            Member::OnCall => crate::oncall::MEMBER,
         }
     }
 }
@@ -56,6 +67,8 @@ impl Member {
 #[derive(Clone, Debug, Default)]
 pub struct DeskGroups {
     groups: BTreeMap<String, Vec<Member>>,
+    /// Who `oncall` members ring (shared: the groups are cloned per page view and per reload).
+    rota: Arc<Rota>,
 }
 
 impl DeskGroups {
@@ -92,7 +105,34 @@ impl DeskGroups {
                 return Err(DeskError::Duplicate(name.to_string()));
             }
         }
-        Ok(DeskGroups { groups: out })
+        Ok(DeskGroups {
+            groups: out,
+            rota: Arc::default(),
+        })
+    }
+
+    /// The groups with `rota` deciding who their `oncall` members are; an `oncall` member with
+    /// no rota at all is a mistake in the config (it would never ring anyone).
+    pub fn with_rota(mut self, rota: Rota) -> Result<DeskGroups, DeskError> {
+        if rota.is_empty()
+            && let Some((name, _)) = self
+                .groups
+                .iter()
+                .find(|(_, members)| members.contains(&Member::OnCall))
+        {
+            return Err(DeskError::OnCallWithoutRota(name.clone()));
+        }
+        self.rota = Arc::new(rota);
+        Ok(self)
+    }
+
+    pub fn rota(&self) -> &Rota {
+        &self.rota
+    }
+
+    /// Who an `oncall` member rings at `at`, with since when and until when.
+    pub fn shift(&self, at: jiff::Timestamp) -> Shift {
+        self.rota.shift(at)
     }
 
     pub fn get(&self, name: &str) -> Option<&[Member]> {
@@ -127,6 +167,10 @@ impl DeskGroups {
 }
 
 fn parse_member(m: &str, users: &[String]) -> Option<Member> {
+    // `oncall` is refused as a staff user name at load, so this never hides a user.
+    if m == crate::oncall::MEMBER {
+        return Some(Member::OnCall);
+    }
     if users.iter().any(|u| u == m) {
         return Some(Member::User(m.to_string()));
     }
@@ -169,5 +213,20 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn the_oncall_member_needs_a_rota() {
+        let users = vec!["alice".to_string()];
+        let members = vec!["alice".to_string(), "oncall".to_string()];
+        let g = DeskGroups::new([("desk", members.as_slice())], &users).unwrap();
+        assert_eq!(
+            g.get("desk").unwrap(),
+            &[Member::User("alice".into()), Member::OnCall]
+        );
+        assert_eq!(
+            g.with_rota(crate::oncall::Rota::default()).unwrap_err(),
+            DeskError::OnCallWithoutRota("desk".into())
+        );
     }
 }

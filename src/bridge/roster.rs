@@ -51,6 +51,9 @@ pub struct MemberState {
     pub why: String,
     /// The Contact URIs a dial would ring now.
     pub contacts: Vec<String>,
+    /// For the `oncall` member: the user on call now, if anyone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_call: Option<String>,
 }
 
 /// A `dial` node that rings a group.
@@ -63,12 +66,14 @@ pub struct DialUse {
 }
 
 /// The roster at `now`: bindings expired by then are left out even if the registrar has not
-/// purged them yet (its purge and the publication run on the signalling thread's timer).
+/// purged them yet (its purge and the publication run on the signalling thread's timer). `at`
+/// is the line's calendar time then, which decides who the `oncall` member is.
 pub fn roster(
     groups: &DeskGroups,
     flows: &[Arc<Flow>],
     registrations: &[Registration],
     now: Instant,
+    at: jiff::Timestamp,
 ) -> Roster {
     let live: Vec<&Registration> = registrations
         .iter()
@@ -110,7 +115,7 @@ pub fn roster(
                 .get(name)
                 .unwrap_or_default()
                 .iter()
-                .map(|m| member_state(m, &live))
+                .map(|m| member_state(m, &live, groups, at))
                 .collect(),
             dialled_by: uses.remove(name).unwrap_or_default(),
         })
@@ -118,8 +123,43 @@ pub fn roster(
     Roster { phones, groups }
 }
 
-fn member_state(member: &Member, live: &[&Registration]) -> MemberState {
+fn member_state(
+    member: &Member,
+    live: &[&Registration],
+    groups: &DeskGroups,
+    at: jiff::Timestamp,
+) -> MemberState {
     match member {
+        Member::OnCall => {
+            let shift = groups.shift(at);
+            let rota = groups.rota();
+            let Some(on_call) = &shift.on_call else {
+                return MemberState {
+                    member: crate::oncall::MEMBER.into(),
+                    kind: "oncall",
+                    ringable: false,
+                    why: format!(
+                        "nobody is on call now ({}): a dial skips this member",
+                        crate::oncall::describe_shift(rota, &shift, &|_| String::new())
+                    ),
+                    contacts: Vec::new(),
+                    on_call: None,
+                };
+            };
+            let user = member_state(&Member::User(on_call.user.clone()), live, groups, at);
+            MemberState {
+                member: crate::oncall::MEMBER.into(),
+                kind: "oncall",
+                ringable: user.ringable,
+                why: format!(
+                    "on call: {}; {}",
+                    crate::oncall::describe_shift(rota, &shift, &|_| String::new()),
+                    user.why
+                ),
+                contacts: user.contacts,
+                on_call: Some(on_call.user.clone()),
+            }
+        }
         Member::User(user) => {
             let contacts: Vec<String> = live
                 .iter()
@@ -137,6 +177,7 @@ fn member_state(member: &Member, live: &[&Registration]) -> MemberState {
                 ringable: !contacts.is_empty(),
                 why,
                 contacts,
+                on_call: None,
             }
         }
         Member::Static { uri, destination } => MemberState {
@@ -145,6 +186,7 @@ fn member_state(member: &Member, live: &[&Registration]) -> MemberState {
             ringable: true,
             why: format!("fixed address {destination}"),
             contacts: vec![uri.clone()],
+            on_call: None,
         },
     }
 }
@@ -204,6 +246,7 @@ mod tests {
             &[Arc::new(flow)],
             &regs,
             t0 + Duration::from_secs(30),
+            jiff::Timestamp::UNIX_EPOCH,
         );
         assert_eq!(
             r.phones,
@@ -246,5 +289,51 @@ mod tests {
                 timeout_s: 20
             }]
         );
+    }
+
+    #[test]
+    fn the_oncall_member_shows_who_is_on_call_and_their_phones() {
+        let users = vec!["alice".to_string(), "bob".to_string()];
+        let members = vec!["oncall".to_string()];
+        let rota = crate::oncall::Rota::new(
+            jiff::tz::TimeZone::get("America/New_York").unwrap(),
+            jiff::civil::date(2026, 11, 30),
+            jiff::civil::time(9, 0, 0, 0),
+            7,
+            users.clone(),
+            Vec::new(),
+        )
+        .unwrap();
+        let groups = DeskGroups::new([("desk", members.as_slice())], &users)
+            .unwrap()
+            .with_rota(rota)
+            .unwrap();
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(90);
+        let regs = [
+            registration("alice", "sip:alice@192.0.2.7:5062", later),
+            registration("bob", "sip:bob@192.0.2.8:5062", later),
+        ];
+        // Wednesday 2026-12-09: bob's week.
+        let at: jiff::Timestamp = "2026-12-09T15:00:00Z".parse().unwrap();
+        let r = roster(&groups, &[], &regs, t0, at);
+        let m = &r.groups[0].members[0];
+        assert_eq!(
+            (m.member.as_str(), m.kind, m.ringable, m.on_call.as_deref()),
+            ("oncall", "oncall", true, Some("bob"))
+        );
+        assert_eq!(m.contacts, ["sip:bob@192.0.2.8:5062"]);
+        assert!(
+            m.why
+                .contains("bob (rotation) since Mon 2026-12-07 09:00 EST"),
+            "{}",
+            m.why
+        );
+        // Before the rota starts nobody is on call: not ringable, and the page says so.
+        let before: jiff::Timestamp = "2026-11-01T15:00:00Z".parse().unwrap();
+        let r = roster(&groups, &[], &regs, t0, before);
+        let m = &r.groups[0].members[0];
+        assert!(!m.ringable && m.on_call.is_none(), "{m:?}");
+        assert!(m.why.starts_with("nobody is on call now"), "{}", m.why);
     }
 }

@@ -13,6 +13,7 @@ use thiserror::Error;
 
 mod email;
 mod incidents;
+mod oncall;
 mod paths;
 mod sections;
 mod source;
@@ -20,6 +21,7 @@ mod validate;
 
 pub use email::{EmailConfig, EmailTls};
 pub use incidents::{IncidentPrompt, IncidentsConfig};
+pub use oncall::{OncallConfig, OncallError, OncallOverride};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
@@ -70,6 +72,9 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     #[serde(default)]
     pub email: EmailConfig,
+    /// `[oncall]`: the rota the desk member `oncall` follows.
+    #[serde(default)]
+    pub oncall: OncallConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

@@ -175,7 +175,10 @@ impl Config {
                 .iter()
                 .map(|g| (g.name.as_str(), g.members.as_slice())),
             &users,
-        )
+        )?
+        // The rota is checked at load before the groups (validate_oncall); an empty one here
+        // only happens in a config that load refused.
+        .with_rota(self.rota().unwrap_or_default())
     }
 }
 
@@ -189,6 +192,10 @@ pub struct StaffUser {
     /// A human name for logs and, later, the whisper.
     #[serde(default)]
     pub display: Option<String>,
+    /// A mobile number (E.164) for the on-call rota; shown by `ivr oncall`, not dialled yet
+    /// (that needs a trunk: issue 15 item 3).
+    #[serde(default)]
+    pub mobile: Option<String>,
 }
 
 impl std::fmt::Debug for StaffUser {
@@ -197,6 +204,7 @@ impl std::fmt::Debug for StaffUser {
             .field("name", &self.name)
             .field("password", &"<redacted>")
             .field("display", &self.display)
+            .field("mobile", &self.mobile)
             .finish()
     }
 }

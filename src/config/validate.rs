@@ -161,6 +161,7 @@ impl Config {
         crate::hours::BusinessHours::from_config(&self.hours)
             .map_err(|e| bad(e.key, &e.value, e.reason))?;
         self.validate_staff(origin)?;
+        self.validate_oncall(origin)?;
         if let Err(e) = self.desk_groups() {
             // Name the key and the value at fault, not `desk.groups = ""`.
             use crate::bridge::DeskError;

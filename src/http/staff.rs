@@ -22,7 +22,13 @@ fn current(app: &Shared) -> Roster {
     let line = &app.ctx.line;
     let (groups, flows) = line.desk_and_flows();
     let flows: Vec<_> = flows.into_iter().map(|f| f.flow).collect();
-    roster(&groups, &flows, &line.registrations(), Instant::now())
+    roster(
+        &groups,
+        &flows,
+        &line.registrations(),
+        Instant::now(),
+        app.now(),
+    )
 }
 
 pub async fn api(State(app): State<Shared>, _: Caller) -> Response {
@@ -140,6 +146,7 @@ mod tests {
                     ringable: false,
                     why: "no".into(),
                     contacts: vec![],
+                    on_call: None,
                 }],
                 dialled_by: vec![],
             }],

@@ -26,7 +26,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use thiserror::Error;
 
-mod text;
+pub mod text;
 
 pub use text::{describe_shift, report};
 

@@ -26,6 +26,15 @@ pub(super) async fn resolve(
         // Flows are checked against the groups at start; an unknown name here rings nobody.
         let members = settings.desk.groups.get(group).unwrap_or_default();
         for m in members {
+            // `oncall` is whoever the rota names now: that user, once (a group listing them
+            // by name as well rings their phones once).
+            let m = match m {
+                Member::OnCall => match on_call_now(call, settings) {
+                    Some(user) => &Member::User(user),
+                    None => continue,
+                },
+                m => m,
+            };
             if !seen.insert(m.label().to_string()) {
                 continue;
             }
@@ -62,11 +71,34 @@ pub(super) async fn resolve(
                         })
                         .collect()
                 }
+                // Resolved to a user above.
+                Member::OnCall => Vec::new(),
             };
             out.push(contacts);
         }
     }
     out
+}
+
+/// The user on call at the call's clock, logged with why and until when (so the log of a call
+/// says whom `oncall` meant even when their phone was not registered).
+fn on_call_now(call: &Call, settings: &CallSettings) -> Option<String> {
+    let rota = settings.desk.groups.rota();
+    let shift = settings.desk.groups.shift(settings.clock.now());
+    let until = shift.until.map_or_else(
+        || "no change ahead".into(),
+        |t| crate::oncall::text::local(rota, t),
+    );
+    match shift.on_call {
+        Some(o) => {
+            info!(call_id = %call.call_id, event = "dial_oncall", user = %o.user, why = %o.why, %until, "desk member oncall is this user now");
+            Some(o.user)
+        }
+        None => {
+            info!(call_id = %call.call_id, event = "dial_oncall", user = "", %until, "nobody is on call now; member oncall skipped");
+            None
+        }
+    }
 }
 
 /// The prompts staff hear: who is calling, then "press 1 to accept". Missing files are skipped.
