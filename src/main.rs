@@ -127,6 +127,24 @@ enum Command {
               value_parser = ["message", "empty", "failed"])]
         voicemail: String,
     },
+    /// Who is on call ([oncall] rota) at a time, since when and until when, and the next
+    /// changes, in the line's time zone ([hours] timezone).
+    ///
+    /// Examples:
+    ///   ivr oncall --config /etc/ivr/ivr.toml
+    ///   ivr oncall --config /etc/ivr/ivr.toml --at 2026-12-24T18:00:00-05:00 --next 10
+    #[command(verbatim_doc_comment)]
+    Oncall {
+        /// Config file with the [oncall] rota and [[staff.users]].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The time to ask about (RFC 3339). Default: now.
+        #[arg(long, value_name = "RFC3339-TIME", value_parser = parse_time)]
+        at: Option<jiff::Timestamp>,
+        /// How many of the following changes to list.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        next: usize,
+    },
     /// Print a flow as Graphviz dot (`ivr graph FLOW | dot -Tsvg > flow.svg`).
     Graph {
         /// Flow file (TOML).
@@ -456,6 +474,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 recording,
             )
         }
+        Command::Oncall { config, at, next } => {
+            let cfg = Config::load(config.as_deref())?;
+            print!(
+                "{}",
+                oncall_report(&cfg, at.unwrap_or_else(jiff::Timestamp::now), next)
+            );
+            Ok(())
+        }
         Command::Graph {
             flow,
             prompts,
@@ -764,16 +790,40 @@ fn flow_simulate(
     let length = |name: &str| {
         ivr::flow::simulate::wav_duration(&dir, name).unwrap_or(std::time::Duration::from_secs(3))
     };
+    // Under each dial: whom it rings, `oncall` resolved at the simulated moment of the dial.
+    let groups = cfg.desk_groups()?;
+    let desk = |targets: &[String], elapsed: std::time::Duration| {
+        let when = jiff::SignedDuration::try_from(elapsed)
+            .ok()
+            .and_then(|d| at.checked_add(d).ok())
+            .unwrap_or(at);
+        groups.describe_dial(targets, when)
+    };
     let stdin = std::io::stdin();
-    ivr::flow::simulate_recording(
+    ivr::flow::simulate_with_desk(
         flow,
         facts,
         recording,
+        Some(&desk),
         stdin.lock(),
         std::io::stdout(),
         &length,
     )?;
     Ok(())
+}
+
+/// `ivr oncall`'s text; the rota was checked when the config loaded.
+fn oncall_report(cfg: &Config, at: jiff::Timestamp, next: usize) -> String {
+    let rota = cfg.rota().unwrap_or_default();
+    let mobile = |user: &str| {
+        cfg.staff
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .and_then(|u| u.mobile.as_deref())
+            .map_or_else(String::new, |m| format!(" <{m}>"))
+    };
+    ivr::oncall::report(&rota, at, next, &mobile)
 }
 
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {

@@ -135,6 +135,38 @@ impl DeskGroups {
         self.rota.shift(at)
     }
 
+    /// Whom a `dial` of `targets` at `at` rings, one line per group, for `ivr simulate`:
+    /// `desk: alice (if registered), oncall = bob (rotation ... until ...), sip:...`.
+    pub fn describe_dial(&self, targets: &[String], at: jiff::Timestamp) -> Vec<String> {
+        targets
+            .iter()
+            .map(|group| {
+                let members = self.get(group).unwrap_or_default();
+                if members.is_empty() {
+                    return format!("{group}: no members (the dial goes to its no-answer branch)");
+                }
+                let list: Vec<String> = members
+                    .iter()
+                    .map(|m| match m {
+                        Member::User(u) => format!("{u} (if registered)"),
+                        Member::Static { uri, .. } => uri.clone(),
+                        Member::OnCall => {
+                            let shift = self.rota.shift(at);
+                            let who = crate::oncall::describe_shift(&self.rota, &shift, &|_| {
+                                String::new()
+                            });
+                            match shift.on_call {
+                                Some(_) => format!("oncall = {who}, if registered"),
+                                None => format!("oncall = {who}: skipped"),
+                            }
+                        }
+                    })
+                    .collect();
+                format!("{group}: {}", list.join(", "))
+            })
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&[Member]> {
         self.groups.get(name).map(Vec::as_slice)
     }

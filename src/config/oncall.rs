@@ -112,7 +112,7 @@ impl Config {
             })?
         };
         if let Some(day) = weekday.filter(|_| !c.start.is_empty()) {
-            if c.period_days % 7 != 0 {
+            if !c.period_days.is_multiple_of(7) {
                 return Err(bad(
                     "oncall.handover",
                     &c.handover,

@@ -31,7 +31,7 @@ pub use graph::to_dot;
 pub use model::{Flow, Node, NodeDef};
 pub use nodes::{DialOutcome, Strategy};
 pub use run::{Action, Event, Run};
-pub use simulate::{simulate, simulate_recording};
+pub use simulate::{simulate, simulate_recording, simulate_with_desk};
 
 #[cfg(test)]
 mod repeat_path_tests;

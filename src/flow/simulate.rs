@@ -73,7 +73,25 @@ pub fn simulate_recording(
     out: impl Write,
     prompt_durations: &dyn Fn(&str) -> Duration,
 ) -> io::Result<()> {
+    simulate_with_desk(flow, facts, recording, None, input, out, prompt_durations)
+}
+
+/// Whom a `dial` of these groups rings, this long after the call started: one line each.
+pub type DeskView<'a> = &'a dyn Fn(&[String], Duration) -> Vec<String>;
+
+/// [`simulate_recording`], printing under each `dial` whom it rings (`ivr simulate` passes the
+/// config's desk groups, so `oncall` shows who is on call at the simulated moment).
+pub fn simulate_with_desk(
+    flow: Arc<Flow>,
+    facts: Facts,
+    recording: Recording,
+    desk: Option<DeskView<'_>>,
+    input: impl BufRead,
+    out: impl Write,
+    prompt_durations: &dyn Fn(&str) -> Duration,
+) -> io::Result<()> {
     let mut sim = Sim {
+        desk,
         recording,
         t0: Instant::now(),
         now: Duration::ZERO,
@@ -147,6 +165,8 @@ struct Sim<'a, R, W> {
     /// The caller already answered the current question (so silence means: let it time out).
     answered: bool,
     recording: Recording,
+    /// Whom a dial rings, when the caller knows the desk.
+    desk: Option<DeskView<'a>>,
 }
 
 impl<R: BufRead, W: Write> Sim<'_, R, W> {
@@ -202,6 +222,11 @@ impl<R: BufRead, W: Write> Sim<'_, R, W> {
                         targets.join(", "),
                         format_duration(timeout)
                     )?;
+                    if let Some(desk) = self.desk {
+                        for line in desk(&targets, self.now) {
+                            writeln!(self.out, "[{t}]    rings {line}")?;
+                        }
+                    }
                     let ev = self.ask_dial(timeout)?;
                     self.events.push_back(ev);
                 }
