@@ -320,6 +320,10 @@ mod tests {
                 "[[oncall.overrides]]\nuser = \"bob\"\nfrom = \"2026-12-27T09:00\"\nto = \"2026-12-24T17:00\"\n",
                 "must be after `from`",
             ),
+            (
+                "[[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n",
+                "desk group \"desk\": member \"oncall\" needs an on-call rota",
+            ),
         ];
         for (text, want) in cases {
             let e = err(text);

@@ -276,6 +276,11 @@ impl Rota {
             .chain(self.overrides.iter().map(|o| o.user.as_str()))
     }
 
+    /// Every period is the same person's.
+    fn single_person(&self) -> bool {
+        !self.rotation.is_empty() && self.rotation.windows(2).all(|w| w[0] == w[1])
+    }
+
     /// When period `k` starts: its local start date at the handover time, in the zone.
     fn period_start(&self, k: i64) -> Option<Timestamp> {
         let days = k.checked_mul(self.period_days)?;
@@ -309,9 +314,14 @@ impl Rota {
         days.div_euclid(self.period_days)
     }
 
-    /// The latest moment at or before `at` where the answer may change.
+    /// The latest moment at or before `at` where the answer may change. A one-person rotation
+    /// changes only where it starts: its later handovers are not walked one by one.
     fn change_at_or_before(&self, at: Timestamp) -> Option<Timestamp> {
-        let handover = self.period_index(at).and_then(|k| self.period_start(k));
+        let handover = if self.single_person() {
+            self.period_start(0).filter(|t| *t <= at)
+        } else {
+            self.period_index(at).and_then(|k| self.period_start(k))
+        };
         self.overrides
             .iter()
             .flat_map(|o| [o.from, o.to])
@@ -324,6 +334,8 @@ impl Rota {
     fn change_after(&self, at: Timestamp) -> Option<Timestamp> {
         let handover = if self.rotation.is_empty() {
             None
+        } else if self.single_person() {
+            self.period_start(0).filter(|t| *t > at)
         } else {
             let k0 = self.period_guess(at).max(0);
             (k0.saturating_sub(1).max(0)..=k0 + 2)

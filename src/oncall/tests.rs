@@ -299,6 +299,22 @@ fn a_one_person_rotation_is_one_shift_and_bad_overrides_are_refused() {
     let s = rota.shift(ts("2027-03-01T00:00:00Z"));
     assert_eq!(s.since, Some(ts("2026-11-30T14:00:00Z")));
     assert_eq!(s.until, None);
+    // With an override years ago: since its end, still no change ahead.
+    let covered = Rota::new(
+        ny(),
+        date(2026, 11, 30),
+        time(9, 0, 0, 0),
+        7,
+        names(&["alice"]),
+        vec![local_override(
+            "bob",
+            "2026-12-24T17:00",
+            "2026-12-27T09:00",
+        )],
+    )
+    .unwrap();
+    let s = covered.shift(ts("2040-06-01T12:00:00Z"));
+    assert_eq!((s.since, s.until), (Some(ts("2026-12-27T14:00:00Z")), None));
     let err = Rota::new(
         ny(),
         date(2026, 11, 30),
