@@ -1,8 +1,9 @@
 //! The on-call rota on the real binary: `ivr oncall` prints who is on call and the next changes,
 //! `ivr simulate` says whom a dial rings, and a call to a desk group whose member is `oncall`
 //! rings the phone of whoever is on call (sipp as the caller and as that phone), not the phone
-//! of the colleague whose week it is not.
+//! of the colleague whose week it is not; `/api/staff` says whom `oncall` means.
 
+mod admin_support;
 mod common;
 
 use std::process::Command;
@@ -160,8 +161,12 @@ fn a_call_rings_whoever_is_on_call_and_not_the_others() {
     let bob_phone = Staff::start(&dir, "staff_accept_bye.xml", 300);
     let config = write_config(
         "oncall-call",
-        "[desk]\naccept_timeout_s = 4\n\
-         [[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n",
+        &format!(
+            "[admin]\ntoken_hash = \"{}\"\n\
+             [desk]\naccept_timeout_s = 4\n\
+             [[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n",
+            admin_support::hash_token(admin_support::TOKEN)
+        ),
     );
     let flow = manifest_dir().join("tests/flows/desk.toml");
     // Tuesday 2026-12-08 22:00 in New York: bob's week (from Monday 12-07 09:00).
@@ -172,10 +177,23 @@ fn a_call_rings_whoever_is_on_call_and_not_the_others() {
         flow.to_str().expect("utf-8"),
         "--now",
         "2026-12-09T03:00:00Z",
+        "--admin",
+        "127.0.0.1:0",
     ]);
+    let admin = ivr.admin_addr();
     // Alice and bob both have a registered phone; alice's Contact is a port nobody answers on.
     register(&ivr, "alice", "alice-pw", free_port());
     register(&ivr, "bob", "bob-pw", bob_phone.port);
+    // The staff page's `oncall` member: bob, ringable at his phone.
+    let member = staff_oncall_member(admin);
+    assert_eq!(member["on_call"], "bob", "{member:#}");
+    assert_eq!(member["ringable"], true, "{member:#}");
+    let contact = format!("sip:bob@127.0.0.1:{}", bob_phone.port);
+    assert_eq!(
+        member["contacts"],
+        serde_json::json!([contact]),
+        "{member:#}"
+    );
     let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230004"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     bob_phone.assert_completed();
@@ -201,4 +219,32 @@ fn a_call_rings_whoever_is_on_call_and_not_the_others() {
         .map(|r| (r["outcome"].as_str(), r["answered_by"].as_str()))
         .collect();
     assert_eq!(outcomes, [("bridged", "bob")], "{rows:?}");
+}
+
+/// The desk group's `oncall` member on `/api/staff`, once the SIP thread has published bob's
+/// registration (it does right after its 200 OK; the wait only absorbs scheduling).
+fn staff_oncall_member(admin: std::net::SocketAddr) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let staff = admin_support::json(
+                admin_support::client()
+                    .get(admin_support::url(admin, "/api/staff"))
+                    .header("Authorization", format!("Bearer {}", admin_support::TOKEN))
+                    .send()
+                    .await
+                    .expect("GET /api/staff"),
+            )
+            .await;
+            let member = staff["groups"][0]["members"][0].clone();
+            if member["ringable"] == true || std::time::Instant::now() > deadline {
+                return member;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
