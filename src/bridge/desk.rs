@@ -141,7 +141,12 @@ impl DeskGroups {
         targets
             .iter()
             .map(|group| {
-                let members = self.get(group).unwrap_or_default();
+                let Some(members) = self.get(group) else {
+                    return format!(
+                        "{group}: not a [[desk.groups]] name in this config (serve would refuse \
+                         the flow)"
+                    );
+                };
                 if members.is_empty() {
                     return format!("{group}: no members (the dial goes to its no-answer branch)");
                 }
