@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod dns;
 mod email;
 mod incidents;
 mod paths;
@@ -18,6 +19,7 @@ mod sections;
 mod source;
 mod validate;
 
+pub use dns::{DnsConfig, parse_dns_server};
 pub use email::{EmailConfig, EmailTls};
 pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
@@ -70,6 +72,8 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     #[serde(default)]
     pub email: EmailConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

@@ -104,6 +104,9 @@ impl Config {
         }
         self.validate_webhooks(origin)?;
         self.validate_email(origin)?;
+        if let Err((key, value, reason)) = self.dns.settings() {
+            return Err(bad(key, &value, reason));
+        }
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;
@@ -190,12 +193,14 @@ impl Config {
             ));
         }
         if !self.desk.callback_trunk.is_empty()
-            && crate::sip::uri_socket_addr(&self.desk.callback_trunk).is_none()
+            && let Err(e) = crate::dns::SipUri::parse(&self.desk.callback_trunk)
         {
             return Err(bad(
                 "desk.callback_trunk",
                 &self.desk.callback_trunk,
-                "expected a SIP URI with an IP address, e.g. \"sip:192.0.2.20:5060\" (the line does no DNS)".into(),
+                format!(
+                    "{e}; expected a SIP URI such as \"sip:192.0.2.20:5060\" or \"sip:pbx.example.com\" (a name resolves by DNS, RFC 3263)"
+                ),
             ));
         }
         if self.desk.accept_timeout_s == 0 || self.desk.ring_each_s == 0 {

@@ -18,7 +18,7 @@ pub mod srv;
 pub mod uri;
 
 pub use cursor::{Failure, TargetCursor};
-pub use resolver::{DnsSettings, HickoryLookup, Lookup, SipResolver};
+pub use resolver::{DnsSettings, HickoryLookup, Lookup, SipDestination, SipResolver};
 pub use uri::{SipUri, Transport};
 
 use std::net::SocketAddr;

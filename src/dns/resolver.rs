@@ -269,3 +269,28 @@ impl SipResolver {
         result
     }
 }
+
+/// A configured SIP address with the resolver to find it: what a sender keeps per trunk or
+/// fixed phone. Resolving happens per request, so TTLs (and hickory's cache) decide freshness.
+#[derive(Clone, Debug)]
+pub struct SipDestination {
+    pub uri: String,
+    resolver: SipResolver,
+}
+
+impl SipDestination {
+    /// Checks the URI's syntax now (config time); DNS is asked only when it is used.
+    pub fn new(uri: &str, resolver: SipResolver) -> Result<SipDestination, super::uri::UriError> {
+        SipUri::parse(uri)?;
+        Ok(SipDestination {
+            uri: uri.to_string(),
+            resolver,
+        })
+    }
+
+    /// The targets to try, in order, as a failover cursor.
+    pub async fn cursor(&self, supported: &[Transport]) -> Result<super::TargetCursor, DnsError> {
+        let targets = self.resolver.resolve(&self.uri, supported).await?;
+        Ok(super::TargetCursor::new(targets))
+    }
+}
