@@ -173,7 +173,7 @@ impl Config {
                     &member,
                     format!(
                         "in group {group:?}: neither a [[staff.users]] name nor a SIP address \
-                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); the line does no DNS"
+                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); desk members are not looked up in DNS (only desk.callback_trunk may be a host name)"
                     ),
                 ),
                 DeskError::Duplicate(name) => bad("desk.groups.name", &name, "listed twice".into()),
