@@ -17,6 +17,17 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// How the end of a dialled leg reads: no final response is a timeout, a final status is
+    /// itself; anything else (hung up, cancelled) is no failure of the target.
+    pub fn of_leg_end(reason: &crate::sip::EndReason) -> Option<Failure> {
+        use crate::sip::EndReason;
+        match reason {
+            EndReason::NoResponse => Some(Failure::Timeout),
+            EndReason::Declined(s) => Some(Failure::Status(*s)),
+            _ => None,
+        }
+    }
+
     /// RFC 3263 §4.3: only these mean "that server is not working, try another".
     pub fn fails_over(self) -> bool {
         matches!(
@@ -105,6 +116,17 @@ mod tests {
             assert_eq!(c.failed(Failure::Status(status)), None, "{status}");
             assert_eq!(c.current(), None, "{status}");
         }
+    }
+
+    #[test]
+    fn a_leg_that_ends_unanswered_or_with_503_fails_over() {
+        use crate::sip::EndReason;
+        let fo = |r: EndReason| Failure::of_leg_end(&r).is_some_and(Failure::fails_over);
+        assert!(fo(EndReason::NoResponse));
+        assert!(fo(EndReason::Declined(503)));
+        assert!(!fo(EndReason::Declined(486)));
+        assert!(!fo(EndReason::RemoteBye));
+        assert!(!fo(EndReason::Cancelled));
     }
 
     #[test]

@@ -209,36 +209,53 @@ pub async fn resolve_with(
     p.finish(pick)
 }
 
-/// What the SIP senders hold: resolves a URI to its ordered targets. Cheap to clone.
+type Shared = Result<Arc<dyn Lookup>, DnsError>;
+
+/// What the SIP senders hold: resolves a URI to its ordered targets. Cheap to clone (clones
+/// share one lookup and so one cache).
 #[derive(Clone)]
 pub struct SipResolver {
-    /// `Err`: the resolver could not be set up (no /etc/resolv.conf...); IP literals still work.
-    lookup: Result<Arc<dyn Lookup>, DnsError>,
+    settings: DnsSettings,
+    /// Set up at the first host name, so a config of IP literals never reads /etc/resolv.conf;
+    /// `Err`: it could not be (no resolv.conf...), which each host-name lookup then returns.
+    lookup: Arc<std::sync::OnceLock<Shared>>,
 }
 
 impl std::fmt::Debug for SipResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SipResolver")
-            .field("ready", &self.lookup.is_ok())
+            .field("settings", &self.settings)
             .finish()
     }
 }
 
 impl SipResolver {
-    /// Over hickory with `settings`. A resolver that cannot be set up is logged and kept as an
-    /// error each host-name lookup returns, so IP literals go on working.
+    /// Over hickory with `settings`, set up when first needed.
     pub fn new(settings: &DnsSettings) -> SipResolver {
-        let lookup = HickoryLookup::new(settings)
-            .map(|l| Arc::new(l) as Arc<dyn Lookup>)
-            .inspect_err(
-                |e| warn!(error = %e, "DNS resolver unavailable; SIP host names will not resolve"),
-            );
-        SipResolver { lookup }
+        SipResolver {
+            settings: settings.clone(),
+            lookup: Arc::new(std::sync::OnceLock::new()),
+        }
     }
 
     /// Over any [`Lookup`] (tests, a fixed table).
     pub fn with_lookup(lookup: Arc<dyn Lookup>) -> SipResolver {
-        SipResolver { lookup: Ok(lookup) }
+        SipResolver {
+            settings: DnsSettings::default(),
+            lookup: Arc::new(std::sync::OnceLock::from(Ok(lookup))),
+        }
+    }
+
+    fn lookup(&self) -> Shared {
+        self.lookup
+            .get_or_init(|| {
+                HickoryLookup::new(&self.settings)
+                    .map(|l| Arc::new(l) as Arc<dyn Lookup>)
+                    .inspect_err(|e| {
+                        warn!(error = %e, "DNS resolver unavailable; SIP host names will not resolve")
+                    })
+            })
+            .clone()
     }
 
     /// The targets for `uri` in the order to try them, keeping only `supported` transports.
@@ -249,15 +266,19 @@ impl SipResolver {
         supported: &[Transport],
     ) -> Result<Vec<Target>, DnsError> {
         let parsed = SipUri::parse(uri)?;
-        let result = match (&self.lookup, parsed.ip()) {
-            (_, Some(_)) => Procedure::new(parsed, supported).finish(&mut |_| 0),
-            (Ok(lookup), None) => {
-                resolve_with(lookup.as_ref(), parsed, supported, &mut |total| {
-                    rand::random_range(0..=total)
-                })
-                .await
+        let result = if parsed.ip().is_some() {
+            // An IP literal: no DNS.
+            Procedure::new(parsed, supported).finish(&mut |_| 0)
+        } else {
+            match self.lookup() {
+                Ok(lookup) => {
+                    resolve_with(lookup.as_ref(), parsed, supported, &mut |total| {
+                        rand::random_range(0..=total)
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
             }
-            (Err(e), None) => Err(e.clone()),
         };
         match &result {
             Ok(targets) => {

@@ -134,7 +134,7 @@ pub(in crate::call) async fn run(
             ev = leg_events.recv() => match ev {
                 Some(CallEvent::Answered { body }) => break body,
                 Some(CallEvent::Ended { reason }) => {
-                    if let Some(next) = failure_of(&reason).and_then(|f| targets.failed(f)).map(|t| t.addr) {
+                    if let Some(next) = crate::dns::Failure::of_leg_end(&reason).and_then(|f| targets.failed(f)).map(|t| t.addr) {
                         info!(call_id = %call_id, number = %number, failed = %target, %reason, next = %next,
                               event = "callback_failover", "trunk target failed; trying the next");
                         let Some(leg) = attempt.dial(call, next).await else {
@@ -305,14 +305,5 @@ impl CallbackAttempt<'_> {
         });
         let Leg { id, events } = rx.await.ok()?;
         Some((target, leg_ip, id, events))
-    }
-}
-
-/// How a trunk leg's end reads for failover: no answer is a timeout, a final status is itself.
-pub(super) fn failure_of(reason: &EndReason) -> Option<crate::dns::Failure> {
-    match reason {
-        EndReason::NoResponse => Some(crate::dns::Failure::Timeout),
-        EndReason::Declined(s) => Some(crate::dns::Failure::Status(*s)),
-        _ => None,
     }
 }
