@@ -315,3 +315,99 @@ impl SipDestination {
         Ok(super::TargetCursor::new(targets))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A fixed table standing in for DNS: what another module's tests would do.
+    #[derive(Default)]
+    struct Table {
+        srv: HashMap<&'static str, Vec<SrvRecord>>,
+        addrs: HashMap<&'static str, Vec<IpAddr>>,
+    }
+
+    impl Lookup for Table {
+        fn naptr<'a>(&'a self, name: &'a str) -> LookupFuture<'a, Vec<NaptrRecord>> {
+            Box::pin(async move {
+                Err(DnsError::NoRecords {
+                    name: name.into(),
+                    kind: "NAPTR",
+                })
+            })
+        }
+        fn srv<'a>(&'a self, name: &'a str) -> LookupFuture<'a, Vec<SrvRecord>> {
+            Box::pin(async move { Ok(self.srv.get(name).cloned().unwrap_or_default()) })
+        }
+        fn addrs<'a>(&'a self, name: &'a str) -> LookupFuture<'a, Vec<IpAddr>> {
+            Box::pin(async move {
+                self.addrs
+                    .get(name)
+                    .cloned()
+                    .ok_or(DnsError::NxDomain { name: name.into() })
+            })
+        }
+    }
+
+    fn table() -> Table {
+        let srv = |weight, target: &str| SrvRecord {
+            priority: 10,
+            weight,
+            port: 5060,
+            target: target.into(),
+        };
+        let mut t = Table::default();
+        t.srv.insert(
+            "_sip._udp.pbx.test",
+            vec![srv(1, "light.test"), srv(99, "heavy.test")],
+        );
+        t.addrs
+            .insert("light.test", vec!["192.0.2.1".parse().unwrap()]);
+        t.addrs
+            .insert("heavy.test", vec!["192.0.2.2".parse().unwrap()]);
+        t
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn any_lookup_can_stand_in_for_dns_and_the_draw_decides_equal_priorities() {
+        let t = table();
+        let first = |draw: u32| {
+            let uri = SipUri::parse("sip:pbx.test").unwrap();
+            rt().block_on(resolve_with(&t, uri, &[Transport::Udp], &mut |_| draw))
+                .unwrap()[0]
+                .to_string()
+        };
+        assert_eq!(first(1), "192.0.2.1:5060/udp");
+        assert_eq!(first(2), "192.0.2.2:5060/udp");
+        // Through SipResolver with its real random draw: both targets, in some order.
+        let r = SipResolver::with_lookup(Arc::new(table()));
+        let got = rt()
+            .block_on(r.resolve("sip:desk@pbx.test", &[Transport::Udp]))
+            .unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+    }
+
+    #[test]
+    fn ip_literals_never_ask_the_resolver() {
+        // Name servers that do not exist: an IP literal still resolves, without DNS.
+        let r = SipResolver::new(&DnsSettings {
+            servers: vec!["127.0.0.1:9".parse().unwrap()],
+            ..DnsSettings::default()
+        });
+        let got = rt()
+            .block_on(r.resolve("sip:192.0.2.5:5070", &[Transport::Udp]))
+            .unwrap();
+        assert_eq!(got[0].to_string(), "192.0.2.5:5070/udp");
+        assert!(
+            r.lookup.get().is_none(),
+            "the resolver was set up for an IP literal"
+        );
+    }
+}
