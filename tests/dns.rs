@@ -241,3 +241,39 @@ fn a_trunk_target_answering_503_hands_the_call_to_the_next() {
         "{log}"
     );
 }
+
+#[test]
+fn a_trunk_name_that_does_not_resolve_refuses_the_call_back_with_503_and_says_why() {
+    if !require_tool("sipp") {
+        return;
+    }
+    // The zone has no pbx.test at all: NXDOMAIN.
+    let dns = DnsServer::start(Zone::default().a("other.test", Ipv4Addr::LOCALHOST, 60));
+    let ivr = ivr_with_trunk_by_name(&dns, "");
+    let auth_uri = format!("+15551230003@{}", ivr.sip_addr());
+    let refused = run_sipp(
+        &ivr,
+        "staff_callback_unresolved.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "number",
+            "+15551230003",
+            "-auth_uri",
+            &auth_uri,
+        ],
+    );
+    assert!(
+        refused.success(),
+        "call-back: {}\n{}",
+        refused.errors,
+        ivr.log()
+    );
+    let log = ivr.wait_for_log(&["event=\"callback_refused\""], WAIT);
+    assert!(log.contains("pbx.test: no such domain (NXDOMAIN)"), "{log}");
+}
