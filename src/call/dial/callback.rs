@@ -98,9 +98,16 @@ pub(in crate::call) async fn run(
     };
     let leg_session = u64::from(rand::random::<u32>());
     let Some(first) = targets.current().map(|t| t.addr) else {
+        // The resolver returns an error rather than no targets; kept for safety.
+        refuse(
+            call,
+            503,
+            &format!("call-back trunk {}: no targets", trunk.uri),
+        );
+        drain_until_end(call).await;
         return;
     };
-    let mut attempt = CallbackAttempt {
+    let attempt = CallbackAttempt {
         number: &number,
         trunk_host: &trunk_host,
         staff,
@@ -134,7 +141,10 @@ pub(in crate::call) async fn run(
             ev = leg_events.recv() => match ev {
                 Some(CallEvent::Answered { body }) => break body,
                 Some(CallEvent::Ended { reason }) => {
-                    if let Some(next) = crate::dns::Failure::of_leg_end(&reason).and_then(|f| targets.failed(f)).map(|t| t.addr) {
+                    let next = crate::dns::Failure::of_leg_end(&reason)
+                        .and_then(|f| targets.failed(f))
+                        .map(|t| t.addr);
+                    if let Some(next) = next {
                         info!(call_id = %call_id, number = %number, failed = %target, %reason, next = %next,
                               event = "callback_failover", "trunk target failed; trying the next");
                         let Some(leg) = attempt.dial(call, next).await else {
@@ -276,7 +286,7 @@ struct CallbackAttempt<'a> {
 impl CallbackAttempt<'_> {
     /// Sends the INVITE to `target`: the target, our address towards it, and the new leg.
     async fn dial(
-        &mut self,
+        &self,
         call: &mut Call,
         target: SocketAddr,
     ) -> Option<(
