@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod call;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod drain;
 pub mod flow;
 pub mod fuzz;

@@ -74,8 +74,9 @@ pub struct DeskSettings {
     pub ringback: Arc<[i16]>,
     /// Let the caller hear a ringing phone's early media (183 with SDP) instead of the tone.
     pub early_media: bool,
-    /// Where staff call-backs go out: the trunk's URI host part and address.
-    pub callback_trunk: Option<(String, std::net::SocketAddr)>,
+    /// Where staff call-backs go out: the trunk's URI host part (the Request-URI's host) and
+    /// the destination, resolved per call (RFC 3263) with failover between its targets.
+    pub callback_trunk: Option<(String, crate::dns::SipDestination)>,
     pub callback_window: Duration,
     pub callback_caller_id: String,
     pub redirect_hosts: Vec<String>,

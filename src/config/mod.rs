@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod dns;
 mod email;
 mod incidents;
 mod oncall;
@@ -19,6 +20,7 @@ mod sections;
 mod source;
 mod validate;
 
+pub use dns::{DnsConfig, parse_dns_server};
 pub use email::{EmailConfig, EmailTls};
 pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use oncall::{OncallConfig, OncallError, OncallOverride};
@@ -75,6 +77,8 @@ pub struct Config {
     /// `[oncall]`: the rota the desk member `oncall` follows.
     #[serde(default)]
     pub oncall: OncallConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

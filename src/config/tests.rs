@@ -482,3 +482,32 @@ fn email_is_off_by_default_and_its_errors_name_the_key() {
         assert!(e.contains(key), "{text:?} → {e}");
     }
 }
+
+#[test]
+fn the_callback_trunk_may_be_a_host_name_and_dns_servers_are_addresses() {
+    let c = Config::from_str(
+        "[dns]\nservers = [\"127.0.0.1:5353\"]\n[desk]\ncallback_trunk = \"sip:pbx.example.com\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.dns.settings().unwrap().servers,
+        ["127.0.0.1:5353".parse().unwrap()]
+    );
+    assert!(c.dns.servers.len() == 1 && Config::embedded().dns.servers.is_empty());
+    let e = |text: &str| Config::from_str(text, "t.toml").unwrap_err().to_string();
+    let bad = e("[desk]\ncallback_trunk = \"sip:pbx_example.com\"\n");
+    assert!(
+        bad.contains("desk.callback_trunk") && bad.contains("neither an IP"),
+        "{bad}"
+    );
+    let bad = e("[desk]\ncallback_trunk = \"http://pbx.example.com\"\n");
+    assert!(bad.contains("not a sip: or sips: URI"), "{bad}");
+    let bad = e("[dns]\nservers = [\"ns1.example.com\"]\n");
+    assert!(
+        bad.contains("dns.servers") && bad.contains("by address"),
+        "{bad}"
+    );
+    let bad = e("[dns]\ntimeout_ms = 0\n");
+    assert!(bad.contains("dns.timeout_ms"), "{bad}");
+}

@@ -104,6 +104,9 @@ impl Config {
         }
         self.validate_webhooks(origin)?;
         self.validate_email(origin)?;
+        if let Err((key, value, reason)) = self.dns.settings() {
+            return Err(bad(key, &value, reason));
+        }
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;
@@ -171,7 +174,7 @@ impl Config {
                     &member,
                     format!(
                         "in group {group:?}: neither a [[staff.users]] name nor a SIP address \
-                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); the line does no DNS"
+                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); desk members are not looked up in DNS (only desk.callback_trunk may be a host name)"
                     ),
                 ),
                 DeskError::Duplicate(name) => bad("desk.groups.name", &name, "listed twice".into()),
@@ -191,12 +194,14 @@ impl Config {
             ));
         }
         if !self.desk.callback_trunk.is_empty()
-            && crate::sip::uri_socket_addr(&self.desk.callback_trunk).is_none()
+            && let Err(e) = crate::dns::SipUri::parse(&self.desk.callback_trunk)
         {
             return Err(bad(
                 "desk.callback_trunk",
                 &self.desk.callback_trunk,
-                "expected a SIP URI with an IP address, e.g. \"sip:192.0.2.20:5060\" (the line does no DNS)".into(),
+                format!(
+                    "{e}; expected a SIP URI such as \"sip:192.0.2.20:5060\" or \"sip:pbx.example.com\" (a name resolves by DNS, RFC 3263)"
+                ),
             ));
         }
         if self.desk.accept_timeout_s == 0 || self.desk.ring_each_s == 0 {

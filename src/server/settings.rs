@@ -80,19 +80,23 @@ pub(super) fn desk_settings(
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
-        callback_trunk: crate::sip::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
-            let host = crate::sip::uri_host_port(&config.desk.callback_trunk)
-                .map(|(h, p)| match p {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h,
-                })
-                .unwrap_or_else(|| a.to_string());
-            (host, a)
-        }),
+        callback_trunk: callback_trunk(config),
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
         callback_caller_id: config.desk.callback_caller_id.clone(),
         redirect_hosts: config.desk.redirect_hosts.clone(),
     })
+}
+
+/// `desk.callback_trunk` (checked by validation) with a resolver built from `[dns]`.
+fn callback_trunk(config: &Config) -> Option<(String, crate::dns::SipDestination)> {
+    let uri = &config.desk.callback_trunk;
+    let host = crate::sip::uri_host_port(uri).map(|(h, p)| match p {
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    })?;
+    let dns = config.dns.settings().unwrap_or_default();
+    let dest = crate::dns::SipDestination::new(uri, crate::dns::SipResolver::new(&dns)).ok()?;
+    Some((host, dest))
 }
 
 /// Wall-clock Unix seconds (the endpoint's nonce clock is anchored on it at start).

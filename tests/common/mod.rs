@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod baresip;
+pub mod dns;
 pub mod hook;
 pub mod smtp;
 pub mod staff;

@@ -22,6 +22,12 @@ pub struct Staff {
 impl Staff {
     /// `pause_ms` is the scenario's `<pause/>` (how long it rings before answering).
     pub fn start(dir: &Path, scenario: &'static str, pause_ms: u64) -> Staff {
+        Staff::start_at(dir, "127.0.0.1", scenario, pause_ms)
+    }
+
+    /// Like [`Staff::start`], listening on another loopback address (`127.0.0.3`): the DNS
+    /// tests give each SRV target its own host.
+    pub fn start_at(dir: &Path, ip: &str, scenario: &'static str, pause_ms: u64) -> Staff {
         let port = free_port();
         let media_port = super::free_media_port();
         let stem = scenario.trim_end_matches(".xml");
@@ -31,7 +37,7 @@ impl Staff {
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(manifest_dir().join("tests/sipp").join(scenario))
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-i", ip, "-p", &port.to_string()])
             .args(["-mp", &media_port.to_string()])
             .args(["-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin"])
             .args(["-d", &pause_ms.to_string()])

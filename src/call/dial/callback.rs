@@ -86,33 +86,44 @@ pub(in crate::call) async fn run(
         }
     };
     call.send(CallCommand::Ring);
-    let leg_ip = route_ip(trunk).unwrap_or(incoming.local.ip());
-    let leg_session = u64::from(rand::random::<u32>());
-    let spec = OutboundCall {
-        request_uri: format!("sip:{number}@{trunk_host}"),
-        destination: trunk,
-        transport: Transport::Udp,
-        local: SocketAddr::new(leg_ip, call.sip_port),
-        display_name: String::new(),
-        from_user: settings.desk.callback_caller_id.clone(),
-        sdp: sdp::offer(neg.encoding, leg_ip, leg_port, leg_session, 1),
-        credentials: None,
-        redirect_hosts: Vec::new(),
-        extra_headers: vec![("X-IVR-Callback-By".into(), staff.to_string())],
+    // The trunk's targets in RFC 3263 order (an IP literal is its one target); the line sends
+    // call-backs over UDP.
+    let mut targets = match trunk.cursor(&[crate::dns::Transport::Udp]).await {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(call, 503, &format!("call-back trunk {}: {e}", trunk.uri));
+            drain_until_end(call).await;
+            return;
+        }
     };
-    let (reply, rx) = oneshot::channel();
-    call.send(CallCommand::Dial {
-        spec: Box::new(spec),
-        reply,
-    });
-    let Ok(Leg {
-        id: leg_id,
-        events: mut leg_events,
-    }) = rx.await
+    let leg_session = u64::from(rand::random::<u32>());
+    let Some(first) = targets.current().map(|t| t.addr) else {
+        // The resolver returns an error rather than no targets; kept for safety.
+        refuse(
+            call,
+            503,
+            &format!("call-back trunk {}: no targets", trunk.uri),
+        );
+        drain_until_end(call).await;
+        return;
+    };
+    let attempt = CallbackAttempt {
+        number: &number,
+        trunk_host: &trunk_host,
+        staff,
+        settings,
+        encoding: neg.encoding,
+        leg_port,
+        leg_session,
+        fallback_ip: incoming.local.ip(),
+    };
+    let Some((mut target, mut leg_ip, mut leg_id, mut leg_events)) =
+        attempt.dial(call, first).await
     else {
         return;
     };
-    // Ringing: the staff phone may give up (CANCEL), the number may answer or fail.
+    // Ringing: the staff phone may give up (CANCEL), the number may answer or fail; a trunk
+    // target that times out or answers 503 hands the call to the next one (RFC 3263 §4.3).
     let answer = loop {
         tokio::select! {
             ev = call.events.recv() => match ev {
@@ -130,6 +141,18 @@ pub(in crate::call) async fn run(
             ev = leg_events.recv() => match ev {
                 Some(CallEvent::Answered { body }) => break body,
                 Some(CallEvent::Ended { reason }) => {
+                    let next = crate::dns::Failure::of_leg_end(&reason)
+                        .and_then(|f| targets.failed(f))
+                        .map(|t| t.addr);
+                    if let Some(next) = next {
+                        info!(call_id = %call_id, number = %number, failed = %target, %reason, next = %next,
+                              event = "callback_failover", "trunk target failed; trying the next");
+                        let Some(leg) = attempt.dial(call, next).await else {
+                            return;
+                        };
+                        (target, leg_ip, leg_id, leg_events) = leg;
+                        continue;
+                    }
                     // The customer's side failed: tell the staff phone why, as a phone would.
                     let status = match reason {
                         EndReason::Declined(s) if (400..700).contains(&s) && s != 487 => s,
@@ -173,7 +196,7 @@ pub(in crate::call) async fn run(
         sdp_version,
     )));
     let staff_media = start_media(staff_socket, &neg, incoming.source.ip(), settings, &call_id);
-    let leg_media = start_media(leg_socket, &leg_neg, trunk.ip(), settings, &call_id);
+    let leg_media = start_media(leg_socket, &leg_neg, target.ip(), settings, &call_id);
     let acked = settings.memory.callback_answered(&number, staff).await;
     info!(call_id = %call_id, staff = %staff, number = %number, voicemails_acked = acked,
           event = "callback_connected", "call-back answered; the number's voicemails count as called back");
@@ -201,7 +224,7 @@ pub(in crate::call) async fn run(
     let mut leg = LiveLeg {
         id: leg_id,
         member: number.clone(),
-        peer: trunk.ip(),
+        peer: target.ip(),
         socket: None,
         local_ip: leg_ip,
         rtp_port: leg_port,
@@ -245,4 +268,52 @@ pub(in crate::call) async fn run(
     info!(call_id = %call_id, staff = %staff, number = %number, talk_ms = summary.talk.as_millis() as u64,
           event = "callback_ended", "call-back ended");
     staff_media.stop().await;
+}
+
+/// What every INVITE of one call-back shares; only the trunk target changes between attempts.
+struct CallbackAttempt<'a> {
+    number: &'a str,
+    trunk_host: &'a str,
+    staff: &'a str,
+    settings: &'a CallSettings,
+    encoding: sdp::AudioEncoding,
+    leg_port: u16,
+    leg_session: u64,
+    /// Our address when the route to the target cannot be looked up.
+    fallback_ip: std::net::IpAddr,
+}
+
+impl CallbackAttempt<'_> {
+    /// Sends the INVITE to `target`: the target, our address towards it, and the new leg.
+    async fn dial(
+        &self,
+        call: &mut Call,
+        target: SocketAddr,
+    ) -> Option<(
+        SocketAddr,
+        std::net::IpAddr,
+        crate::sip::CallRef,
+        mpsc::UnboundedReceiver<CallEvent>,
+    )> {
+        let leg_ip = route_ip(target).unwrap_or(self.fallback_ip);
+        let spec = OutboundCall {
+            request_uri: format!("sip:{}@{}", self.number, self.trunk_host),
+            destination: target,
+            transport: Transport::Udp,
+            local: SocketAddr::new(leg_ip, call.sip_port),
+            display_name: String::new(),
+            from_user: self.settings.desk.callback_caller_id.clone(),
+            sdp: sdp::offer(self.encoding, leg_ip, self.leg_port, self.leg_session, 1),
+            credentials: None,
+            redirect_hosts: Vec::new(),
+            extra_headers: vec![("X-IVR-Callback-By".into(), self.staff.to_string())],
+        };
+        let (reply, rx) = oneshot::channel();
+        call.send(CallCommand::Dial {
+            spec: Box::new(spec),
+            reply,
+        });
+        let Leg { id, events } = rx.await.ok()?;
+        Some((target, leg_ip, id, events))
+    }
 }
