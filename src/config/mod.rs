@@ -15,12 +15,14 @@ mod incidents;
 mod paths;
 mod sections;
 mod source;
+mod transcription;
 mod validate;
 
 pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
+pub use transcription::TranscriptionConfig;
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
 /// The documented defaults, byte for byte the shipped `config/ivr.toml`.
@@ -66,6 +68,8 @@ pub struct Config {
     pub desk: DeskConfig,
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    #[serde(default)]
+    pub transcription: TranscriptionConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

@@ -103,6 +103,7 @@ impl Config {
             }
         }
         self.validate_webhooks(origin)?;
+        self.transcription.validate(origin)?;
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;

@@ -402,9 +402,11 @@ fn open_memory(
                 },
                 stop,
             );
+            let transcripts = crate::transcribe::worker::start(config, store, &n, clock, stopped());
             if let Ok(mut tasks) = background_tasks().lock() {
                 tasks.push(worker);
                 tasks.push(sla);
+                tasks.extend(transcripts);
             }
             Some(n)
         }
