@@ -12,6 +12,7 @@
 //!   the store before `ivr serve` starts, which also shows the worker picks up what a previous
 //!   run left owed.
 
+mod admin_support;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -344,4 +345,69 @@ fn an_engine_that_is_not_installed_turns_transcription_off_and_check_says_so() {
         "{log}"
     );
     assert!(voicemail_list(&data).contains("(not transcribed yet)"));
+}
+
+/// What a caller says ends up as text on the admin page: an engine that "heard" markup must not
+/// get it into the HTML, and the JSON carries it as a string.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_page_and_api_show_the_transcript_escaped() {
+    use admin_support::{TOKEN, client, hash_token, json, url};
+    let dir = unique_temp_dir("transcribe-admin");
+    let data = data_with_a_voicemail(&dir);
+    let heard = "<script>alert(1)</script> my server & \"mail\" are down";
+    {
+        let store = ivr::store::SqliteStore::open(&data).expect("open");
+        let stored = ivr::store::Store::set_transcript(
+            &store,
+            1,
+            &ivr::store::TranscriptOutcome {
+                engine: "command:whisper-cli".into(),
+                at: jiff::Timestamp::now(),
+                text: Ok(heard.into()),
+            },
+            None,
+        )
+        .expect("set transcript");
+        assert!(stored);
+    }
+    let hash = hash_token(TOKEN);
+    let ivr = admin_support::start(
+        &dir,
+        &data,
+        &format!("[admin]\ntoken_hash = \"{hash}\"\n[transcription]\nengine = \"off\"\n"),
+    );
+    let admin = ivr.admin_addr();
+    let http = client();
+    let bearer = format!("Bearer {TOKEN}");
+    let list = json(
+        http.get(url(admin, "/api/voicemails"))
+            .header(reqwest::header::AUTHORIZATION, &bearer)
+            .send()
+            .await
+            .expect("GET /api/voicemails"),
+    )
+    .await;
+    assert_eq!(list[0]["transcript"], heard);
+    assert_eq!(list[0]["transcript_state"], "done");
+    assert_eq!(list[0]["transcript_engine"], "command:whisper-cli");
+    assert_eq!(list[0]["transcript_error"], Value::Null);
+    assert!(list[0]["transcribed_at"].is_string());
+
+    let html = http
+        .get(url(admin, "/"))
+        .header(reqwest::header::AUTHORIZATION, &bearer)
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(
+            "&lt;script&gt;alert(1)&lt;/script&gt; my server &amp; &quot;mail&quot; are down"
+        ),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+    assert!(voicemail_list(&data).contains(heard));
 }

@@ -248,3 +248,7 @@ async fn blocking<T: Send + 'static>(
         })
     })
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
