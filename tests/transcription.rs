@@ -411,3 +411,85 @@ async fn the_admin_page_and_api_show_the_transcript_escaped() {
     assert!(!html.contains("<script>alert(1)"), "{html}");
     assert!(voicemail_list(&data).contains(heard));
 }
+
+/// Whether process `pid` has exited (a zombie until its parent waits counts as exited).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
+}
+
+/// Stopping `ivr serve` kills a running engine rather than waiting for it (before: the process
+/// stayed up until the engine's 60 s were over), and the voicemail stays owed a transcript for
+/// the next start, its attempts untouched.
+#[test]
+fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
+    let dir = unique_temp_dir("transcribe-stop");
+    let data = data_with_a_voicemail(&dir);
+    let hook = Hook::start(0);
+    // The engine leaves its pid beside the WAV, then runs far longer than the test waits.
+    let config = write_config(
+        &dir,
+        &hook,
+        "engine = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ > \\\"$0.pid\\\"; exec sleep 60\", \"{wav}\"]\ntimeout_s = 600",
+    );
+    let flow = manifest_dir().join("tests/flows/greeting.toml");
+    let ivr = Ivr::start_in(
+        &dir,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--flow",
+            flow.to_str().expect("utf-8"),
+            "--prompts",
+            manifest_dir().join("prompts").to_str().expect("utf-8"),
+        ],
+    );
+    let pid_file = data.join("voicemail").join("vm1.wav.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let engine: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never started; log:\n{}",
+            ivr.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ok = Command::new("kill")
+        .args(["-TERM", &ivr.pid().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !exited(ivr.pid()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ivr still running 30 s after SIGTERM (its engine sleeps 60 s); log:\n{}",
+            ivr.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(exited(engine), "the engine {engine} outlived ivr");
+    let rows = transcript_rows(&data);
+    assert_eq!(rows[0], (None, None, None, None), "still owed: {rows:?}");
+    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open");
+    let attempts: i64 = conn
+        .query_row("SELECT transcript_attempts FROM voicemails", [], |r| {
+            r.get(0)
+        })
+        .expect("attempts");
+    assert_eq!(attempts, 0);
+    assert!(hook.named("voicemail_transcribed").is_empty());
+}

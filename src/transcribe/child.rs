@@ -5,6 +5,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::TranscribeError;
@@ -23,10 +24,22 @@ const NICE: i32 = 10;
 /// Kept of an engine's stderr for the error message.
 const STDERR_TAIL: usize = 400;
 
+/// Set when the process is stopping: running engines are killed at once (checked every
+/// [`POLL`]), so a shutdown never waits out an engine's timeout.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// Kill every running engine and refuse new ones: `ivr serve` is stopping.
+pub fn cancel_all() {
+    CANCEL.store(true, Ordering::SeqCst);
+}
+
 /// Run `argv` (program first) until it exits or `timeout` passes. Exit 0 gives its output; a
 /// missing program, another exit status or the deadline is an error naming the program.
 pub fn run(argv: &[String], timeout: Duration) -> Result<Output, TranscribeError> {
     let (program, args) = argv.split_first().ok_or(TranscribeError::NoCommand)?;
+    if CANCEL.load(Ordering::SeqCst) {
+        return Err(TranscribeError::Cancelled);
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -71,6 +84,11 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Output, TranscribeError
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
+            Ok(None) if CANCEL.load(Ordering::SeqCst) => {
+                kill_group(child.id());
+                let _ = child.wait();
+                break Err(TranscribeError::Cancelled);
+            }
             Ok(None) if Instant::now() >= deadline => {
                 kill_group(child.id());
                 let _ = child.wait();

@@ -53,6 +53,8 @@ pub enum TranscribeError {
         status: String,
         stderr: String,
     },
+    #[error("stopped: ivr is shutting down")]
+    Cancelled,
     #[error("cannot read the voicemail {path}: {error}")]
     Audio { path: String, error: String },
     #[error("cannot prepare audio for the engine in {path}: {error}")]

@@ -102,7 +102,15 @@ impl TranscriptWorker {
             tokio::pin!(stop);
             info!(engine = %worker.engine.name(), "transcription worker started");
             loop {
-                let pass = worker.pass().await;
+                // Stopping kills a running engine (its attempt is not counted: the voicemail is
+                // owed a transcript at the next start) instead of waiting out its timeout.
+                let pass = tokio::select! {
+                    pass = worker.pass() => pass,
+                    () = &mut stop => {
+                        super::child::cancel_all();
+                        break;
+                    }
+                };
                 let sleep = match pass {
                     // Did something: look again at once (more may be owed than one batch).
                     Ok(p) if p.transcribed + p.failed > 0 => Duration::ZERO,
@@ -173,6 +181,7 @@ impl TranscriptWorker {
                       took_ms, words = text.split_whitespace().count(), "voicemail transcribed");
                 self.store_outcome(&owed, Ok(text)).await
             }
+            Err(TranscribeError::Cancelled) => Ok(Done::Retry),
             Err(e) => {
                 let attempt = owed.attempts + 1;
                 let last = e.is_permanent() || attempt >= self.max_attempts;
