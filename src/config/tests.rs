@@ -448,3 +448,18 @@ fn a_ca_file_resolves_against_its_config_and_must_hold_a_certificate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn transcription_model_paths_resolve_against_their_config() {
+    let dir = temp_dir("transcription-lm");
+    let file = dir.join("ivr.toml");
+    std::fs::write(&file, "[transcription]\nlm = \"models/it-support.lm\"\n").unwrap();
+    let c = Config::load_with(Some(&file), &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.transcription.lm, dir.join("models/it-support.lm"));
+    // Keys the file leaves out keep the Debian model's absolute paths.
+    assert_eq!(
+        c.transcription.dict,
+        std::path::Path::new("/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
