@@ -112,8 +112,10 @@ impl TranscriptWorker {
                     }
                 };
                 let sleep = match pass {
-                    // Did something: look again at once (more may be owed than one batch).
-                    Ok(p) if p.transcribed + p.failed > 0 => Duration::ZERO,
+                    // Did something: look again at once (more may be owed than one batch),
+                    // unless an attempt failed: its retry waits, not spending every attempt in
+                    // one burst.
+                    Ok(p) if p.transcribed + p.failed > 0 && p.retrying == 0 => Duration::ZERO,
                     Ok(_) => IDLE,
                     Err(e) => {
                         warn!(error = %e, "transcription: cannot read the voicemails owed a transcript");
