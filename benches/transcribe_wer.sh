@@ -34,9 +34,9 @@ i=0
 while IFS= read -r text; do
   i=$((i + 1))
   espeak-ng -v en-us -w "$out/tts$i.wav" "$text"
-  sox "$out/tts$i.wav" -r 16000 -b 16 -c 1 "$out/m$i-16k.wav"
-  sox "$out/tts$i.wav" -r 8000 -c 1 -e u-law "$out/m$i-ulaw.wav"
-  sox "$out/m$i-ulaw.wav" -e signed -b 16 "$out/m$i-phone.wav"
+  sox -D "$out/tts$i.wav" -r 16000 -b 16 -c 1 "$out/m$i-16k.wav"
+  sox -D "$out/tts$i.wav" -r 8000 -c 1 -e u-law "$out/m$i-ulaw.wav"
+  sox -D "$out/m$i-ulaw.wav" -e signed -b 16 "$out/m$i-phone.wav"
   printf '%s\t%s\n' "$out/m$i-16k.wav" "$text" >> "$out/16k.list"
   printf '%s\t%s\n' "$out/m$i-phone.wav" "$text" >> "$out/phone.list"
 done < "$messages"

@@ -79,7 +79,9 @@ fn write_spoken_message(dir: &Path) {
         .expect("run espeak-ng")
         .success();
     assert!(ok, "espeak-ng failed");
+    // -D: no dither, so the same message makes the same audio every run.
     let ok = Command::new("sox")
+        .arg("-D")
         .arg(&wav)
         .args(["-r", "8000", "-c", "1", "-t", "raw", "-e", "u-law"])
         .arg(&ulaw)

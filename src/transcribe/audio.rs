@@ -6,8 +6,9 @@
 //! 6.8 kHz, and image energy there is noise on every phoneme. A first, shorter filter (a
 //! half-band interpolator keeping the original samples) left the image of a 3.3 kHz tone 55 dB
 //! down (3.5 kHz: 44 dB), and with the IT-support language model its word error rate was 82 %
-//! where sox's resampler gave 72 % (BENCHMARKS.md). This one, a Blackman-windowed sinc with its
-//! cutoff just under 4 kHz, puts those images 89 and 76 dB down and matches sox (74 %).
+//! where sox's resampler gave 72 % (BENCHMARKS.md; on eight messages, so suggestive only). This
+//! one, a Blackman-windowed sinc with its cutoff just under 4 kHz, puts those images 89 and 76 dB
+//! down and matched sox (74 %).
 
 use std::f64::consts::PI;
 
