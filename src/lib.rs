@@ -4,6 +4,7 @@
 //! (RTP, G.711, paced prompt player, receive statistics), `call` (one task per call that glues a
 //! dialog to a media session), `config` (the `config/ivr.toml` settings), `fuzz` (fuzz targets for
 //! everything read from the network, and the fuzzer that runs them).
+//! `transcribe` turns kept voicemails into text offline, in a worker off the call path.
 
 pub mod billing;
 pub mod bridge;
@@ -30,3 +31,4 @@ pub mod sip;
 pub mod sla;
 pub mod store;
 pub mod text;
+pub mod transcribe;

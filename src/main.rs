@@ -584,14 +584,17 @@ fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Resu
         println!("no voicemails in {}", store.path().display());
         return Ok(());
     }
-    println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE");
+    println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE\tTRANSCRIPT");
     // Callers chose these texts; an ESC sequence must not reach the admin's terminal.
     let show = ivr::text::escape_control;
     for listed in list {
         let status = listed.status.describe();
         let vm = listed.voicemail;
+        // The caller's words as an engine heard them: caller-controlled like the rest.
+        let transcript = ivr::services::voicemails::TranscriptState::of(&vm).describe();
+        let transcript = show(&transcript);
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{:.1}\t{status}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{:.1}\t{status}\t{}\t{transcript}",
             vm.id,
             vm.created_at,
             show(&vm.caller),
@@ -761,6 +764,14 @@ fn flow_check(flows: &[PathBuf], cfg: &Config) -> anyhow::Result<()> {
     }
     if errors > 0 {
         anyhow::bail!("{errors} error(s) in {} flow(s)", flows.len());
+    }
+    // Not an error: the line answers calls without it, but the admin should know.
+    match ivr::transcribe::engine(&cfg.transcription) {
+        Ok(engine) => println!(
+            "transcription: {} (voicemails are transcribed)",
+            engine.name()
+        ),
+        Err(why) => println!("transcription: {why}"),
     }
     println!("ok: {} flows checked", flows.len());
     Ok(())

@@ -47,6 +47,7 @@
 //! | `call_started` | `caller` (E.164 or SIP user, `"anonymous"`), `called` (dialled number), `client` (name or `null`), `after_hours` (bool), `repeat` (bool: a repeat caller) |
 //! | `repeat_caller` | `caller`, `previous_call_at` (RFC 3339), `calls_in_window` (every call from this number within `callers.repeat_window_min`, this one included: a third call says 3) |
 //! | `voicemail_recorded` | `voicemail_id`, `caller`, `client` (or `null`), `agreement` (bool: the client has an After Hours Escalation Agreement), `after_hours` (bool), `rate_multiplier` (the call's billing multiplier, `null` when unknown), `ticket` (or `null`), `duration_ms`, `path` (WAV file on the IVR host), `callback_due_at` (RFC 3339: when `callback_overdue` fires unless acknowledged) |
+//! | `voicemail_transcribed` | `voicemail_id`, `caller`, `client` (or `null`), `ticket` (or `null`), `transcript` (the text, `""` when nothing was recognised; `null` when transcription failed), `engine` (`pocketsphinx`, `command:PROGRAM`), `error` (why it failed, or `null`). Sent once per voicemail, after its `voicemail_recorded`, when the transcription worker stores the outcome (`[transcription]`) |
 //! | `call_ended` | `cdr`: the call detail record (the same columns as `ivr cdr export`) |
 //! | `callback_overdue` | `voicemail_id`, `caller`, `ticket` (or `null`), `recorded_at`, `due_at` (both RFC 3339); sent to the escalation endpoint, or the primary one when none is set |
 //! | custom (a flow's `webhook` node) | the call's variables, name → string (`caller`, `called`, `digits`, `ticket`, ...) |
@@ -78,7 +79,7 @@ pub use backoff::BackoffPolicy;
 pub use endpoint::{Endpoint, NotifyError, WebhookTargets};
 pub use event::{
     CallEnded, CallStarted, CallbackOverdue, EventKind, OutboxEvent, RepeatCaller, Target,
-    VoicemailRecorded,
+    VoicemailRecorded, VoicemailTranscribed,
 };
 pub use outbox::{MemoryStore, OutboxRow, OutboxStore, StoreError};
 pub use sign::verify;

@@ -304,3 +304,68 @@ fn implicit_tls_names_an_untrusted_certificate_and_delivers_once_the_ca_is_confi
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(smtp.received().len(), 1);
 }
+
+/// The text the test's transcription "engine" (a shell command) prints for every message.
+const SPOKEN: &str = "my server is down please call me back";
+
+#[test]
+fn the_mail_waits_for_the_transcript_and_carries_it() {
+    if !(require_tool("sipp") && common::smtp::available()) {
+        return;
+    }
+    let dir = unique_temp_dir("email-transcript");
+    let data = dir.join("data");
+    let port = free_port();
+    let smtp = SmtpServer::start(port, &dir.join("mail"), SmtpTls::Plain, None);
+    // The engine takes 2 s; the mail may wait 10 minutes for it, so a mail inside the test's
+    // wait can only have been sent by the transcript's arrival.
+    let engine = format!(
+        "[transcription]\nengine = \"command\"\ncommand = [\"sh\", \"-c\", \"sleep 2; echo {SPOKEN}\", \"{{wav}}\"]\nwait_s = 600"
+    );
+    let ivr = serve(&dir, &data, "line", &(config(port, "none", "") + &engine));
+    leave_voicemail(&ivr);
+
+    let got = smtp.wait_for(1, WAIT);
+    let mail = parse(&got[0]);
+    let body = mail.body_text(0).expect("text body").replace("\r\n", "\n");
+    assert!(
+        body.contains(&format!(
+            "Transcript (automatic, command:sh; may contain errors):\n{SPOKEN}\n"
+        )),
+        "body:\n{body}"
+    );
+    let (attempts, delivered, _) = wait_row(&data, "mail delivered", |r| r.1);
+    assert!(delivered);
+    assert_eq!(attempts, 0, "held back, never failed");
+}
+
+#[test]
+fn a_transcript_that_is_late_does_not_hold_the_mail_past_its_wait() {
+    if !(require_tool("sipp") && common::smtp::available()) {
+        return;
+    }
+    let dir = unique_temp_dir("email-no-transcript");
+    let data = dir.join("data");
+    let port = free_port();
+    let smtp = SmtpServer::start(port, &dir.join("mail"), SmtpTls::Plain, None);
+    // An engine that takes far longer than the mail is willing to wait.
+    let engine = "[transcription]\nengine = \"command\"\ncommand = [\"sh\", \"-c\", \"sleep 50\", \"{wav}\"]\ntimeout_s = 60\nwait_s = 2";
+    let ivr = serve(&dir, &data, "line", &(config(port, "none", "") + engine));
+    leave_voicemail(&ivr);
+
+    let got = smtp.wait_for(1, WAIT);
+    let body = parse(&got[0]).body_text(0).expect("text body").to_string();
+    assert!(
+        body.contains("No transcript yet: it was not ready when this mail was sent"),
+        "body:\n{body}"
+    );
+    let db = rusqlite::Connection::open(data.join("ivr.db")).expect("db");
+    let transcribed: Option<i64> = db
+        .query_row("SELECT transcribed_at FROM voicemails", [], |r| r.get(0))
+        .expect("voicemail row");
+    assert_eq!(
+        transcribed, None,
+        "the engine was still running when the mail went"
+    );
+    drop(ivr);
+}

@@ -291,6 +291,7 @@ impl Task {
                       callback_due_at = %due, "voicemail stored; callback timer started");
                 self.queue.pop_front();
                 wake(&notifier);
+                crate::transcribe::wake();
                 Ok(true)
             }
             Job::Ended {

@@ -123,6 +123,7 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
                 if let Some(n) = &memory.notifier {
                     n.wake();
                 }
+                crate::transcribe::wake();
             }
             Err(e) => error!(path = %path.display(), error = %e, "voicemail recovery failed"),
         }

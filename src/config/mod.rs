@@ -18,6 +18,7 @@ mod oncall;
 mod paths;
 mod sections;
 mod source;
+mod transcription;
 mod validate;
 
 pub use dns::{DnsConfig, parse_dns_server};
@@ -27,6 +28,7 @@ pub use oncall::{OncallConfig, OncallError, OncallOverride};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
+pub use transcription::TranscriptionConfig;
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
 /// The documented defaults, byte for byte the shipped `config/ivr.toml`.
@@ -79,6 +81,8 @@ pub struct Config {
     pub oncall: OncallConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    #[serde(default)]
+    pub transcription: TranscriptionConfig,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,

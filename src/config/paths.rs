@@ -9,13 +9,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Keys holding one path each, as `(table, key)`.
-const PATH_KEYS: [(&str, &str); 6] = [
+const PATH_KEYS: [(&str, &str); 9] = [
     ("prompts", "dir"),
     ("flows", "default"),
     ("data", "dir"),
     ("billing", "clients_csv"),
     ("webhooks", "ca_file"),
     ("email", "ca_file"),
+    ("transcription", "hmm"),
+    ("transcription", "lm"),
+    ("transcription", "dict"),
 ];
 /// Tables whose every value is a path: `[flows.numbers]` maps dialled numbers to flow files.
 const PATH_TABLES: [(&str, &str); 1] = [("flows", "numbers")];

@@ -511,3 +511,18 @@ fn the_callback_trunk_may_be_a_host_name_and_dns_servers_are_addresses() {
     let bad = e("[dns]\ntimeout_ms = 0\n");
     assert!(bad.contains("dns.timeout_ms"), "{bad}");
 }
+
+#[test]
+fn transcription_model_paths_resolve_against_their_config() {
+    let dir = temp_dir("transcription-lm");
+    let file = dir.join("ivr.toml");
+    std::fs::write(&file, "[transcription]\nlm = \"models/it-support.lm\"\n").unwrap();
+    let c = Config::load_with(Some(&file), &install_at("/opt/ivr")).unwrap();
+    assert_eq!(c.transcription.lm, dir.join("models/it-support.lm"));
+    // Keys the file leaves out keep the Debian model's absolute paths.
+    assert_eq!(
+        c.transcription.dict,
+        std::path::Path::new("/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -107,6 +107,7 @@ impl Config {
         if let Err((key, value, reason)) = self.dns.settings() {
             return Err(bad(key, &value, reason));
         }
+        self.transcription.validate(origin)?;
         if !self.admin.listen.is_empty() {
             parse_listen(&self.admin.listen)
                 .map_err(|reason| bad("admin.listen", &self.admin.listen, reason))?;

@@ -93,6 +93,11 @@ pub fn voicemail_json(l: &Listed) -> serde_json::Value {
         "sla_due_at": vm.sla_due_at.to_string(),
         "status": status,
         "audio_url": format!("/api/voicemails/{}/audio", vm.id),
+        "transcript_state": voicemails::TranscriptState::of(vm).name(),
+        "transcript": vm.transcript,
+        "transcript_engine": vm.transcript_engine,
+        "transcript_error": vm.transcript_error,
+        "transcribed_at": vm.transcribed_at.map(|t| t.to_string()),
     })
 }
 

@@ -172,7 +172,7 @@ pub async fn voicemails(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) 
     if list.is_empty() {
         body.push_str("<p>No voicemails.</p>");
     } else {
-        body.push_str("<table><tr><th>ID</th><th>Received</th><th>Caller</th><th>Client</th><th>Ticket</th><th>Length</th><th>Callback</th><th>Listen</th><th></th></tr>");
+        body.push_str("<table><tr><th>ID</th><th>Received</th><th>Caller</th><th>Client</th><th>Ticket</th><th>Length</th><th>Callback</th><th>Transcript</th><th>Listen</th><th></th></tr>");
         for l in list.iter().rev() {
             let vm = &l.voicemail;
             let callback = match &l.status {
@@ -186,6 +186,8 @@ pub async fn voicemails(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) 
                 }
                 other => other.describe(),
             };
+            // The caller's words (as an engine heard them): escaped like every caller text.
+            let transcript = voicemails::TranscriptState::of(vm);
             let ack = match l.status {
                 CallbackStatus::Acked { .. } => String::new(),
                 _ => post_button(&format!("/voicemails/{}/ack", vm.id), &csrf, "Acknowledge"),
@@ -193,7 +195,8 @@ pub async fn voicemails(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) 
             let _ = write!(
                 body,
                 "<tr id=\"vm-{id}\"><td>{id}</td><td>{received}</td><td>{caller}</td><td>{client}</td><td>{ticket}</td><td>{secs:.1} s</td>\
-                 <td class=\"{state}\">{callback}</td><td><audio controls preload=\"none\" src=\"/api/voicemails/{id}/audio\"></audio></td><td>{ack}</td></tr>",
+                 <td class=\"{state}\">{callback}</td><td class=\"transcript {tstate}\">{transcript}</td>\
+                 <td><audio controls preload=\"none\" src=\"/api/voicemails/{id}/audio\"></audio></td><td>{ack}</td></tr>",
                 id = vm.id,
                 received = esc(&local_time(&hours, vm.created_at)),
                 caller = esc(&vm.caller),
@@ -202,6 +205,8 @@ pub async fn voicemails(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) 
                 secs = vm.duration_ms as f64 / 1000.0,
                 state = l.status.name(),
                 callback = esc(&callback),
+                tstate = transcript.name(),
+                transcript = esc(&transcript.describe()),
             );
         }
         body.push_str("</table>");

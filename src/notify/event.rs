@@ -15,6 +15,8 @@ pub enum EventKind {
     VoicemailRecorded,
     CallEnded,
     CallbackOverdue,
+    /// A kept voicemail's transcript (or why there is none), from the transcription worker.
+    VoicemailTranscribed,
     /// An event named by a flow's `webhook` node.
     Custom(String),
 }
@@ -27,6 +29,7 @@ impl EventKind {
             EventKind::VoicemailRecorded => "voicemail_recorded",
             EventKind::CallEnded => "call_ended",
             EventKind::CallbackOverdue => "callback_overdue",
+            EventKind::VoicemailTranscribed => "voicemail_transcribed",
             EventKind::Custom(name) => name,
         }
     }
@@ -40,6 +43,7 @@ impl EventKind {
             "voicemail_recorded" => EventKind::VoicemailRecorded,
             "call_ended" => EventKind::CallEnded,
             "callback_overdue" => EventKind::CallbackOverdue,
+            "voicemail_transcribed" => EventKind::VoicemailTranscribed,
             other => EventKind::Custom(other.to_string()),
         }
     }
@@ -148,6 +152,20 @@ pub struct CallbackOverdue {
     pub due_at: Timestamp,
 }
 
+/// `data` of `voicemail_transcribed`: exactly one of `transcript` and `error` is set.
+#[derive(Clone, Debug, Serialize)]
+pub struct VoicemailTranscribed {
+    pub voicemail_id: i64,
+    pub caller: String,
+    pub client: Option<String>,
+    pub ticket: Option<String>,
+    /// The text (empty when the engine recognised nothing), or `null` when it failed.
+    pub transcript: Option<String>,
+    pub engine: String,
+    /// Why there is no transcript, or `null`.
+    pub error: Option<String>,
+}
+
 impl OutboxEvent {
     pub fn call_started(call_id: &str, at: Timestamp, data: CallStarted) -> Self {
         Self::build(
@@ -181,6 +199,12 @@ impl OutboxEvent {
             target,
             ..self.clone()
         }
+    }
+
+    /// For the primary target, in the voicemail's call's order (after its `voicemail_recorded`).
+    pub fn voicemail_transcribed(call_id: &str, at: Timestamp, data: VoicemailTranscribed) -> Self {
+        let kind = EventKind::VoicemailTranscribed;
+        Self::build(kind, Some(call_id), at, Target::Primary, data)
     }
 
     pub fn call_ended(call_id: &str, at: Timestamp, data: CallEnded) -> Self {
@@ -276,6 +300,7 @@ mod tests {
             EventKind::VoicemailRecorded,
             EventKind::CallEnded,
             EventKind::CallbackOverdue,
+            EventKind::VoicemailTranscribed,
             EventKind::Custom("after_hours_request".into()),
         ];
         for k in kinds {

@@ -52,8 +52,11 @@ fn from_store(r: store::OutboxRow) -> OutboxRow {
         },
         attempts: r.attempts,
         // The store sets `next_attempt_at = created_at` on insert; a never-tried row is due at
-        // once whatever the clocks say.
-        next_attempt_at: (r.attempts > 0).then_some(r.next_attempt_at),
+        // once whatever the clocks say, unless it was postponed (a mail waiting for its
+        // transcript), which moves it past `created_at`: read as due then, it would be
+        // attempted, held and attempted again in a loop for the whole wait.
+        next_attempt_at: (r.attempts > 0 || r.next_attempt_at > r.created_at)
+            .then_some(r.next_attempt_at),
     }
 }
 
@@ -86,6 +89,22 @@ impl<S: Store + ?Sized> OutboxStore for S {
 
     fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
         Store::postpone_outbox(self, id, until).map_err(err)
+    }
+
+    fn transcript(&self, voicemail_id: i64) -> Result<Transcript, StoreError> {
+        let vm = Store::voicemail(self, voicemail_id).map_err(err)?;
+        Ok(match vm {
+            Some(v) if v.transcribed_at.is_some() => match (v.transcript, v.transcript_error) {
+                (Some(text), _) => Transcript::Ready {
+                    text,
+                    engine: v.transcript_engine.unwrap_or_default(),
+                },
+                (None, error) => Transcript::Failed {
+                    error: error.unwrap_or_else(|| "unknown error".into()),
+                },
+            },
+            _ => Transcript::Pending,
+        })
     }
 }
 
@@ -347,5 +366,23 @@ mod tests {
         let tick = wheel.tick(t("2025-02-01T00:00:00Z")).unwrap();
         assert!(tick.escalated.is_empty());
         assert_eq!(tick.next_due, None);
+    }
+
+    /// A postponed row that was never tried reads as not due until its time (read as due, the
+    /// worker spun through the whole wait: attempt, hold, attempt ...).
+    #[test]
+    fn a_postponed_row_is_not_due_until_its_time() {
+        let dir = TempDir::new("postponed");
+        let store = SqliteStore::open(&dir.0).unwrap();
+        let s: &dyn OutboxStore = &store;
+        let at = t("2025-01-31T22:00:00Z");
+        let id = s.enqueue(&started("a", at)).unwrap();
+        assert_eq!(s.pending_outbox(10).unwrap()[0].next_attempt_at, None);
+        s.postpone(id, t("2025-01-31T22:02:00Z")).unwrap();
+        let row = &s.pending_outbox(10).unwrap()[0];
+        assert_eq!(
+            (row.attempts, row.next_attempt_at),
+            (0, Some(t("2025-01-31T22:02:00Z")))
+        );
     }
 }

@@ -393,7 +393,11 @@ fn open_memory(
                 },
             );
             if config.email.enabled() {
-                n = n.with_mailer(crate::notify::smtp::Mailer::new(&config.email, tz, None)?);
+                // A mail waits for its transcript only when a worker is there to make it.
+                let wait = crate::transcribe::engine(&config.transcription)
+                    .is_ok()
+                    .then(|| std::time::Duration::from_secs(config.transcription.wait_s));
+                n = n.with_mailer(crate::notify::smtp::Mailer::new(&config.email, tz, wait)?);
             }
             let stopped = || {
                 let mut rx = shutdown.clone();
@@ -412,9 +416,11 @@ fn open_memory(
                 },
                 stop,
             );
+            let transcripts = crate::transcribe::worker::start(config, store, &n, clock, stopped());
             if let Ok(mut tasks) = background_tasks().lock() {
                 tasks.push(worker);
                 tasks.push(sla);
+                tasks.extend(transcripts);
             }
             Some(n)
         }

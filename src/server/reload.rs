@@ -96,6 +96,8 @@ fn restart_keys() -> Vec<(&'static str, KeyReader)> {
         ("callers.trusted_proxies", |c| {
             format!("{:?}", c.callers.trusted_proxies)
         }),
+        // The transcription worker runs the engine it was started with.
+        ("transcription", |c| format!("{:?}", c.transcription)),
     ]
 }
 
@@ -340,6 +342,8 @@ mod tests {
         assert_eq!(restart_needed(&old, &new), ["sip", "rtp.ports", "sla"]);
         let new = config("[call]\nring_ms = 10\n[callers]\nrepeat_times = 9\n");
         assert!(restart_needed(&old, &new).is_empty());
+        let new = config("[transcription]\nengine = \"off\"\n");
+        assert_eq!(restart_needed(&old, &new), ["transcription"]);
     }
 
     #[test]

@@ -54,6 +54,47 @@ impl CallbackStatus {
     }
 }
 
+/// Where a voicemail's transcript stands (`[transcription]`, `crate::transcribe`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TranscriptState<'a> {
+    /// No outcome yet: the worker has not got to it, or transcription is off.
+    Pending,
+    /// The text (empty: the engine recognised nothing).
+    Text(&'a str),
+    /// Transcription failed for good, with the last error.
+    Failed(&'a str),
+}
+
+impl<'a> TranscriptState<'a> {
+    pub fn of(vm: &'a Voicemail) -> Self {
+        match (&vm.transcribed_at, &vm.transcript, &vm.transcript_error) {
+            (None, _, _) => TranscriptState::Pending,
+            (Some(_), Some(text), _) => TranscriptState::Text(text),
+            (Some(_), None, error) => TranscriptState::Failed(error.as_deref().unwrap_or("")),
+        }
+    }
+
+    /// A short machine name: `pending`, `done`, `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TranscriptState::Pending => "pending",
+            TranscriptState::Text(_) => "done",
+            TranscriptState::Failed(_) => "failed",
+        }
+    }
+
+    /// What a listing shows. The text is the caller's words (as heard by an engine): escape it
+    /// for wherever it goes.
+    pub fn describe(&self) -> String {
+        match self {
+            TranscriptState::Pending => "(not transcribed yet)".into(),
+            TranscriptState::Text("") => "(no words recognised)".into(),
+            TranscriptState::Text(t) => (*t).to_string(),
+            TranscriptState::Failed(e) => format!("(transcription failed: {e})"),
+        }
+    }
+}
+
 /// A voicemail and its status at the time of the listing.
 #[derive(Clone, Debug)]
 pub struct Listed {
@@ -118,7 +159,34 @@ mod tests {
             escalated_at: None,
             sla_due_at: "2026-11-27T22:20:00Z".parse().unwrap(),
             sla_state: state,
+            transcript: None,
+            transcript_engine: None,
+            transcribed_at: None,
+            transcript_error: None,
         }
+    }
+
+    #[test]
+    fn transcript_state_pending_text_empty_or_failed() {
+        let mut v = vm(SlaState::Pending);
+        assert_eq!(TranscriptState::of(&v), TranscriptState::Pending);
+        assert_eq!(TranscriptState::of(&v).describe(), "(not transcribed yet)");
+        v.transcribed_at = Some("2026-11-27T22:01:00Z".parse().unwrap());
+        v.transcript_error = Some("pocketsphinx_batch did not finish".into());
+        assert_eq!(TranscriptState::of(&v).name(), "failed");
+        assert!(
+            TranscriptState::of(&v)
+                .describe()
+                .contains("did not finish")
+        );
+        v.transcript = Some(String::new());
+        v.transcript_error = None;
+        assert_eq!(TranscriptState::of(&v).describe(), "(no words recognised)");
+        v.transcript = Some("my server is down".into());
+        assert_eq!(
+            TranscriptState::of(&v),
+            TranscriptState::Text("my server is down")
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod incidents;
 mod outbox_admin;
 mod schema;
 mod sqlite;
+mod transcripts;
 mod types;
 mod writer;
 
@@ -40,6 +41,7 @@ pub use backlog::Backlog;
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
 pub use incidents::{Incident, IncidentSource, NewIncident};
 pub use sqlite::{DB_FILE, SqliteStore};
+pub use transcripts::{OwedTranscript, TranscriptOutcome};
 pub use types::*;
 
 use jiff::Timestamp;
@@ -169,6 +171,24 @@ pub trait Store: Send + Sync {
 
     /// Every incident, newest first.
     fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
+
+    /// Voicemails with no transcription outcome yet (durable: a restarted worker carries on),
+    /// newest first, at most `limit`, each with its failed attempts so far.
+    fn transcripts_owed(&self, limit: u32) -> Result<Vec<OwedTranscript>, StoreError>;
+
+    /// Store voicemail `id`'s final transcription outcome (text or error) and queue `event` (its
+    /// `voicemail_transcribed`) in the same transaction. `false`, and nothing queued, when it
+    /// already has an outcome or does not exist.
+    fn set_transcript(
+        &self,
+        id: i64,
+        outcome: &TranscriptOutcome,
+        event: Option<&OutboxEvent>,
+    ) -> Result<bool, StoreError>;
+
+    /// Count a failed transcription attempt that will be tried again, keeping its error;
+    /// returns the failed attempts so far (0 when the voicemail has an outcome or is unknown).
+    fn transcript_attempt_failed(&self, id: i64, error: &str) -> Result<u32, StoreError>;
 
     /// Time every later write, from queueing to its durable commit (or failure), in
     /// `histogram`. A store that cannot time its writes ignores it.

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "incidents",
         sql: include_str!("migrations/0004_incidents.sql"),
     },
+    Migration {
+        version: 5,
+        name: "transcripts",
+        sql: include_str!("migrations/0005_transcripts.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.
@@ -50,7 +55,8 @@ pub(super) const CDR_COLUMNS_SQL: &str = "call_id, caller, caller_raw, called, c
     digits, ticket, outcome, end_reason, repeat, answered_by, incident";
 /// Voicemail columns joined with their timer, in the order [`voicemail_from_row`] reads them.
 pub(super) const VOICEMAIL_SELECT: &str = "SELECT v.id, v.call_id, v.caller, v.client, v.ticket, v.path, \
-    v.duration_ms, v.created_at, v.acked_at, v.acked_by, v.escalated_at, s.due_at, s.state \
+    v.duration_ms, v.created_at, v.acked_at, v.acked_by, v.escalated_at, s.due_at, s.state, \
+    v.transcript, v.transcript_engine, v.transcribed_at, v.transcript_error \
     FROM voicemails v JOIN sla_timers s ON s.voicemail_id = v.id";
 pub(super) const OUTBOX_COLUMNS_SQL: &str = "id, event_type, call_id, target, payload, created_at, attempts, \
     next_attempt_at, delivered_at, last_error";
@@ -271,6 +277,13 @@ pub(super) fn voicemail_from_row(r: &Row<'_>) -> rusqlite::Result<Voicemail> {
             .transpose()?,
         sla_due_at: from_ms(r.get(11)?, 11)?,
         sla_state: sla_state(r, 12)?,
+        transcript: r.get(13)?,
+        transcript_engine: r.get(14)?,
+        transcribed_at: r
+            .get::<_, Option<i64>>(15)?
+            .map(|v| from_ms(v, 15))
+            .transpose()?,
+        transcript_error: r.get(16)?,
     })
 }
 

@@ -192,6 +192,23 @@ impl Store for SqliteStore {
         self.incidents_all()
     }
 
+    fn transcripts_owed(&self, limit: u32) -> Result<Vec<super::OwedTranscript>, StoreError> {
+        SqliteStore::transcripts_owed(self, limit)
+    }
+
+    fn set_transcript(
+        &self,
+        id: i64,
+        outcome: &super::TranscriptOutcome,
+        event: Option<&OutboxEvent>,
+    ) -> Result<bool, StoreError> {
+        self.transcript_set(id, outcome, event)
+    }
+
+    fn transcript_attempt_failed(&self, id: i64, error: &str) -> Result<u32, StoreError> {
+        SqliteStore::transcript_attempt_failed(self, id, error)
+    }
+
     fn call_started(&self, call: &CallStart) -> Result<CallStartOutcome, StoreError> {
         let call = call.clone();
         self.write("recording a call start", move |tx| {

@@ -43,7 +43,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (1, "init".to_string()),
             (2, "answered_by".to_string()),
             (3, "no_message_outcomes".to_string()),
-            (4, "incidents".to_string())
+            (4, "incidents".to_string()),
+            (5, "transcripts".to_string())
         ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
@@ -54,7 +55,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (1, "init".to_string()),
             (2, "answered_by".to_string()),
             (3, "no_message_outcomes".to_string()),
-            (4, "incidents".to_string())
+            (4, "incidents".to_string()),
+            (5, "transcripts".to_string())
         ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
@@ -80,7 +82,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 4,
+                known: 5,
                 ..
             }
         ),

@@ -199,6 +199,13 @@ pub struct Voicemail {
     /// The SLA timer's due time and state.
     pub sla_due_at: Timestamp,
     pub sla_state: SlaState,
+    /// The transcript (`None` until transcribed, or when transcription failed; empty when the
+    /// engine recognised nothing), the engine that made it, when the outcome was stored, and
+    /// the final error of a failed transcription.
+    pub transcript: Option<String>,
+    pub transcript_engine: Option<String>,
+    pub transcribed_at: Option<Timestamp>,
+    pub transcript_error: Option<String>,
 }
 
 /// What acknowledging a voicemail did.
