@@ -28,3 +28,4 @@ pub mod sip;
 pub mod sla;
 pub mod store;
 pub mod text;
+pub mod trunk;

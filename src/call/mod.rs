@@ -213,10 +213,12 @@ pub async fn run(
         return;
     }
     // Business hours and the caller's history are decided once, when the call arrives.
-    let dialled = Some(crate::sip::uri_user(&incoming.request_uri))
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| incoming.to.user())
-        .to_string();
+    let dialled = incoming.dialled.clone().unwrap_or_else(|| {
+        Some(crate::sip::uri_user(&incoming.request_uri))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| incoming.to.user())
+            .to_string()
+    });
     let mut facts = facts_for(&settings, &incoming, &dialled);
     let mut rec = settings
         .memory

@@ -16,6 +16,7 @@ mod incidents;
 mod paths;
 mod sections;
 mod source;
+mod trunks;
 mod validate;
 
 pub use email::{EmailConfig, EmailTls};
@@ -23,6 +24,7 @@ pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
+pub use trunks::{TrunkConfig, UnknownSources};
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
 /// The documented defaults, byte for byte the shipped `config/ivr.toml`.
@@ -70,6 +72,9 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     #[serde(default)]
     pub email: EmailConfig,
+    /// `[[trunks]]`: carrier SIP trunks (see `trunks.rs`).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
@@ -152,6 +157,7 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.validate(origin)?;
+        trunks::validate(&config.trunks, origin)?;
         config.path_origins = origins;
         Ok(config)
     }

@@ -141,6 +141,9 @@ struct ClientTx {
     to: SocketAddr,
     transport: Transport,
     call: Option<CallRef>,
+    /// Set for requests a shell sent through [`Endpoint::send_request`] (trunk REGISTERs): the
+    /// final response or timeout is reported back under this reference.
+    request: Option<requests::RequestRef>,
 }
 
 /// Requests the endpoint refused (503) or dropped unanswered, by why.
@@ -189,6 +192,9 @@ pub struct Endpoint {
     auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
     wall_clock: Option<(Instant, u64)>,
+    /// Outcomes of [`Endpoint::send_request`] requests, for `poll_request_outcome`.
+    request_outcomes: VecDeque<(requests::RequestRef, requests::RequestOutcome)>,
+    next_request: requests::RequestRef,
 }
 
 impl Endpoint {
@@ -220,6 +226,8 @@ impl Endpoint {
             foreign: LogThrottle::default(),
             draining: false,
             refused: Refused::default(),
+            request_outcomes: VecDeque::new(),
+            next_request: 1,
         }
     }
 
@@ -502,7 +510,15 @@ impl Endpoint {
             debug!(call_id = %resp.call_id, status = resp.status, "stray response dropped");
             return;
         };
-        let actions = t.tx.on_response(now, resp.status);
+        let status = resp.status;
+        let actions = t.tx.on_response(now, status);
+        if status >= 200
+            && actions.contains(&TxAction::Response(status))
+            && let Some(id) = t.request.take()
+        {
+            self.request_outcomes
+                .push_back((id, requests::RequestOutcome::Response(Box::new(resp))));
+        }
         self.apply_client_actions(&branch, actions);
     }
 
@@ -588,7 +604,17 @@ impl Endpoint {
                 // Any final response or a timeout ends the dialog for a BYE (§15.1.1).
                 TxAction::Response(status) if status >= 200 => self.bye_done(branch),
                 TxAction::Response(_) => {}
-                TxAction::Timeout => self.bye_done(branch),
+                TxAction::Timeout => {
+                    if let Some(id) = self
+                        .client_txs
+                        .get_mut(branch)
+                        .and_then(|t| t.request.take())
+                    {
+                        self.request_outcomes
+                            .push_back((id, requests::RequestOutcome::Timeout));
+                    }
+                    self.bye_done(branch)
+                }
                 TxAction::Terminated => {
                     self.client_txs.remove(branch);
                 }
@@ -628,6 +654,9 @@ pub fn random_token(len: usize) -> String {
 mod dialog_requests;
 
 mod register;
+
+mod requests;
+pub use requests::{RequestOutcome, RequestRef};
 
 mod uac;
 pub use uac::{Credentials, OutboundCall};
