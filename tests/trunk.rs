@@ -194,3 +194,25 @@ fn calls_from_elsewhere_are_answered_by_default() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn shutdown_removes_the_binding_with_expires_zero() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = unique_temp_dir("trunk-sipp-unregister");
+    let port = free_port();
+    let registrar = SippServer::spawn(&dir, "trunk_registrar_unregister.xml", port);
+    std::thread::sleep(Duration::from_millis(300));
+    let ivr = start_ivr(port, "");
+    ivr.wait_for_log(&["trunk registered", "granted_s=60"], LOG_WAIT);
+    let status = Command::new("kill")
+        .args(["-TERM", &ivr.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    // The scenario passes only on an authenticated REGISTER with Expires: 0.
+    registrar.finish(&ivr);
+    ivr.wait_for_log(&["trunk unregistered", "shutdown_done"], LOG_WAIT);
+    let _ = std::fs::remove_dir_all(&dir);
+}

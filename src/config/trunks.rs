@@ -292,3 +292,126 @@ pub(super) fn validate(trunks: &[TrunkConfig], origin: &str) -> Result<(), Confi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    const GOOD: &str = r#"
+[[trunks]]
+name = "carrier"
+registrar = "sip:192.0.2.10:5070"
+username = "acct"
+password = "hunter2"
+dids = ["+442071234567"]
+"#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str(text, "test.toml")
+    }
+
+    #[test]
+    fn a_trunk_loads_with_documented_defaults() {
+        let c = load(GOOD).unwrap();
+        let t = &c.trunks[0];
+        assert_eq!(t.registrar_addr(), Some("192.0.2.10:5070".parse().unwrap()));
+        assert_eq!(
+            (t.transport.as_str(), t.register, t.expires),
+            ("udp", true, 3600)
+        );
+        assert_eq!((t.retry_initial_s, t.retry_max_s), (30, 1800));
+        assert_eq!(t.contact_user(), "acct");
+        assert_eq!(
+            t.inbound_nets(),
+            vec!["192.0.2.10/32".parse::<ipnet::IpNet>().unwrap()]
+        );
+        assert_eq!(c.sip.unknown_sources, UnknownSources::Answer);
+        assert!(load("").unwrap().trunks.is_empty());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secrets() {
+        let c = load(GOOD).unwrap();
+        let shown = format!("{:?}", c.trunks[0]);
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        let c = load(&GOOD.replace(
+            "password = \"hunter2\"",
+            "ha1 = \"0123456789abcdef0123456789abcdef\"\nrealm = \"r\"",
+        ))
+        .unwrap();
+        assert!(!format!("{:?}", c.trunks[0]).contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (from, to, key) in [
+            (
+                "sip:192.0.2.10:5070",
+                "sip:sip.example.com",
+                "trunks.registrar",
+            ),
+            ("sip:192.0.2.10:5070", "192.0.2.10", "trunks.registrar"),
+            ("name = \"carrier\"", "name = \"\"", "trunks.name"),
+            ("password = \"hunter2\"", "", "trunks.password"),
+            (
+                "password = \"hunter2\"",
+                "password = \"x\"\nha1 = \"y\"",
+                "trunks.ha1",
+            ),
+            (
+                "password = \"hunter2\"",
+                "ha1 = \"0123\"\nrealm = \"r\"",
+                "trunks.ha1",
+            ),
+            (
+                "password = \"hunter2\"",
+                "ha1 = \"0123456789abcdef0123456789abcdef\"",
+                "trunks.realm",
+            ),
+            ("dids", "transport = \"tcp\"\ndids", "trunks.transport"),
+            ("dids", "expires = 10\ndids", "trunks.expires"),
+            (
+                "dids",
+                "retry_initial_s = 60\nretry_max_s = 30\ndids",
+                "trunks.retry_initial_s",
+            ),
+            (
+                "dids",
+                "inbound_from = [\"10.0.0.0/33\"]\ndids",
+                "trunks.inbound_from",
+            ),
+        ] {
+            let text = GOOD.replace(from, to);
+            match load(&text) {
+                Err(ConfigError::Value { key: k, reason, .. }) => {
+                    assert_eq!(k, key, "{to}: {reason}");
+                    assert!(!reason.contains("hunter2"));
+                }
+                other => panic!("{to}: expected an error on {key}, got {other:?}"),
+            }
+        }
+        let twice = format!("{GOOD}{GOOD}");
+        assert!(matches!(
+            load(&twice),
+            Err(ConfigError::Value {
+                key: "trunks.name",
+                ..
+            })
+        ));
+        assert!(matches!(
+            load("[sip]\nunknown_sources = \"drop\""),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert_eq!(
+            load("[sip]\nunknown_sources = \"refuse\"")
+                .unwrap()
+                .sip
+                .unknown_sources,
+            UnknownSources::Refuse
+        );
+    }
+}
