@@ -5,6 +5,7 @@
 //! then answers 503, is retried with backoff until it registers. A call from an address that is
 //! no trunk's is refused with `[sip] unknown_sources = "refuse"`.
 
+mod admin_support;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,10 @@ const LOG_WAIT: Duration = Duration::from_secs(20);
 /// `ivr serve` with one trunk registering at 127.0.0.1:`registrar_port` (acct / s3cret), its DID
 /// answered by the hang-up flow, and `extra` config on top.
 fn start_ivr(registrar_port: u16, extra: &str) -> Ivr {
+    start_ivr_with(registrar_port, extra, &[])
+}
+
+fn start_ivr_with(registrar_port: u16, extra: &str, args: &[&str]) -> Ivr {
     let path = unique_temp_dir("trunk-config").join("ivr.toml");
     let hangup = manifest_dir().join("tests/flows/hangup.toml");
     std::fs::write(
@@ -33,7 +38,20 @@ fn start_ivr(registrar_port: u16, extra: &str) -> Ivr {
         ),
     )
     .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    Ivr::start(&["--config", path.to_str().expect("utf-8 temp path")])
+    let mut all = vec!["--config", path.to_str().expect("utf-8 temp path")];
+    all.extend_from_slice(args);
+    Ivr::start(&all)
+}
+
+/// A plain HTTP/1.1 GET on the admin server with the test token.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    let token = admin_support::TOKEN;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
 }
 
 /// sipp as a UAS (the provider's registrar) on 127.0.0.1:`port`, one run of `scenario`.
@@ -96,16 +114,48 @@ fn registers_with_digest_refreshes_and_answers_the_carriers_call() {
     // Give sipp a moment to bind before ivr's first REGISTER (a lost first one is retried
     // after 1 s anyway).
     std::thread::sleep(Duration::from_millis(300));
-    let ivr = start_ivr(port, "[sip]\nunknown_sources = \"refuse\"\n");
+    let ivr = start_ivr_with(
+        port,
+        &format!(
+            "[sip]\nunknown_sources = \"refuse\"\n[admin]\ntoken_hash = \"{}\"\n",
+            admin_support::hash_token(admin_support::TOKEN)
+        ),
+        &["--admin", "127.0.0.1:0"],
+    );
     // The scenario passes only if the challenge answer and both refreshes verify, each arriving
     // before the previous 4 s grant ran out.
     registrar.finish(&ivr);
-    let log = ivr.wait_for_log(&["trunk registered", "granted_s=4"], LOG_WAIT);
+    // sipp has sent its last 200; ivr logs it a moment later.
+    let deadline = std::time::Instant::now() + LOG_WAIT;
+    let log = loop {
+        let log = ivr.wait_for_log(&["trunk registered", "granted_s=4"], LOG_WAIT);
+        if log.matches("trunk registered").count() >= 3 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         log.matches("trunk registered").count() >= 3,
         "first registration and two refreshes: {log}"
     );
     assert!(!log.contains("trunk_lapsed"), "{log}");
+    let admin = ivr.admin_addr();
+    let metrics = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("ivr_trunk_registered{trunk=\"carrier\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ivr_trunk_register_attempts_total{trunk=\"carrier\"}"),
+        "{metrics}"
+    );
+    let status = http_get(admin, "/api/status");
+    assert!(
+        status.contains(r#""name":"carrier""#)
+            && status.contains(r#""state":"registered""#)
+            && status.contains(r#""registered":true"#),
+        "{status}"
+    );
 
     // The carrier delivers a call to the registered Contact (sip:acct@ivr).
     let run = run_sipp_to(
