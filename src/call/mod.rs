@@ -76,9 +76,22 @@ pub struct DeskSettings {
     pub early_media: bool,
     /// Where staff call-backs go out: the trunk's URI host part and address.
     pub callback_trunk: Option<(String, std::net::SocketAddr)>,
+    /// Set when `callback_trunk` names a `[[trunks]]` entry: its credentials (answering the
+    /// carrier's 401/407) and caller ID.
+    pub callback_via: Option<CallbackVia>,
     pub callback_window: Duration,
     pub callback_caller_id: String,
     pub redirect_hosts: Vec<String>,
+}
+
+/// A `[[trunks]]` entry call-backs go out through.
+#[derive(Clone, Debug)]
+pub struct CallbackVia {
+    pub trunk: String,
+    /// `None` for a trunk configured with an HA1 (the INVITE leg answers with a password).
+    pub credentials: Option<crate::sip::Credentials>,
+    /// The From user; empty: `callback_caller_id`.
+    pub caller_id: String,
 }
 
 pub type CommandSender = mpsc::UnboundedSender<(CallRef, CallCommand)>;

@@ -191,11 +191,15 @@ impl Config {
         }
         if !self.desk.callback_trunk.is_empty()
             && crate::sip::uri_socket_addr(&self.desk.callback_trunk).is_none()
+            && !self
+                .trunks
+                .iter()
+                .any(|t| t.name == self.desk.callback_trunk)
         {
             return Err(bad(
                 "desk.callback_trunk",
                 &self.desk.callback_trunk,
-                "expected a SIP URI with an IP address, e.g. \"sip:192.0.2.20:5060\" (the line does no DNS)".into(),
+                "expected a SIP URI with an IP address, e.g. \"sip:192.0.2.20:5060\" (the line does no DNS), or the name of a [[trunks]] entry".into(),
             ));
         }
         if self.desk.accept_timeout_s == 0 || self.desk.ring_each_s == 0 {

@@ -80,18 +80,57 @@ pub(super) fn desk_settings(
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
-        callback_trunk: crate::sip::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
-            let host = crate::sip::uri_host_port(&config.desk.callback_trunk)
-                .map(|(h, p)| match p {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h,
-                })
-                .unwrap_or_else(|| a.to_string());
-            (host, a)
+        callback_via: callback_via(config),
+        callback_trunk: callback_trunk(config).or_else(|| {
+            crate::sip::uri_socket_addr(&config.desk.callback_trunk).map(|a| {
+                let host = crate::sip::uri_host_port(&config.desk.callback_trunk)
+                    .map(|(h, p)| match p {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h,
+                    })
+                    .unwrap_or_else(|| a.to_string());
+                (host, a)
+            })
         }),
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
         callback_caller_id: config.desk.callback_caller_id.clone(),
         redirect_hosts: config.desk.redirect_hosts.clone(),
+    })
+}
+
+/// The `[[trunks]]` entry `desk.callback_trunk` names, if it names one.
+fn named_trunk(config: &Config) -> Option<&crate::config::TrunkConfig> {
+    config
+        .trunks
+        .iter()
+        .find(|t| t.name == config.desk.callback_trunk)
+}
+
+/// Where call-backs through a named trunk go: its domain (else the registrar's host and port)
+/// for the Request-URI, and the registrar's address (the carrier's proxy).
+fn callback_trunk(config: &Config) -> Option<(String, std::net::SocketAddr)> {
+    let t = named_trunk(config)?;
+    let addr = t.registrar_addr()?;
+    let host = if t.domain.is_empty() {
+        addr.to_string()
+    } else {
+        t.domain.clone()
+    };
+    Some((host, addr))
+}
+
+fn callback_via(config: &Config) -> Option<call::CallbackVia> {
+    let t = named_trunk(config)?;
+    if !t.ha1.is_empty() {
+        warn!(trunk = %t.name, "call-backs through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
+    }
+    Some(call::CallbackVia {
+        trunk: t.name.clone(),
+        credentials: (!t.password.is_empty()).then(|| crate::sip::Credentials {
+            username: t.username.clone(),
+            password: t.password.clone(),
+        }),
+        caller_id: t.caller_id.clone(),
     })
 }
 

@@ -167,6 +167,10 @@ impl TrunkShell {
     /// logged here.
     pub fn admit(&self, incoming: &mut crate::sip::IncomingCall) -> bool {
         let ru_user = crate::sip::uri_user(&incoming.request_uri);
+        // A staff phone that proved who it is (a desk call-back) is staff, wherever it sits.
+        if incoming.staff_user.is_some() {
+            return true;
+        }
         let verdict = self.inbound.classify(
             incoming.source.ip(),
             ru_user,

@@ -88,15 +88,23 @@ pub(in crate::call) async fn run(
     call.send(CallCommand::Ring);
     let leg_ip = route_ip(trunk).unwrap_or(incoming.local.ip());
     let leg_session = u64::from(rand::random::<u32>());
+    let via = settings.desk.callback_via.as_ref();
+    if let Some(v) = via {
+        info!(call_id = %call_id, trunk = %v.trunk, number = %number, event = "callback_trunk", "call-back through trunk");
+    }
     let spec = OutboundCall {
         request_uri: format!("sip:{number}@{trunk_host}"),
         destination: trunk,
         transport: Transport::Udp,
         local: SocketAddr::new(leg_ip, call.sip_port),
         display_name: String::new(),
-        from_user: settings.desk.callback_caller_id.clone(),
+        from_user: via
+            .map(|v| v.caller_id.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| settings.desk.callback_caller_id.clone()),
         sdp: sdp::offer(neg.encoding, leg_ip, leg_port, leg_session, 1),
-        credentials: None,
+        // The carrier's 401/407 is answered with the trunk's account.
+        credentials: via.and_then(|v| v.credentials.clone()),
         redirect_hosts: Vec::new(),
         extra_headers: vec![("X-IVR-Callback-By".into(), staff.to_string())],
     };
