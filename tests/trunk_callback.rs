@@ -66,5 +66,16 @@ fn a_call_back_through_a_trunk_answers_the_carriers_challenge() {
     );
     // alice's phone shares the trunk's address (loopback) but proved who it is: staff, not a
     // call from the trunk.
-    assert!(!log.contains("event=\"trunk_call\""), "{log}");
+    let alice_call = log
+        .lines()
+        .find(|l| l.contains("event=\"invite\"") && l.contains("from=sip:alice@"))
+        .and_then(|l| l.split("call_id=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("alice's INVITE not logged: {log}"));
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("event=\"trunk_call\"")
+                && l.contains(&format!("call_id={alice_call} "))),
+        "{log}"
+    );
 }
