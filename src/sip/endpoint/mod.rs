@@ -38,8 +38,8 @@ pub use events::{CallEvent, CallRef, EndReason, IncomingCall, Output};
 
 use super::LogThrottle;
 use super::transaction::{
-    InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerState, NonInviteServerTx,
-    TimerQueue, TxAction,
+    InviteServerState, InviteServerTx, NonInviteClientState, NonInviteClientTx,
+    NonInviteServerState, NonInviteServerTx, TimerQueue, TxAction,
 };
 
 /// Transaction key per §17.2.3: branch, sent-by and method (ACK maps to INVITE). Shared, so the
@@ -284,7 +284,14 @@ impl Endpoint {
     /// shutting-down shell waits for these, not for server transactions that only absorb
     /// retransmissions.
     pub fn requests_in_flight(&self) -> bool {
-        !self.client_txs.is_empty() || !self.invite_client_txs.is_empty()
+        // A UDP transaction that has its final response lingers in Completed (timer K) only to
+        // absorb retransmissions: not in flight.
+        self.client_txs.values().any(|t| {
+            matches!(
+                t.tx.state(),
+                NonInviteClientState::Trying | NonInviteClientState::Proceeding
+            )
+        }) || !self.invite_client_txs.is_empty()
     }
 
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
