@@ -92,7 +92,10 @@ pub(super) async fn run_signalling(
                     CallCommand::Reject { status, warning } => endpoint.reject(now, call, status, Some(&warning)),
                     CallCommand::AnswerReoffer(answer) => endpoint.answer_reoffer(now, call, answer),
                     CallCommand::Hangup => endpoint.hangup(now, call),
-                    CallCommand::Dial { spec, reply } => {
+                    CallCommand::Dial { mut spec, reply } => {
+                        for route in trunks.route_for(spec.destination) {
+                            spec.extra_headers.push(("Route".into(), route));
+                        }
                         let id = endpoint.invite(now, *spec);
                         let (tx, rx) = mpsc::unbounded_channel();
                         calls.insert(id, tx);

@@ -195,6 +195,17 @@ impl TrunkShell {
         }
     }
 
+    /// The route set (RFC 3608 Service-Route from the last 200) for an outgoing INVITE to
+    /// `destination`, when that is a registered trunk's registrar: added to the leg as Route
+    /// headers so the carrier's edge proxies see the request on the path it gave us.
+    pub fn route_for(&self, destination: SocketAddr) -> Vec<String> {
+        self.regs
+            .iter()
+            .find(|r| r.destination == Some(destination))
+            .map(|r| r.client.service_route().to_vec())
+            .unwrap_or_default()
+    }
+
     pub fn next_wake(&self) -> Option<Instant> {
         self.regs.iter().filter_map(|r| r.client.next_wake()).min()
     }
@@ -367,4 +378,100 @@ fn render_register(r: &Registration, branch: &str, send: &super::register::Send)
     let _ = write!(t, "User-Agent: ivr/{}\r\n", env!("CARGO_PKG_VERSION"));
     let _ = write!(t, "Content-Length: 0\r\n\r\n");
     t.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sip::{EndpointConfig, Output};
+
+    fn shell() -> (
+        TrunkShell,
+        Endpoint,
+        tokio::sync::watch::Receiver<TrunkStatuses>,
+    ) {
+        let c = Config::from_str(
+            "[[trunks]]\nname = \"carrier\"\nregistrar = \"sip:192.0.2.10:5060\"\n\
+             username = \"acct\"\npassword = \"pw\"\n",
+            "test",
+        )
+        .unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+        let shell = TrunkShell::new(
+            &c.trunks,
+            UnknownSources::Answer,
+            "127.0.0.1:5060".parse().unwrap(),
+            None,
+            Metrics::new(),
+            tx,
+        );
+        (shell, Endpoint::new(EndpointConfig::default()), rx)
+    }
+
+    /// The REGISTER the endpoint sent, as text.
+    fn sent(ep: &mut Endpoint) -> String {
+        match ep.poll_output() {
+            Some(Output::Transmit { bytes, to, .. }) => {
+                assert_eq!(to, "192.0.2.10:5060".parse().unwrap());
+                String::from_utf8(bytes.to_vec()).unwrap()
+            }
+            other => panic!("expected a REGISTER, got {other:?}"),
+        }
+    }
+
+    fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+        msg.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {msg}"))
+    }
+
+    #[test]
+    fn registered_service_route_becomes_the_route_set_towards_the_trunk() {
+        let (mut shell, mut ep, statuses) = shell();
+        let now = Instant::now();
+        shell.start(now, &mut ep);
+        let register = sent(&mut ep);
+        assert!(
+            register.starts_with("REGISTER sip:192.0.2.10:5060 SIP/2.0\r\n"),
+            "{register}"
+        );
+        assert_eq!(header(&register, "Contact"), "<sip:acct@127.0.0.1:5060>");
+        assert_eq!(header(&register, "CSeq"), "1 REGISTER");
+        let ok = register
+            .replacen("REGISTER sip:192.0.2.10:5060 SIP/2.0", "SIP/2.0 200 OK", 1)
+            .replace(
+                "Expires: 3600\r\n",
+                "Expires: 600\r\nService-Route: <sip:edge1.carrier.test;lr>, <sip:core.carrier.test;lr>\r\n",
+            );
+        let to: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        ep.handle_message(
+            now,
+            ok.as_bytes(),
+            to,
+            Transport::Udp,
+            "127.0.0.1:5060".parse().unwrap(),
+        );
+        shell.poll(now, &mut ep);
+        assert_eq!(
+            shell.route_for(to),
+            ["<sip:edge1.carrier.test;lr>", "<sip:core.carrier.test;lr>"]
+        );
+        assert!(
+            shell
+                .route_for("192.0.2.99:5060".parse().unwrap())
+                .is_empty()
+        );
+        let status = statuses.borrow().clone();
+        assert_eq!(status[0].state, "registered");
+        assert_eq!(status[0].expires_in_s, Some(600));
+        // The refresh keeps Call-ID and From tag, with the next CSeq.
+        let refresh_at = shell.next_wake().unwrap();
+        assert_eq!(refresh_at, now + Duration::from_secs(540));
+        shell.poll(refresh_at, &mut ep);
+        let refresh = sent(&mut ep);
+        assert_eq!(header(&refresh, "Call-ID"), header(&register, "Call-ID"));
+        assert_eq!(header(&refresh, "From"), header(&register, "From"));
+        assert_eq!(header(&refresh, "CSeq"), "2 REGISTER");
+    }
 }
