@@ -441,3 +441,21 @@ fn contact_matching_ignores_brackets_params_and_case() {
     assert_eq!(contact_expires("sip:a@b;expires=12"), Some(12));
     assert_eq!(contact_expires("<sip:a@b>"), None);
 }
+
+#[test]
+fn shutdown_while_registering_unregisters_and_ignores_the_older_request() {
+    let t0 = Instant::now();
+    let mut c = client();
+    c.start(t0);
+    // The first REGISTER may still bind us: remove whatever it did.
+    let bye = one_send(&c.handle(t0, Input::Shutdown));
+    assert_eq!((bye.cseq, bye.expires), (2, 0));
+    assert!(c.handle(t0, Input::Timeout { cseq: 1 }).is_empty());
+    assert!(
+        c.handle(t0, Input::Reply(ok(1, None, Some(3600))))
+            .is_empty()
+    );
+    assert_eq!(c.phase(), Phase::Unregistering);
+    let a = c.handle(t0, Input::Reply(reply(200, 2)));
+    assert_eq!(reports(&a), vec![Report::Unregistered]);
+}

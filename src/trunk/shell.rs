@@ -58,7 +58,8 @@ pub struct TrunkShell {
     regs: Vec<Registration>,
     /// Trunks that do not register, for the status list.
     others: Vec<TrunkStatus>,
-    pending: HashMap<RequestRef, usize>,
+    /// REGISTERs out: which trunk, which CSeq (a late outcome of an older one is told apart).
+    pending: HashMap<RequestRef, (usize, u32)>,
     metrics: Metrics,
     statuses: tokio::sync::watch::Sender<TrunkStatuses>,
 }
@@ -214,14 +215,12 @@ impl TrunkShell {
     pub fn poll(&mut self, now: Instant, ep: &mut Endpoint) {
         let mut changed = false;
         while let Some((id, outcome)) = ep.poll_request_outcome() {
-            let Some(i) = self.pending.remove(&id) else {
+            let Some((i, cseq)) = self.pending.remove(&id) else {
                 continue;
             };
             let input = match outcome {
                 RequestOutcome::Response(resp) => Input::Reply(reply_of(&resp)),
-                RequestOutcome::Timeout => Input::Timeout {
-                    cseq: self.regs[i].client_cseq_in_flight(),
-                },
+                RequestOutcome::Timeout => Input::Timeout { cseq },
             };
             let actions = self.regs[i].client.handle(now, input);
             self.apply(now, i, actions, ep);
@@ -265,7 +264,7 @@ impl TrunkShell {
                     let bytes = render_register(r, &branch, &send);
                     debug!(%trunk, cseq = send.cseq, expires = send.expires, auth = send.authorization.is_some(), "REGISTER out");
                     let id = ep.send_request(now, to, Transport::Udp, &branch, bytes);
-                    self.pending.insert(id, i);
+                    self.pending.insert(id, (i, send.cseq));
                 }
                 Action::Report(report) => self.report(&trunk, report),
             }
@@ -325,13 +324,6 @@ impl TrunkShell {
             .chain(self.others.iter().cloned())
             .collect();
         self.statuses.send_replace(list.into());
-    }
-}
-
-impl Registration {
-    /// The CSeq of the REGISTER out: a timeout is for it (one REGISTER per trunk at a time).
-    fn client_cseq_in_flight(&self) -> u32 {
-        self.client.in_flight().unwrap_or(0)
     }
 }
 
