@@ -32,3 +32,4 @@ pub mod sla;
 pub mod store;
 pub mod text;
 pub mod transcribe;
+pub mod trunk;

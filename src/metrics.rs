@@ -122,6 +122,14 @@ struct Inner {
     outbox_events: IntGauge,
     outbox_oldest_age: Gauge,
     backlog: Mutex<Option<BacklogProbe>>,
+    trunks: TrunkMetrics,
+}
+
+/// Carrier trunk registrations, labelled by trunk name (from the config, so a bounded set).
+struct TrunkMetrics {
+    registered: prometheus::IntGaugeVec,
+    attempts: IntCounterVec,
+    failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -272,7 +280,33 @@ impl Metrics {
         for o in crate::store::Outcome::ALL {
             calls.with_label_values(&[o.as_str()]);
         }
+        let trunks = TrunkMetrics {
+            registered: register(
+                &r,
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "ivr_trunk_registered",
+                        "1 while the trunk's provider holds our registration, else 0.",
+                    ),
+                    &["trunk"],
+                )
+                .expect("valid metric"),
+            ),
+            attempts: counter_vec(
+                &r,
+                "ivr_trunk_register_attempts_total",
+                "REGISTER requests sent to a trunk's registrar (challenge answers and refreshes included).",
+                &["trunk"],
+            ),
+            failures: counter_vec(
+                &r,
+                "ivr_trunk_register_failures_total",
+                "Trunk registrations that failed (refused, timed out, credentials rejected) and went into backoff.",
+                &["trunk"],
+            ),
+        };
         Metrics(Arc::new(Inner {
+            trunks,
             registry: r,
             calls_active,
             calls,
@@ -292,6 +326,23 @@ impl Metrics {
             outbox_oldest_age,
             backlog: Mutex::new(None),
         }))
+    }
+
+    pub fn trunk_registered(&self, trunk: &str, registered: bool) {
+        self.0
+            .trunks
+            .registered
+            .with_label_values(&[trunk])
+            .set(i64::from(registered));
+    }
+
+    pub fn trunk_register_attempt(&self, trunk: &str) {
+        self.0.trunks.attempts.with_label_values(&[trunk]).inc();
+        self.0.trunks.failures.with_label_values(&[trunk]);
+    }
+
+    pub fn trunk_register_failure(&self, trunk: &str) {
+        self.0.trunks.failures.with_label_values(&[trunk]).inc();
     }
 
     /// Where scrape-time gauges read the stored backlog from (the store, once it is open).

@@ -43,6 +43,12 @@ rate_multiplier = 1.5
     )
 }
 
+/// `config` with transcription off: these mails do not wait for a transcript (the machine's
+/// PocketSphinx would otherwise transcribe each test message first).
+fn without_transcripts(config: String) -> String {
+    config + "\n[transcription]\nengine = \"off\"\n"
+}
+
 /// `ivr serve` on `data` with `config`, the ticket-then-record flow, after hours.
 fn serve(dir: &Path, data: &Path, label: &str, config: &str) -> Ivr {
     let cfg = dir.join(format!("{label}.toml"));
@@ -159,7 +165,12 @@ fn a_voicemail_is_mailed_over_starttls_with_login_ticket_subject_and_the_wav_byt
         "username = \"ivr-line\"\npassword = \"s3cret-pass\"\nca_file = \"{}\"",
         ca_pem.display()
     );
-    let ivr = serve(&dir, &data, "line", &config(port, "starttls", &auth));
+    let ivr = serve(
+        &dir,
+        &data,
+        "line",
+        &without_transcripts(config(port, "starttls", &auth)),
+    );
     leave_voicemail(&ivr);
 
     let got = smtp.wait_for(1, WAIT);
@@ -236,7 +247,12 @@ fn mail_waits_while_the_smtp_server_is_down_and_goes_once_when_it_is_back() {
     let dir = unique_temp_dir("email-down");
     let data = dir.join("data");
     let port = free_port();
-    let ivr = serve(&dir, &data, "line", &config(port, "none", ""));
+    let ivr = serve(
+        &dir,
+        &data,
+        "line",
+        &without_transcripts(config(port, "none", "")),
+    );
     leave_voicemail(&ivr);
 
     let (_, delivered, error) = wait_row(&data, "a failed attempt", |r| r.0 >= 1);
@@ -258,7 +274,12 @@ fn mail_waits_while_the_smtp_server_is_down_and_goes_once_when_it_is_back() {
 
     // A restart after delivery sends nothing again.
     drop(ivr);
-    let again = serve(&dir, &data, "again", &config(port, "none", ""));
+    let again = serve(
+        &dir,
+        &data,
+        "again",
+        &without_transcripts(config(port, "none", "")),
+    );
     again.wait_for_log(&["webhook worker started"], WAIT);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
@@ -283,7 +304,12 @@ fn implicit_tls_names_an_untrusted_certificate_and_delivers_once_the_ca_is_confi
         SmtpTls::Implicit(&cert, &key),
         None,
     );
-    let ivr = serve(&dir, &data, "no-ca", &config(port, "tls", ""));
+    let ivr = serve(
+        &dir,
+        &data,
+        "no-ca",
+        &without_transcripts(config(port, "tls", "")),
+    );
     leave_voicemail(&ivr);
 
     let (_, _, error) = wait_row(&data, "a failed attempt", |r| r.0 >= 1);
@@ -297,7 +323,12 @@ fn implicit_tls_names_an_untrusted_certificate_and_delivers_once_the_ca_is_confi
     // The admin adds the CA and restarts: the same row goes out, once.
     drop(ivr);
     let with_ca = format!("ca_file = \"{}\"", ca_pem.display());
-    let _fixed = serve(&dir, &data, "with-ca", &config(port, "tls", &with_ca));
+    let _fixed = serve(
+        &dir,
+        &data,
+        "with-ca",
+        &without_transcripts(config(port, "tls", &with_ca)),
+    );
     let got = smtp.wait_for(1, WAIT);
     assert_eq!(got[0].envelope["tls"], true);
     wait_row(&data, "mail delivered", |r| r.1);

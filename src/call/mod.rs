@@ -77,9 +77,22 @@ pub struct DeskSettings {
     /// Where staff call-backs go out: the trunk's URI host part (the Request-URI's host) and
     /// the destination, resolved per call (RFC 3263) with failover between its targets.
     pub callback_trunk: Option<(String, crate::dns::SipDestination)>,
+    /// Set when `callback_trunk` names a `[[trunks]]` entry: its credentials (answering the
+    /// carrier's 401/407) and caller ID.
+    pub callback_via: Option<CallbackVia>,
     pub callback_window: Duration,
     pub callback_caller_id: String,
     pub redirect_hosts: Vec<String>,
+}
+
+/// A `[[trunks]]` entry call-backs go out through.
+#[derive(Clone, Debug)]
+pub struct CallbackVia {
+    pub trunk: String,
+    /// `None` for a trunk configured with an HA1 (the INVITE leg answers with a password).
+    pub credentials: Option<crate::sip::Credentials>,
+    /// The From user; empty: `callback_caller_id`.
+    pub caller_id: String,
 }
 
 pub type CommandSender = mpsc::UnboundedSender<(CallRef, CallCommand)>;
@@ -214,10 +227,12 @@ pub async fn run(
         return;
     }
     // Business hours and the caller's history are decided once, when the call arrives.
-    let dialled = Some(crate::sip::uri_user(&incoming.request_uri))
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| incoming.to.user())
-        .to_string();
+    let dialled = incoming.dialled.clone().unwrap_or_else(|| {
+        Some(crate::sip::uri_user(&incoming.request_uri))
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| incoming.to.user())
+            .to_string()
+    });
     let mut facts = facts_for(&settings, &incoming, &dialled);
     let mut rec = settings
         .memory

@@ -19,6 +19,7 @@ mod paths;
 mod sections;
 mod source;
 mod transcription;
+mod trunks;
 mod validate;
 
 pub use dns::{DnsConfig, parse_dns_server};
@@ -29,6 +30,7 @@ pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_num
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
 pub use transcription::TranscriptionConfig;
+pub use trunks::{TrunkConfig, UnknownSources};
 pub use validate::{parse_listen, parse_net, parse_port_range};
 
 /// The documented defaults, byte for byte the shipped `config/ivr.toml`.
@@ -83,6 +85,9 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub transcription: TranscriptionConfig,
+    /// `[[trunks]]`: carrier SIP trunks (see `trunks.rs`).
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
     /// `serve --now`: pretend the wall clock read this at start (business hours in tests, demos).
     #[serde(skip)]
     pub clock_at: Option<jiff::Timestamp>,
@@ -165,6 +170,7 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.validate(origin)?;
+        trunks::validate(&config.trunks, origin)?;
         config.path_origins = origins;
         Ok(config)
     }

@@ -250,6 +250,8 @@ pub struct SipConfig {
     pub tcp_max_connections: usize,
     pub tcp_max_per_source: usize,
     pub limits: SipLimitsConfig,
+    /// INVITEs from no trunk's `inbound_from` (see `trunks.rs`).
+    pub unknown_sources: super::UnknownSources,
 }
 
 /// Per-source admission (`[sip.limits]`): rates are per second per source address.

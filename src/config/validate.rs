@@ -195,13 +195,17 @@ impl Config {
             ));
         }
         if !self.desk.callback_trunk.is_empty()
+            && !self
+                .trunks
+                .iter()
+                .any(|t| t.name == self.desk.callback_trunk)
             && let Err(e) = crate::dns::SipUri::parse(&self.desk.callback_trunk)
         {
             return Err(bad(
                 "desk.callback_trunk",
                 &self.desk.callback_trunk,
                 format!(
-                    "{e}; expected a SIP URI such as \"sip:192.0.2.20:5060\" or \"sip:pbx.example.com\" (a name resolves by DNS, RFC 3263)"
+                    "{e}; expected a SIP URI such as \"sip:192.0.2.20:5060\" or \"sip:pbx.example.com\" (a name resolves by DNS, RFC 3263), or the name of a [[trunks]] entry"
                 ),
             ));
         }

@@ -61,6 +61,7 @@ pub async fn status(State(app): State<Shared>, _: Caller) -> Response {
         "hours": banner(&app),
         "sip": app.ctx.sip.to_string(),
         "reload": app.ctx.line.last_reload(),
+        "trunks": &*app.ctx.line.trunks(),
     }))
     .into_response()
 }

@@ -89,6 +89,10 @@ pub trait Line: Send + Sync {
     fn desk_and_flows(&self) -> (crate::bridge::DeskGroups, Vec<ServedFlow>);
     /// The staff phones' bindings, as the SIP thread last published them.
     fn registrations(&self) -> Arc<[crate::sip::Registration]>;
+    /// The carrier trunks' registration states, as the SIP thread last published them.
+    fn trunks(&self) -> crate::trunk::TrunkStatuses {
+        Arc::from(Vec::new())
+    }
 }
 
 /// A loaded flow and the dialled numbers it answers (`default` for the rest).

@@ -144,6 +144,7 @@ async fn run(
     )?;
     // One registry for the process: reloads carry it into each new set of call settings.
     let metrics = crate::metrics::Metrics::new();
+    let metrics_for_trunks = metrics.clone();
     watch_store(&metrics, &memory, clock);
     let listen = config.listen_addr();
     let public_ip: Option<IpAddr> = config.sip.public_address.parse().ok();
@@ -168,9 +169,12 @@ async fn run(
     let reloader = Arc::new(Reloader::new(source, config.clone(), live.clone()));
     // The signalling thread publishes the registrar's bindings here for the staff page.
     let (registrations_tx, registrations) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+    // ...and the trunks' registration states, for /api/status.
+    let (trunks_tx, trunks) = tokio::sync::watch::channel(Arc::from(Vec::new()));
     let line = Arc::new(serving::LineView {
         live: live.clone(),
         registrations,
+        trunks,
         reloader: reloader.clone(),
     });
     let _pid_file = match control::PidFile::write(&config.data.dir) {
@@ -189,6 +193,12 @@ async fn run(
         });
     }
     let endpoint = Endpoint::new(endpoint_config(&config, listen, public_ip, max_calls));
+    let trunk_plan = (
+        config.trunks.clone(),
+        config.sip.unknown_sources,
+        metrics_for_trunks,
+        trunks_tx,
+    );
     info!(
         realm = %config.staff.realm,
         users = config.staff.users.len(),
@@ -224,6 +234,15 @@ async fn run(
                         }
                     };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
+                let (trunk_list, unknown, trunk_metrics, trunks_tx) = trunk_plan;
+                let trunks = crate::trunk::TrunkShell::new(
+                    &trunk_list,
+                    unknown,
+                    transport.local_addr(),
+                    public_ip,
+                    trunk_metrics,
+                    trunks_tx,
+                );
                 run_signalling(
                     transport,
                     inbound,
@@ -232,6 +251,7 @@ async fn run(
                     live,
                     calls_rt,
                     registrations_tx,
+                    trunks,
                 )
                 .await;
             });

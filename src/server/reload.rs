@@ -98,6 +98,16 @@ fn restart_keys() -> Vec<(&'static str, KeyReader)> {
         }),
         // The transcription worker runs the engine it was started with.
         ("transcription", |c| format!("{:?}", c.transcription)),
+        // Registrations and the inbound rules run in the signalling loop as started. Compared
+        // with the secrets (Debug hides them), never printed.
+        ("trunks", |c| {
+            let secrets: Vec<(&str, &str)> = c
+                .trunks
+                .iter()
+                .map(|t| (t.password.as_str(), t.ha1.as_str()))
+                .collect();
+            format!("{:?} {secrets:?}", c.trunks)
+        }),
     ]
 }
 
@@ -357,5 +367,17 @@ mod tests {
             restart_needed(&user("one-secret-1"), &user("two-secret-2")),
             ["staff"]
         );
+    }
+
+    #[test]
+    fn a_trunk_change_needs_a_restart_password_included() {
+        let trunk = |pw: &str| {
+            config(&format!(
+                "[[trunks]]\nname = \"carrier\"\nregistrar = \"sip:192.0.2.1\"\n\
+                 username = \"a\"\npassword = \"{pw}\"\n"
+            ))
+        };
+        assert_eq!(restart_needed(&trunk("one"), &trunk("two")), ["trunks"]);
+        assert_eq!(restart_needed(&config(""), &trunk("one")), ["trunks"]);
     }
 }

@@ -18,6 +18,7 @@ pub(super) type Registrations = Arc<[Registration]>;
 pub(super) struct LineView {
     pub live: Arc<LiveSettings>,
     pub registrations: watch::Receiver<Registrations>,
+    pub trunks: watch::Receiver<crate::trunk::TrunkStatuses>,
     pub reloader: Arc<Reloader>,
 }
 
@@ -64,5 +65,9 @@ impl Line for LineView {
 
     fn registrations(&self) -> Registrations {
         self.registrations.borrow().clone()
+    }
+
+    fn trunks(&self) -> crate::trunk::TrunkStatuses {
+        self.trunks.borrow().clone()
     }
 }

@@ -80,6 +80,7 @@ pub(super) fn desk_settings(
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
+        callback_via: callback_via(config),
         callback_trunk: callback_trunk(config),
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
         callback_caller_id: config.desk.callback_caller_id.clone(),
@@ -87,16 +88,57 @@ pub(super) fn desk_settings(
     })
 }
 
-/// `desk.callback_trunk` (checked by validation) with a resolver built from `[dns]`.
+/// The `[[trunks]]` entry `desk.callback_trunk` names, if it names one.
+fn named_trunk(config: &Config) -> Option<&crate::config::TrunkConfig> {
+    config
+        .trunks
+        .iter()
+        .find(|t| t.name == config.desk.callback_trunk)
+}
+
+/// Where call-backs go: a `[[trunks]]` entry `desk.callback_trunk` names (its domain, else the
+/// registrar's host and port, in the Request-URI; the registrar is the carrier's proxy), or the
+/// SIP URI it holds; either way resolved per call (RFC 3263) with a resolver built from
+/// `[dns]`, with failover between its targets.
 fn callback_trunk(config: &Config) -> Option<(String, crate::dns::SipDestination)> {
-    let uri = &config.desk.callback_trunk;
-    let host = crate::sip::uri_host_port(uri).map(|(h, p)| match p {
-        Some(p) => format!("{h}:{p}"),
-        None => h,
-    })?;
+    let host_of = |uri: &str| {
+        crate::sip::uri_host_port(uri).map(|(h, p)| match p {
+            Some(p) => format!("{h}:{p}"),
+            None => h,
+        })
+    };
+    let (uri, host) = match named_trunk(config) {
+        Some(t) => {
+            let host = if t.domain.is_empty() {
+                host_of(&t.registrar)?
+            } else {
+                t.domain.clone()
+            };
+            (t.registrar.as_str(), host)
+        }
+        None => {
+            let uri = config.desk.callback_trunk.as_str();
+            (uri, host_of(uri)?)
+        }
+    };
     let dns = config.dns.settings().unwrap_or_default();
     let dest = crate::dns::SipDestination::new(uri, crate::dns::SipResolver::new(&dns)).ok()?;
     Some((host, dest))
+}
+
+fn callback_via(config: &Config) -> Option<call::CallbackVia> {
+    let t = named_trunk(config)?;
+    if !t.ha1.is_empty() {
+        warn!(trunk = %t.name, "call-backs through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
+    }
+    Some(call::CallbackVia {
+        trunk: t.name.clone(),
+        credentials: (!t.password.is_empty()).then(|| crate::sip::Credentials {
+            username: t.username.clone(),
+            password: t.password.clone(),
+        }),
+        caller_id: t.caller_id.clone(),
+    })
 }
 
 /// Wall-clock Unix seconds (the endpoint's nonce clock is anchored on it at start).

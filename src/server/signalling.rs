@@ -7,6 +7,8 @@ use crate::metrics::{Direction, DropReason, Metrics};
 /// The signalling loop: feeds the endpoint inbound messages, call commands and timer expiries,
 /// carries out its outputs, and starts a call task (on `calls_rt`) for each new call. Returns when
 /// shutdown has drained every call.
+// The loop's parts are handed over one by one at start (the thread owns them all).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_signalling(
     transport: SipTransport,
     mut inbound: mpsc::Receiver<crate::sip::transport::Inbound>,
@@ -15,6 +17,7 @@ pub(super) async fn run_signalling(
     settings: Arc<reload::LiveSettings>,
     calls_rt: tokio::runtime::Handle,
     registrations: tokio::sync::watch::Sender<serving::Registrations>,
+    mut trunks: crate::trunk::TrunkShell,
 ) {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<(CallRef, CallCommand)>();
     let mut calls: HashMap<CallRef, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
@@ -27,8 +30,10 @@ pub(super) async fn run_signalling(
     // learns which ones from here.
     let mut tcp_in_use = tokio::time::interval(transport.tcp_in_use_interval());
     tcp_in_use.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    trunks.start(Instant::now().into_std(), &mut endpoint);
 
     loop {
+        trunks.poll(Instant::now().into_std(), &mut endpoint);
         dispatch(
             &mut endpoint,
             &transport,
@@ -37,6 +42,7 @@ pub(super) async fn run_signalling(
             &settings,
             &metrics,
             &calls_rt,
+            &trunks,
         )
         .await;
         count_endpoint(&mut endpoint, &metrics);
@@ -67,6 +73,9 @@ pub(super) async fn run_signalling(
         }
         let timer = endpoint
             .poll_timeout()
+            .into_iter()
+            .chain(trunks.next_wake())
+            .min()
             .map(Instant::from_std)
             .unwrap_or(far_future);
         tokio::select! {
@@ -83,7 +92,10 @@ pub(super) async fn run_signalling(
                     CallCommand::Reject { status, warning } => endpoint.reject(now, call, status, Some(&warning)),
                     CallCommand::AnswerReoffer(answer) => endpoint.answer_reoffer(now, call, answer),
                     CallCommand::Hangup => endpoint.hangup(now, call),
-                    CallCommand::Dial { spec, reply } => {
+                    CallCommand::Dial { mut spec, reply } => {
+                        for route in trunks.route_for(spec.destination) {
+                            spec.extra_headers.push(("Route".into(), route));
+                        }
                         let id = endpoint.invite(now, *spec);
                         let (tx, rx) = mpsc::unbounded_channel();
                         calls.insert(id, tx);
@@ -123,6 +135,8 @@ pub(super) async fn run_signalling(
                             "shutting down: refusing new calls; live calls may finish for up to {} s, then are hung up",
                             grace.as_secs());
                         endpoint.drain();
+                        // Unregister from the carriers; the drain waits for the answers.
+                        trunks.shutdown(now, &mut endpoint);
                         let mut d = Drain::new(now, grace);
                         if sig.is_none() {
                             d.hurry(now);
@@ -137,6 +151,7 @@ pub(super) async fn run_signalling(
 
 /// Sends what the endpoint produced and hands its events to the call tasks (starting a task for
 /// each new call).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn dispatch(
     endpoint: &mut Endpoint,
     transport: &SipTransport,
@@ -145,6 +160,7 @@ pub(super) async fn dispatch(
     live: &reload::LiveSettings,
     metrics: &Metrics,
     calls_rt: &tokio::runtime::Handle,
+    trunks: &crate::trunk::TrunkShell,
 ) {
     while let Some(out) = endpoint.poll_output() {
         match out {
@@ -156,7 +172,17 @@ pub(super) async fn dispatch(
                 metrics.sip_message(Direction::Out, &bytes);
                 transport.send(t, to, bytes).await
             }
-            Output::Event(call, CallEvent::Incoming(incoming)) => {
+            Output::Event(call, CallEvent::Incoming(mut incoming)) => {
+                if !trunks.admit(&mut incoming) {
+                    let now = Instant::now().into_std();
+                    endpoint.reject(
+                        now,
+                        call,
+                        403,
+                        Some("calls are taken only from the line's trunks"),
+                    );
+                    continue;
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
                 calls.insert(call, tx);
                 calls_rt.spawn(call::run(

@@ -18,7 +18,7 @@ pub use auth::Algorithm;
 pub use dialog::{uri_host_port, uri_socket_addr};
 pub use endpoint::{
     CallEvent, CallRef, Credentials, EndReason, Endpoint, EndpointConfig, IncomingCall,
-    OutboundCall, Output, Refused, StaffAuth,
+    OutboundCall, Output, Refused, RequestOutcome, RequestRef, StaffAuth,
 };
 pub use message::{Transport, uri_user};
 pub use registrar::{Binding, Registration};

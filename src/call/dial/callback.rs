@@ -296,15 +296,24 @@ impl CallbackAttempt<'_> {
         mpsc::UnboundedReceiver<CallEvent>,
     )> {
         let leg_ip = route_ip(target).unwrap_or(self.fallback_ip);
+        let via = self.settings.desk.callback_via.as_ref();
+        if let Some(v) = via {
+            info!(call_id = %call.call_id, trunk = %v.trunk, number = %self.number, %target,
+                  event = "callback_trunk", "call-back through trunk");
+        }
         let spec = OutboundCall {
             request_uri: format!("sip:{}@{}", self.number, self.trunk_host),
             destination: target,
             transport: Transport::Udp,
             local: SocketAddr::new(leg_ip, call.sip_port),
             display_name: String::new(),
-            from_user: self.settings.desk.callback_caller_id.clone(),
+            from_user: via
+                .map(|v| v.caller_id.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| self.settings.desk.callback_caller_id.clone()),
             sdp: sdp::offer(self.encoding, leg_ip, self.leg_port, self.leg_session, 1),
-            credentials: None,
+            // Through a `[[trunks]]` entry: the carrier's 401/407 is answered with its account.
+            credentials: via.and_then(|v| v.credentials.clone()),
             redirect_hosts: Vec::new(),
             extra_headers: vec![("X-IVR-Callback-By".into(), self.staff.to_string())],
         };

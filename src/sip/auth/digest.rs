@@ -332,8 +332,16 @@ pub struct DigestInput<'a> {
 /// The `response` value: `KD(H(A1), nonce:nc:cnonce:qop:H(A2))`, or `KD(H(A1), nonce:H(A2))`
 /// without qop (RFC 2069). Lowercase hex.
 pub fn compute_response(d: &DigestInput<'_>) -> String {
+    let ha1 = d
+        .algorithm
+        .hash_hex(format!("{}:{}:{}", d.username, d.realm, d.password).as_bytes());
+    response_from_ha1(d, ha1)
+}
+
+/// As [`compute_response`] from a stored `H(username:realm:password)` (`d.password` unused):
+/// trunks may be configured with the HA1 instead of the password.
+fn response_from_ha1(d: &DigestInput<'_>, mut ha1: String) -> String {
     let h = |s: &str| d.algorithm.hash_hex(s.as_bytes());
-    let mut ha1 = h(&format!("{}:{}:{}", d.username, d.realm, d.password));
     if d.sess {
         let cnonce = d.qop.map(|q| q.0).unwrap_or("");
         ha1 = h(&format!("{ha1}:{}:{cnonce}", d.nonce));
@@ -345,6 +353,14 @@ pub fn compute_response(d: &DigestInput<'_>) -> String {
     }
 }
 
+/// What a client proves it knows: the password, or the HA1 (`H(username:realm:password)`, bound
+/// to one realm and one algorithm).
+#[derive(Clone, Copy)]
+pub enum ClientSecret<'a> {
+    Password(&'a str),
+    Ha1(&'a str),
+}
+
 /// Builds the `Authorization` (or `Proxy-Authorization`) value answering one
 /// `WWW-Authenticate` / `Proxy-Authenticate` challenge. `nc` counts the requests sent with this
 /// nonce, from 1.
@@ -354,6 +370,28 @@ pub fn answer_challenge(
     uri: &str,
     username: &str,
     password: &str,
+    cnonce: &str,
+    nc: u32,
+) -> Result<String, AuthError> {
+    answer_challenge_with(
+        www_authenticate,
+        method,
+        uri,
+        username,
+        ClientSecret::Password(password),
+        cnonce,
+        nc,
+    )
+}
+
+/// [`answer_challenge`] with the password or its HA1 (an HA1 answers only MD5 challenges:
+/// it is the MD5 of `username:realm:password`).
+pub fn answer_challenge_with(
+    www_authenticate: &str,
+    method: &str,
+    uri: &str,
+    username: &str,
+    secret: ClientSecret<'_>,
     cnonce: &str,
     nc: u32,
 ) -> Result<String, AuthError> {
@@ -392,17 +430,30 @@ pub fn answer_challenge(
         ));
     }
     let nc_hex = format!("{nc:08x}");
-    let response = compute_response(&DigestInput {
+    let input = DigestInput {
         algorithm,
         sess,
         username,
         realm,
-        password,
+        password: match secret {
+            ClientSecret::Password(p) => p,
+            ClientSecret::Ha1(_) => "",
+        },
         method,
         uri,
         nonce,
         qop: qop.map(|q| (cnonce, nc_hex.as_str(), q)),
-    });
+    };
+    let response = match secret {
+        ClientSecret::Password(_) => compute_response(&input),
+        ClientSecret::Ha1(_) if algorithm != Algorithm::Md5 => {
+            return Err(AuthError::UnsupportedAlgorithm(format!(
+                "{} (only an MD5 challenge can be answered with an HA1)",
+                algorithm.name()
+            )));
+        }
+        ClientSecret::Ha1(ha1) => response_from_ha1(&input, ha1.to_ascii_lowercase()),
+    };
     let mut out = format!(
         "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\"",
         quote_escape(username),

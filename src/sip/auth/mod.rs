@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use super::LogThrottle;
 
 pub use digest::{
-    Algorithm, DigestInput, DigestParams, DigestServer, Verified, answer_challenge,
-    compute_response, parse_digest, pick_challenge,
+    Algorithm, ClientSecret, DigestInput, DigestParams, DigestServer, Verified, answer_challenge,
+    answer_challenge_with, compute_response, parse_digest, pick_challenge,
 };
 pub use error::AuthError;
 pub use lockout::{

@@ -198,6 +198,8 @@ impl Endpoint {
             local,
             asserted_identity: req.asserted_identity(),
             staff_user,
+            trunk: None,
+            dialled: None,
         };
         self.outputs
             .push_back(Output::Event(call, CallEvent::Incoming(Box::new(incoming))));
@@ -488,6 +490,7 @@ impl Endpoint {
                 to,
                 transport,
                 call: Some(call),
+                request: None,
             },
         );
         self.apply_client_actions(&branch, actions);

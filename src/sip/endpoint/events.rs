@@ -37,6 +37,11 @@ pub struct IncomingCall {
     pub asserted_identity: Option<NameAddr>,
     /// Set when a staff user placed this call and proved it with digest auth: a desk call-back.
     pub staff_user: Option<String>,
+    /// The `[[trunks]]` entry the call came through (set by the signalling shell from the
+    /// source address; see `crate::trunk::inbound`).
+    pub trunk: Option<String>,
+    /// The number dialled when the trunk told it (its DID); else the Request-URI/To user is.
+    pub dialled: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -38,8 +38,8 @@ pub use events::{CallEvent, CallRef, EndReason, IncomingCall, Output};
 
 use super::LogThrottle;
 use super::transaction::{
-    InviteServerState, InviteServerTx, NonInviteClientTx, NonInviteServerState, NonInviteServerTx,
-    TimerQueue, TxAction,
+    InviteServerState, InviteServerTx, NonInviteClientState, NonInviteClientTx,
+    NonInviteServerState, NonInviteServerTx, TimerQueue, TxAction,
 };
 
 /// Transaction key per §17.2.3: branch, sent-by and method (ACK maps to INVITE). Shared, so the
@@ -141,6 +141,9 @@ struct ClientTx {
     to: SocketAddr,
     transport: Transport,
     call: Option<CallRef>,
+    /// Set for requests a shell sent through [`Endpoint::send_request`] (trunk REGISTERs): the
+    /// final response or timeout is reported back under this reference.
+    request: Option<requests::RequestRef>,
 }
 
 /// Requests the endpoint refused (503) or dropped unanswered, by why.
@@ -189,6 +192,9 @@ pub struct Endpoint {
     auth: Gatekeeper,
     /// See [`EndpointConfig::wall_clock`].
     wall_clock: Option<(Instant, u64)>,
+    /// Outcomes of [`Endpoint::send_request`] requests, for `poll_request_outcome`.
+    request_outcomes: VecDeque<(requests::RequestRef, requests::RequestOutcome)>,
+    next_request: requests::RequestRef,
 }
 
 impl Endpoint {
@@ -220,6 +226,8 @@ impl Endpoint {
             foreign: LogThrottle::default(),
             draining: false,
             refused: Refused::default(),
+            request_outcomes: VecDeque::new(),
+            next_request: 1,
         }
     }
 
@@ -276,7 +284,14 @@ impl Endpoint {
     /// shutting-down shell waits for these, not for server transactions that only absorb
     /// retransmissions.
     pub fn requests_in_flight(&self) -> bool {
-        !self.client_txs.is_empty() || !self.invite_client_txs.is_empty()
+        // A UDP transaction that has its final response lingers in Completed (timer K) only to
+        // absorb retransmissions: not in flight.
+        self.client_txs.values().any(|t| {
+            matches!(
+                t.tx.state(),
+                NonInviteClientState::Trying | NonInviteClientState::Proceeding
+            )
+        }) || !self.invite_client_txs.is_empty()
     }
 
     /// The earliest timer (transactions and registration expiry); the shell sleeps until then.
@@ -502,7 +517,15 @@ impl Endpoint {
             debug!(call_id = %resp.call_id, status = resp.status, "stray response dropped");
             return;
         };
-        let actions = t.tx.on_response(now, resp.status);
+        let status = resp.status;
+        let actions = t.tx.on_response(now, status);
+        if status >= 200
+            && actions.contains(&TxAction::Response(status))
+            && let Some(id) = t.request.take()
+        {
+            self.request_outcomes
+                .push_back((id, requests::RequestOutcome::Response(Box::new(resp))));
+        }
         self.apply_client_actions(&branch, actions);
     }
 
@@ -588,7 +611,17 @@ impl Endpoint {
                 // Any final response or a timeout ends the dialog for a BYE (§15.1.1).
                 TxAction::Response(status) if status >= 200 => self.bye_done(branch),
                 TxAction::Response(_) => {}
-                TxAction::Timeout => self.bye_done(branch),
+                TxAction::Timeout => {
+                    if let Some(id) = self
+                        .client_txs
+                        .get_mut(branch)
+                        .and_then(|t| t.request.take())
+                    {
+                        self.request_outcomes
+                            .push_back((id, requests::RequestOutcome::Timeout));
+                    }
+                    self.bye_done(branch)
+                }
                 TxAction::Terminated => {
                     self.client_txs.remove(branch);
                 }
@@ -628,6 +661,9 @@ pub fn random_token(len: usize) -> String {
 mod dialog_requests;
 
 mod register;
+
+mod requests;
+pub use requests::{RequestOutcome, RequestRef};
 
 mod uac;
 pub use uac::{Credentials, OutboundCall};

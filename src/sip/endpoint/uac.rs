@@ -457,6 +457,7 @@ impl Endpoint {
                 to,
                 transport,
                 call: None,
+                request: None,
             },
         );
         self.apply_client_actions(&key, actions);

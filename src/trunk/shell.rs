@@ -1,0 +1,469 @@
+//! The trunks' registrations in the signalling loop: one [`RegisterClient`] per trunk with
+//! `register = true`, its REGISTERs run as non-INVITE client transactions of the endpoint that
+//! owns the transport (`Endpoint::send_request`), so retransmission, Timer F and response
+//! matching are the endpoint's. Living in the loop (rather than a task per trunk talking to it
+//! over channels) orders the unregister at shutdown before the loop's exit: the drain waits for
+//! requests in flight.
+//!
+//! Call-ID and From tag stay the same for a trunk's whole life (RFC 3261 §10.2.4: refreshes
+//! reuse them), CSeq goes up by one per REGISTER.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use super::inbound::{InboundRules, Verdict};
+use super::register::{Action, Input, RegisterClient, RegisterSpec, Reply, Report, Secret};
+use super::resolve::{IpLiteral, ResolveRegistrar};
+use crate::config::{TrunkConfig, UnknownSources};
+use crate::metrics::Metrics;
+use crate::sip::endpoint::random_token;
+use crate::sip::message::{Response, Transport};
+use crate::sip::{Endpoint, RequestOutcome, RequestRef};
+
+/// One trunk as the admin API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TrunkStatus {
+    pub name: String,
+    pub registrar: String,
+    pub register: bool,
+    /// `registering`, `registered`, `backoff`, `stopped`, or `off` when `register = false`.
+    pub state: String,
+    pub registered: bool,
+    /// Seconds until the provider's binding expires.
+    pub expires_in_s: Option<u64>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    pub service_route: Vec<String>,
+}
+
+/// The trunks' statuses as the signalling thread last published them.
+pub type TrunkStatuses = Arc<[TrunkStatus]>;
+
+struct Registration {
+    client: RegisterClient,
+    call_id: String,
+    from_tag: String,
+    destination: Option<SocketAddr>,
+    local: SocketAddr,
+}
+
+pub struct TrunkShell {
+    inbound: InboundRules,
+    regs: Vec<Registration>,
+    /// Trunks that do not register, for the status list.
+    others: Vec<TrunkStatus>,
+    /// REGISTERs out: which trunk, which CSeq (a late outcome of an older one is told apart).
+    pending: HashMap<RequestRef, (usize, u32)>,
+    metrics: Metrics,
+    statuses: tokio::sync::watch::Sender<TrunkStatuses>,
+}
+
+impl TrunkShell {
+    /// `local` is the SIP address we are bound to; with 0.0.0.0 the address towards each
+    /// registrar is asked of the kernel, and `public_ip` (NAT) wins over both.
+    pub fn new(
+        trunks: &[TrunkConfig],
+        unknown: UnknownSources,
+        local: SocketAddr,
+        public_ip: Option<IpAddr>,
+        metrics: Metrics,
+        statuses: tokio::sync::watch::Sender<TrunkStatuses>,
+    ) -> Self {
+        Self::with_resolver(
+            trunks, unknown, local, public_ip, metrics, statuses, &IpLiteral,
+        )
+    }
+
+    pub fn with_resolver(
+        trunks: &[TrunkConfig],
+        unknown: UnknownSources,
+        local: SocketAddr,
+        public_ip: Option<IpAddr>,
+        metrics: Metrics,
+        statuses: tokio::sync::watch::Sender<TrunkStatuses>,
+        resolver: &dyn ResolveRegistrar,
+    ) -> Self {
+        let mut regs = Vec::new();
+        let mut others = Vec::new();
+        for t in trunks {
+            if !t.register {
+                others.push(TrunkStatus {
+                    name: t.name.clone(),
+                    registrar: t.registrar.clone(),
+                    register: false,
+                    state: "off".into(),
+                    registered: false,
+                    expires_in_s: None,
+                    failures: 0,
+                    last_error: None,
+                    service_route: Vec::new(),
+                });
+                continue;
+            }
+            let (host, port) = t.registrar_host_port().unwrap_or_default();
+            let destination = resolver.resolve(&host, port);
+            let ip = public_ip
+                .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
+                .or_else(|| destination.and_then(crate::sip::route_source_ip))
+                .unwrap_or(local.ip());
+            let local = SocketAddr::new(ip, local.port());
+            let domain = if t.domain.is_empty() {
+                &host
+            } else {
+                &t.domain
+            };
+            let spec = RegisterSpec {
+                trunk: t.name.clone(),
+                request_uri: format!("sip:{host}:{port}"),
+                aor: format!("sip:{}@{domain}", t.username),
+                contact: format!("sip:{}@{local}", t.contact_user()),
+                username: t.username.clone(),
+                secret: if t.ha1.is_empty() {
+                    Secret::Password(t.password.clone())
+                } else {
+                    Secret::Ha1(t.ha1.clone())
+                },
+                realm: (!t.realm.is_empty()).then(|| t.realm.clone()),
+                expires: t.expires,
+                retry_initial: Duration::from_secs(t.retry_initial_s),
+                retry_max: Duration::from_secs(t.retry_max_s),
+            };
+            metrics.trunk_registered(&t.name, false);
+            regs.push(Registration {
+                client: RegisterClient::new(spec, rand::random()),
+                call_id: format!("{}@ivr", random_token(20)),
+                from_tag: random_token(10),
+                destination,
+                local,
+            });
+        }
+        TrunkShell {
+            inbound: InboundRules::new(trunks, unknown),
+            regs,
+            others,
+            pending: HashMap::new(),
+            metrics,
+            statuses,
+        }
+    }
+
+    pub fn start(&mut self, now: Instant, ep: &mut Endpoint) {
+        for i in 0..self.regs.len() {
+            let spec = self.regs[i].client.spec();
+            info!(trunk = %spec.trunk, registrar = %spec.request_uri, aor = %spec.aor, contact = %spec.contact,
+                event = "trunk_registering", "trunk registering");
+            let actions = self.regs[i].client.start(now);
+            self.apply(now, i, actions, ep);
+        }
+        self.publish(now);
+    }
+
+    /// Marks a new call with its trunk and DID; false when it must be refused (403), which is
+    /// logged here.
+    pub fn admit(&self, incoming: &mut crate::sip::IncomingCall) -> bool {
+        let ru_user = crate::sip::uri_user(&incoming.request_uri);
+        // A staff phone that proved who it is (a desk call-back) is staff, wherever it sits.
+        if incoming.staff_user.is_some() {
+            return true;
+        }
+        let verdict = self.inbound.classify(
+            incoming.source.ip(),
+            ru_user,
+            incoming.to.user(),
+            incoming.staff_user.is_some(),
+        );
+        match verdict {
+            Verdict::Trunk { trunk, dialled } => {
+                info!(call_id = %incoming.call_id, %trunk, %dialled, source = %incoming.source,
+                    event = "trunk_call", "call from trunk");
+                incoming.trunk = Some(trunk);
+                incoming.dialled = Some(dialled);
+                true
+            }
+            Verdict::Answer => true,
+            Verdict::Refuse => {
+                warn!(call_id = %incoming.call_id, source = %incoming.source, to = %incoming.request_uri,
+                    event = "unknown_source_refused",
+                    "call from an address that is no trunk's refused ([sip] unknown_sources = \"refuse\")");
+                false
+            }
+        }
+    }
+
+    /// The route set (RFC 3608 Service-Route from the last 200) for an outgoing INVITE to
+    /// `destination`, when that is a registered trunk's registrar: added to the leg as Route
+    /// headers so the carrier's edge proxies see the request on the path it gave us.
+    pub fn route_for(&self, destination: SocketAddr) -> Vec<String> {
+        self.regs
+            .iter()
+            .find(|r| r.destination == Some(destination))
+            .map(|r| r.client.service_route().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.regs.iter().filter_map(|r| r.client.next_wake()).min()
+    }
+
+    /// Feeds due timers and finished REGISTER transactions to the clients.
+    pub fn poll(&mut self, now: Instant, ep: &mut Endpoint) {
+        let mut changed = false;
+        while let Some((id, outcome)) = ep.poll_request_outcome() {
+            let Some((i, cseq)) = self.pending.remove(&id) else {
+                continue;
+            };
+            let input = match outcome {
+                RequestOutcome::Response(resp) => Input::Reply(reply_of(&resp)),
+                RequestOutcome::Timeout => Input::Timeout { cseq },
+            };
+            let actions = self.regs[i].client.handle(now, input);
+            self.apply(now, i, actions, ep);
+            changed = true;
+        }
+        for i in 0..self.regs.len() {
+            if self.regs[i].client.next_wake().is_some_and(|w| w <= now) {
+                let actions = self.regs[i].client.handle(now, Input::Timer);
+                self.apply(now, i, actions, ep);
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish(now);
+        }
+    }
+
+    /// Removes the live bindings (`Expires: 0`); the drain then waits for the answers.
+    pub fn shutdown(&mut self, now: Instant, ep: &mut Endpoint) {
+        for i in 0..self.regs.len() {
+            let actions = self.regs[i].client.handle(now, Input::Shutdown);
+            self.apply(now, i, actions, ep);
+        }
+        self.publish(now);
+    }
+
+    fn apply(&mut self, now: Instant, i: usize, actions: Vec<Action>, ep: &mut Endpoint) {
+        for a in actions {
+            let trunk = self.regs[i].client.spec().trunk.clone();
+            match a {
+                Action::Send(send) => {
+                    self.metrics.trunk_register_attempt(&trunk);
+                    let r = &self.regs[i];
+                    let Some(to) = r.destination else {
+                        let input = Input::TransportError { cseq: send.cseq };
+                        let more = self.regs[i].client.handle(now, input);
+                        self.apply(now, i, more, ep);
+                        continue;
+                    };
+                    let branch = format!("z9hG4bK{}", random_token(16));
+                    let bytes = render_register(r, &branch, &send);
+                    debug!(%trunk, cseq = send.cseq, expires = send.expires, auth = send.authorization.is_some(), "REGISTER out");
+                    let id = ep.send_request(now, to, Transport::Udp, &branch, bytes);
+                    self.pending.insert(id, (i, send.cseq));
+                }
+                Action::Report(report) => self.report(&trunk, report),
+            }
+        }
+        let registered = self.regs[i].client.registered(now);
+        let trunk = self.regs[i].client.spec().trunk.clone();
+        self.metrics.trunk_registered(&trunk, registered);
+    }
+
+    fn report(&self, trunk: &str, report: Report) {
+        match report {
+            Report::Registered {
+                granted,
+                refresh_in,
+            } => info!(%trunk, granted_s = granted, refresh_in_s = refresh_in.as_secs(),
+                event = "trunk_registered", "trunk registered"),
+            Report::Failed {
+                reason,
+                retry_in,
+                failures,
+                auth,
+            } => {
+                self.metrics.trunk_register_failure(trunk);
+                warn!(%trunk, %reason, failures, auth, retry_in_ms = retry_in.as_millis() as u64,
+                    event = "trunk_register_failed",
+                    "trunk registration failed ({reason}); next try in {:.1} s", retry_in.as_secs_f64());
+            }
+            Report::Lapsed => warn!(%trunk, event = "trunk_lapsed",
+                "trunk registration lapsed: the provider no longer delivers calls to us"),
+            Report::Unregistered => {
+                info!(%trunk, event = "trunk_unregistered", "trunk unregistered")
+            }
+        }
+    }
+
+    fn publish(&self, now: Instant) {
+        let list: Vec<TrunkStatus> = self
+            .regs
+            .iter()
+            .map(|r| {
+                let c = &r.client;
+                TrunkStatus {
+                    name: c.spec().trunk.clone(),
+                    registrar: c.spec().request_uri.clone(),
+                    register: true,
+                    state: c.phase().name().into(),
+                    registered: c.registered(now),
+                    expires_in_s: c
+                        .bound_until()
+                        .filter(|b| *b > now)
+                        .map(|b| (b - now).as_secs()),
+                    failures: c.failures(),
+                    last_error: c.last_error().map(str::to_string),
+                    service_route: c.service_route().to_vec(),
+                }
+            })
+            .chain(self.others.iter().cloned())
+            .collect();
+        self.statuses.send_replace(list.into());
+    }
+}
+
+/// What the registration client reads of a final response.
+pub fn reply_of(resp: &Response) -> Reply {
+    let raw = &resp.raw;
+    let strings =
+        |name: &str| -> Vec<String> { raw.header_values(name).map(str::to_string).collect() };
+    let number = |name: &str| -> Option<u32> {
+        raw.header_str(name)
+            .and_then(|v| v.split([';', '(']).next())
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Reply {
+        status: resp.status,
+        cseq: resp.cseq,
+        www_authenticate: strings("WWW-Authenticate"),
+        proxy_authenticate: strings("Proxy-Authenticate"),
+        contacts: raw.header_list("Contact"),
+        expires: number("Expires"),
+        min_expires: number("Min-Expires"),
+        retry_after: number("Retry-After"),
+        service_route: raw.header_list("Service-Route"),
+        path: raw.header_list("Path"),
+    }
+}
+
+/// The REGISTER text: stable Call-ID and From tag, the client's CSeq, Expires and answer.
+fn render_register(r: &Registration, branch: &str, send: &super::register::Send) -> Vec<u8> {
+    let spec = r.client.spec();
+    let mut t = String::with_capacity(640);
+    let _ = write!(t, "REGISTER {} SIP/2.0\r\n", spec.request_uri);
+    let _ = write!(t, "Via: SIP/2.0/UDP {};branch={branch};rport\r\n", r.local);
+    let _ = write!(t, "Max-Forwards: 70\r\n");
+    let _ = write!(t, "From: <{}>;tag={}\r\n", spec.aor, r.from_tag);
+    let _ = write!(t, "To: <{}>\r\n", spec.aor);
+    let _ = write!(t, "Call-ID: {}\r\n", r.call_id);
+    let _ = write!(t, "CSeq: {} REGISTER\r\n", send.cseq);
+    let _ = write!(t, "Contact: <{}>\r\n", spec.contact);
+    let _ = write!(t, "Expires: {}\r\n", send.expires);
+    if let Some((name, value)) = &send.authorization {
+        let _ = write!(t, "{name}: {value}\r\n");
+    }
+    let _ = write!(t, "User-Agent: ivr/{}\r\n", env!("CARGO_PKG_VERSION"));
+    let _ = write!(t, "Content-Length: 0\r\n\r\n");
+    t.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::sip::{EndpointConfig, Output};
+
+    fn shell() -> (
+        TrunkShell,
+        Endpoint,
+        tokio::sync::watch::Receiver<TrunkStatuses>,
+    ) {
+        let c = Config::from_str(
+            "[[trunks]]\nname = \"carrier\"\nregistrar = \"sip:192.0.2.10:5060\"\n\
+             username = \"acct\"\npassword = \"pw\"\n",
+            "test",
+        )
+        .unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+        let shell = TrunkShell::new(
+            &c.trunks,
+            UnknownSources::Answer,
+            "127.0.0.1:5060".parse().unwrap(),
+            None,
+            Metrics::new(),
+            tx,
+        );
+        (shell, Endpoint::new(EndpointConfig::default()), rx)
+    }
+
+    /// The REGISTER the endpoint sent, as text.
+    fn sent(ep: &mut Endpoint) -> String {
+        match ep.poll_output() {
+            Some(Output::Transmit { bytes, to, .. }) => {
+                assert_eq!(to, "192.0.2.10:5060".parse().unwrap());
+                String::from_utf8(bytes.to_vec()).unwrap()
+            }
+            other => panic!("expected a REGISTER, got {other:?}"),
+        }
+    }
+
+    fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+        msg.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {msg}"))
+    }
+
+    #[test]
+    fn registered_service_route_becomes_the_route_set_towards_the_trunk() {
+        let (mut shell, mut ep, statuses) = shell();
+        let now = Instant::now();
+        shell.start(now, &mut ep);
+        let register = sent(&mut ep);
+        assert!(
+            register.starts_with("REGISTER sip:192.0.2.10:5060 SIP/2.0\r\n"),
+            "{register}"
+        );
+        assert_eq!(header(&register, "Contact"), "<sip:acct@127.0.0.1:5060>");
+        assert_eq!(header(&register, "CSeq"), "1 REGISTER");
+        let ok = register
+            .replacen("REGISTER sip:192.0.2.10:5060 SIP/2.0", "SIP/2.0 200 OK", 1)
+            .replace(
+                "Expires: 3600\r\n",
+                "Expires: 600\r\nService-Route: <sip:edge1.carrier.test;lr>, <sip:core.carrier.test;lr>\r\n",
+            );
+        let to: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+        ep.handle_message(
+            now,
+            ok.as_bytes(),
+            to,
+            Transport::Udp,
+            "127.0.0.1:5060".parse().unwrap(),
+        );
+        shell.poll(now, &mut ep);
+        assert_eq!(
+            shell.route_for(to),
+            ["<sip:edge1.carrier.test;lr>", "<sip:core.carrier.test;lr>"]
+        );
+        assert!(
+            shell
+                .route_for("192.0.2.99:5060".parse().unwrap())
+                .is_empty()
+        );
+        let status = statuses.borrow().clone();
+        assert_eq!(status[0].state, "registered");
+        assert_eq!(status[0].expires_in_s, Some(600));
+        // The refresh keeps Call-ID and From tag, with the next CSeq.
+        let refresh_at = shell.next_wake().unwrap();
+        assert_eq!(refresh_at, now + Duration::from_secs(540));
+        shell.poll(refresh_at, &mut ep);
+        let refresh = sent(&mut ep);
+        assert_eq!(header(&refresh, "Call-ID"), header(&register, "Call-ID"));
+        assert_eq!(header(&refresh, "From"), header(&register, "From"));
+        assert_eq!(header(&refresh, "CSeq"), "2 REGISTER");
+    }
+}
