@@ -328,7 +328,12 @@ async fn attempt(
     let target = row.event.target.as_str();
     match outcome {
         Outcome::Sent => {
-            debug!(outbox_id = id, call_id, event = name, target, "delivered");
+            let what = if row.event.target == Target::Email {
+                "mail delivered"
+            } else {
+                "webhook delivered"
+            };
+            debug!(outbox_id = id, call_id, event = name, target, "{what}");
             blocking(&shared.store, move |s| s.mark_delivered(id, now)).await
         }
         Outcome::Held(until) => {

@@ -104,7 +104,7 @@ fn deliveries_by_call(reqs: &[Hooked]) -> BTreeMap<String, Vec<String>> {
         assert_signed(r);
         assert!(seen.insert(r.delivery()), "delivery {} twice", r.delivery());
         // Sent whenever the transcription worker finishes, which may be before or after the
-        // call ends; tests/transcription.rs checks it.
+        // call ends; tests/helpdesk/transcription.rs checks it.
         if r.event() == "voicemail_transcribed" {
             continue;
         }

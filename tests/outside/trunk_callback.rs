@@ -3,7 +3,7 @@
 //! carrier's proxy, From the trunk's caller ID, and the carrier's 401 is answered with the
 //! trunk's account (sipp checks it with `verifyauth`) before the customer answers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

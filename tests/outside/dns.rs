@@ -3,7 +3,7 @@
 //! serve` with a call-back trunk written as a host name reaches the second SRV target when the
 //! first is down (nothing listening) or answers 503.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -5,8 +5,8 @@
 //! then answers 503, is retried with backoff until it registers. A call from an address that is
 //! no trunk's is refused with `[sip] unknown_sources = "refuse"`.
 
-mod admin_support;
-mod common;
+use crate::admin_support;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -12,8 +12,8 @@
 //!   the store before `ivr serve` starts, which also shows the worker picks up what a previous
 //!   run left owed.
 
-mod admin_support;
-mod common;
+use crate::admin_support;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,8 +3,8 @@
 //! rings the phone of whoever is on call (sipp as the caller and as that phone), not the phone
 //! of the colleague whose week it is not; `/api/staff` says whom `oncall` means.
 
-mod admin_support;
-mod common;
+use crate::admin_support;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

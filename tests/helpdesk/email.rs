@@ -2,7 +2,7 @@
 //! a real SMTP server on loopback (aiosmtpd, `tests/common/smtp_server.py`). What arrives is
 //! parsed as MIME and checked against the WAV in the data directory and the outbox in SQLite.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
