@@ -338,19 +338,12 @@ impl Site {
     /// relative `ca_file` must resolve against the config file's directory).
     fn serve(&self) -> Ivr {
         let flow = manifest_dir().join("tests/flows/greeting.toml");
-        let prompts = manifest_dir().join("prompts");
-        Ivr::start_in(
+        Ivr::serve_files(
             &std::env::temp_dir(),
-            &[
-                "--config",
-                self.config().to_str().unwrap(),
-                "--data",
-                self.data().to_str().unwrap(),
-                "--prompts",
-                prompts.to_str().unwrap(),
-                "--flow",
-                flow.to_str().unwrap(),
-            ],
+            &self.config(),
+            &self.data(),
+            Some(&flow),
+            &[],
         )
     }
 

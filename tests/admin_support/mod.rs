@@ -141,23 +141,8 @@ pub fn start(dir: &Path, data: &Path, extra_config: &str) -> Ivr {
         format!("[webhooks]\nurl = \"http://127.0.0.1:{port}/hook\"\n{extra_config}"),
     )
     .expect("write config");
-    let prompts = manifest_dir().join("prompts");
     let flow = manifest_dir().join("tests/flows/greeting.toml");
-    Ivr::start_in(
-        dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--prompts",
-            prompts.to_str().expect("utf-8"),
-            "--flow",
-            flow.to_str().expect("utf-8"),
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    )
+    Ivr::serve_files(dir, &config, data, Some(&flow), &["--admin", "127.0.0.1:0"])
 }
 
 pub fn client() -> reqwest::Client {

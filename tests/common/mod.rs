@@ -145,6 +145,31 @@ impl Ivr {
         Ivr::spawn(command, unique_temp_dir("ivr"))
     }
 
+    /// `ivr serve --config CONFIG --data DATA --prompts <repo>/prompts [--flow FLOW] <extra>` run
+    /// from `cwd`: a line on a data directory the test chooses (so a restart can reuse it).
+    pub fn serve_files(
+        cwd: &Path,
+        config: &Path,
+        data: &Path,
+        flow: Option<&Path>,
+        extra: &[&str],
+    ) -> Ivr {
+        let prompts = manifest_dir().join("prompts");
+        let mut args: Vec<&str> = vec![
+            "--config",
+            config.to_str().expect("utf-8 config path"),
+            "--data",
+            data.to_str().expect("utf-8 data path"),
+            "--prompts",
+            prompts.to_str().expect("utf-8 prompts path"),
+        ];
+        if let Some(flow) = flow {
+            args.extend(["--flow", flow.to_str().expect("utf-8 flow path")]);
+        }
+        args.extend(extra);
+        Ivr::start_in(cwd, &args)
+    }
+
     /// Starts `command` (an `ivr serve`), logging to `dir/ivr.log`, and waits for its
     /// `ivr: SIP listening on ...` line.
     fn spawn(mut command: Command, dir: PathBuf) -> Ivr {

@@ -54,22 +54,7 @@ fn serve(dir: &Path, data: &Path, label: &str, config: &str) -> Ivr {
     let cfg = dir.join(format!("{label}.toml"));
     std::fs::write(&cfg, config).expect("write config");
     let flow = manifest_dir().join("tests/flows/ticket_voicemail.toml");
-    let prompts = manifest_dir().join("prompts");
-    Ivr::start_in(
-        dir,
-        &[
-            "--config",
-            cfg.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--prompts",
-            prompts.to_str().expect("utf-8"),
-            "--flow",
-            flow.to_str().expect("utf-8"),
-            "--now",
-            AFTER_HOURS,
-        ],
-    )
+    Ivr::serve_files(dir, &cfg, data, Some(&flow), &["--now", AFTER_HOURS])
 }
 
 /// A sipp caller from [`CALLER`] speaks for 5 s, falls silent and is hung up on.

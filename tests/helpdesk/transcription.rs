@@ -236,19 +236,7 @@ fn failing_engine(label: &str, transcription: &str, expect: &str) {
     let hook = Hook::start(0);
     let config = write_config(&dir, &hook, transcription);
     let flow = manifest_dir().join("tests/flows/greeting.toml");
-    let ivr = Ivr::start_in(
-        &dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--flow",
-            flow.to_str().expect("utf-8"),
-            "--prompts",
-            manifest_dir().join("prompts").to_str().expect("utf-8"),
-        ],
-    );
+    let ivr = Ivr::serve_files(&dir, &config, &data, Some(&flow), &[]);
     hook.wait_until("voicemail_transcribed", |r| {
         r.iter().any(|r| r.event() == "voicemail_transcribed")
     });
@@ -324,21 +312,12 @@ fn an_engine_that_is_not_installed_turns_transcription_off_and_check_says_so() {
             && stdout.contains("/nonexistent/whisper-cli"),
         "{stdout}"
     );
-    let ivr = Ivr::start_in(
+    let ivr = Ivr::serve_files(
         &dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--flow",
-            manifest_dir()
-                .join("tests/flows/greeting.toml")
-                .to_str()
-                .expect("utf-8"),
-            "--prompts",
-            manifest_dir().join("prompts").to_str().expect("utf-8"),
-        ],
+        &config,
+        &data,
+        Some(&manifest_dir().join("tests/flows/greeting.toml")),
+        &[],
     );
     let log = ivr.wait_for_log(&["transcription is off"], Duration::from_secs(10));
     assert_eq!(log.matches("transcription is off").count(), 1, "{log}");
@@ -439,19 +418,7 @@ fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
         "engine = \"command\"\ncommand = [\"sh\", \"-c\", \"echo $$ > \\\"$0.pid\\\"; exec sleep 60\", \"{wav}\"]\ntimeout_s = 600",
     );
     let flow = manifest_dir().join("tests/flows/greeting.toml");
-    let ivr = Ivr::start_in(
-        &dir,
-        &[
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--flow",
-            flow.to_str().expect("utf-8"),
-            "--prompts",
-            manifest_dir().join("prompts").to_str().expect("utf-8"),
-        ],
-    );
+    let ivr = Ivr::serve_files(&dir, &config, &data, Some(&flow), &[]);
     let pid_file = data.join("voicemail").join("vm1.wav.pid");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let engine: u32 = loop {
