@@ -66,6 +66,7 @@
 pub mod backoff;
 pub mod endpoint;
 pub mod event;
+pub mod mail_config;
 pub mod mail_text;
 pub mod outbox;
 pub mod plan;

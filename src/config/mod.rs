@@ -12,7 +12,6 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod dns;
-mod email;
 mod incidents;
 mod oncall;
 mod paths;
@@ -23,7 +22,8 @@ mod trunks;
 mod validate;
 
 pub use dns::{DnsConfig, parse_dns_server};
-pub use email::{EmailConfig, EmailTls};
+// `[email]` is defined beside the mail it configures; config only reads it.
+pub use crate::notify::mail_config::{EmailConfig, EmailTls};
 pub use incidents::{IncidentPrompt, IncidentsConfig};
 pub use oncall::{OncallConfig, OncallError, OncallOverride};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};

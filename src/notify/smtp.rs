@@ -12,9 +12,9 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::endpoint::NotifyError;
+use super::mail_config::{EmailConfig, EmailTls};
 use super::mail_text::{self, MailText, Transcript, VoicemailFacts};
 use super::tls;
-use crate::config::{EmailConfig, EmailTls};
 
 /// A configured SMTP submission.
 pub struct Mailer {

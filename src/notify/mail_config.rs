@@ -1,5 +1,6 @@
-//! `[email]`: each kept voicemail mailed, WAV attached, to the helpdesk's intake address (issue
-//! 14), through the same durable outbox as the webhooks. Empty `smtp_host` sends no mail.
+//! `[email]` (read by `crate::config`, defined here beside the mail it configures): each kept
+//! voicemail mailed, WAV attached, to the helpdesk's intake address (issue 14), through the same
+//! durable outbox as the webhooks. Empty `smtp_host` sends no mail.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
