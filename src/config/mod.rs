@@ -13,6 +13,7 @@ use thiserror::Error;
 
 mod dns;
 mod email;
+mod external;
 mod incidents;
 mod oncall;
 mod paths;

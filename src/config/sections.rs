@@ -152,6 +152,12 @@ pub struct DeskConfig {
     pub callback_window_h: u64,
     /// The From user part of call-backs.
     pub callback_caller_id: String,
+    /// The `[[trunks]]` entry `tel:` desk members are dialled through; required when one exists.
+    #[serde(default)]
+    pub external_trunk: String,
+    /// E.164 numbers (exact, or a prefix then `*`) a `tel:` member may be; empty: none.
+    #[serde(default)]
+    pub number_allow: Vec<String>,
     #[serde(default)]
     pub groups: Vec<DeskGroupConfig>,
 }
