@@ -198,8 +198,9 @@ pub struct StaffUser {
     /// A human name for logs and, later, the whisper.
     #[serde(default)]
     pub display: Option<String>,
-    /// A mobile number (E.164) for the on-call rota; shown by `ivr oncall`, not dialled yet
-    /// (that needs a trunk: issue 15 item 3).
+    /// A mobile number (E.164) for the on-call rota; shown by `ivr oncall`, and rung with the
+    /// user's phones when they are on call, `[desk] external_trunk` is set and `number_allow`
+    /// admits it.
     #[serde(default)]
     pub mobile: Option<String>,
 }
