@@ -3,7 +3,7 @@
 //! challenges the INVITE with 407, ivr answers with the trunk's account, the mobile hears the
 //! whisper and must press 1 (RFC 4733) like a staff phone: pressed, the caller is bridged;
 //! answered by a voicemail that never presses, the call is not taken. A number outside
-//! `[desk] number_allow` is refused by `ivr check`.
+//! `[desk] number_allow` is refused by `ivr check`. The on-call user's `mobile` rings the same way.
 
 mod common;
 
@@ -127,5 +127,31 @@ fn check_refuses_a_number_outside_the_allow_list() {
         text.contains("desk.groups.members = \"tel:+19005550001\"")
             && text.contains("desk.number_allow"),
         "{text}"
+    );
+}
+
+#[test]
+fn the_on_call_user_s_mobile_rings_through_the_carrier() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("desk-mobile-oncall");
+    let carrier = Staff::start(&dir, "carrier_mobile_407.xml", 500);
+    // bob is always on call and has no phone registered: only his mobile can take the call.
+    let rota = "[staff]\n[[staff.users]]\nname = \"bob\"\npassword = \"bob-pw\"\n\
+        mobile = \"+15557654321\"\n\
+        [oncall]\nhandover = \"Mon 09:00\"\nstart = \"2026-11-30\"\nrotation = [\"bob\"]\n";
+    let config = format!("{}{rota}", config(carrier.port));
+    let ivr = Ivr::start_desk("desk.toml", &["oncall".to_string()], &config);
+    let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230002"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    carrier.assert_completed();
+    let log = ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
+    assert!(log.contains("uri=sip:+15557654321@127.0.0.1:"), "{log}");
+    let cdr = final_cdr(&ivr);
+    assert_eq!(
+        (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),
+        ("bridged", "bob"),
+        "{cdr:?}"
     );
 }
