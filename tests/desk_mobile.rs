@@ -137,17 +137,29 @@ fn the_on_call_user_s_mobile_rings_through_the_carrier() {
     }
     let dir = common::unique_temp_dir("desk-mobile-oncall");
     let carrier = Staff::start(&dir, "carrier_mobile_407.xml", 500);
-    // bob is always on call and has no phone registered: only his mobile can take the call.
+    // bob is always on call and has no phone registered: only his mobile can take the call. It
+    // is a tel: member as well, and rings once.
     let rota = "[staff]\n[[staff.users]]\nname = \"bob\"\npassword = \"bob-pw\"\n\
         mobile = \"+15557654321\"\n\
         [oncall]\nhandover = \"Mon 09:00\"\nstart = \"2026-11-30\"\nrotation = [\"bob\"]\n";
     let config = format!("{}{rota}", config(carrier.port));
-    let ivr = Ivr::start_desk("desk.toml", &["oncall".to_string()], &config);
+    let ivr = Ivr::start_desk(
+        "desk.toml",
+        &["oncall".to_string(), MOBILE.to_string()],
+        &config,
+    );
     let caller = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230002"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     carrier.assert_completed();
     let log = ivr.wait_for_log(&["outcome=\"bridged\""], WAIT);
-    assert!(log.contains("uri=sip:+15557654321@127.0.0.1:"), "{log}");
+    let legs: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("event=\"dial_leg\"") && l.contains(" member="))
+        .collect();
+    assert!(
+        legs.len() == 1 && legs[0].contains("uri=sip:+15557654321@127.0.0.1:"),
+        "one leg, to the mobile: {legs:#?}"
+    );
     let cdr = final_cdr(&ivr);
     assert_eq!(
         (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),

@@ -38,7 +38,7 @@ pub(super) async fn resolve(
             if !seen.insert(m.label().to_string()) {
                 continue;
             }
-            let contacts = match m {
+            let mut contacts = match m {
                 Member::Static { uri, destination } => vec![Contact {
                     member: uri.clone(),
                     uri: uri.clone(),
@@ -78,6 +78,8 @@ pub(super) async fn resolve(
                 // Resolved to a user above.
                 Member::OnCall => Vec::new(),
             };
+            // A number rings once even when it is both a `tel:` member and the on-call mobile.
+            contacts.retain(|c| c.from_user.is_none() || seen.insert(c.uri.clone()));
             out.push(contacts);
         }
     }
