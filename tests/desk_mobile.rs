@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::staff::Staff;
-use common::{Ivr, cdr_rows, manifest_dir, require_tool, run_sipp};
+use common::{Ivr, cdr_rows, free_port, manifest_dir, require_tool, run_sipp};
 
 const WAIT: Duration = Duration::from_secs(40);
 const MOBILE: &str = "tel:+15557654321";
@@ -165,5 +165,26 @@ fn the_on_call_user_s_mobile_rings_through_the_carrier() {
         (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),
         ("bridged", "bob"),
         "{cdr:?}"
+    );
+}
+
+#[test]
+fn an_on_call_mobile_outside_the_allow_list_is_not_dialled() {
+    if !require_tool("sipp") {
+        return;
+    }
+    // A staff mobile is not held against the allow-list at load (it may be listed for `ivr
+    // oncall` only): the guard at the INVITE skips it, and the caller goes to voicemail.
+    let rota = "[staff]\n[[staff.users]]\nname = \"bob\"\npassword = \"bob-pw\"\n\
+        mobile = \"+19005550001\"\n\
+        [oncall]\nhandover = \"Mon 09:00\"\nstart = \"2026-11-30\"\nrotation = [\"bob\"]\n";
+    let config = format!("{}{rota}", config(free_port()));
+    let ivr = Ivr::start_desk("desk.toml", &["oncall".to_string()], &config);
+    let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "2000"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    let log = ivr.wait_for_log(&["event=\"no_message\""], WAIT);
+    assert!(
+        log.contains("member=+19005550001 event=\"dial_skip\"") && !log.contains("+19005550001@"),
+        "{log}"
     );
 }
