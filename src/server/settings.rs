@@ -108,7 +108,7 @@ fn external_trunk(config: &Config) -> Option<call::ExternalTrunk> {
     } else {
         t.domain.clone()
     };
-    if t.password.is_empty() {
+    if !t.ha1.is_empty() {
         warn!(trunk = %t.name, "external desk numbers through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
     }
     Some(call::ExternalTrunk {
