@@ -1,6 +1,8 @@
 //! Desk groups from `[desk]` in config: each member is a registered staff user (rung at every
 //! phone it has registered), a fixed SIP address (an IP literal: the line does no DNS), or
-//! `oncall`: whoever the `[oncall]` rota names when the call comes (rung like a staff user).
+//! `oncall`: whoever the `[oncall]` rota names when the call comes (rung like a staff user), or
+//! an external number `tel:+E164` (dialled through `[desk] external_trunk`; the config check
+//! holds it against `[desk] number_allow`, the toll-fraud guard).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,8 +16,9 @@ use crate::sip::uri_socket_addr;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeskError {
     #[error(
-        "desk group {group:?}: member {member:?} is neither a [[staff.users]] name nor a SIP \
-         address with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); the line does no DNS"
+        "desk group {group:?}: member {member:?} is neither a [[staff.users]] name, a SIP \
+         address with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"; the line does no DNS) nor an \
+         E.164 number (\"tel:+15551234567\")"
     )]
     BadMember { group: String, member: String },
     #[error("desk group {0:?} is listed twice")]
@@ -51,6 +54,9 @@ pub enum Member {
     },
     /// Whoever is on call when the call comes ([`DeskGroups::shift`]), rung like a `User`.
     OnCall,
+    /// An E.164 number (`+15551234567`, from `tel:+15551234567`), rung through the external
+    /// trunk. Only the config names it: nothing a caller sends reaches this.
+    Number(String),
 }
 
 impl Member {
@@ -59,6 +65,7 @@ impl Member {
             Member::User(u) => u,
             Member::Static { uri, .. } => uri,
             Member::OnCall => crate::oncall::MEMBER,
+            Member::Number(n) => n,
         }
     }
 }
@@ -155,6 +162,7 @@ impl DeskGroups {
                     .map(|m| match m {
                         Member::User(u) => format!("{u} (if registered)"),
                         Member::Static { uri, .. } => uri.clone(),
+                        Member::Number(n) => format!("{n} (through the external trunk)"),
                         Member::OnCall => {
                             let shift = self.rota.shift(at);
                             let who = crate::oncall::describe_shift(&self.rota, &shift, &|_| {
@@ -212,12 +220,40 @@ fn parse_member(m: &str, users: &[String]) -> Option<Member> {
         return Some(Member::User(m.to_string()));
     }
     let lower = m.to_ascii_lowercase();
+    if let Some(number) = lower.strip_prefix("tel:") {
+        return is_e164(number).then(|| Member::Number(number.to_string()));
+    }
     if !lower.starts_with("sip:") {
         return None;
     }
     Some(Member::Static {
         uri: m.to_string(),
         destination: uri_socket_addr(m)?,
+    })
+}
+
+/// `+` then 2 to 15 digits, the first not 0 (ITU-T E.164); no separators, so a number is
+/// written one way and the allow-list compares it as written.
+pub fn is_e164(n: &str) -> bool {
+    n.strip_prefix('+').is_some_and(|d| {
+        (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// A `[desk] number_allow` pattern: an E.164 number, exact, or its prefix followed by `*`. The
+/// prefix has at least one digit (a country code): "+*" would open every number in the world.
+pub fn is_allow_pattern(p: &str) -> bool {
+    let prefix = p.strip_suffix('*').unwrap_or(p);
+    prefix
+        .strip_prefix('+')
+        .is_some_and(|d| !d.is_empty() && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `number` matches one of the allow-list `patterns` (empty list: none does).
+pub fn number_allowed(number: &str, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => number.starts_with(prefix),
+        None => number == p,
     })
 }
 
@@ -240,7 +276,13 @@ mod tests {
                 }
             ]
         );
-        for bad in ["bob", "sip:desk@pbx.example.com", "tel:+15551230001"] {
+        for bad in [
+            "bob",
+            "sip:desk@pbx.example.com",
+            "tel:15551230001",
+            "tel:+1 555 123",
+            "tel:+0123",
+        ] {
             let members = vec![bad.to_string()];
             assert_eq!(
                 DeskGroups::new([("desk", members.as_slice())], &users).unwrap_err(),
@@ -249,6 +291,28 @@ mod tests {
                     member: bad.into()
                 }
             );
+        }
+    }
+
+    #[test]
+    fn tel_members_are_e164_numbers_matched_against_the_allow_list() {
+        let members = vec!["tel:+15551230001".to_string()];
+        let g = DeskGroups::new([("desk", members.as_slice())], &[]).unwrap();
+        assert_eq!(
+            g.get("desk").unwrap(),
+            &[Member::Number("+15551230001".into())]
+        );
+        let allow = vec!["+1555*".to_string(), "+442071234567".to_string()];
+        assert!(number_allowed("+15551230001", &allow));
+        assert!(number_allowed("+442071234567", &allow));
+        assert!(!number_allowed("+4420712345678", &allow));
+        assert!(!number_allowed("+19005550001", &allow));
+        assert!(!number_allowed("+15551230001", &[]));
+        for good in ["+1555*", "+15551230001", "+1*"] {
+            assert!(is_allow_pattern(good), "{good}");
+        }
+        for bad in ["1555*", "+1 555*", "*", "+", "+*", "+1555*1", "+15*55"] {
+            assert!(!is_allow_pattern(bad), "{bad}");
         }
     }
 

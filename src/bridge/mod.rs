@@ -10,5 +10,5 @@ pub mod desk;
 pub mod dialer;
 pub mod roster;
 
-pub use desk::{DeskError, DeskGroups, Member};
+pub use desk::{DeskError, DeskGroups, Member, is_allow_pattern, is_e164, number_allowed};
 pub use dialer::{DialAction, DialPlan, Dialer, LegEvent, LegId};

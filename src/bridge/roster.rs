@@ -180,6 +180,14 @@ fn member_state(
                 on_call: None,
             }
         }
+        Member::Number(n) => MemberState {
+            member: n.clone(),
+            kind: "number",
+            ringable: true,
+            why: "external number, through [desk] external_trunk".into(),
+            contacts: vec![format!("tel:{n}")],
+            on_call: None,
+        },
         Member::Static { uri, destination } => MemberState {
             member: uri.clone(),
             kind: "address",

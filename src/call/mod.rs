@@ -83,6 +83,26 @@ pub struct DeskSettings {
     pub callback_window: Duration,
     pub callback_caller_id: String,
     pub redirect_hosts: Vec<String>,
+    /// `[desk] external_trunk`: how `tel:` members are dialled; `None` when not set.
+    pub external: Option<ExternalTrunk>,
+    /// Staff user → mobile (E.164), rung through `external` with them when they are on call.
+    pub mobiles: HashMap<String, String>,
+}
+
+/// The `[[trunks]]` entry external desk numbers go out through (`[desk] external_trunk`).
+#[derive(Clone, Debug)]
+pub struct ExternalTrunk {
+    pub trunk: String,
+    /// The Request-URI host: the trunk's domain, else its registrar's host and port.
+    pub host: String,
+    /// The registrar (the carrier's proxy): an IP literal, checked at load.
+    pub destination: std::net::SocketAddr,
+    /// Answer the carrier's 401/407; `None` for a trunk with an HA1 only.
+    pub credentials: Option<crate::sip::Credentials>,
+    /// The From user: the trunk's caller ID.
+    pub caller_id: String,
+    /// `[desk] number_allow`, checked again per call (the on-call mobile is not in a group).
+    pub allow: Vec<String>,
 }
 
 /// A `[[trunks]]` entry call-backs go out through.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod dns;
+mod external;
 mod incidents;
 mod oncall;
 mod paths;

@@ -152,6 +152,12 @@ pub struct DeskConfig {
     pub callback_window_h: u64,
     /// The From user part of call-backs.
     pub callback_caller_id: String,
+    /// The `[[trunks]]` entry `tel:` desk members are dialled through; required when one exists.
+    #[serde(default)]
+    pub external_trunk: String,
+    /// E.164 numbers (exact, or a prefix then `*`) a `tel:` member may be; empty: none.
+    #[serde(default)]
+    pub number_allow: Vec<String>,
     #[serde(default)]
     pub groups: Vec<DeskGroupConfig>,
 }
@@ -192,8 +198,9 @@ pub struct StaffUser {
     /// A human name for logs and, later, the whisper.
     #[serde(default)]
     pub display: Option<String>,
-    /// A mobile number (E.164) for the on-call rota; shown by `ivr oncall`, not dialled yet
-    /// (that needs a trunk: issue 15 item 3).
+    /// A mobile number (E.164) for the on-call rota; shown by `ivr oncall`, and rung with the
+    /// user's phones when they are on call, `[desk] external_trunk` is set and `number_allow`
+    /// admits it.
     #[serde(default)]
     pub mobile: Option<String>,
 }

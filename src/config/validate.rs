@@ -174,8 +174,9 @@ impl Config {
                     "desk.groups.members",
                     &member,
                     format!(
-                        "in group {group:?}: neither a [[staff.users]] name nor a SIP address \
-                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\"); desk members are not looked up in DNS (only desk.callback_trunk may be a host name)"
+                        "in group {group:?}: neither a [[staff.users]] name, a SIP address \
+                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\") nor an E.164 number \
+                         \"tel:+15551234567\"; desk members are not looked up in DNS (only desk.callback_trunk may be a host name)"
                     ),
                 ),
                 DeskError::Duplicate(name) => bad("desk.groups.name", &name, "listed twice".into()),
@@ -187,6 +188,7 @@ impl Config {
                 other => bad("desk.groups", "", other.to_string()),
             });
         }
+        self.validate_external_members(origin)?;
         if !["us", "uk", "eu"].contains(&self.desk.ringback.as_str()) {
             return Err(bad(
                 "desk.ringback",

@@ -85,6 +85,46 @@ pub(super) fn desk_settings(
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
         callback_caller_id: config.desk.callback_caller_id.clone(),
         redirect_hosts: config.desk.redirect_hosts.clone(),
+        external: external_trunk(config),
+        mobiles: config
+            .staff
+            .users
+            .iter()
+            .filter_map(|u| Some((u.name.clone(), u.mobile.clone()?)))
+            .collect(),
+    })
+}
+
+/// The `[[trunks]]` entry `desk.external_trunk` names (checked at load to exist, with an IP
+/// registrar), as `tel:` members dial it.
+fn external_trunk(config: &Config) -> Option<call::ExternalTrunk> {
+    let t = config
+        .trunks
+        .iter()
+        .find(|t| t.name == config.desk.external_trunk)?;
+    let destination = t.registrar_addr()?;
+    let host = if t.domain.is_empty() {
+        destination.to_string()
+    } else {
+        t.domain.clone()
+    };
+    if !t.ha1.is_empty() {
+        warn!(trunk = %t.name, "external desk numbers through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
+    }
+    Some(call::ExternalTrunk {
+        trunk: t.name.clone(),
+        host,
+        destination,
+        credentials: (!t.password.is_empty()).then(|| crate::sip::Credentials {
+            username: t.username.clone(),
+            password: t.password.clone(),
+        }),
+        caller_id: if t.caller_id.is_empty() {
+            config.desk.callback_caller_id.clone()
+        } else {
+            t.caller_id.clone()
+        },
+        allow: config.desk.number_allow.clone(),
     })
 }
 

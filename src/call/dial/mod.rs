@@ -69,6 +69,9 @@ struct Contact {
     destination: SocketAddr,
     transport: Transport,
     credentials: Option<Credentials>,
+    /// The From user instead of the caller's number: a trunk's caller ID (a carrier refuses or
+    /// rewrites a caller ID that is not the account's).
+    from_user: Option<String>,
 }
 
 enum Internal {
@@ -394,7 +397,10 @@ impl Dialing<'_> {
             transport: c.transport,
             local: SocketAddr::new(local_ip, call.sip_port),
             display_name: display,
-            from_user: sip_user(self.record.caller.as_str()),
+            from_user: c
+                .from_user
+                .clone()
+                .unwrap_or_else(|| sip_user(self.record.caller.as_str())),
             sdp: offer,
             credentials: c.credentials.clone(),
             redirect_hosts: settings.desk.redirect_hosts.clone(),

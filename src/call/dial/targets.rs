@@ -28,24 +28,26 @@ pub(super) async fn resolve(
         for m in members {
             // `oncall` is whoever the rota names now: that user, once (a group listing them
             // by name as well rings their phones once).
-            let m = match m {
+            let (m, oncall_user) = match m {
                 Member::OnCall => match on_call_now(call, settings) {
-                    Some(user) => &Member::User(user),
+                    Some(user) => (&Member::User(user.clone()), Some(user)),
                     None => continue,
                 },
-                m => m,
+                m => (m, None),
             };
             if !seen.insert(m.label().to_string()) {
                 continue;
             }
-            let contacts = match m {
+            let mut contacts = match m {
                 Member::Static { uri, destination } => vec![Contact {
                     member: uri.clone(),
                     uri: uri.clone(),
                     destination: *destination,
                     transport: Transport::Udp,
                     credentials: None,
+                    from_user: None,
                 }],
+                Member::Number(n) => number_contact(call, settings, n).into_iter().collect(),
                 Member::User(user) => {
                     let (reply, rx) = oneshot::channel();
                     call.send(CallCommand::Contacts {
@@ -68,16 +70,63 @@ pub(super) async fn resolve(
                                 username: user.clone(),
                                 password,
                             }),
+                            from_user: None,
                         })
+                        .chain(on_call_mobile(call, settings, m, oncall_user.as_deref()))
                         .collect()
                 }
                 // Resolved to a user above.
                 Member::OnCall => Vec::new(),
             };
+            // A number rings once even when it is both a `tel:` member and the on-call mobile.
+            contacts.retain(|c| c.from_user.is_none() || seen.insert(c.uri.clone()));
             out.push(contacts);
         }
     }
     out
+}
+
+/// A `tel:` member's leg: through the external trunk to `sip:NUMBER@host`, with the trunk's
+/// caller ID and credentials. The number comes from the config only, and is held against the
+/// allow-list again here (the config check refuses others; this keeps the guard where the
+/// INVITE is made).
+fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<Contact> {
+    let Some(ext) = &settings.desk.external else {
+        info!(call_id = %call.call_id, member = %number, event = "dial_skip", "no desk.external_trunk; external number skipped");
+        return None;
+    };
+    if !crate::bridge::number_allowed(number, &ext.allow) {
+        info!(call_id = %call.call_id, member = %number, event = "dial_skip", "number not in desk.number_allow; skipped");
+        return None;
+    }
+    Some(Contact {
+        member: number.to_string(),
+        uri: format!("sip:{number}@{}", ext.host),
+        destination: ext.destination,
+        transport: Transport::Udp,
+        credentials: ext.credentials.clone(),
+        from_user: Some(ext.caller_id.clone()),
+    })
+}
+
+/// The on-call user's mobile, rung with their phones when an external trunk is set and the
+/// allow-list admits it (a staff user's `mobile` is not checked against it at load: it may be
+/// listed for `ivr oncall` only).
+fn on_call_mobile(
+    call: &Call,
+    settings: &CallSettings,
+    m: &Member,
+    oncall_user: Option<&str>,
+) -> Option<Contact> {
+    let Member::User(user) = m else { return None };
+    if oncall_user != Some(user.as_str()) || settings.desk.external.is_none() {
+        return None;
+    }
+    let mobile = settings.desk.mobiles.get(user)?;
+    let mut c = number_contact(call, settings, mobile)?;
+    // Accepted from the mobile, the call was still answered by the on-call user.
+    c.member = user.clone();
+    Some(c)
 }
 
 /// The user on call at the call's clock, logged with why and until when (so the log of a call
