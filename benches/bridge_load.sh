@@ -90,7 +90,7 @@ name = "desk"
 members = ["sip:staff@127.0.0.1:$staff_port"]
 EOF
     port=$(free_port)
-    ./target/release/ivr serve --config "$work/ivr-$rate.toml" --sip "127.0.0.1:$port" \
+    "${CARGO_TARGET_DIR:-target}/release/ivr" serve --config "$work/ivr-$rate.toml" --sip "127.0.0.1:$port" \
         --rtp-ports 20000-39999 --data "$work/data-$rate" --flow tests/flows/desk.toml \
         >"$work/ivr-$rate.log" 2>&1 &
     ivr_pid=$!

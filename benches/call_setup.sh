@@ -109,7 +109,7 @@ run_load() {
 # start_ivr RATE TAG [ADMIN_ADDR] -> ivr_pid, port (globals); the admin server off unless given
 start_ivr() {
     port=$(free_port)
-    IVR_ADMIN_TOKEN=bench-admin-token-0123456789 ./target/release/ivr serve --config "$work/ivr.toml" \
+    IVR_ADMIN_TOKEN=bench-admin-token-0123456789 "$ivr_bin" serve --config "$work/ivr.toml" \
         --sip "127.0.0.1:$port" --admin "${3:-}" \
         --rtp-ports 10000-31999 --data "$work/data-$2-$1" --now "$after_hours" >"$work/$2-$1.out" 2>"$work/ivr-$2-$1.log" &
     ivr_pid=$!

@@ -101,7 +101,7 @@ flood() {
 }
 
 port=$(free_port)
-./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 10000-31999 \
+"$ivr_bin" serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 10000-31999 \
     --data "$work/data" --now 2026-11-28T03:00:00Z >"$work/ivr.out" 2>"$work/ivr.log" &
 ivr_pid=$!
 pids+=("$ivr_pid")

@@ -59,7 +59,7 @@ echo "|---|---|---|---|---|---|---|---|"
 for rate in $rates; do
     # ivr, holding the line after the greeting so the caller decides the call length.
     port=$(free_port)
-    ./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 40000-59999 --data "$work/data" \
+    "${CARGO_TARGET_DIR:-target}/release/ivr" serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 40000-59999 --data "$work/data" \
         --hold-after-prompt >"$work/ivr.out" 2>"$work/ivr-$rate.log" &
     ivr_pid=$!
     for _ in $(seq 50); do grep -q "listening" "$work/ivr.out" 2>/dev/null && break; sleep 0.1; done

@@ -134,7 +134,7 @@ run_streams() {
 
 # ivr: after hours (--now), holding every call after the prompts until the caller's BYE.
 port=$(free_port)
-./target/release/ivr serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 10000-31999 \
+"$ivr_bin" serve --config "$work/ivr.toml" --sip "127.0.0.1:$port" --rtp-ports 10000-31999 \
     --data "$work/data" --hold-after-prompt --now "$after_hours" >"$work/ivr.out" 2>"$work/ivr.log" &
 ivr_pid=$!
 pids+=("$ivr_pid")
