@@ -177,12 +177,5 @@ fn describe(e: &lettre::transport::smtp::Error, server: &str) -> String {
     if let Some(t) = tls::find_tls_error(e) {
         return tls::describe(t, server);
     }
-    let mut s = format!("SMTP {server}: {e}");
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s.chars().take(500).collect()
+    format!("SMTP {server}: {}", tls::chain(e))
 }

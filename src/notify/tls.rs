@@ -1,5 +1,6 @@
 //! HTTPS for webhooks: which certificate authorities the client trusts, and a rejected
-//! certificate told in words an admin can act on.
+//! certificate (or any failed delivery, webhook or mail: [`chain`]) told in words an admin can
+//! act on.
 //!
 //! Trust is the platform's store (Debian's `/etc/ssl/certs`, via `rustls-native-certs`, which
 //! also honours `SSL_CERT_FILE`/`SSL_CERT_DIR`) plus `webhooks.ca_file`, a PEM bundle for a
@@ -121,6 +122,26 @@ pub fn find_tls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls:
         cur = err.source();
     }
     None
+}
+
+/// An error with its causes ("error sending request: connection refused"), capped in length
+/// because it is stored with the row.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    if s.len() > 500 {
+        let mut cut = 500;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
 }
 
 /// One line for the log and the outbox row: what was wrong with the receiver's certificate (or

@@ -79,11 +79,21 @@ impl Notifier {
         targets: WebhookTargets,
         policy: DeliveryPolicy,
     ) -> Self {
+        Self::with_mailer(store, targets, None, policy)
+    }
+
+    /// [`new`](Self::new) that also mails each kept voicemail, with `[email]`'s `mailer`.
+    pub fn with_mailer(
+        store: Arc<dyn OutboxStore>,
+        targets: WebhookTargets,
+        mailer: Option<Mailer>,
+        policy: DeliveryPolicy,
+    ) -> Self {
         Notifier {
             shared: Arc::new(Shared {
                 store,
                 targets,
-                mailer: None,
+                mailer: mailer.map(Arc::new),
                 policy,
                 wake: Notify::new(),
             }),
@@ -92,14 +102,6 @@ impl Notifier {
 
     pub fn targets(&self) -> &WebhookTargets {
         &self.shared.targets
-    }
-
-    /// Sends each kept voicemail by mail too. Call before the first clone.
-    pub fn with_mailer(mut self, mailer: Mailer) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.mailer = Some(Arc::new(mailer));
-        }
-        self
     }
 
     /// Whether voicemails are mailed.
@@ -426,27 +428,7 @@ async fn post(
             // A certificate problem buried in "error sending request: ... : invalid peer
             // certificate: UnknownIssuer" is the one thing the admin must read: say it first.
             Some(tls) => tls::describe(tls, &endpoint.authority()),
-            None => chain(&e),
+            None => tls::chain(&e),
         }),
     }
-}
-
-/// An error with its causes ("error sending request: connection refused"), capped in length
-/// because it is stored with the row.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    if s.len() > 500 {
-        let mut cut = 500;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }

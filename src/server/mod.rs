@@ -404,21 +404,25 @@ fn open_memory(
     let store: Option<Arc<dyn Store>> = sqlite.clone().map(|s| s as Arc<dyn Store>);
     let notifier = match &store {
         Some(store) => {
-            let mut n = Notifier::new(
+            // Asked once: the mail waits for a transcript only when a worker is there to make it.
+            let engine = crate::transcribe::engine(&config.transcription);
+            let mailer = if config.email.enabled() {
+                let wait = engine
+                    .is_ok()
+                    .then(|| std::time::Duration::from_secs(config.transcription.wait_s));
+                Some(crate::notify::smtp::Mailer::new(&config.email, tz, wait)?)
+            } else {
+                None
+            };
+            let n = Notifier::with_mailer(
                 Arc::new(SharedStore(store.clone())),
                 targets,
+                mailer,
                 DeliveryPolicy {
                     clock,
                     ..DeliveryPolicy::default()
                 },
             );
-            if config.email.enabled() {
-                // A mail waits for its transcript only when a worker is there to make it.
-                let wait = crate::transcribe::engine(&config.transcription)
-                    .is_ok()
-                    .then(|| std::time::Duration::from_secs(config.transcription.wait_s));
-                n = n.with_mailer(crate::notify::smtp::Mailer::new(&config.email, tz, wait)?);
-            }
             let stopped = || {
                 let mut rx = shutdown.clone();
                 async move {
@@ -436,7 +440,8 @@ fn open_memory(
                 },
                 stop,
             );
-            let transcripts = crate::transcribe::worker::start(config, store, &n, clock, stopped());
+            let transcripts =
+                crate::transcribe::worker::start(config, engine, store, &n, clock, stopped());
             if let Ok(mut tasks) = background_tasks().lock() {
                 tasks.push(worker);
                 tasks.push(sla);

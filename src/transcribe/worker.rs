@@ -58,17 +58,18 @@ pub struct Pass {
     pub retrying: usize,
 }
 
-/// Start the worker `config` asks for, if its engine can run here; else log, once, why
-/// transcription is off.
+/// Start the worker with `engine` ([`super::engine`] of `config`), if it can run here; else
+/// log, once, why transcription is off.
 pub fn start(
     config: &crate::config::Config,
+    engine: Result<Box<dyn super::Transcriber>, String>,
     store: &Arc<dyn Store>,
     notifier: &Notifier,
     clock: Clock,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let t = &config.transcription;
-    match super::engine(t) {
+    match engine {
         Ok(engine) => Some(
             TranscriptWorker {
                 store: store.clone(),
