@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::staff::Staff;
@@ -46,21 +45,6 @@ fn start_ivr(flow: &str, members: &[String], extra: &str) -> Ivr {
     Ivr::start_desk(flow, members, &format!("{extra}\n{desk}"))
 }
 
-/// The single CDR once the call's record is written.
-fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
-    ivr.wait_for_log(&["event=\"cdr\""], WAIT);
-    // The `cdr` line is logged before the row is written: wait for the row's outcome.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let rows = cdr_rows(&ivr.dir().join("data"));
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        if !rows[0]["outcome"].is_empty() || std::time::Instant::now() > deadline {
-            return rows.into_iter().next().expect("row");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn first_to_press_1_wins_and_the_other_phones_are_dropped() {
     if !require_tool("sipp") {
@@ -85,7 +69,7 @@ fn first_to_press_1_wins_and_the_other_phones_are_dropped() {
     }
     let log = ivr.log();
     assert!(log.contains("event=\"bridged\""), "{log}");
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
     assert_eq!(cdr["answered_by"], c_uri, "{cdr:?}");
     // C stays on the call for 3 s after pressing 1.
@@ -106,7 +90,7 @@ fn caller_hanging_up_while_phones_ring_cancels_them_all() {
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     a.assert_completed();
     b.assert_completed();
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(cdr["outcome"], "abandoned", "{cdr:?}");
     assert_eq!(cdr["answered_by"], "");
 }
@@ -123,7 +107,7 @@ fn caller_hanging_up_while_bridged_hangs_up_staff() {
     let caller = run_sipp(&ivr, "uac_desk_hangup.xml", &["-d", "6000"]);
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     a.assert_completed();
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
     assert_eq!(cdr["answered_by"], a_uri);
 }
@@ -154,7 +138,7 @@ fn nobody_accepting_in_turn_leads_to_voicemail() {
     .map(|n| log.find(n).unwrap_or_else(|| panic!("{n} missing:\n{log}")))
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{log}");
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(cdr["outcome"], "no_message", "{cdr:?}");
 }
 
@@ -343,7 +327,7 @@ fn a_call_bridged_in_business_hours_is_recorded_as_bridged() {
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     let c_uri = c.uri();
     c.assert_completed();
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(cdr["after_hours"], "false", "{cdr:?}");
     assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
     assert_eq!(cdr["answered_by"], c_uri, "{cdr:?}");

@@ -223,6 +223,21 @@ impl Ivr {
         }
     }
 
+    /// The single CDR of this line once its record has an outcome: the `cdr` line is logged
+    /// before the row is written, so this waits for the row too (up to `wait` each).
+    pub fn final_cdr(&self, wait: Duration) -> std::collections::HashMap<String, String> {
+        self.wait_for_log(&["event=\"cdr\""], wait);
+        let deadline = Instant::now() + wait;
+        loop {
+            let rows = cdr_rows(&self.dir().join("data"));
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            if !rows[0]["outcome"].is_empty() || Instant::now() > deadline {
+                return rows.into_iter().next().expect("row");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Where the admin HTTP server listens: waits for its `ivr: admin listening on ...` line.
     pub fn admin_addr(&self) -> SocketAddr {
         let rx = self.stdout.lock().expect("stdout lock");

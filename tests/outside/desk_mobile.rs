@@ -7,12 +7,11 @@
 
 use crate::common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
 use common::staff::Staff;
-use common::{Ivr, cdr_rows, free_port, manifest_dir, require_tool, run_sipp};
+use common::{Ivr, free_port, manifest_dir, require_tool, run_sipp};
 
 const WAIT: Duration = Duration::from_secs(40);
 const MOBILE: &str = "tel:+15557654321";
@@ -25,20 +24,6 @@ fn config(port: u16) -> String {
          [[trunks]]\nname = \"carrier\"\nregistrar = \"sip:127.0.0.1:{port}\"\nregister = false\n\
          username = \"acct\"\npassword = \"s3cret\"\ncaller_id = \"+442071234567\"\n"
     )
-}
-
-/// The single CDR once the call's record has its outcome.
-fn final_cdr(ivr: &Ivr) -> HashMap<String, String> {
-    ivr.wait_for_log(&["event=\"cdr\""], WAIT);
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let rows = cdr_rows(&ivr.dir().join("data"));
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        if !rows[0]["outcome"].is_empty() || std::time::Instant::now() > deadline {
-            return rows.into_iter().next().expect("row");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -57,7 +42,7 @@ fn a_mobile_through_a_challenging_carrier_presses_1_and_is_bridged() {
         log.contains("event=\"dial_leg_auth\"") && log.contains("event=\"whisper\""),
         "{log}"
     );
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(
         (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),
         ("bridged", "+15557654321"),
@@ -85,7 +70,7 @@ fn a_mobile_voicemail_answering_without_pressing_1_does_not_take_the_call() {
         .collect();
     assert!(order[0] < order[1], "{log}");
     assert!(!log.contains("event=\"bridged\""), "{log}");
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(
         (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),
         ("no_message", ""),
@@ -160,7 +145,7 @@ fn the_on_call_user_s_mobile_rings_through_the_carrier() {
         legs.len() == 1 && legs[0].contains("uri=sip:+15557654321@127.0.0.1:"),
         "one leg, to the mobile: {legs:#?}"
     );
-    let cdr = final_cdr(&ivr);
+    let cdr = ivr.final_cdr(WAIT);
     assert_eq!(
         (cdr["outcome"].as_str(), cdr["answered_by"].as_str()),
         ("bridged", "bob"),
