@@ -218,28 +218,9 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     );
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     ivr.wait_for_log(&["event=\"voicemail_stored\""], WAIT);
-    // sipp's digest uri defaults to the server's address; the Request-URI is what must match
-    // (sipp puts "sip:" in front of -auth_uri itself).
-    let auth_uri = |n: &str| format!("{n}@{}", ivr.sip_addr());
-    let (uri_refused, uri_back) = (auth_uri("+15559990000"), auth_uri("+15551230003"));
     // A number that left no voicemail cannot be called through the line.
-    let refused = run_sipp(
-        &ivr,
-        "staff_callback_refused.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "number",
-            "+15559990000",
-            "-auth_uri",
-            &uri_refused,
-        ],
-    );
+    let refused =
+        common::staff::alice_calls_back(&ivr, "staff_callback_refused.xml", "+15559990000", &[]);
     assert!(
         refused.success(),
         "refused: {}\n{}",
@@ -247,24 +228,11 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
         ivr.log()
     );
     // alice calls the customer back; the customer answers; alice hangs up after 2 s.
-    let back = run_sipp(
+    let back = common::staff::alice_calls_back(
         &ivr,
         "staff_callback.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "number",
-            "+15551230003",
-            "-auth_uri",
-            &uri_back,
-            "-d",
-            "2000",
-        ],
+        "+15551230003",
+        &["-d", "2000"],
     );
     assert!(back.success(), "call-back: {}\n{}", back.errors, ivr.log());
     customer.assert_completed();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, manifest_dir};
+use super::{Ivr, SippRun, free_port, manifest_dir, run_sipp};
 
 /// How long a staff scenario may run.
 const WAIT: Duration = Duration::from_secs(40);
@@ -99,4 +99,28 @@ impl Drop for Staff {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Staff user alice (password `s3cret`) calls `number` back through the line from a sipp phone
+/// running `tests/sipp/<scenario>`, answering the line's 407 with her credentials; `extra` adds
+/// sipp options (e.g. `-d 2000`, how long she stays on the call).
+pub fn alice_calls_back(ivr: &Ivr, scenario: &str, number: &str, extra: &[&str]) -> SippRun {
+    // sipp's digest uri defaults to the server's address; the Request-URI is what must match
+    // (sipp puts "sip:" in front of -auth_uri itself).
+    let auth_uri = format!("{number}@{}", ivr.sip_addr());
+    let mut args = vec![
+        "-s",
+        "alice",
+        "-au",
+        "alice",
+        "-ap",
+        "s3cret",
+        "-key",
+        "number",
+        number,
+        "-auth_uri",
+        &auth_uri,
+    ];
+    args.extend(extra);
+    run_sipp(ivr, scenario, &args)
 }

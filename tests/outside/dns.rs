@@ -171,26 +171,8 @@ fn ivr_with_trunk_by_name(dns: &DnsServer, extra: &str) -> Ivr {
 
 /// alice calls +15551230003 back through the trunk; the customer answers, alice hangs up.
 fn call_back(ivr: &Ivr) {
-    let auth_uri = format!("+15551230003@{}", ivr.sip_addr());
-    let back = run_sipp(
-        ivr,
-        "staff_callback.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "number",
-            "+15551230003",
-            "-auth_uri",
-            &auth_uri,
-            "-d",
-            "1000",
-        ],
-    );
+    let back =
+        common::staff::alice_calls_back(ivr, "staff_callback.xml", "+15551230003", &["-d", "1000"]);
     assert!(back.success(), "call-back: {}\n{}", back.errors, ivr.log());
 }
 
@@ -250,24 +232,8 @@ fn a_trunk_name_that_does_not_resolve_refuses_the_call_back_with_503_and_says_wh
     // The zone has no pbx.test at all: NXDOMAIN.
     let dns = DnsServer::start(Zone::default().a("other.test", Ipv4Addr::LOCALHOST, 60));
     let ivr = ivr_with_trunk_by_name(&dns, "");
-    let auth_uri = format!("+15551230003@{}", ivr.sip_addr());
-    let refused = run_sipp(
-        &ivr,
-        "staff_callback_unresolved.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "number",
-            "+15551230003",
-            "-auth_uri",
-            &auth_uri,
-        ],
-    );
+    let refused =
+        common::staff::alice_calls_back(&ivr, "staff_callback_unresolved.xml", "+15551230003", &[]);
     assert!(
         refused.success(),
         "call-back: {}\n{}",

@@ -37,25 +37,11 @@ fn a_call_back_through_a_trunk_answers_the_carriers_challenge() {
     );
     assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
     ivr.wait_for_log(&["event=\"voicemail_stored\""], WAIT);
-    let auth_uri = format!("+15551230003@{}", ivr.sip_addr());
-    let back = run_sipp(
+    let back = common::staff::alice_calls_back(
         &ivr,
         "staff_callback.xml",
-        &[
-            "-s",
-            "alice",
-            "-au",
-            "alice",
-            "-ap",
-            "s3cret",
-            "-key",
-            "number",
-            "+15551230003",
-            "-auth_uri",
-            &auth_uri,
-            "-d",
-            "2000",
-        ],
+        "+15551230003",
+        &["-d", "2000"],
     );
     assert!(back.success(), "call-back: {}\n{}", back.errors, ivr.log());
     carrier.assert_completed();
