@@ -95,8 +95,8 @@ pub struct ExternalTrunk {
     pub trunk: String,
     /// The Request-URI host: the trunk's domain, else its registrar's host and port.
     pub host: String,
-    /// The registrar (the carrier's proxy): an IP literal, checked at load.
-    pub destination: std::net::SocketAddr,
+    /// The registrar (the carrier's proxy), an IP literal or a name looked up per leg.
+    pub destination: crate::dns::SipDestination,
     /// Answer the carrier's 401/407; `None` for a trunk with an HA1 only.
     pub credentials: Option<crate::sip::Credentials>,
     /// The From user: the trunk's caller ID.

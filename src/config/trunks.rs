@@ -3,8 +3,8 @@
 //! (`inbound_from`) and maps their DIDs to flows through `[flows.numbers]`. `[sip]
 //! unknown_sources` says what happens to calls from anywhere else.
 //!
-//! Host names are not resolved yet: the registrar is an IP literal until the DNS resolver lands
-//! (see `crate::trunk::resolve`, the one place it plugs in).
+//! The registrar is an IP literal or a host name; a name is looked up by RFC 3263 (NAPTR, SRV,
+//! A/AAAA through `[dns]`) with failover between its targets (`crate::trunk::targets`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -122,8 +122,8 @@ impl TrunkConfig {
         crate::sip::uri_host_port(&self.registrar).map(|(h, p)| (h, p.unwrap_or(5060)))
     }
 
-    /// The registrar's address when its host is an IP literal (validated at load, so `None`
-    /// only for names, which need the resolver).
+    /// The registrar's address when its host is an IP literal; `None` for a host name, which
+    /// is looked up (RFC 3263) when used.
     pub fn registrar_addr(&self) -> Option<SocketAddr> {
         let (host, port) = self.registrar_host_port()?;
         let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
@@ -190,14 +190,11 @@ pub(super) fn validate(trunks: &[TrunkConfig], origin: &str) -> Result<(), Confi
                 ),
             ));
         }
-        if t.registrar_addr().is_none() {
+        if let Err(e) = crate::dns::SipUri::parse(&t.registrar) {
             return Err(bad(
                 "trunks.registrar",
                 &t.registrar,
-                format!(
-                    "{}: write the registrar's IP address (host names are not resolved yet)",
-                    at("registrar")
-                ),
+                format!("{}: {e}", at("registrar")),
             ));
         }
         if t.transport != "udp" {
@@ -347,11 +344,21 @@ dids = ["+442071234567"]
     }
 
     #[test]
+    fn a_registrar_may_be_a_host_name() {
+        let c = load(&GOOD.replace("sip:192.0.2.10:5070", "sip:sip.example.com")).unwrap();
+        assert_eq!(c.trunks[0].registrar_addr(), None);
+        assert_eq!(
+            c.trunks[0].registrar_host_port(),
+            Some(("sip.example.com".into(), 5060))
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         for (from, to, key) in [
             (
                 "sip:192.0.2.10:5070",
-                "sip:sip.example.com",
+                "sip:bad host!.example.com",
                 "trunks.registrar",
             ),
             ("sip:192.0.2.10:5070", "192.0.2.10", "trunks.registrar"),

@@ -65,6 +65,11 @@ impl TargetCursor {
         self.current()
     }
 
+    /// Every target, in the order they are tried.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
     /// Targets not yet tried after the current one.
     pub fn remaining(&self) -> usize {
         self.targets.len().saturating_sub(self.at + 1)

@@ -198,6 +198,7 @@ async fn run(
         config.sip.unknown_sources,
         metrics_for_trunks,
         trunks_tx,
+        config.dns.settings().unwrap_or_default(),
     );
     info!(
         realm = %config.staff.realm,
@@ -234,7 +235,7 @@ async fn run(
                         }
                     };
                 let _ = bound_tx.send(Ok(transport.local_addr()));
-                let (trunk_list, unknown, trunk_metrics, trunks_tx) = trunk_plan;
+                let (trunk_list, unknown, trunk_metrics, trunks_tx, dns) = trunk_plan;
                 let trunks = crate::trunk::TrunkShell::new(
                     &trunk_list,
                     unknown,
@@ -242,6 +243,7 @@ async fn run(
                     public_ip,
                     trunk_metrics,
                     trunks_tx,
+                    crate::dns::SipResolver::new(&dns),
                 );
                 run_signalling(
                     transport,

@@ -95,19 +95,22 @@ pub(super) fn desk_settings(
     })
 }
 
-/// The `[[trunks]]` entry `desk.external_trunk` names (checked at load to exist, with an IP
-/// registrar), as `tel:` members dial it.
+/// The `[[trunks]]` entry `desk.external_trunk` names (checked at load to exist), as `tel:`
+/// members dial it.
 fn external_trunk(config: &Config) -> Option<call::ExternalTrunk> {
     let t = config
         .trunks
         .iter()
         .find(|t| t.name == config.desk.external_trunk)?;
-    let destination = t.registrar_addr()?;
     let host = if t.domain.is_empty() {
-        destination.to_string()
+        let (h, p) = crate::sip::uri_host_port(&t.registrar)?;
+        p.map_or(h.clone(), |p| format!("{h}:{p}"))
     } else {
         t.domain.clone()
     };
+    let dns = config.dns.settings().unwrap_or_default();
+    let destination =
+        crate::dns::SipDestination::new(&t.registrar, crate::dns::SipResolver::new(&dns)).ok()?;
     if !t.ha1.is_empty() {
         warn!(trunk = %t.name, "external desk numbers through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
     }

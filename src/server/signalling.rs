@@ -30,6 +30,9 @@ pub(super) async fn run_signalling(
     // learns which ones from here.
     let mut tcp_in_use = tokio::time::interval(transport.tcp_in_use_interval());
     tcp_in_use.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lookups = trunks
+        .take_lookups()
+        .expect("the trunks' lookups are taken once, here");
     trunks.start(Instant::now().into_std(), &mut endpoint);
 
     loop {
@@ -111,6 +114,9 @@ pub(super) async fn run_signalling(
             }
             _ = tokio::time::sleep_until(timer) => {
                 endpoint.handle_timeout(Instant::now().into_std());
+            }
+            Some(done) = lookups.recv() => {
+                trunks.lookup_done(Instant::now().into_std(), done, &mut endpoint);
             }
             // The shutdown's own deadlines: a quiet line must not wait for traffic to notice them.
             _ = tokio::time::sleep_until(drain_wake) => {}

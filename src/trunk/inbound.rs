@@ -19,6 +19,9 @@ struct Entry {
     nets: Vec<ipnet::IpNet>,
     contact_user: String,
     dids: Vec<String>,
+    /// `inbound_from` is not written: the registrar's addresses are the trunk's, and those of
+    /// a registrar written as a host name are learnt from DNS.
+    learns: bool,
 }
 
 /// The trunks' inbound side and the policy for everything else.
@@ -49,9 +52,25 @@ impl InboundRules {
                     nets: t.inbound_nets(),
                     contact_user: t.contact_user().to_string(),
                     dids: t.dids.clone(),
+                    learns: t.inbound_from.is_empty(),
                 })
                 .collect(),
             unknown,
+        }
+    }
+
+    /// The addresses trunk `name`'s registrar host name resolved to: its calls come from them
+    /// (unless `inbound_from` says where they come from). Addresses are only ever added, so a
+    /// DNS change never stops calls from an address the provider used.
+    pub fn learn(&mut self, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
+        let Some(t) = self.trunks.iter_mut().find(|t| t.name == name && t.learns) else {
+            return;
+        };
+        for ip in ips {
+            let net = ipnet::IpNet::from(ip);
+            if !t.nets.contains(&net) {
+                t.nets.push(net);
+            }
         }
     }
 
@@ -199,5 +218,43 @@ inbound_from = ["203.0.113.0/24"]
             refuse.classify(ip("10.9.9.9"), "1234", "x", true),
             Verdict::Answer
         );
+    }
+
+    #[test]
+    fn a_registrar_by_name_learns_its_addresses_but_inbound_from_wins() {
+        let c = Config::from_str(
+            r#"
+[sip]
+unknown_sources = "refuse"
+[[trunks]]
+name = "named"
+registrar = "sip:carrier.test"
+username = "acct"
+password = "pw"
+dids = ["+15550100"]
+[[trunks]]
+name = "fixed"
+registrar = "sip:edge.carrier.test"
+username = "acct2"
+password = "pw"
+inbound_from = ["203.0.113.0/24"]
+"#,
+            "test",
+        )
+        .unwrap();
+        let mut rules = InboundRules::new(&c.trunks, c.sip.unknown_sources);
+        let from = |r: &InboundRules, a: &str| r.classify(ip(a), "acct", "+15550100", false);
+        assert_eq!(from(&rules, "127.0.0.3"), Verdict::Refuse);
+        rules.learn("named", [ip("127.0.0.2"), ip("127.0.0.3")]);
+        assert_eq!(
+            from(&rules, "127.0.0.3"),
+            Verdict::Trunk {
+                trunk: "named".into(),
+                dialled: "+15550100".into()
+            }
+        );
+        // Written addresses are the whole truth: DNS adds nothing to them.
+        rules.learn("fixed", [ip("127.0.0.9")]);
+        assert_eq!(from(&rules, "127.0.0.9"), Verdict::Refuse);
     }
 }

@@ -86,6 +86,11 @@ pub enum Input {
     TransportError {
         cseq: u32,
     },
+    /// The REGISTER with this CSeq had nowhere to go (the registrar's name did not resolve).
+    Unreachable {
+        cseq: u32,
+        reason: String,
+    },
     /// The time from [`RegisterClient::next_wake`] has come.
     Timer,
     Shutdown,
@@ -202,6 +207,12 @@ impl RegisterClient {
         }
     }
 
+    /// Our Contact, once the address towards a registrar found by name is known (before the
+    /// first REGISTER goes out).
+    pub fn set_contact(&mut self, contact: String) {
+        self.spec.contact = contact;
+    }
+
     pub fn spec(&self) -> &RegisterSpec {
         &self.spec
     }
@@ -254,22 +265,26 @@ impl RegisterClient {
         match input {
             Input::Reply(r) if Some(r.cseq) == self.in_flight => self.on_reply(now, r, &mut out),
             Input::Reply(_) => {}
-            Input::Timeout { cseq } | Input::TransportError { cseq }
+            Input::Timeout { cseq }
+            | Input::TransportError { cseq }
+            | Input::Unreachable { cseq, .. }
                 if Some(cseq) == self.in_flight =>
             {
-                let why = if matches!(input, Input::Timeout { .. }) {
-                    "no response from the registrar (transaction timeout)"
-                } else {
-                    "cannot send to the registrar (transport error)"
+                let why = match input {
+                    Input::Timeout { .. } => {
+                        "no response from the registrar (transaction timeout)".to_string()
+                    }
+                    Input::Unreachable { reason, .. } => reason,
+                    _ => "cannot send to the registrar (transport error)".to_string(),
                 };
                 self.in_flight = None;
                 if self.phase == Phase::Unregistering {
                     self.stop(&mut out, false);
                 } else {
-                    self.fail(now, why.to_string(), None, false, &mut out);
+                    self.fail(now, why, None, false, &mut out);
                 }
             }
-            Input::Timeout { .. } | Input::TransportError { .. } => {}
+            Input::Timeout { .. } | Input::TransportError { .. } | Input::Unreachable { .. } => {}
             Input::Timer => self.on_timer(now, &mut out),
             Input::Shutdown => self.on_shutdown(now, &mut out),
         }

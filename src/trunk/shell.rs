@@ -17,10 +17,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use tokio::sync::mpsc;
+
 use super::inbound::{InboundRules, Verdict};
 use super::register::{Action, Input, RegisterClient, RegisterSpec, Reply, Report, Secret};
-use super::resolve::{IpLiteral, ResolveRegistrar};
+use super::targets::{RegistrarTargets, Resolved, Route};
 use crate::config::{TrunkConfig, UnknownSources};
+use crate::dns::{DnsError, Failure, SipResolver, Target};
 use crate::metrics::Metrics;
 use crate::sip::endpoint::random_token;
 use crate::sip::message::{Response, Transport};
@@ -40,6 +43,8 @@ pub struct TrunkStatus {
     pub failures: u32,
     pub last_error: Option<String>,
     pub service_route: Vec<String>,
+    /// Where REGISTERs go now (`IP:port`): the registrar itself, or the SRV target in use.
+    pub target: Option<String>,
 }
 
 /// The trunks' statuses as the signalling thread last published them.
@@ -49,9 +54,22 @@ struct Registration {
     client: RegisterClient,
     call_id: String,
     from_tag: String,
-    destination: Option<SocketAddr>,
+    targets: RegistrarTargets,
     local: SocketAddr,
 }
+
+/// Whom a finished DNS lookup is for.
+#[derive(Clone, Debug)]
+pub enum LookupFor {
+    /// `regs[i]`'s registrar.
+    Registration(usize),
+    /// A trunk that does not register, by name: only its addresses are learnt (the calls it
+    /// delivers come from them).
+    Inbound(String),
+}
+
+/// A finished lookup, handed back to the signalling loop.
+pub type LookupDone = (LookupFor, Result<Vec<Target>, DnsError>);
 
 pub struct TrunkShell {
     inbound: InboundRules,
@@ -59,14 +77,21 @@ pub struct TrunkShell {
     /// Trunks that do not register, for the status list.
     others: Vec<TrunkStatus>,
     /// REGISTERs out: which trunk, which CSeq (a late outcome of an older one is told apart).
-    pending: HashMap<RequestRef, (usize, u32)>,
+    pending: HashMap<RequestRef, (usize, super::register::Send)>,
     metrics: Metrics,
     statuses: tokio::sync::watch::Sender<TrunkStatuses>,
+    resolver: SipResolver,
+    lookups_tx: mpsc::UnboundedSender<LookupDone>,
+    lookups_rx: Option<mpsc::UnboundedReceiver<LookupDone>>,
+    /// Non-registering trunks by name whose addresses are to be learnt at start.
+    learn_at_start: Vec<(String, String)>,
 }
 
 impl TrunkShell {
     /// `local` is the SIP address we are bound to; with 0.0.0.0 the address towards each
     /// registrar is asked of the kernel, and `public_ip` (NAT) wins over both.
+    /// `resolver` turns registrars written as host names into targets (RFC 3263); IP
+    /// literals never reach it.
     pub fn new(
         trunks: &[TrunkConfig],
         unknown: UnknownSources,
@@ -74,25 +99,17 @@ impl TrunkShell {
         public_ip: Option<IpAddr>,
         metrics: Metrics,
         statuses: tokio::sync::watch::Sender<TrunkStatuses>,
-    ) -> Self {
-        Self::with_resolver(
-            trunks, unknown, local, public_ip, metrics, statuses, &IpLiteral,
-        )
-    }
-
-    pub fn with_resolver(
-        trunks: &[TrunkConfig],
-        unknown: UnknownSources,
-        local: SocketAddr,
-        public_ip: Option<IpAddr>,
-        metrics: Metrics,
-        statuses: tokio::sync::watch::Sender<TrunkStatuses>,
-        resolver: &dyn ResolveRegistrar,
+        resolver: SipResolver,
     ) -> Self {
         let mut regs = Vec::new();
         let mut others = Vec::new();
+        let mut learn_at_start = Vec::new();
         for t in trunks {
+            let literal = t.registrar_addr();
             if !t.register {
+                if literal.is_none() && t.inbound_from.is_empty() {
+                    learn_at_start.push((t.name.clone(), t.registrar.clone()));
+                }
                 others.push(TrunkStatus {
                     name: t.name.clone(),
                     registrar: t.registrar.clone(),
@@ -103,14 +120,19 @@ impl TrunkShell {
                     failures: 0,
                     last_error: None,
                     service_route: Vec::new(),
+                    target: literal.map(|a| a.to_string()),
                 });
                 continue;
             }
-            let (host, port) = t.registrar_host_port().unwrap_or_default();
-            let destination = resolver.resolve(&host, port);
+            let (host, port) = crate::sip::uri_host_port(&t.registrar).unwrap_or_default();
+            let request_uri = match port {
+                Some(p) => format!("sip:{host}:{p}"),
+                None => format!("sip:{host}"),
+            };
+            // Unknown until a name is looked up; `contact_towards` fixes it then.
             let ip = public_ip
                 .or_else(|| (!local.ip().is_unspecified()).then_some(local.ip()))
-                .or_else(|| destination.and_then(crate::sip::route_source_ip))
+                .or_else(|| literal.and_then(crate::sip::route_source_ip))
                 .unwrap_or(local.ip());
             let local = SocketAddr::new(ip, local.port());
             let domain = if t.domain.is_empty() {
@@ -120,7 +142,7 @@ impl TrunkShell {
             };
             let spec = RegisterSpec {
                 trunk: t.name.clone(),
-                request_uri: format!("sip:{host}:{port}"),
+                request_uri,
                 aor: format!("sip:{}@{domain}", t.username),
                 contact: format!("sip:{}@{local}", t.contact_user()),
                 username: t.username.clone(),
@@ -139,10 +161,11 @@ impl TrunkShell {
                 client: RegisterClient::new(spec, rand::random()),
                 call_id: format!("{}@ivr", random_token(20)),
                 from_tag: random_token(10),
-                destination,
+                targets: RegistrarTargets::new(&t.registrar, literal),
                 local,
             });
         }
+        let (lookups_tx, lookups_rx) = mpsc::unbounded_channel();
         TrunkShell {
             inbound: InboundRules::new(trunks, unknown),
             regs,
@@ -150,7 +173,17 @@ impl TrunkShell {
             pending: HashMap::new(),
             metrics,
             statuses,
+            resolver,
+            lookups_tx,
+            lookups_rx: Some(lookups_rx),
+            learn_at_start,
         }
+    }
+
+    /// Where finished DNS lookups arrive: the signalling loop waits on it and hands each to
+    /// [`TrunkShell::lookup_done`]. Taken once.
+    pub fn take_lookups(&mut self) -> Option<mpsc::UnboundedReceiver<LookupDone>> {
+        self.lookups_rx.take()
     }
 
     pub fn start(&mut self, now: Instant, ep: &mut Endpoint) {
@@ -161,7 +194,85 @@ impl TrunkShell {
             let actions = self.regs[i].client.start(now);
             self.apply(now, i, actions, ep);
         }
+        for (name, uri) in std::mem::take(&mut self.learn_at_start) {
+            self.spawn_lookup(LookupFor::Inbound(name), uri);
+        }
         self.publish(now);
+    }
+
+    /// Runs an RFC 3263 lookup off the loop (on its runtime); the answer comes back through
+    /// [`TrunkShell::take_lookups`].
+    fn spawn_lookup(&self, whom: LookupFor, uri: String) {
+        let resolver = self.resolver.clone();
+        let tx = self.lookups_tx.clone();
+        tokio::spawn(async move {
+            let result = resolver.resolve(&uri, &[crate::dns::Transport::Udp]).await;
+            let _ = tx.send((whom, result));
+        });
+    }
+
+    /// A lookup finished: the trunk's provider addresses are learnt (when `inbound_from` is not
+    /// written, calls from them are the trunk's), and a REGISTER waiting for it goes out or
+    /// fails with the DNS error.
+    pub fn lookup_done(&mut self, now: Instant, done: LookupDone, ep: &mut Endpoint) {
+        let (whom, result) = done;
+        let i = match whom {
+            LookupFor::Inbound(name) => {
+                match &result {
+                    Ok(targets) => {
+                        self.inbound
+                            .learn(&name, targets.iter().map(|t| t.addr.ip()));
+                    }
+                    Err(e) => warn!(trunk = %name, error = %e, event = "trunk_unresolved",
+                        "trunk host name did not resolve; its calls are not recognised by source"),
+                }
+                return;
+            }
+            LookupFor::Registration(i) if i < self.regs.len() => i,
+            LookupFor::Registration(_) => return,
+        };
+        let trunk = self.regs[i].client.spec().trunk.clone();
+        if let Ok(targets) = &result {
+            let list: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            info!(%trunk, registrar = %self.regs[i].targets.uri(), targets = ?list,
+                event = "trunk_resolved", "trunk registrar resolved");
+            self.inbound
+                .learn(&trunk, targets.iter().map(|t| t.addr.ip()));
+            if let Some(first) = targets.first() {
+                self.contact_towards(i, first.addr);
+            }
+        }
+        match self.regs[i].targets.resolved(result) {
+            Resolved::SendTo(to, send) => self.send_register(now, i, to, send, ep),
+            Resolved::Failed { cseq, reason } => {
+                let actions = self.regs[i]
+                    .client
+                    .handle(now, Input::Unreachable { cseq, reason });
+                self.apply(now, i, actions, ep);
+            }
+            Resolved::Idle => {}
+        }
+        self.publish(now);
+    }
+
+    /// Bound to 0.0.0.0 with no public IP and a registrar found by name: our address is the
+    /// one the kernel would send from towards it, known only now. Set once, before the first
+    /// REGISTER, so bindings never move between addresses.
+    fn contact_towards(&mut self, i: usize, to: SocketAddr) {
+        let r = &mut self.regs[i];
+        if !r.local.ip().is_unspecified() {
+            return;
+        }
+        if let Some(ip) = crate::sip::route_source_ip(to) {
+            r.local = SocketAddr::new(ip, r.local.port());
+            let user = r.client.spec().contact.clone();
+            let user = user
+                .strip_prefix("sip:")
+                .and_then(|u| u.split('@').next())
+                .unwrap_or_default()
+                .to_string();
+            r.client.set_contact(format!("sip:{user}@{}", r.local));
+        }
     }
 
     /// Marks a new call with its trunk and DID; false when it must be refused (403), which is
@@ -202,7 +313,7 @@ impl TrunkShell {
     pub fn route_for(&self, destination: SocketAddr) -> Vec<String> {
         self.regs
             .iter()
-            .find(|r| r.destination == Some(destination))
+            .find(|r| r.targets.current() == Some(destination))
             .map(|r| r.client.service_route().to_vec())
             .unwrap_or_default()
     }
@@ -215,9 +326,26 @@ impl TrunkShell {
     pub fn poll(&mut self, now: Instant, ep: &mut Endpoint) {
         let mut changed = false;
         while let Some((id, outcome)) = ep.poll_request_outcome() {
-            let Some((i, cseq)) = self.pending.remove(&id) else {
+            let Some((i, send)) = self.pending.remove(&id) else {
                 continue;
             };
+            let cseq = send.cseq;
+            // RFC 3263 §4.3: a registrar target that is silent or says 503 hands the same
+            // REGISTER (a new transaction) to the next one; the client hears only the last.
+            let failure = match &outcome {
+                RequestOutcome::Response(resp) => Failure::Status(resp.status),
+                RequestOutcome::Timeout => Failure::Timeout,
+            };
+            if let Some(failed) = self.regs[i].targets.current()
+                && let Some(next) = self.regs[i].targets.failed(failure)
+            {
+                let trunk = self.regs[i].client.spec().trunk.clone();
+                warn!(%trunk, %failed, %next, failure = ?failure, event = "trunk_registrar_failover",
+                    "trunk registrar target failed; sending the REGISTER to the next");
+                self.send_register(now, i, next, send, ep);
+                changed = true;
+                continue;
+            }
             let input = match outcome {
                 RequestOutcome::Response(resp) => Input::Reply(reply_of(&resp)),
                 RequestOutcome::Timeout => Input::Timeout { cseq },
@@ -251,27 +379,39 @@ impl TrunkShell {
         for a in actions {
             let trunk = self.regs[i].client.spec().trunk.clone();
             match a {
-                Action::Send(send) => {
-                    self.metrics.trunk_register_attempt(&trunk);
-                    let r = &self.regs[i];
-                    let Some(to) = r.destination else {
-                        let input = Input::TransportError { cseq: send.cseq };
-                        let more = self.regs[i].client.handle(now, input);
-                        self.apply(now, i, more, ep);
-                        continue;
-                    };
-                    let branch = format!("z9hG4bK{}", random_token(16));
-                    let bytes = render_register(r, &branch, &send);
-                    debug!(%trunk, cseq = send.cseq, expires = send.expires, auth = send.authorization.is_some(), "REGISTER out");
-                    let id = ep.send_request(now, to, Transport::Udp, &branch, bytes);
-                    self.pending.insert(id, (i, send.cseq));
-                }
+                Action::Send(send) => match self.regs[i].targets.route(send) {
+                    Route::SendTo(to, send) => self.send_register(now, i, to, send, ep),
+                    Route::Lookup => {
+                        let uri = self.regs[i].targets.uri().to_string();
+                        self.spawn_lookup(LookupFor::Registration(i), uri);
+                    }
+                    Route::Wait => {}
+                },
                 Action::Report(report) => self.report(&trunk, report),
             }
         }
         let registered = self.regs[i].client.registered(now);
         let trunk = self.regs[i].client.spec().trunk.clone();
         self.metrics.trunk_registered(&trunk, registered);
+    }
+
+    /// One REGISTER to `to`, as a new client transaction (a fresh branch).
+    fn send_register(
+        &mut self,
+        now: Instant,
+        i: usize,
+        to: SocketAddr,
+        send: super::register::Send,
+        ep: &mut Endpoint,
+    ) {
+        let r = &self.regs[i];
+        let trunk = &r.client.spec().trunk;
+        self.metrics.trunk_register_attempt(trunk);
+        let branch = format!("z9hG4bK{}", random_token(16));
+        let bytes = render_register(r, &branch, &send);
+        debug!(%trunk, %to, cseq = send.cseq, expires = send.expires, auth = send.authorization.is_some(), "REGISTER out");
+        let id = ep.send_request(now, to, Transport::Udp, &branch, bytes);
+        self.pending.insert(id, (i, send));
     }
 
     fn report(&self, trunk: &str, report: Report) {
@@ -319,6 +459,7 @@ impl TrunkShell {
                     failures: c.failures(),
                     last_error: c.last_error().map(str::to_string),
                     service_route: c.service_route().to_vec(),
+                    target: r.targets.current().map(|a| a.to_string()),
                 }
             })
             .chain(self.others.iter().cloned())
@@ -397,6 +538,7 @@ mod tests {
             None,
             Metrics::new(),
             tx,
+            SipResolver::new(&crate::dns::DnsSettings::default()),
         );
         (shell, Endpoint::new(EndpointConfig::default()), rx)
     }

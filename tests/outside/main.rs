@@ -13,3 +13,4 @@ mod dns;
 mod oncall;
 mod trunk;
 mod trunk_callback;
+mod trunk_dns;

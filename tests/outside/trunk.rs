@@ -44,7 +44,7 @@ fn start_ivr_with(registrar_port: u16, extra: &str, args: &[&str]) -> Ivr {
 }
 
 /// A plain HTTP/1.1 GET on the admin server with the test token.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
     let token = admin_support::TOKEN;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::super::memory::CallRecord;
 use super::super::{Call, CallCommand, CallSettings};
@@ -47,7 +47,10 @@ pub(super) async fn resolve(
                     credentials: None,
                     from_user: None,
                 }],
-                Member::Number(n) => number_contact(call, settings, n).into_iter().collect(),
+                Member::Number(n) => number_contact(call, settings, n)
+                    .await
+                    .into_iter()
+                    .collect(),
                 Member::User(user) => {
                     let (reply, rx) = oneshot::channel();
                     call.send(CallCommand::Contacts {
@@ -59,6 +62,7 @@ pub(super) async fn resolve(
                         info!(call_id = %call.call_id, member = %user, event = "dial_skip", "staff member not registered; skipped");
                     }
                     let password = settings.desk.passwords.get(user).cloned();
+                    let mobile = on_call_mobile(call, settings, m, oncall_user.as_deref()).await;
                     bindings
                         .into_iter()
                         .map(|b| Contact {
@@ -72,7 +76,7 @@ pub(super) async fn resolve(
                             }),
                             from_user: None,
                         })
-                        .chain(on_call_mobile(call, settings, m, oncall_user.as_deref()))
+                        .chain(mobile)
                         .collect()
                 }
                 // Resolved to a user above.
@@ -89,8 +93,9 @@ pub(super) async fn resolve(
 /// A `tel:` member's leg: through the external trunk to `sip:NUMBER@host`, with the trunk's
 /// caller ID and credentials. The number comes from the config only, and is held against the
 /// allow-list again here (the config check refuses others; this keeps the guard where the
-/// INVITE is made).
-fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<Contact> {
+/// INVITE is made). A trunk by host name is looked up here (RFC 3263) and its first target
+/// rung.
+async fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<Contact> {
     let Some(ext) = &settings.desk.external else {
         info!(call_id = %call.call_id, member = %number, event = "dial_skip", "no desk.external_trunk; external number skipped");
         return None;
@@ -99,10 +104,18 @@ fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<
         info!(call_id = %call.call_id, member = %number, event = "dial_skip", "number not in desk.number_allow; skipped");
         return None;
     }
+    let destination = match ext.destination.cursor(&[crate::dns::Transport::Udp]).await {
+        Ok(c) => c.current()?.addr,
+        Err(e) => {
+            warn!(call_id = %call.call_id, member = %number, trunk = %ext.trunk, error = %e,
+                event = "dial_skip", "external trunk did not resolve; external number skipped");
+            return None;
+        }
+    };
     Some(Contact {
         member: number.to_string(),
         uri: format!("sip:{number}@{}", ext.host),
-        destination: ext.destination,
+        destination,
         transport: Transport::Udp,
         credentials: ext.credentials.clone(),
         from_user: Some(ext.caller_id.clone()),
@@ -112,7 +125,7 @@ fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<
 /// The on-call user's mobile, rung with their phones when an external trunk is set and the
 /// allow-list admits it (a staff user's `mobile` is not checked against it at load: it may be
 /// listed for `ivr oncall` only).
-fn on_call_mobile(
+async fn on_call_mobile(
     call: &Call,
     settings: &CallSettings,
     m: &Member,
@@ -123,7 +136,7 @@ fn on_call_mobile(
         return None;
     }
     let mobile = settings.desk.mobiles.get(user)?;
-    let mut c = number_contact(call, settings, mobile)?;
+    let mut c = number_contact(call, settings, mobile).await?;
     // Accepted from the mobile, the call was still answered by the on-call user.
     c.member = user.clone();
     Some(c)
