@@ -134,10 +134,10 @@ fn serve_refuses_a_flow_that_dials_an_unconfigured_group_or_a_bad_member() {
         msg.contains("node `ring` dials \"sales\", which is not a desk group (configured: desk)"),
         "{msg}"
     );
-    // A member that is neither a staff user nor an IP address (the line does no DNS).
-    let msg = serve("[[desk.groups]]\nname = \"sales\"\nmembers = [\"sip:bob@pbx.example.com\"]\n");
+    // A member that is neither a staff user, a SIP address nor a number.
+    let msg = serve("[[desk.groups]]\nname = \"sales\"\nmembers = [\"sip:bob@pbx example.com\"]\n");
     assert!(
-        msg.contains("desk.groups.members = \"sip:bob@pbx.example.com\""),
+        msg.contains("desk.groups.members = \"sip:bob@pbx example.com\""),
         "the error names the key and the value at fault: {msg}"
     );
     assert!(!msg.contains("desk.groups = \"\""), "{msg}");

@@ -47,10 +47,11 @@ pub enum DeskError {
 pub enum Member {
     /// A `[[staff.users]]` name: rung at its registered contacts; unregistered means skipped.
     User(String),
-    /// A phone at a fixed address.
+    /// A phone at a fixed address: an IP literal, or `None` for a host name looked up per
+    /// call (RFC 3263, with failover between its targets).
     Static {
         uri: String,
-        destination: SocketAddr,
+        destination: Option<SocketAddr>,
     },
     /// Whoever is on call when the call comes ([`DeskGroups::shift`]), rung like a `User`.
     OnCall,
@@ -226,9 +227,10 @@ fn parse_member(m: &str, users: &[String]) -> Option<Member> {
     if !lower.starts_with("sip:") {
         return None;
     }
+    crate::dns::SipUri::parse(m).ok()?;
     Some(Member::Static {
         uri: m.to_string(),
-        destination: uri_socket_addr(m)?,
+        destination: uri_socket_addr(m),
     })
 }
 
@@ -272,13 +274,13 @@ mod tests {
                 Member::User("alice".into()),
                 Member::Static {
                     uri: "sip:desk@192.0.2.10:5070".into(),
-                    destination: "192.0.2.10:5070".parse().unwrap()
+                    destination: Some("192.0.2.10:5070".parse().unwrap())
                 }
             ]
         );
         for bad in [
             "bob",
-            "sip:desk@pbx.example.com",
+            "sip:desk@bad host.example.com",
             "tel:15551230001",
             "tel:+1 555 123",
             "tel:+0123",
@@ -314,6 +316,19 @@ mod tests {
         for bad in ["1555*", "+1 555*", "*", "+", "+*", "+1555*1", "+15*55"] {
             assert!(!is_allow_pattern(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_fixed_phone_by_host_name_is_looked_up_per_call() {
+        let members = vec!["sip:desk@pbx.example.com".to_string()];
+        let g = DeskGroups::new([("desk", members.as_slice())], &[]).unwrap();
+        assert_eq!(
+            g.get("desk").unwrap(),
+            &[Member::Static {
+                uri: "sip:desk@pbx.example.com".into(),
+                destination: None
+            }]
+        );
     }
 
     #[test]

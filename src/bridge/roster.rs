@@ -192,7 +192,10 @@ fn member_state(
             member: uri.clone(),
             kind: "address",
             ringable: true,
-            why: format!("fixed address {destination}"),
+            why: match destination {
+                Some(a) => format!("fixed address {a}"),
+                None => "host name, looked up per call (RFC 3263)".into(),
+            },
             contacts: vec![uri.clone()],
             on_call: None,
         },

@@ -87,6 +87,8 @@ pub struct DeskSettings {
     pub external: Option<ExternalTrunk>,
     /// Staff user → mobile (E.164), rung through `external` with them when they are on call.
     pub mobiles: HashMap<String, String>,
+    /// Looks up desk members written as host names (`[dns]`).
+    pub resolver: crate::dns::SipResolver,
 }
 
 /// The `[[trunks]]` entry external desk numbers go out through (`[desk] external_trunk`).

@@ -175,8 +175,8 @@ impl Config {
                     &member,
                     format!(
                         "in group {group:?}: neither a [[staff.users]] name, a SIP address \
-                         with an IP (e.g. \"sip:oncall@192.0.2.10:5060\") nor an E.164 number \
-                         \"tel:+15551234567\"; desk members are not looked up in DNS (only desk.callback_trunk may be a host name)"
+                         (e.g. \"sip:oncall@192.0.2.10:5060\" or \"sip:desk@pbx.example.com\") \
+                         nor an E.164 number \"tel:+15551234567\""
                     ),
                 ),
                 DeskError::Duplicate(name) => bad("desk.groups.name", &name, "listed twice".into()),

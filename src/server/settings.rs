@@ -80,6 +80,7 @@ pub(super) fn desk_settings(
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
+        resolver: crate::dns::SipResolver::new(&config.dns.settings().unwrap_or_default()),
         callback_via: callback_via(config),
         callback_trunk: callback_trunk(config),
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),

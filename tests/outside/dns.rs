@@ -243,3 +243,44 @@ fn a_trunk_name_that_does_not_resolve_refuses_the_call_back_with_503_and_says_wh
     let log = ivr.wait_for_log(&["event=\"callback_refused\""], WAIT);
     assert!(log.contains("pbx.test: no such domain (NXDOMAIN)"), "{log}");
 }
+
+/// A fixed desk phone written as a host name (`sip:desk@pbx.test`): the desk leg goes to the
+/// first SRV target, which is dead; its INVITE times out and the same leg is placed again to
+/// the second target, whose phone answers, presses 1 and is bridged with the caller.
+#[test]
+fn a_desk_phone_by_host_name_rings_at_the_second_srv_target_when_the_first_is_down() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = common::unique_temp_dir("dns-desk");
+    let phone = Staff::start_at(&dir, "127.0.0.3", "staff_accept_bye.xml", 0);
+    let down = common::free_port();
+    let dns = DnsServer::start(two_target_zone(down, phone.port, 60));
+    // T1 = 50 ms: the INVITE to the dead target times out (timer B, 64*T1) in 3.2 s, well
+    // inside the desk's ring time.
+    let config = format!(
+        "[sip]\nt1_ms = 50\n[dns]\nservers = [\"{}\"]\ntimeout_ms = 1000\n\
+         [desk]\naccept_timeout_s = 4\nringback = \"us\"\nring_each_s = 15\n",
+        dns.addr
+    );
+    let port_b = phone.port;
+    let ivr = Ivr::start_desk("desk.toml", &["sip:desk@pbx.test".to_string()], &config);
+    let caller = common::run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", "+15551230001"]);
+    assert!(caller.success(), "caller: {}\n{}", caller.errors, ivr.log());
+    phone.assert_completed();
+    let cdr = ivr.final_cdr(WAIT);
+    assert_eq!(cdr["outcome"], "bridged", "{cdr:?}");
+    assert_eq!(cdr["answered_by"], "sip:desk@pbx.test", "{cdr:?}");
+    let log = ivr.log();
+    assert!(
+        log.contains("event=\"dial_failover\"")
+            && log.contains(&format!("destination=127.0.0.2:{down}"))
+            && log.contains(&format!("next=127.0.0.3:{port_b}")),
+        "{log}"
+    );
+    assert!(
+        dns.queries("SRV", "_sip._udp.pbx.test") >= 1,
+        "{:?}",
+        dns.all_queries()
+    );
+}

@@ -223,6 +223,9 @@ pub(in crate::call) async fn run(
     });
     let mut leg = LiveLeg {
         id: leg_id,
+        // Answered already: no desk contact, no failover.
+        at: (usize::MAX, usize::MAX),
+        failovers: 0,
         member: number.clone(),
         peer: target.ip(),
         socket: None,

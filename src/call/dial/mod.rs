@@ -67,6 +67,9 @@ struct Contact {
     member: String,
     uri: String,
     destination: SocketAddr,
+    /// The host name's other targets in RFC 3263 order: a leg to `destination` that times out
+    /// or gets a 503 is placed again to the next (§4.3).
+    alternates: Vec<SocketAddr>,
     transport: Transport,
     credentials: Option<Credentials>,
     /// The From user instead of the caller's number: a trunk's caller ID (a carrier refuses or
@@ -83,6 +86,10 @@ enum Internal {
 /// A staff phone being rung, whispered to or bridged.
 struct LiveLeg {
     id: CallRef,
+    /// Its contact: `members[at.0][at.1]`.
+    at: (usize, usize),
+    /// How many of the contact's `alternates` were tried.
+    failovers: usize,
     member: String,
     /// The IP we send its SIP to: its RTP is believed from there on any port.
     peer: IpAddr,
@@ -318,7 +325,10 @@ impl Dialing<'_> {
                 contact,
             } => {
                 let started = match self.members.get(member).and_then(|m| m.get(contact)) {
-                    Some(c) => self.start_leg(call, leg, c).await,
+                    Some(c) => {
+                        self.start_leg(call, leg, c, (member, contact), c.destination)
+                            .await
+                    }
                     None => None,
                 };
                 match started {
@@ -370,10 +380,18 @@ impl Dialing<'_> {
         }
     }
 
-    /// Binds the leg's RTP port, sends the INVITE, and forwards the leg's events.
-    async fn start_leg(&self, call: &mut Call, leg: LegId, c: &Contact) -> Option<LiveLeg> {
+    /// Binds the leg's RTP port, sends the INVITE to `destination` (the contact's, or one of
+    /// its alternates), and forwards the leg's events.
+    async fn start_leg(
+        &self,
+        call: &mut Call,
+        leg: LegId,
+        c: &Contact,
+        at: (usize, usize),
+        destination: SocketAddr,
+    ) -> Option<LiveLeg> {
         let settings = self.settings;
-        let local_ip = route_ip(c.destination).unwrap_or(self.local_ip);
+        let local_ip = route_ip(destination).unwrap_or(self.local_ip);
         let (socket, rtp_port) = match socket::bind(settings.rtp_bind_ip, settings.rtp_ports).await
         {
             Ok(x) => x,
@@ -393,7 +411,7 @@ impl Dialing<'_> {
         };
         let spec = OutboundCall {
             request_uri: c.uri.clone(),
-            destination: c.destination,
+            destination,
             transport: c.transport,
             local: SocketAddr::new(local_ip, call.sip_port),
             display_name: display,
@@ -412,7 +430,7 @@ impl Dialing<'_> {
             reply,
         });
         let Leg { id, mut events } = rx.await.ok()?;
-        info!(call_id = %self.call_id, member = %c.member, uri = %c.uri, leg = id, event = "dial_leg", "ringing staff phone");
+        info!(call_id = %self.call_id, member = %c.member, uri = %c.uri, %destination, leg = id, event = "dial_leg", "ringing staff phone");
         let itx = self.itx.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
@@ -423,8 +441,10 @@ impl Dialing<'_> {
         });
         Some(LiveLeg {
             id,
+            at,
+            failovers: 0,
             member: c.member.clone(),
-            peer: c.destination.ip(),
+            peer: destination.ip(),
             socket: Some(socket),
             local_ip,
             rtp_port,
@@ -510,6 +530,23 @@ impl Dialing<'_> {
                         l.media = media;
                         Vec::new()
                     }
+                    CallEvent::Ended { reason } if l.media.is_none() => {
+                        let next = self.failover_target(l, &reason);
+                        let (at, failovers) = (l.at, l.failovers + 1);
+                        l.socket = None;
+                        if let Some((c, to)) = next {
+                            info!(call_id = %self.call_id, member = %c.member, %reason, next = %to,
+                                event = "dial_failover", "desk target failed; trying the next");
+                            if let Some(mut live) = self.start_leg(call, leg, c, at, to).await {
+                                live.failovers = failovers;
+                                legs.insert(leg, live);
+                                return Vec::new();
+                            }
+                        }
+                        self.end_early_media(leg);
+                        self.not_ringing(leg);
+                        vec![(leg, LegEvent::Ended(reason))]
+                    }
                     CallEvent::Ended { reason } => {
                         l.media = None;
                         l.socket = None;
@@ -521,6 +558,14 @@ impl Dialing<'_> {
                 }
             }
         }
+    }
+
+    /// The contact and next target for a leg that ended unanswered with a failure that calls
+    /// for another target (timeout, 503), if its host name gave one more.
+    fn failover_target(&self, l: &LiveLeg, reason: &EndReason) -> Option<(&Contact, SocketAddr)> {
+        crate::dns::Failure::of_leg_end(reason).filter(|f| f.fails_over())?;
+        let c = self.members.get(l.at.0)?.get(l.at.1)?;
+        Some((c, *c.alternates.get(l.failovers)?))
     }
 
     fn not_ringing(&mut self, leg: LegId) {

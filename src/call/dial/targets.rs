@@ -39,14 +39,27 @@ pub(super) async fn resolve(
                 continue;
             }
             let mut contacts = match m {
-                Member::Static { uri, destination } => vec![Contact {
-                    member: uri.clone(),
-                    uri: uri.clone(),
-                    destination: *destination,
-                    transport: Transport::Udp,
-                    credentials: None,
-                    from_user: None,
-                }],
+                Member::Static { uri, destination } => {
+                    let targets = match destination {
+                        Some(a) => Some(vec![*a]),
+                        None => lookup(call, uri, &settings.desk.resolver).await,
+                    };
+                    targets
+                        .and_then(|t| {
+                            let (first, rest) = t.split_first()?;
+                            Some(Contact {
+                                member: uri.clone(),
+                                uri: uri.clone(),
+                                destination: *first,
+                                alternates: rest.to_vec(),
+                                transport: Transport::Udp,
+                                credentials: None,
+                                from_user: None,
+                            })
+                        })
+                        .into_iter()
+                        .collect()
+                }
                 Member::Number(n) => number_contact(call, settings, n)
                     .await
                     .into_iter()
@@ -68,6 +81,7 @@ pub(super) async fn resolve(
                         .map(|b| Contact {
                             member: user.clone(),
                             destination: binding_destination(&b.contact, b.source, b.transport),
+                            alternates: Vec::new(),
                             transport: b.transport,
                             uri: b.contact,
                             credentials: password.clone().map(|password| Credentials {
@@ -94,7 +108,7 @@ pub(super) async fn resolve(
 /// caller ID and credentials. The number comes from the config only, and is held against the
 /// allow-list again here (the config check refuses others; this keeps the guard where the
 /// INVITE is made). A trunk by host name is looked up here (RFC 3263) and its first target
-/// rung.
+/// rung, the others kept for failover.
 async fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> Option<Contact> {
     let Some(ext) = &settings.desk.external else {
         info!(call_id = %call.call_id, member = %number, event = "dial_skip", "no desk.external_trunk; external number skipped");
@@ -104,22 +118,41 @@ async fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> O
         info!(call_id = %call.call_id, member = %number, event = "dial_skip", "number not in desk.number_allow; skipped");
         return None;
     }
-    let destination = match ext.destination.cursor(&[crate::dns::Transport::Udp]).await {
-        Ok(c) => c.current()?.addr,
+    let targets = match ext.destination.cursor(&[crate::dns::Transport::Udp]).await {
+        Ok(c) => c.targets().iter().map(|t| t.addr).collect::<Vec<_>>(),
         Err(e) => {
             warn!(call_id = %call.call_id, member = %number, trunk = %ext.trunk, error = %e,
                 event = "dial_skip", "external trunk did not resolve; external number skipped");
             return None;
         }
     };
+    let (first, rest) = targets.split_first()?;
     Some(Contact {
         member: number.to_string(),
         uri: format!("sip:{number}@{}", ext.host),
-        destination,
+        destination: *first,
+        alternates: rest.to_vec(),
         transport: Transport::Udp,
         credentials: ext.credentials.clone(),
         from_user: Some(ext.caller_id.clone()),
     })
+}
+
+/// A fixed desk phone's host name looked up (RFC 3263), its targets in the order to try them;
+/// `None`, logged, when it does not resolve (the member is skipped, the others still ring).
+async fn lookup(
+    call: &Call,
+    uri: &str,
+    resolver: &crate::dns::SipResolver,
+) -> Option<Vec<SocketAddr>> {
+    match resolver.resolve(uri, &[crate::dns::Transport::Udp]).await {
+        Ok(t) => Some(t.into_iter().map(|t| t.addr).collect()),
+        Err(e) => {
+            warn!(call_id = %call.call_id, member = %uri, error = %e, event = "dial_skip",
+                "desk phone's host name did not resolve; skipped");
+            None
+        }
+    }
 }
 
 /// The on-call user's mobile, rung with their phones when an external trunk is set and the
