@@ -801,14 +801,28 @@ fn flow_simulate(
     let length = |name: &str| {
         ivr::flow::simulate::wav_duration(&dir, name).unwrap_or(std::time::Duration::from_secs(3))
     };
-    // Under each dial: whom it rings, `oncall` resolved at the simulated moment of the dial.
+    // Under each dial: whom it rings, `oncall` resolved at the simulated moment of the dial,
+    // with the mobile a call would ring as serve would (an external trunk, the allow-list).
     let groups = cfg.desk_groups()?;
+    let mobile = |user: &str| -> Option<String> {
+        if cfg.desk.external_trunk.is_empty() {
+            return None;
+        }
+        let m = cfg
+            .staff
+            .users
+            .iter()
+            .find(|u| u.name == user)?
+            .mobile
+            .clone()?;
+        ivr::bridge::number_allowed(&m, &cfg.desk.number_allow).then_some(m)
+    };
     let desk = |targets: &[String], elapsed: std::time::Duration| {
         let when = jiff::SignedDuration::try_from(elapsed)
             .ok()
             .and_then(|d| at.checked_add(d).ok())
             .unwrap_or(at);
-        groups.describe_dial(targets, when)
+        groups.describe_dial(targets, when, &mobile)
     };
     let stdin = std::io::stdin();
     ivr::flow::simulate_with_desk(

@@ -145,7 +145,14 @@ impl DeskGroups {
 
     /// Whom a `dial` of `targets` at `at` rings, one line per group, for `ivr simulate`:
     /// `desk: alice (if registered), oncall = bob (rotation ... until ...), sip:...`.
-    pub fn describe_dial(&self, targets: &[String], at: jiff::Timestamp) -> Vec<String> {
+    /// `mobile` names the number an on-call user's mobile is rung at (through the external
+    /// trunk, allowed), if it is.
+    pub fn describe_dial(
+        &self,
+        targets: &[String],
+        at: jiff::Timestamp,
+        mobile: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
         targets
             .iter()
             .map(|group| {
@@ -162,15 +169,29 @@ impl DeskGroups {
                     .iter()
                     .map(|m| match m {
                         Member::User(u) => format!("{u} (if registered)"),
-                        Member::Static { uri, .. } => uri.clone(),
+                        Member::Static {
+                            uri,
+                            destination: Some(_),
+                        } => uri.clone(),
+                        Member::Static {
+                            uri,
+                            destination: None,
+                        } => format!("{uri} (host name, looked up by DNS per call)"),
                         Member::Number(n) => format!("{n} (through the external trunk)"),
                         Member::OnCall => {
                             let shift = self.rota.shift(at);
                             let who = crate::oncall::describe_shift(&self.rota, &shift, &|_| {
                                 String::new()
                             });
-                            match shift.on_call {
-                                Some(_) => format!("oncall = {who}, if registered"),
+                            let phone = shift.on_call.as_ref().map(|o| match mobile(&o.user) {
+                                Some(m) => format!(
+                                    "their phones if registered, and their mobile {m} \
+                                         through the external trunk"
+                                ),
+                                None => "if registered".to_string(),
+                            });
+                            match phone {
+                                Some(p) => format!("oncall = {who}, {p}"),
                                 None => format!("oncall = {who}: skipped"),
                             }
                         }

@@ -105,6 +105,38 @@ register = false
     }
 
     #[test]
+    fn a_number_table_member_reads_as_tel_and_is_held_to_the_allow_list() {
+        let desk = "[desk]\nexternal_trunk = \"carrier\"\nnumber_allow = [\"+1555*\"]\n";
+        let c = Config::from_str(
+            &format!(
+                "{desk}[[desk.groups]]\nname = \"desk\"\n\
+                 members = [{{ number = \"+15557654321\" }}, \"tel:+15557654322\"]\n{TRUNK}"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.desk_groups().unwrap().get("desk").unwrap(),
+            &[
+                crate::bridge::Member::Number("+15557654321".into()),
+                crate::bridge::Member::Number("+15557654322".into())
+            ]
+        );
+        let e = err(&format!(
+            "{desk}[[desk.groups]]\nname = \"desk\"\nmembers = [{{ number = \"+19005550001\" }}]\n"
+        ));
+        assert!(
+            e.contains("tel:+19005550001") && e.contains("desk.number_allow"),
+            "{e}"
+        );
+        // A table with anything but `number` is refused, not ignored.
+        let e = err(&format!(
+            "{desk}[[desk.groups]]\nname = \"desk\"\nmembers = [{{ numbr = \"+15557654321\" }}]\n"
+        ));
+        assert!(e.contains("members"), "{e}");
+    }
+
+    #[test]
     fn a_tel_member_outside_the_allow_list_is_refused_naming_both_keys() {
         let groups = "[[desk.groups]]\nname = \"desk\"\nmembers = [\"tel:+19005550001\"]\n";
         let e = err(&format!(

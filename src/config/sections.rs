@@ -167,8 +167,33 @@ pub struct DeskConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeskGroupConfig {
     pub name: String,
-    /// `[[staff.users]]` names and fixed `sip:user@IP:port` addresses, in ring order.
+    /// In ring order: `[[staff.users]]` names, `oncall`, fixed `sip:user@host[:port]`
+    /// addresses and `tel:+E164` numbers; a number may also be written as a table,
+    /// `{ number = "+15551234567" }`, which reads as `tel:+15551234567`.
+    #[serde(deserialize_with = "members")]
     pub members: Vec<String>,
+}
+
+/// Desk members as written: each a string, or `{ number = "+1..." }` read as `tel:+1...`.
+fn members<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error;
+    Vec::<toml::Value>::deserialize(d)?
+        .into_iter()
+        .map(|v| match v {
+            toml::Value::String(s) => Ok(s),
+            toml::Value::Table(t) => match t.get("number").filter(|_| t.len() == 1) {
+                Some(toml::Value::String(n)) => Ok(format!("tel:{n}")),
+                _ => Err(D::Error::custom(format!(
+                    "a member table has one key, number = \"+1...\" (found {})",
+                    t.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))),
+            },
+            other => Err(D::Error::custom(format!(
+                "{other}: a member is a staff user, \"oncall\", \"sip:...\", \"tel:+...\" \
+                 or {{ number = \"+1...\" }}"
+            ))),
+        })
+        .collect()
 }
 
 impl Config {

@@ -124,6 +124,36 @@ fn simulate_says_whom_the_dial_rings_at_the_simulated_time() {
         ),
         "{out}"
     );
+    // With an external trunk that allows bob's mobile, the dial names it as serve rings it.
+    let config = write_config(
+        "oncall-simulate-mobile",
+        "[desk]\nexternal_trunk = \"carrier\"\nnumber_allow = [\"+1555*\"]\n\
+         [[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n\
+         [[trunks]]\nname = \"carrier\"\nregistrar = \"sip:127.0.0.1:5099\"\n\
+         username = \"acct\"\npassword = \"pw\"\nregister = false\n",
+    );
+    let (ok, out) = ivr(
+        &[
+            "simulate",
+            flow.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--prompts",
+            "prompts",
+            "--at",
+            "2026-12-25T10:00:00-05:00",
+        ],
+        "\n",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "rings desk: oncall = bob (override) since Thu 2026-12-24 17:00 EST until Sun \
+             2026-12-27 09:00 EST, their phones if registered, and their mobile +15550002 \
+             through the external trunk"
+        ),
+        "{out}"
+    );
 }
 
 /// sipp registers `user` with a Contact at `port`, where its phone is (or nothing listens).
