@@ -430,7 +430,7 @@ impl Dialing<'_> {
             reply,
         });
         let Leg { id, mut events } = rx.await.ok()?;
-        info!(call_id = %self.call_id, member = %c.member, uri = %c.uri, %destination, leg = id, event = "dial_leg", "ringing staff phone");
+        info!(call_id = %self.call_id, member = %c.member, uri = %c.uri, leg = id, event = "dial_leg", "ringing staff phone");
         let itx = self.itx.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
