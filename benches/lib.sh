@@ -3,8 +3,9 @@
 # kernel drops at a UDP socket, and stopping ivr.
 
 tck=$(getconf CLK_TCK)
-# The release binary `cargo build --release` made: under CARGO_TARGET_DIR when that is set.
-ivr_bin="${CARGO_TARGET_DIR:-target}/release/ivr"
+# The release binary `cargo build --release` made: under CARGO_TARGET_DIR when that is set;
+# IVR_BIN names another one (e.g. a copy of the binary before a change, for an A/B run).
+ivr_bin="${IVR_BIN:-${CARGO_TARGET_DIR:-target}/release/ivr}"
 
 free_port() { python3 -c 'import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # free_media_port -> an even port P with P..P+3 free: sipp binds -mp (audio RTP), +1 (RTCP),

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "transcripts",
         sql: include_str!("migrations/0005_transcripts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "calls_by_caller",
+        sql: include_str!("migrations/0006_calls_by_caller.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.
@@ -130,6 +135,12 @@ pub(super) fn previous_calls(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The reads at a call's start, one caller's calls in a window (index `calls_caller_started`).
+pub(super) const CALLS_SINCE_SQL: &str =
+    "SELECT COUNT(*) FROM calls WHERE caller = ?1 AND id < ?2 AND started_at >= ?3";
+pub(super) const AGREED_SINCE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM calls WHERE caller = ?1 \
+    AND id < ?2 AND started_at >= ?3 AND agreed_terms)";
+
 /// How many calls from `caller` before row `before_id` started at or after `since` (unix ms):
 /// the whole count, not capped at the repeat rule's lookback, so a third call says 3.
 pub(super) fn calls_since(
@@ -139,7 +150,7 @@ pub(super) fn calls_since(
     since: i64,
 ) -> Result<u32, Fail> {
     let n: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM calls WHERE caller = ?1 AND id < ?2 AND started_at >= ?3",
+        CALLS_SINCE_SQL,
         rusqlite::params![caller, before_id, since],
         |r| r.get(0),
     )?;
@@ -156,8 +167,7 @@ pub(super) fn agreed_since(
     since: i64,
 ) -> Result<bool, Fail> {
     Ok(tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM calls WHERE caller = ?1 AND id < ?2 AND started_at >= ?3 \
-         AND agreed_terms)",
+        AGREED_SINCE_SQL,
         rusqlite::params![caller, before_id, since],
         |r| r.get(0),
     )?)

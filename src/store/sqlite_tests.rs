@@ -44,7 +44,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (2, "answered_by".to_string()),
             (3, "no_message_outcomes".to_string()),
             (4, "incidents".to_string()),
-            (5, "transcripts".to_string())
+            (5, "transcripts".to_string()),
+            (6, "calls_by_caller".to_string())
         ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
@@ -56,7 +57,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (2, "answered_by".to_string()),
             (3, "no_message_outcomes".to_string()),
             (4, "incidents".to_string()),
-            (5, "transcripts".to_string())
+            (5, "transcripts".to_string()),
+            (6, "calls_by_caller".to_string())
         ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
@@ -82,7 +84,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 5,
+                known: 6,
                 ..
             }
         ),
@@ -688,4 +690,29 @@ fn a_version_2_database_keeps_its_calls_and_takes_the_new_outcomes() {
         })
         .expect("id");
     assert_eq!(next_id, 8);
+}
+
+/// The repeat-caller reads at a call's start (calls_since, agreed_since) search one caller's
+/// calls by index, not every earlier row: their cost must not grow with the line's history.
+#[test]
+fn the_reads_at_a_calls_start_use_the_caller_index() {
+    let dir = TempDir::new("caller-index");
+    let _store = SqliteStore::open(dir.path()).expect("open");
+    let conn = raw(dir.path());
+    for sql in [
+        super::schema::CALLS_SINCE_SQL,
+        super::schema::AGREED_SINCE_SQL,
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare")
+            .query_map(rusqlite::params!["+15551230001", 100, 0], |r| r.get(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            plan.iter().any(|p| p.contains("calls_caller_started")),
+            "{sql}: {plan:?}"
+        );
+    }
 }
