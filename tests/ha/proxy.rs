@@ -1,0 +1,124 @@
+//! The shipped Kamailio config passes Kamailio's own check, spreads calls over both nodes, and
+//! carries each call's in-dialog requests between the caller and the node holding the call.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::cluster::{self, Kamailio, TEST_DEFINES};
+use crate::common;
+
+/// `kamailio -c` on the shipped file, as shipped and with the overrides the tests use.
+#[test]
+fn shipped_config_passes_kamailio_check() {
+    let Some(bin) = cluster::kamailio_bin() else {
+        return;
+    };
+    let list = common::manifest_dir().join("config/kamailio/dispatcher.list");
+    let mut overridden = vec![
+        "-A".to_string(),
+        "LISTEN=127.0.0.1:5999".to_string(),
+        "-A".to_string(),
+        format!("DSLIST=\"{}\"", list.display()),
+    ];
+    for d in TEST_DEFINES {
+        overridden.extend(["-A".to_string(), d.to_string()]);
+    }
+    for extra in [Vec::new(), overridden] {
+        let out = Command::new(&bin)
+            .arg("-c")
+            .arg("-f")
+            .arg(cluster::shipped_config())
+            .args(&extra)
+            .output()
+            .expect("run kamailio -c");
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("config file ok"),
+            "kamailio -c {extra:?} failed:\n{text}"
+        );
+    }
+}
+
+/// Four calls at once through the proxy land two on each node (round robin). Each node's BYE
+/// after its greeting reaches the caller through the proxy (the BYE sipp receives carries the
+/// proxy's Via on top), and a caller's BYE sent to the proxy ends the call on its node.
+#[test]
+fn calls_spread_over_both_nodes_and_in_dialog_requests_go_through_the_proxy() {
+    let Some(bin) = cluster::tools() else {
+        return;
+    };
+    let a = cluster::start_node(0);
+    let b = cluster::start_node(0);
+    let kam = Kamailio::start(&bin, &[a.sip_addr(), b.sip_addr()], TEST_DEFINES);
+
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let proxy = kam.addr();
+            std::thread::spawn(move || {
+                let dir = common::unique_temp_dir(&format!("ha-caller-{i}"));
+                let messages = dir.join("messages.log");
+                let run = common::run_sipp_to(
+                    proxy,
+                    &dir,
+                    "uac_basic.xml",
+                    &[
+                        "-trace_msg",
+                        "-message_file",
+                        messages.to_str().expect("utf-8"),
+                    ],
+                );
+                let text = std::fs::read_to_string(&messages).unwrap_or_default();
+                (run, text)
+            })
+        })
+        .collect();
+    for run in runs {
+        let (run, messages) = run.join().expect("sipp thread");
+        assert!(
+            run.success(),
+            "call through the proxy failed:\n{}",
+            run.errors
+        );
+        let bye = messages
+            .split("UDP message received")
+            .find(|m| m.contains("BYE sip:"))
+            .unwrap_or_else(|| panic!("sipp received no BYE:\n{messages}"));
+        let top_via = bye
+            .lines()
+            .find(|l| l.starts_with("Via:"))
+            .expect("Via in BYE");
+        assert!(
+            top_via.contains(&kam.addr().to_string()),
+            "the node's BYE did not come through the proxy: {top_via}\n{bye}"
+        );
+    }
+    a.wait_for_log(&["event=\"cdr\""], Duration::from_secs(10));
+    b.wait_for_log(&["event=\"cdr\""], Duration::from_secs(10));
+    let (on_a, on_b) = (
+        cluster::calls_on_after(&a, 2),
+        cluster::calls_on_after(&b, 2),
+    );
+    assert_eq!((on_a, on_b), (2, 2), "calls per node");
+
+    // The caller hangs up: its BYE goes to the proxy, which routes it to the node.
+    let dir = common::unique_temp_dir("ha-caller-bye");
+    let run = common::run_sipp_to(
+        kam.addr(),
+        &dir,
+        "uac_caller_hangup.xml",
+        &["-key", "caller", "+15551230077", "-d", "500"],
+    );
+    assert!(run.success(), "caller hang-up failed:\n{}", run.errors);
+    let hung_up = |n: &common::Ivr| n.log().contains("event=\"bye\"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(hung_up(&a) || hung_up(&b)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        hung_up(&a) || hung_up(&b),
+        "no node logged the caller's BYE; A:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+}
