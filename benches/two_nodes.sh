@@ -13,7 +13,7 @@
 #         streams at the peak.
 #
 # Usage: benches/two_nodes.sh [RATE] [HOLD_RATE] [SECONDS] [HOLD_S]
-#   defaults 400 100 8 8 (about 2 minutes after the release build)
+#   defaults 1000 100 8 8 (about 2 minutes after the release build)
 # Env: KEEP_WORK=1 keeps the work directory (logs, sipp stats).
 # Needs: sipp (apt-get install sip-tester), kamailio (apt-get install kamailio), python3.
 #
@@ -33,7 +33,7 @@
 # log lines, server CPU s = CPU of the ivr node(s) plus Kamailio during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rate="${1:-400}"
+rate="${1:-1000}"
 hold_rate="${2:-100}"
 seconds="${3:-8}"
 hold_s="${4:-8}"
@@ -46,6 +46,9 @@ cargo build --release --quiet
 work="$(mktemp -d)"
 pids=()
 cleanup() {
+    # SIGTERM first: Kamailio's main process then stops its workers (SIGKILL would orphan them).
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     if [ -n "${KEEP_WORK:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
@@ -69,6 +72,11 @@ start_node() {
     pids+=("$node_pid")
     for _ in $(seq 100); do grep -q "listening" "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
 }
+# kill_now PID... -> SIGKILL and reap quietly (the numbers are read; no graceful stop)
+kill_now() {
+    kill -9 "$@" 2>/dev/null || true
+    for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
 # start_kamailio NAME NODE_PORT... -> kam_pid, kam_port
 start_kamailio() {
     local name=$1; shift
@@ -79,7 +87,7 @@ start_kamailio() {
     "$kamailio_bin" -DD -E -m 256 -M 16 -f config/kamailio/kamailio.cfg -Y "$work/$name-run" \
         -P "$work/$name-run/kamailio.pid" -A "LISTEN=127.0.0.1:$kam_port" \
         -A "DSLIST=\"$work/$name.list\"" -A CHILDREN=4 -A PIKE_DENSITY=1000000 \
-        2>"$work/$name.log" &
+        >"$work/$name.log" 2>&1 &
     kam_pid=$!
     pids+=("$kam_pid")
     sleep 1.5
@@ -129,12 +137,12 @@ for load in cps held; do
     start_node "a-$load" 10000-20999
     a_pid=$node_pid; a_port=$node_port
     run_load ivr "$load" "$a_port" "$a_pid" "$work/a-$load.log"
-    kill -9 "$a_pid"
+    kill_now "$a_pid"
     start_node "a1-$load" 10000-20999
     a_pid=$node_pid; a_port=$node_port
     start_kamailio "kam1-$load" "$a_port"
     run_load kam+1 "$load" "$kam_port" "$a_pid $kam_pid" "$work/a1-$load.log"
-    kill "$kam_pid"; kill -9 "$a_pid"; sleep 1
+    kill "$kam_pid"; kill_now "$a_pid"; wait "$kam_pid" 2>/dev/null || true
     # Two nodes behind Kamailio.
     start_node "a2-$load" 10000-20999
     a_pid=$node_pid; a_port=$node_port
@@ -142,7 +150,7 @@ for load in cps held; do
     b_pid=$node_pid; b_port=$node_port
     start_kamailio "kam2-$load" "$a_port" "$b_port"
     run_load kam+2 "$load" "$kam_port" "$a_pid $b_pid $kam_pid" "$work/a2-$load.log $work/b2-$load.log"
-    kill "$kam_pid"; kill -9 "$a_pid" "$b_pid"; sleep 1
+    kill "$kam_pid"; kill_now "$a_pid" "$b_pid"; wait "$kam_pid" 2>/dev/null || true
     # sipp's UAS.
     port=$(free_port)
     uas_pid=$(cd "$work" && sipp -sn uas -i 127.0.0.1 -p "$port" -mp "$(free_media_port)" \

@@ -122,3 +122,55 @@ fn calls_spread_over_both_nodes_and_in_dialog_requests_go_through_the_proxy() {
         b.log()
     );
 }
+
+/// Pike at the proxy: a source sending faster than the limit is banned (no answer at all, not
+/// even to a slow request afterwards), while another source is still answered.
+#[test]
+fn a_flooding_source_is_banned_at_the_proxy_and_others_are_still_answered() {
+    let Some(bin) = cluster::kamailio_bin() else {
+        return;
+    };
+    // No node is needed: the requests are OPTIONS to the proxy itself, which it answers.
+    let nowhere: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .expect("address");
+    let mut defines = TEST_DEFINES.to_vec();
+    defines.extend(["PIKE_UNIT=2", "PIKE_DENSITY=10", "BAN_S=60"]);
+    let kam = Kamailio::start(&bin, &[nowhere], &defines);
+
+    let flooder = std::net::UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    let answered = |sock: &std::net::UdpSocket, count: usize| -> usize {
+        let local = sock.local_addr().expect("local");
+        for i in 0..count {
+            let ping = format!(
+                "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{b}-{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:t@{local}>;tag=f{i}\r\nTo: <sip:{addr}>\r\n\
+                 Call-ID: {b}-{i}@test.invalid\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                addr = kam.addr(),
+                b = common::token(),
+            );
+            sock.send_to(ping.as_bytes(), kam.addr()).expect("send");
+        }
+        sock.set_read_timeout(Some(Duration::from_millis(700)))
+            .expect("timeout");
+        let mut buf = [0u8; 4096];
+        let mut n = 0;
+        while let Ok((len, _)) = sock.recv_from(&mut buf) {
+            if buf[..len].starts_with(b"SIP/2.0 200") {
+                n += 1;
+            }
+        }
+        n
+    };
+    let flood = answered(&flooder, 100);
+    assert!(flood < 100, "every one of 100 OPTIONS answered: no limit");
+    assert_eq!(answered(&flooder, 1), 0, "the banned source was answered");
+    let bystander = std::net::UdpSocket::bind("127.0.0.4:0").expect("bind 127.0.0.4");
+    assert_eq!(
+        answered(&bystander, 1),
+        1,
+        "another source was not answered"
+    );
+    assert!(kam.log().contains("flood from 127.0.0.3"), "{}", kam.log());
+    println!("pike: {flood} of 100 OPTIONS sent at once answered before the ban");
+}
