@@ -112,6 +112,16 @@ impl Kamailio {
         let list: String = nodes.iter().map(|n| format!("1 sip:{n} 0 0\n")).collect();
         let list_path = dir.join("dispatcher.list");
         std::fs::write(&list_path, list).expect("write dispatcher list");
+        Kamailio::start_in(bin, dir, &list_path, defines)
+    }
+
+    /// Starts `bin` with the shipped config and the dispatcher list `list_path`.
+    pub fn start_with_list(bin: &Path, list_path: &Path, defines: &[&str]) -> Kamailio {
+        Kamailio::start_in(bin, common::unique_temp_dir("kamailio"), list_path, defines)
+    }
+
+    /// Starts `bin` with its runtime files and log in `dir`.
+    fn start_in(bin: &Path, dir: PathBuf, list_path: &Path, defines: &[&str]) -> Kamailio {
         let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
             .parse()
             .expect("address");
@@ -146,7 +156,7 @@ impl Kamailio {
                 sink.lock().expect("log lock").push((Instant::now(), line));
             }
         });
-        let k = Kamailio {
+        let mut k = Kamailio {
             child,
             addr,
             dir,
@@ -157,7 +167,7 @@ impl Kamailio {
     }
 
     /// Until Kamailio answers an OPTIONS to itself (its sockets are bound, its workers run).
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
@@ -165,6 +175,11 @@ impl Kamailio {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Give the log reader a moment to collect the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("kamailio exited ({status}); log:\n{}", self.log());
+            }
             let ping = format!(
                 "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{b}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:test@{local}>;tag={t}\r\nTo: <sip:{addr}>\r\n\
