@@ -274,24 +274,14 @@ pub fn quick_call(proxy: SocketAddr, answer_wait: Duration) -> Duration {
         }
     };
     let setup = sent.elapsed();
-    // The caller's route set is the Record-Route of the 200, last first (§12.1.2).
-    let routes: Vec<&str> = ok
-        .headers_named("Record-Route")
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    assert!(
-        !routes.is_empty(),
-        "the proxy did not record-route:\n{}",
-        ok.text()
-    );
-    let with_routes = |req: String| {
-        let route = format!("Route: {}\r\n", routes.join(", "));
-        req.replacen("Max-Forwards", &format!("{route}Max-Forwards"), 1)
-    };
-    ua.send(with_routes(common::in_dialog(&ua, &ids, &ok, "ACK", 1)));
-    ua.send(with_routes(common::in_dialog(&ua, &ids, &ok, "BYE", 2)));
+    ua.send(along_routes(
+        common::in_dialog(&ua, &ids, &ok, "ACK", 1),
+        &ok,
+    ));
+    ua.send(along_routes(
+        common::in_dialog(&ua, &ids, &ok, "BYE", 2),
+        &ok,
+    ));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -301,4 +291,18 @@ pub fn quick_call(proxy: SocketAddr, answer_wait: Duration) -> Duration {
             return setup;
         }
     }
+}
+
+/// `req` (an in-dialog request of the caller) with the route set of `ok`, the 200 to its INVITE:
+/// the Record-Route, last first (RFC 3261 §12.1.2).
+pub fn along_routes(req: String, ok: &common::SipMsg) -> String {
+    let mut routes: Vec<&str> = ok.headers_named("Record-Route").collect();
+    routes.reverse();
+    assert!(
+        !routes.is_empty(),
+        "the proxy did not record-route:\n{}",
+        ok.text()
+    );
+    let route = format!("Route: {}\r\n", routes.join(", "));
+    req.replacen("Max-Forwards", &format!("{route}Max-Forwards"), 1)
 }

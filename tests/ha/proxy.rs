@@ -177,3 +177,51 @@ fn a_flooding_source_is_banned_at_the_proxy_and_others_are_still_answered() {
     assert!(kam.log().contains("flood from 127.0.0.3"), "{}", kam.log());
     println!("pike: {flood} of 100 OPTIONS sent at once answered before the ban");
 }
+
+/// A caller behind NAT names a private address (10.0.0.5) in its Contact and SDP while its
+/// requests come from 127.0.0.1. The proxy rewrites both to where the INVITE came from, so the
+/// node's RTP and, after the greeting, its BYE reach the caller.
+#[test]
+fn a_caller_behind_nat_gets_the_nodes_rtp_and_bye() {
+    let Some(bin) = cluster::tools() else {
+        return;
+    };
+    let node = cluster::start_node(0);
+    let kam = Kamailio::start(&bin, &[node.sip_addr()], TEST_DEFINES);
+    let media = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind RTP");
+    let ua = common::UdpUa::new(kam.addr());
+    let ids = common::CallIds::new();
+    let sdp = common::sdp_offer(media.local_addr().expect("local").port(), "0 101")
+        .replace("127.0.0.1", "10.0.0.5");
+    let invite = common::invite(&ua, &ids, &sdp).replace(
+        &format!("Contact: <sip:tester@{}>", ua.local()),
+        "Contact: <sip:tester@10.0.0.5:5060>",
+    );
+    ua.send(invite);
+    let ok = loop {
+        let m = ua.expect_response(&ids.call_id, |_| true, Duration::from_secs(10));
+        match m.status() {
+            Some(100 | 180 | 183) => continue,
+            Some(200) => break m,
+            other => panic!("unexpected {other:?} to INVITE:\n{}", m.text()),
+        }
+    };
+    ua.send(cluster::along_routes(
+        common::in_dialog(&ua, &ids, &ok, "ACK", 1),
+        &ok,
+    ));
+
+    media
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let rtp = media.recv_from(&mut buf);
+    assert!(
+        rtp.is_ok(),
+        "no RTP from the node at the caller's public address; node log:\n{}",
+        node.log()
+    );
+    let bye = ua.expect_request(&ids.call_id, "BYE", Duration::from_secs(20));
+    ua.send(common::ok_for(&bye));
+    node.wait_for_log(&["event=\"cdr\""], Duration::from_secs(10));
+}
