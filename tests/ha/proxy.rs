@@ -225,3 +225,25 @@ fn a_caller_behind_nat_gets_the_nodes_rtp_and_bye() {
     ua.send(common::ok_for(&bye));
     node.wait_for_log(&["event=\"cdr\""], Duration::from_secs(10));
 }
+
+/// The caller over TCP (the proxy reaches the node over UDP and record-routes both sides), and a
+/// caller putting the node on hold and back with re-INVITE and UPDATE through the proxy.
+#[test]
+fn tcp_callers_and_hold_go_through_the_proxy() {
+    let Some(bin) = cluster::tools() else {
+        return;
+    };
+    let node = cluster::start_node(0);
+    let kam = Kamailio::start(&bin, &[node.sip_addr()], TEST_DEFINES);
+    let dir = common::unique_temp_dir("ha-tcp");
+    let run = common::run_sipp_to(kam.addr(), &dir, "uac_basic.xml", &["-t", "t1"]);
+    assert!(
+        run.success(),
+        "TCP caller through the proxy:\n{}",
+        run.errors
+    );
+    let dir = common::unique_temp_dir("ha-hold");
+    let run = common::run_sipp_to(kam.addr(), &dir, "uac_hold.xml", &[]);
+    assert!(run.success(), "hold through the proxy:\n{}", run.errors);
+    assert_eq!(cluster::calls_on_after(&node, 2), 2, "calls on the node");
+}
