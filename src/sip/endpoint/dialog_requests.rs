@@ -217,17 +217,22 @@ impl Endpoint {
         transport: Transport,
         reply_to: SocketAddr,
     ) -> bool {
+        let full = self.draining || self.calls.len() >= self.config.max_calls;
+        let behind = self.pending_setups >= self.config.max_pending_setups;
         let (status, retry_after) = match req.method {
-            rsip::Method::Options if req.raw.header("Require").is_none() => (200, None),
-            rsip::Method::Invite if self.draining || self.calls.len() >= self.config.max_calls => {
-                (503, Some("30"))
-            }
-            rsip::Method::Invite if self.pending_setups >= self.config.max_pending_setups => {
-                (503, Some("2"))
-            }
+            // §11.2: OPTIONS gets the answer an INVITE would get, so a proxy's probing (README
+            // "Two nodes behind Kamailio") takes a draining or full node out of its rotation
+            // instead of sending it calls to refuse.
+            rsip::Method::Options if req.raw.header("Require").is_none() => match (full, behind) {
+                (true, _) => (503, Some("30")),
+                (false, true) => (503, Some("2")),
+                (false, false) => (200, None),
+            },
+            rsip::Method::Invite if full => (503, Some("30")),
+            rsip::Method::Invite if behind => (503, Some("2")),
             _ => return false,
         };
-        if status == 503 {
+        if status == 503 && req.method == rsip::Method::Invite {
             self.refused.overload += 1;
             self.note_shed(now, req, retry_after == Some("2"));
         }

@@ -391,6 +391,20 @@ fn draining_refuses_new_calls_with_503() {
 }
 
 #[test]
+fn draining_answers_options_with_503_like_an_invite() {
+    let mut h = Harness::new();
+    let options = in_dialog("OPTIONS", 1, "z9hG4bKo", "x").replace(";tag=x", "");
+    assert_eq!(h.recv(0, &options).statuses(), vec![200]);
+    h.ep.drain();
+    let options = options.replace("z9hG4bKo", "z9hG4bKo2");
+    let d = h.recv(1, &options);
+    assert_eq!(d.statuses(), vec![503]);
+    assert!(d.sent[0].1.contains("Retry-After: 30"));
+    // A ping is not a refused call.
+    assert_eq!(h.ep.take_refused(), crate::sip::Refused::default());
+}
+
+#[test]
 fn rejection_with_warning() {
     let mut h = Harness::new();
     let d = h.recv(0, &invite("z9hG4bKinv1"));

@@ -1,0 +1,13 @@
+//! Two `ivr` nodes behind Kamailio (issue 16): the shipped `config/kamailio/` started on
+//! loopback in front of two `ivr serve` nodes. Calls spread over both nodes, the in-dialog
+//! requests of either side go through the proxy, and when a node is killed new calls are
+//! answered by the other (the failover times are measured and printed, never asserted).
+//! One binary, like tests/outside: the tests wait on calls and timers far more than they compute.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cluster;
+mod drain;
+mod failover;
+mod proxy;
