@@ -635,7 +635,7 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
         }
         IncidentCommand::List { data, now } => {
             let store = data.open()?;
-            let list = ivr::store::Store::incidents(&store)?;
+            let list = ivr::store::IncidentStore::incidents(&store)?;
             if list.is_empty() {
                 println!("no incidents in {}", store.path().display());
                 return Ok(());

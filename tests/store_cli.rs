@@ -7,9 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ivr::repeat::{RepeatPolicy, normalise};
-use ivr::store::{
-    AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Store, Voicemail,
-};
+use ivr::store::traits::*;
+use ivr::store::{AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Voicemail};
 use jiff::Timestamp;
 
 fn t(s: &str) -> Timestamp {

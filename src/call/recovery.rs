@@ -459,6 +459,7 @@ mod tests {
         let mut wav = hound::WavWriter::create(data.join("voicemail").join(name), spec).unwrap();
         (0..8000).for_each(|_| wav.write_sample(100i16).unwrap());
         wav.finalize().unwrap();
+        use crate::store::VoicemailStore;
         let store = crate::store::SqliteStore::open(&data).unwrap();
         let at: Timestamp = "2026-11-27T22:30:00Z".parse().unwrap();
         store

@@ -343,7 +343,7 @@ pub fn outbox_json(r: &OutboxRow) -> serde_json::Value {
 }
 
 pub async fn outbox(State(app): State<Shared>, _: Caller) -> Response {
-    match with_store(&app, outbox::undelivered).await {
+    match with_store(&app, |s| outbox::undelivered(s)).await {
         Ok(rows) => Json(rows.iter().map(outbox_json).collect::<Vec<_>>()).into_response(),
         Err(e) => e.into_response(),
     }

@@ -325,7 +325,7 @@ pub async fn cdrs(
 
 pub async fn outbox(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let mut body = String::new();
-    match with_store(&app, outbox::undelivered).await {
+    match with_store(&app, |s| outbox::undelivered(s)).await {
         Err(e) => {
             let _ = write!(body, "<p class=\"err\">{}</p>", esc(&e.1));
         }

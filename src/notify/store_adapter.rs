@@ -62,7 +62,7 @@ fn from_store(r: store::OutboxRow) -> OutboxRow {
 
 impl<S: Store + ?Sized> OutboxStore for S {
     fn enqueue(&self, event: &OutboxEvent) -> Result<i64, StoreError> {
-        Store::enqueue(self, &to_store(event)).map_err(err)
+        store::OutboxStore::enqueue(self, &to_store(event)).map_err(err)
     }
 
     fn pending_outbox(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
@@ -70,12 +70,12 @@ impl<S: Store + ?Sized> OutboxStore for S {
         // at the end of time gives every head, due or not, which the worker needs to know when
         // to wake up. Its per-call gating is the same as `plan`'s.
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let rows = Store::pending_outbox(self, Timestamp::MAX, limit).map_err(err)?;
+        let rows = store::OutboxStore::pending_outbox(self, Timestamp::MAX, limit).map_err(err)?;
         Ok(rows.into_iter().map(from_store).collect())
     }
 
     fn mark_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
-        Store::mark_delivered(self, id, at).map_err(err)
+        store::OutboxStore::mark_delivered(self, id, at).map_err(err)
     }
 
     fn mark_attempt_failed(
@@ -84,15 +84,15 @@ impl<S: Store + ?Sized> OutboxStore for S {
         next_attempt_at: Timestamp,
         error: &str,
     ) -> Result<(), StoreError> {
-        Store::mark_attempt_failed(self, id, next_attempt_at, error).map_err(err)
+        store::OutboxStore::mark_attempt_failed(self, id, next_attempt_at, error).map_err(err)
     }
 
     fn postpone(&self, id: i64, until: Timestamp) -> Result<(), StoreError> {
-        Store::postpone_outbox(self, id, until).map_err(err)
+        store::OutboxStore::postpone_outbox(self, id, until).map_err(err)
     }
 
     fn transcript(&self, voicemail_id: i64) -> Result<Transcript, StoreError> {
-        let vm = Store::voicemail(self, voicemail_id).map_err(err)?;
+        let vm = store::VoicemailStore::voicemail(self, voicemail_id).map_err(err)?;
         Ok(match vm {
             Some(v) if v.transcribed_at.is_some() => match (v.transcript, v.transcript_error) {
                 (Some(text), _) => Transcript::Ready {
@@ -110,7 +110,7 @@ impl<S: Store + ?Sized> OutboxStore for S {
 
 impl<S: Store + ?Sized> SlaStore for S {
     fn due_sla_timers(&self, now: Timestamp) -> Result<Vec<SlaTimer>, StoreError> {
-        let timers = Store::due_sla_timers(self, now).map_err(err)?;
+        let timers = store::SlaStore::due_sla_timers(self, now).map_err(err)?;
         Ok(timers
             .into_iter()
             .map(|t| SlaTimer {
@@ -125,7 +125,7 @@ impl<S: Store + ?Sized> SlaStore for S {
     }
 
     fn next_sla_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        Store::next_sla_due(self).map_err(err)
+        store::SlaStore::next_sla_due(self).map_err(err)
     }
 
     fn escalate(
@@ -134,7 +134,7 @@ impl<S: Store + ?Sized> SlaStore for S {
         event: &OutboxEvent,
         now: Timestamp,
     ) -> Result<Option<i64>, StoreError> {
-        Store::escalate(self, voicemail_id, now, &to_store(event)).map_err(err)
+        store::SlaStore::escalate(self, voicemail_id, now, &to_store(event)).map_err(err)
     }
 }
 
@@ -293,7 +293,7 @@ mod tests {
     }
 
     fn voicemail(store: &SqliteStore, at: Timestamp) -> i64 {
-        Store::add_voicemail(
+        store::VoicemailStore::add_voicemail(
             store,
             &NewVoicemail {
                 call_id: "call-v".into(),
@@ -347,7 +347,7 @@ mod tests {
         let dir = TempDir::new("sla-ack");
         let t0 = t("2025-01-31T22:04:05Z");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.0).unwrap());
-        let vm = Store::add_voicemail(
+        let vm = store::VoicemailStore::add_voicemail(
             &*store,
             &NewVoicemail {
                 call_id: "c".into(),

@@ -210,7 +210,7 @@ mod tests {
 #[cfg(test)]
 mod audio_tests {
     use super::*;
-    use crate::store::{NewVoicemail, SqliteStore};
+    use crate::store::{NewVoicemail, SqliteStore, VoicemailStore};
 
     #[test]
     fn audio_is_found_in_the_data_directory_when_the_stored_path_is_stale() {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::{Ivr, manifest_dir};
-use ivr::store::{CallStart, Cdr, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Store};
+use ivr::store::traits::*;
+use ivr::store::{CallStart, Cdr, NewVoicemail, OutboxEvent, Outcome, SqliteStore};
 use jiff::Timestamp;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
