@@ -235,7 +235,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::notify::store_adapter::SharedStore;
     use crate::notify::{DeliveryPolicy, Endpoint, Notifier, WebhookTargets};
     use crate::store::{SqliteStore, Store};
 
@@ -244,11 +243,7 @@ mod tests {
             primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
             ..WebhookTargets::default()
         };
-        let notifier = Notifier::new(
-            Arc::new(SharedStore(store.clone())),
-            targets,
-            DeliveryPolicy::default(),
-        );
+        let notifier = Notifier::new(store.clone(), targets, DeliveryPolicy::default());
         let clock = crate::clock::Clock::system();
         Memory {
             store: Some(store),

@@ -24,7 +24,7 @@ use crate::drain::{Drain, DrainStep};
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::media::{LatchMode, RtpRules};
-use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
+use crate::notify::{DeliveryPolicy, Notifier, WebhookTargets};
 use crate::sip::SipTransport;
 use crate::sip::Timers;
 use crate::sip::admission::{AdmissionConfig, Rate};
@@ -415,7 +415,8 @@ fn open_memory(
                 None
             };
             let n = Notifier::with_mailer(
-                Arc::new(SharedStore(store.clone())),
+                store.clone(),
+                store.clone(),
                 targets,
                 mailer,
                 DeliveryPolicy {
@@ -432,7 +433,7 @@ fn open_memory(
             let worker = n.spawn(stopped())?;
             let stop = stopped();
             let sla = crate::sla::spawn(
-                crate::sla::SlaWheel::new(Arc::new(SharedStore(store.clone()))),
+                crate::sla::SlaWheel::new(store.clone()),
                 n.clone(),
                 crate::sla::SlaPolicy {
                     clock,

@@ -21,7 +21,9 @@
 mod backlog;
 mod cdr_csv;
 mod disk;
+mod event;
 mod incidents;
+mod memory;
 mod schema;
 mod sqlite;
 pub mod traits;
@@ -40,10 +42,26 @@ mod writer_tests;
 
 pub use backlog::Backlog;
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
+pub use event::{EventKind, OutboxEvent, OutboxRow, Target};
 pub use incidents::{Incident, IncidentSource, NewIncident};
+pub use memory::MemoryStore;
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use traits::{
     CallStore, IncidentStore, OutboxStore, SlaStore, Store, StoreMetrics, VoicemailStore,
 };
 pub use transcripts::{OwedTranscript, TranscriptOutcome};
 pub use types::*;
+
+/// Runs a synchronous store call off the async threads (SQLite blocks on disk); a task that
+/// stopped is [`StoreError::Task`].
+pub async fn blocking<S, T, F>(store: &std::sync::Arc<S>, f: F) -> Result<T, StoreError>
+where
+    S: ?Sized + Send + Sync + 'static,
+    T: Send + 'static,
+    F: FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = std::sync::Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}

@@ -259,36 +259,6 @@ pub struct SlaTimer {
     pub created_at: Timestamp,
 }
 
-/// An event to queue for delivery.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxEvent {
-    /// `call_started`, `repeat_caller`, `voicemail_recorded`, `call_ended`,
-    /// `callback_overdue`, or a flow's custom event.
-    pub event_type: String,
-    /// The call it belongs to; events of one call are delivered in order (per target).
-    pub call_id: Option<String>,
-    /// Where it goes: a webhook name from config (e.g. `default`, `escalation`).
-    pub target: String,
-    /// The JSON body.
-    pub payload: serde_json::Value,
-    pub created_at: Timestamp,
-}
-
-/// A queued event with its delivery state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub event_type: String,
-    pub call_id: Option<String>,
-    pub target: String,
-    pub payload: serde_json::Value,
-    pub created_at: Timestamp,
-    pub attempts: u32,
-    pub next_attempt_at: Timestamp,
-    pub delivered_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-}
-
 /// Why a store operation failed. Display texts name the path and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -327,6 +297,9 @@ pub enum StoreError {
     NoSuchOutboxRow(i64),
     #[error("database error while {doing}: {reason}")]
     Database { doing: String, reason: String },
+    /// The blocking task running a store call stopped (panicked or was cancelled).
+    #[error("store task stopped: {0}")]
+    Task(String),
 }
 
 impl StoreError {

@@ -228,11 +228,10 @@ impl TranscriptWorker {
                 error: text.as_ref().err().cloned(),
             },
         );
-        let event = self.notifier.as_ref().and_then(|n| {
-            n.targets()
-                .accepts(&ev)
-                .then(|| crate::notify::store_adapter::to_store(&ev))
-        });
+        let event = self
+            .notifier
+            .as_ref()
+            .and_then(|n| n.targets().accepts(&ev).then(|| ev.clone()));
         let outcome = TranscriptOutcome { engine, at, text };
         let store = self.store.clone();
         let id = vm.id;

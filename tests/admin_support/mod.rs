@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 use crate::common::{Ivr, manifest_dir};
 use ivr::store::traits::*;
-use ivr::store::{CallStart, Cdr, NewVoicemail, OutboxEvent, Outcome, SqliteStore};
+use ivr::store::{
+    CallStart, Cdr, EventKind, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Target,
+};
 use jiff::Timestamp;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -60,11 +62,11 @@ pub fn seeded(dir: &Path) -> (PathBuf, PathBuf, i64, i64) {
         .expect("voicemail");
     let event = store
         .enqueue(&OutboxEvent {
-            event_type: "call_ended".into(),
+            kind: EventKind::CallEnded,
             call_id: Some("vm-call".into()),
-            target: "default".into(),
+            target: Target::Primary,
             payload: serde_json::json!({"event": "call_ended"}),
-            created_at: now,
+            occurred_at: now,
         })
         .expect("enqueue");
     for (id, client, outcome, day) in [
