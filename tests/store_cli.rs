@@ -52,7 +52,7 @@ fn call(
         after_hours,
         agreement,
         rate_multiplier: rate,
-        repeat_policy: RepeatPolicy::default(),
+        repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
     };
     let repeat = store.call_started(&start).expect("start").repeat;
     let started = t(at);

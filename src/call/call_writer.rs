@@ -400,7 +400,7 @@ mod tests {
                 after_hours: true,
                 agreement: false,
                 rate_multiplier: 2.0,
-                repeat_policy: crate::repeat::RepeatPolicy::default(),
+                repeat_rule: std::sync::Arc::new(crate::repeat::RepeatPolicy::default()),
             })
             .expect("start");
         let mut live = store.open_calls().expect("open").remove(0);

@@ -19,6 +19,7 @@
 //! is dropped.
 
 mod backlog;
+mod callers;
 mod cdr_csv;
 mod disk;
 mod event;
@@ -41,6 +42,7 @@ mod test_support;
 mod writer_tests;
 
 pub use backlog::Backlog;
+pub use callers::{ANONYMOUS, CallerId, PreviousCall, RepeatRule};
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
 pub use event::{EventKind, OutboxEvent, OutboxRow, Target};
 pub use incidents::{Incident, IncidentSource, NewIncident};

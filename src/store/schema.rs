@@ -11,10 +11,9 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::{
-    CallerHistory, Cdr, EventKind, OutboxEvent, OutboxRow, Outcome, SlaState, StoreError, Target,
-    Voicemail,
+    CallerHistory, Cdr, EventKind, OutboxEvent, OutboxRow, Outcome, PreviousCall, SlaState,
+    StoreError, Target, Voicemail,
 };
-use crate::repeat::PreviousCall;
 
 /// One embedded schema migration.
 struct Migration {
@@ -168,7 +167,7 @@ pub(super) fn agreed_since(
 
 pub(super) fn caller_history(
     tx: &Connection,
-    caller: &crate::repeat::CallerId,
+    caller: &super::CallerId,
 ) -> Result<Option<CallerHistory>, Fail> {
     if caller.is_anonymous() {
         return Ok(None);

@@ -69,7 +69,7 @@ pub(super) fn start(call_id: &str, caller: &str, at: &str) -> CallStart {
         after_hours: true,
         agreement: false,
         rate_multiplier: 2.0,
-        repeat_policy: RepeatPolicy::default(),
+        repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
     }
 }
 

@@ -104,7 +104,7 @@ pub fn record_call(
             after_hours: true,
             agreement: false,
             rate_multiplier: 2.0,
-            repeat_policy: ivr::repeat::RepeatPolicy::default(),
+            repeat_rule: std::sync::Arc::new(ivr::repeat::RepeatPolicy::default()),
         })
         .expect("start");
     store

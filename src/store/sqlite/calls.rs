@@ -4,7 +4,6 @@ use jiff::Timestamp;
 use rusqlite::OptionalExtension;
 
 use super::SqliteStore;
-use crate::repeat::is_repeat;
 use crate::store::schema::{
     CDR_COLUMNS_SQL, Fail, agreed_since, caller_history, calls_since, cdr_from_row, previous_calls,
     to_i64,
@@ -16,7 +15,7 @@ impl CallStore for SqliteStore {
         let call = call.clone();
         self.write("recording a call start", move |tx| {
             let caller = call.caller.as_str();
-            let lookback = call.repeat_policy.lookback();
+            let lookback = call.repeat_rule.lookback();
             let existing: Option<(i64, bool)> = tx
                 .query_row(
                     "SELECT id, repeat FROM calls WHERE call_id = ?1",
@@ -32,7 +31,7 @@ impl CallStore for SqliteStore {
                 }
                 // Saturating: a window too long for i64 milliseconds means "forever".
                 let window_ms =
-                    i64::try_from(call.repeat_policy.window.as_millis()).unwrap_or(i64::MAX);
+                    i64::try_from(call.repeat_rule.window().as_millis()).unwrap_or(i64::MAX);
                 let since = call.started_at.as_millisecond().saturating_sub(window_ms);
                 Ok::<_, Fail>((
                     calls_since(tx, caller, before_id, since)?.saturating_add(1),
@@ -51,12 +50,11 @@ impl CallStore for SqliteStore {
                 });
             }
             let previous = previous_calls(tx, i64::MAX, lookback)?;
-            let repeat = is_repeat(
-                &call.repeat_policy,
-                &call.caller,
-                &previous,
-                call.started_at,
-            );
+            // The rule is the caller's (see `store::callers`), run here, between the read of
+            // the previous calls and the insert, under the transaction's write lock.
+            let repeat = call
+                .repeat_rule
+                .is_repeat(&call.caller, &previous, call.started_at);
             let history = caller_history(tx, &call.caller)?;
             let (calls_in_window, agreed_recently) = in_window(i64::MAX)?;
             let at = call.started_at.as_millisecond();
