@@ -391,7 +391,16 @@ fn open_memory(
         )?,
         ca_file: w.ca_file().map(std::path::Path::to_path_buf),
     };
-    let sqlite = match SqliteStore::open(&config.data.dir) {
+    let opened = match config.store_backend() {
+        crate::config::StoreBackend::Sqlite(file) => SqliteStore::open_path(&file),
+        // Refused when the config was loaded (`StoreConfig::supported_backend`); kept as an
+        // error rather than a panic should that check ever be bypassed.
+        crate::config::StoreBackend::Postgres(_) => Err(crate::store::StoreError::Open {
+            path: config.store.url_for_log().into(),
+            reason: "the PostgreSQL store is not built in yet".into(),
+        }),
+    };
+    let sqlite = match opened {
         Ok(s) => {
             info!(db = %s.path().display(), "store opened");
             Some(Arc::new(s))

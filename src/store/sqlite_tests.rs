@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::test_support::*;
 use super::*;
-use crate::repeat::{CallerId, RepeatPolicy};
+use crate::repeat::RepeatPolicy;
 
 #[test]
 fn open_creates_wal_database_with_schema_and_reopens_idempotently() {

@@ -37,6 +37,13 @@ pub const DB_FILE: &str = "ivr.db";
 /// How long a statement waits for another process's write lock before failing `Busy`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The directory holding database file `path` (the working directory for a bare file name).
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     /// Declared before `writer` because fields drop in order: the reader closes first, so the
@@ -67,8 +74,30 @@ impl SqliteStore {
         Self::open_file(data_dir)
     }
 
+    /// Open the database file `path` (`[store] url = "sqlite://PATH"`), creating it and its
+    /// directory if missing, and bring the schema up to date. Disk errors name its directory.
+    pub fn open_path(path: &Path) -> Result<SqliteStore, StoreError> {
+        let dir = parent(path);
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e, "cannot create it"))?;
+        Self::open_at(dir, path.to_path_buf())
+    }
+
+    /// Open the existing database file `path` (for the CLI, like [`Self::open_existing`]).
+    pub fn open_existing_path(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: "no such file; is [store] url the one `ivr serve` uses?".into(),
+            });
+        }
+        Self::open_at(parent(path), path.to_path_buf())
+    }
+
     fn open_file(dir: &Path) -> Result<SqliteStore, StoreError> {
-        let path = dir.join(DB_FILE);
+        Self::open_at(dir, dir.join(DB_FILE))
+    }
+
+    fn open_at(dir: &Path, path: PathBuf) -> Result<SqliteStore, StoreError> {
         let fail = |doing: &str, e: Fail| match e {
             Fail::Sql(e) => classify(dir, &path, doing, e),
             Fail::Store(e) => e,
