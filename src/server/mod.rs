@@ -450,8 +450,14 @@ fn open_memory(
                 },
                 stop,
             );
-            let transcripts =
-                crate::transcribe::worker::start(config, engine, store, &n, clock, stopped());
+            let transcripts = crate::transcribe::worker::start(
+                config,
+                engine,
+                store.clone(),
+                &n,
+                clock,
+                stopped(),
+            );
             if let Ok(mut tasks) = background_tasks().lock() {
                 tasks.push(worker);
                 tasks.push(sla);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::notify::{DeliveryPolicy, Endpoint, EventKind, WebhookTargets};
-use crate::store::{NewVoicemail, SqliteStore};
+use crate::store::{NewVoicemail, SqliteStore, Store};
 use crate::transcribe::CommandEngine;
 
 struct Dir(PathBuf);
