@@ -243,3 +243,74 @@ fn claim(inner: &mut Inner, voicemail_id: i64, at: Timestamp) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{TempDir, event, t};
+    use super::super::{OutboxStore, SqliteStore};
+    use super::*;
+
+    /// What a store's outbox says after each step, to hold the two stores side by side.
+    fn run(s: &dyn OutboxStore) -> Vec<Vec<(i64, u32)>> {
+        let at = "2026-11-28T03:00:00Z";
+        let ids = [
+            s.enqueue(&event("call_started", Some("a"), at)).unwrap(),
+            s.enqueue(&event("call_ended", Some("a"), at)).unwrap(),
+            s.enqueue(&event("call_started", Some("b"), at)).unwrap(),
+            s.enqueue(&event("custom", None, at)).unwrap(),
+        ];
+        let heads = |now: &str| {
+            s.pending_outbox(t(now), 100)
+                .unwrap()
+                .iter()
+                .map(|r| (r.id, r.attempts))
+                .collect::<Vec<_>>()
+        };
+        let mut seen = vec![heads(at)];
+        s.mark_attempt_failed(ids[0], t("2026-11-28T03:10:00Z"), "503")
+            .unwrap();
+        seen.push(heads("2026-11-28T03:05:00Z"));
+        seen.push(heads("2026-11-28T03:10:00Z"));
+        s.postpone_outbox(ids[2], t("2026-11-28T03:20:00Z"))
+            .unwrap();
+        seen.push(heads("2026-11-28T03:15:00Z"));
+        s.mark_delivered(ids[0], t("2026-11-28T03:11:00Z")).unwrap();
+        seen.push(heads("2026-11-28T03:15:00Z"));
+        assert!(
+            s.retry_outbox_now(ids[2], t("2026-11-28T03:15:00Z"))
+                .unwrap()
+        );
+        assert!(
+            !s.retry_outbox_now(ids[0], t("2026-11-28T03:15:00Z"))
+                .unwrap()
+        );
+        seen.push(heads("2026-11-28T03:15:00Z"));
+        seen.push(
+            s.undelivered_outbox(100)
+                .unwrap()
+                .iter()
+                .map(|r| (r.id, r.attempts))
+                .collect(),
+        );
+        assert!(matches!(
+            s.mark_delivered(999, t(at)),
+            Err(StoreError::NoSuchOutboxRow(999))
+        ));
+        seen
+    }
+
+    /// The in-memory outbox keeps the SQLite store's contract: queue heads only, due at `now`,
+    /// backoff and postponement, admin listing and retry.
+    #[test]
+    fn the_memory_outbox_answers_as_sqlite_does() {
+        let dir = TempDir::new("memory-parity");
+        let sqlite = SqliteStore::open(dir.path()).expect("open");
+        let memory = MemoryStore::new();
+        let expected = run(&sqlite);
+        assert_eq!(run(&memory), expected);
+        // And the sequence shows what it should: a's second event waits behind its first.
+        assert_eq!(expected[0], [(1, 0), (3, 0), (4, 0)]);
+        assert_eq!(expected[1], [(3, 0), (4, 0)]);
+        assert_eq!(expected[4], [(2, 0), (4, 0)]);
+    }
+}

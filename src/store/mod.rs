@@ -2,10 +2,16 @@
 //! webhook outbox, behind narrow traits ([`traits`]: one per kind of record) that together make
 //! [`Store`].
 //!
-//! [`SqliteStore`] (one WAL-mode file, `DATA/ivr.db`) is the default; a PostgreSQL store for
-//! clusters implements the same trait later, so callers hold an `Arc<dyn Store>` and never see
-//! SQL. The trait is synchronous on purpose: SQLite calls block, so the async shell runs them on
-//! `tokio::task::spawn_blocking` (or one dedicated store thread) and never on a runtime worker.
+//! [`SqliteStore`] (one WAL-mode file, `DATA/ivr.db`, or the file `[store] url` names) is the
+//! default; a PostgreSQL store for clusters implements the same traits later, so callers hold an
+//! `Arc<dyn Store>` (or the one narrow trait they need) and never see SQL. The traits are
+//! synchronous on purpose: SQLite calls block, so the async shell runs them on
+//! `tokio::task::spawn_blocking` ([`blocking`]) and never on a runtime worker.
+//!
+//! The values (calls, callers, voicemails, SLA timers, outbox events and rows, errors) are
+//! defined once, here ([`types`], [`event`], [`callers`]); the notifier, the SLA timers, the
+//! transcription worker and the services use these, with no copies to translate. The store
+//! imports none of them: the repeat-caller rule comes in with the call ([`RepeatRule`]).
 //!
 //! Correctness that must hold across nodes lives inside single store operations, so a shared
 //! database keeps it: [`CallStore::call_started`] records a call and reads the calls before it in
@@ -19,17 +25,17 @@
 //! is dropped.
 
 mod backlog;
-mod callers;
+pub mod callers;
 mod cdr_csv;
 mod disk;
-mod event;
+pub mod event;
 mod incidents;
 mod memory;
 mod schema;
 mod sqlite;
 pub mod traits;
 mod transcripts;
-mod types;
+pub mod types;
 mod writer;
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ pub struct Cdr {
 }
 
 /// One thing learned about a live call, recorded when it happens (see
-/// [`super::Store::call_progress`]).
+/// [`super::CallStore::call_progress`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallFact {
     /// The line answered (200 OK).
