@@ -71,3 +71,67 @@ pub trait RepeatRule: Send + Sync + std::fmt::Debug {
     fn is_repeat(&self, caller: &CallerId, previous_calls: &[PreviousCall], now: Timestamp)
     -> bool;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::test_support::{TempDir, start};
+    use super::super::{CallStore, SqliteStore};
+    use super::*;
+    use crate::repeat::RepeatPolicy;
+
+    /// A rule of the caller's own, not `crate::repeat`'s: "the same number as the call just
+    /// before, however long ago", which the default 30-minute window would not call a repeat.
+    #[derive(Debug)]
+    struct SameAsLast;
+
+    impl RepeatRule for SameAsLast {
+        fn lookback(&self) -> usize {
+            1
+        }
+
+        fn window(&self) -> Duration {
+            Duration::from_secs(24 * 3600)
+        }
+
+        fn is_repeat(&self, caller: &CallerId, previous: &[PreviousCall], _now: Timestamp) -> bool {
+            previous
+                .first()
+                .is_some_and(|p| p.caller == caller.as_str())
+        }
+    }
+
+    /// The store decides repeats with the rule the call brings (it has none of its own), from the
+    /// calls before it read in the same transaction, and keeps the answer for a second start.
+    #[test]
+    fn the_store_runs_the_rule_the_call_brings() {
+        let dir = TempDir::new("rule");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let go = |id: &str, at: &str, rule: Arc<dyn RepeatRule>| {
+            let mut s = start(id, "+15551230001", at);
+            s.repeat_rule = rule;
+            store.call_started(&s).expect("start")
+        };
+        assert!(!go("c1", "2026-11-28T03:00:00Z", Arc::new(SameAsLast)).repeat);
+        let default = go(
+            "c2",
+            "2026-11-28T05:00:00Z",
+            Arc::new(RepeatPolicy::default()),
+        );
+        assert!(!default.repeat, "two hours apart is no repeat by default");
+        let own = go("c3", "2026-11-28T07:00:00Z", Arc::new(SameAsLast));
+        assert!(own.repeat, "the caller's own rule decided");
+        assert_eq!(own.previous_calls.len(), 1);
+        assert_eq!(
+            own.calls_in_window, 3,
+            "its window (a day) counts all three"
+        );
+        let again = go(
+            "c3",
+            "2026-11-28T07:00:00Z",
+            Arc::new(RepeatPolicy::default()),
+        );
+        assert!(again.repeat, "a second start answers as the first did");
+    }
+}
