@@ -329,6 +329,15 @@ impl DataArgs {
             Some(d) => (ivr::config::absolute(d), format!("--data {}", d.display())),
             None => {
                 let cfg = Config::load(self.config.as_deref())?;
+                if !cfg.store.url.is_empty() {
+                    // `[store] url` names the database itself (checked at load).
+                    let origin = cfg.path_origin("store.url");
+                    let ivr::config::StoreBackend::Sqlite(file) = cfg.store_backend() else {
+                        anyhow::bail!("store.url: the PostgreSQL store is not built in yet");
+                    };
+                    return ivr::store::SqliteStore::open_existing_path(&file)
+                        .map_err(|e| anyhow::anyhow!("{e} (store: {origin})"));
+                }
                 let origin = cfg.path_origin("data.dir");
                 (cfg.data.dir, origin)
             }
@@ -635,7 +644,7 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
         }
         IncidentCommand::List { data, now } => {
             let store = data.open()?;
-            let list = ivr::store::Store::incidents(&store)?;
+            let list = ivr::store::IncidentStore::incidents(&store)?;
             if list.is_empty() {
                 println!("no incidents in {}", store.path().display());
                 return Ok(());

@@ -297,11 +297,11 @@ fn a_real_store_times_its_writes_and_reports_its_backlog() {
         .ack_voicemail(kept, "desk", ts("2026-12-01T21:45:00Z"))
         .expect("ack");
     let event = |at: &str| OutboxEvent {
-        event_type: "call_ended".into(),
+        kind: crate::store::EventKind::CallEnded,
         call_id: None,
-        target: "default".into(),
+        target: crate::store::Target::Primary,
         payload: serde_json::json!({}),
-        created_at: ts(at),
+        occurred_at: ts(at),
     };
     store
         .enqueue(&event("2026-12-01T21:58:00Z"))

@@ -53,14 +53,14 @@
 //! | custom (a flow's `webhook` node) | the call's variables, name → string (`caller`, `called`, `digits`, `ticket`, ...) |
 //!
 //! # Parts
-//! - [`event`]: event kinds, [`OutboxEvent`], the typed `data` of each event and the body.
+//! - [`event`]: the typed `data` of each event, the [`OutboxEvent`] constructors and the body.
 //! - [`sign`]: the signature ([`sign()`](sign::sign), [`verify`]).
 //! - [`endpoint`]: [`Endpoint`] (URL, secret, filter, headers) and [`WebhookTargets`].
 //! - [`tls`]: the CAs HTTPS trusts, and certificate errors in words.
 //! - [`backoff`]: the pure retry schedule.
 //! - [`plan`]: the pure per-round decision (what to send now, what waits, when to wake).
-//! - [`outbox`]: the [`OutboxStore`] trait the store implements, and an in-memory store.
-//! - [`store_adapter`]: every `crate::store::Store` as an [`OutboxStore`] and SLA store.
+//! - The outbox itself is the store's: [`crate::store::OutboxStore`], whose rows are
+//!   [`crate::store::OutboxRow`]s of [`OutboxEvent`]s.
 //! - [`worker`]: the tokio shell that posts with `reqwest`.
 
 pub mod backoff;
@@ -68,11 +68,9 @@ pub mod endpoint;
 pub mod event;
 pub mod mail_config;
 pub mod mail_text;
-pub mod outbox;
 pub mod plan;
 pub mod sign;
 pub mod smtp;
-pub mod store_adapter;
 pub mod tls;
 pub mod worker;
 
@@ -82,7 +80,5 @@ pub use event::{
     CallEnded, CallStarted, CallbackOverdue, EventKind, OutboxEvent, RepeatCaller, Target,
     VoicemailRecorded, VoicemailTranscribed,
 };
-pub use outbox::{MemoryStore, OutboxRow, OutboxStore, StoreError};
 pub use sign::verify;
-pub use store_adapter::SharedStore;
 pub use worker::{DeliveryPolicy, Notifier};

@@ -2,9 +2,9 @@
 //! detection.
 //!
 //! Both are pure functions of their inputs and `now`, so they are tested without a clock or a
-//! database. The store (`store::Store::call_started`) runs [`is_repeat`] inside the transaction
-//! that records the call, so two calls arriving at once (or on two nodes) cannot both miss that
-//! one of them is a repeat.
+//! database. The store (`store::CallStore::call_started`) runs [`is_repeat`], handed to it as a
+//! [`crate::store::RepeatRule`], inside the transaction that records the call, so two calls
+//! arriving at once (or on two nodes) cannot both miss that one of them is a repeat.
 //!
 //! The rule, from the procedure: "the phone system alerts when the same number calls twice in a
 //! row". A call is a repeat when the previous call *to the line* (from anyone) came from the same
@@ -15,6 +15,10 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+// The identity and the earlier calls are the store's values (it keeps and returns them); the
+// rule that judges them is here.
+pub use crate::store::{ANONYMOUS, CallerId, PreviousCall};
 
 /// The default repeat window (the procedure's "within 30 minutes").
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 60);
@@ -58,41 +62,6 @@ impl RepeatPolicy {
     /// How many previous calls to the line [`is_repeat`] needs to see.
     pub fn lookback(&self) -> usize {
         self.times.max(2) as usize - 1
-    }
-}
-
-/// A caller's identity after normalisation.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum CallerId {
-    /// An E.164 number, `+` and digits (`+15551230001`).
-    E164(String),
-    /// A usable identity that is not an E.164 number: an extension, a SIP user name, or a
-    /// national number when no default country is configured. Still compared for repeats.
-    Other(String),
-    /// Withheld, anonymous or missing: never a repeat, never matched to a client.
-    Anonymous,
-}
-
-/// What the store writes for an anonymous caller.
-pub const ANONYMOUS: &str = "anonymous";
-
-impl CallerId {
-    /// The text stored and compared: the number, the name, or `anonymous`.
-    pub fn as_str(&self) -> &str {
-        match self {
-            CallerId::E164(s) | CallerId::Other(s) => s,
-            CallerId::Anonymous => ANONYMOUS,
-        }
-    }
-
-    pub fn is_anonymous(&self) -> bool {
-        matches!(self, CallerId::Anonymous)
-    }
-}
-
-impl std::fmt::Display for CallerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -168,12 +137,25 @@ fn e164_or_other(digits: &str, fallback: &str) -> CallerId {
     }
 }
 
-/// One earlier call to the line, as the store returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreviousCall {
-    /// The normalised caller ([`CallerId::as_str`]; `anonymous` for withheld numbers).
-    pub caller: String,
-    pub started_at: Timestamp,
+/// The store runs this rule inside the transaction that records the call (see
+/// [`crate::store::RepeatRule`]).
+impl crate::store::RepeatRule for RepeatPolicy {
+    fn lookback(&self) -> usize {
+        RepeatPolicy::lookback(self)
+    }
+
+    fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn is_repeat(
+        &self,
+        caller: &CallerId,
+        previous_calls: &[PreviousCall],
+        now: Timestamp,
+    ) -> bool {
+        is_repeat(self, caller, previous_calls, now)
+    }
 }
 
 /// Whether a call from `caller` starting at `now` is a repeat, given the calls to the line before

@@ -22,45 +22,11 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::notify::outbox::blocking;
-use crate::notify::{CallbackOverdue, Notifier, OutboxEvent, StoreError};
+use crate::notify::{CallbackOverdue, Notifier, OutboxEvent};
+use crate::store::{SlaStore, SlaTimer, StoreError, blocking};
 
 /// The promise made in the voicemail prompt.
 pub const DEFAULT_SLA: Duration = Duration::from_secs(20 * 60);
-
-/// One voicemail's callback timer, as the store reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SlaTimer {
-    pub voicemail_id: i64,
-    /// The call that left the voicemail (the overdue event's `call_id`).
-    pub call_id: Option<String>,
-    pub caller: String,
-    pub ticket: Option<String>,
-    pub recorded_at: Timestamp,
-    pub due_at: Timestamp,
-}
-
-/// What the SLA timers need from the store.
-pub trait SlaStore: Send + Sync {
-    /// Timers that are neither acknowledged nor escalated and due at or before `now`, earliest
-    /// first.
-    fn due_sla_timers(&self, now: Timestamp) -> Result<Vec<SlaTimer>, StoreError>;
-
-    /// The earliest `due_at` among timers neither acknowledged nor escalated.
-    fn next_sla_due(&self) -> Result<Option<Timestamp>, StoreError>;
-
-    /// In **one transaction**: if voicemail `voicemail_id` is still unacknowledged and not
-    /// escalated, queue `event` in the outbox and mark the voicemail escalated at `now`;
-    /// returns the outbox id. `Ok(None)` when there was nothing to do (acknowledged or
-    /// escalated meanwhile, perhaps by another node). This is what makes the overdue event
-    /// exactly-once across crashes and nodes.
-    fn escalate(
-        &self,
-        voicemail_id: i64,
-        event: &OutboxEvent,
-        now: Timestamp,
-    ) -> Result<Option<i64>, StoreError>;
-}
 
 /// When a voicemail recorded at `recorded_at` becomes overdue.
 pub fn due_at(recorded_at: Timestamp, sla: Duration) -> Timestamp {
@@ -82,13 +48,13 @@ pub fn due(now: Timestamp, timers: &[SlaTimer]) -> Vec<&SlaTimer> {
 /// process noticed, so the event tells the truth even after downtime.
 pub fn overdue_event(timer: &SlaTimer) -> OutboxEvent {
     OutboxEvent::callback_overdue(
-        timer.call_id.as_deref(),
+        Some(&timer.call_id),
         timer.due_at,
         CallbackOverdue {
             voicemail_id: timer.voicemail_id,
             caller: timer.caller.clone(),
             ticket: timer.ticket.clone(),
-            recorded_at: timer.recorded_at,
+            recorded_at: timer.created_at,
             due_at: timer.due_at,
         },
     )
@@ -140,7 +106,7 @@ impl SlaWheel {
         for t in due(now, &timers) {
             if let Some(outbox_id) = self
                 .store
-                .escalate(t.voicemail_id, &overdue_event(t), now)?
+                .escalate(t.voicemail_id, now, &overdue_event(t))?
             {
                 warn!(
                     voicemail_id = t.voicemail_id,
@@ -223,7 +189,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::{EventKind, MemoryStore, OutboxStore, Target};
+    use crate::store::{EventKind, MemoryStore, OutboxStore, SlaState, Target};
 
     fn t0() -> Timestamp {
         "2025-01-31T22:04:05Z".parse().unwrap()
@@ -236,11 +202,13 @@ mod tests {
     fn voicemail(id: i64) -> SlaTimer {
         SlaTimer {
             voicemail_id: id,
-            call_id: Some(format!("call-{id}")),
-            caller: "+15551234567".into(),
-            ticket: Some("T-9".into()),
-            recorded_at: t0(),
             due_at: due_at(t0(), DEFAULT_SLA),
+            state: SlaState::Pending,
+            call_id: format!("call-{id}"),
+            caller: "+15551234567".into(),
+            client: None,
+            ticket: Some("T-9".into()),
+            created_at: t0(),
         }
     }
 
@@ -264,7 +232,7 @@ mod tests {
         assert_eq!(tick.next_due, None);
         let rows = store.snapshot();
         assert_eq!(rows.len(), 1);
-        let ev = &rows[0].row.event;
+        let ev = &rows[0].event;
         assert_eq!(ev.kind, EventKind::CallbackOverdue);
         assert_eq!(ev.target, Target::Escalation);
         assert_eq!(ev.call_id.as_deref(), Some("call-1"));
@@ -303,7 +271,7 @@ mod tests {
         assert!(wheel.tick(at(50 * 60)).unwrap().escalated.is_empty());
         assert_eq!(store.snapshot().len(), 1);
         // Still stamped with the due time, not the late notice.
-        assert_eq!(store.snapshot()[0].row.event.occurred_at, at(20 * 60));
+        assert_eq!(store.snapshot()[0].event.occurred_at, at(20 * 60));
     }
 
     #[test]
@@ -316,10 +284,10 @@ mod tests {
         assert_eq!(listed.len(), 1);
         store.ack_voicemail(1, at(20 * 60));
         let got = store
-            .escalate(1, &overdue_event(&listed[0]), at(20 * 60))
+            .escalate(1, at(20 * 60), &overdue_event(&listed[0]))
             .unwrap();
         assert_eq!(got, None);
-        assert!(store.pending_outbox(10).unwrap().is_empty());
+        assert!(store.pending_outbox(Timestamp::MAX, 10).unwrap().is_empty());
     }
 
     #[test]
@@ -346,5 +314,53 @@ mod tests {
         assert_eq!(sleep_for(at(0), Some(at(3600)), max), max);
         assert_eq!(sleep_for(at(5), Some(at(3)), max), Duration::ZERO);
         assert_eq!(due_at(Timestamp::MAX, DEFAULT_SLA), Timestamp::MAX);
+    }
+
+    /// The wheel on the real store: escalated once, across restarts (the file reopened and a
+    /// new wheel each time), with the event addressed to the escalation endpoint.
+    #[test]
+    fn on_sqlite_it_fires_once_across_a_restart() {
+        use crate::store::{NewVoicemail, SqliteStore, VoicemailStore};
+        let dir = std::env::temp_dir().join(format!("ivr-sla-sqlite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let vm = {
+            let store = Arc::new(SqliteStore::open(&dir).unwrap());
+            let vm = store
+                .add_voicemail(
+                    &NewVoicemail {
+                        call_id: "call-v".into(),
+                        caller: "+15551234567".into(),
+                        client: None,
+                        ticket: Some("T-1".into()),
+                        path: "vm/1.wav".into(),
+                        duration_ms: 9000,
+                        created_at: t0(),
+                    },
+                    due_at(t0(), DEFAULT_SLA),
+                )
+                .unwrap();
+            let wheel = SlaWheel::new(store.clone());
+            assert!(wheel.tick(at(19 * 60 + 59)).unwrap().escalated.is_empty());
+            vm
+        };
+        let store = Arc::new(SqliteStore::open(&dir).unwrap());
+        let tick = SlaWheel::new(store.clone()).tick(at(20 * 60)).unwrap();
+        assert_eq!(tick.escalated.len(), 1);
+        assert_eq!(tick.escalated[0].voicemail_id, vm);
+        let rows = store.pending_outbox(Timestamp::MAX, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].event.kind, EventKind::CallbackOverdue);
+        assert_eq!(rows[0].event.target, Target::Escalation);
+        assert_eq!(rows[0].event.call_id.as_deref(), Some("call-v"));
+        assert_eq!(rows[0].event.payload["recorded_at"], "2025-01-31T22:04:05Z");
+        drop(store);
+
+        let store = Arc::new(SqliteStore::open(&dir).unwrap());
+        let tick = SlaWheel::new(store.clone()).tick(at(60 * 60)).unwrap();
+        assert!(tick.escalated.is_empty());
+        assert_eq!(tick.next_due, None);
+        assert_eq!(store.pending_outbox(Timestamp::MAX, 10).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

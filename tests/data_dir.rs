@@ -242,3 +242,48 @@ fn sighup_does_not_stop_the_line() {
     let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), SIP_WAIT);
     hang_up(&ua, &ids, &ok);
 }
+
+/// Issue 16: `[store] url = "sqlite://PATH"` puts the database at PATH (relative to the config
+/// file), for `serve` and for the CLI reading the same config; the data directory keeps the
+/// voicemails but gets no `ivr.db`. (Before `[store]` existed the config was refused: "unknown
+/// field `store`".)
+#[test]
+fn a_sqlite_store_url_puts_the_database_where_it_says() {
+    let root = common::unique_temp_dir("store-url");
+    let config = root.join("etc/ivr.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("etc");
+    std::fs::write(&config, "[store]\nurl = \"sqlite://db/calls.db\"\n").expect("config");
+    let data = root.join("data");
+    let ivr = Ivr::serve_files(&root, &config, &data, None, &["--hold-after-prompt"]);
+    let db = root.join("etc/db/calls.db");
+    ivr.wait_for_log(&["store opened", "calls.db"], WAIT);
+    let ua = UdpUa::new(ivr.sip_addr());
+    let ids = CallIds::new();
+    let ok = place_call(&ua, &ids, &sdp_offer(9, "0 101"), SIP_WAIT);
+    hang_up(&ua, &ids, &ok);
+    assert!(db.is_file(), "no database at {}", db.display());
+    assert!(
+        !data.join("ivr.db").exists(),
+        "a database in the data dir too"
+    );
+    // The CLI reading the same config finds the call there.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["cdr", "export", "--config"])
+            .arg(&config)
+            .output()
+            .expect("ivr cdr export");
+        let csv = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && csv.contains(&ids.call_id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call is not in {}: {csv} {}",
+            db.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

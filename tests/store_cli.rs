@@ -7,9 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ivr::repeat::{RepeatPolicy, normalise};
-use ivr::store::{
-    AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Store, Voicemail,
-};
+use ivr::store::traits::*;
+use ivr::store::{AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Voicemail};
 use jiff::Timestamp;
 
 fn t(s: &str) -> Timestamp {
@@ -53,7 +52,7 @@ fn call(
         after_hours,
         agreement,
         rate_multiplier: rate,
-        repeat_policy: RepeatPolicy::default(),
+        repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
     };
     let repeat = store.call_started(&start).expect("start").repeat;
     let started = t(at);

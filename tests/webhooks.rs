@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ivr::notify::outbox::OutboxEntry;
 use ivr::notify::{
-    BackoffPolicy, CallStarted, DeliveryPolicy, Endpoint, EventKind, MemoryStore, Notifier,
-    OutboxEvent, Target, WebhookTargets, verify,
+    BackoffPolicy, CallStarted, DeliveryPolicy, Endpoint, EventKind, Notifier, OutboxEvent, Target,
+    WebhookTargets, verify,
 };
-use ivr::sla::{self, SlaPolicy, SlaTimer, SlaWheel};
+use ivr::sla::{self, SlaPolicy, SlaWheel};
+use ivr::store::{MemoryStore, OutboxRow};
+use ivr::store::{SlaState, SlaTimer};
 use jiff::Timestamp;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -190,7 +191,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(store: Arc<dyn ivr::notify::OutboxStore>, targets: WebhookTargets) -> Worker {
+    fn start(store: Arc<dyn ivr::store::OutboxStore>, targets: WebhookTargets) -> Worker {
         let notifier = Notifier::new(store, targets, fast_policy());
         let (tx, rx) = oneshot::channel();
         let handle = notifier
@@ -239,7 +240,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn all_delivered(rows: &[OutboxEntry]) -> bool {
+fn all_delivered(rows: &[OutboxRow]) -> bool {
     rows.iter().all(|e| e.delivered_at.is_some())
 }
 
@@ -319,7 +320,7 @@ async fn server_down_then_up_across_a_restart_loses_nothing() {
     }
     // Refused connections: the heads back off, nothing is delivered, nothing is dropped.
     eventually("several failed attempts", || {
-        store.snapshot().iter().any(|e| e.row.attempts >= 3)
+        store.snapshot().iter().any(|e| e.attempts >= 3)
     })
     .await;
     let snap = store.snapshot();
@@ -328,7 +329,7 @@ async fn server_down_then_up_across_a_restart_loses_nothing() {
     assert!(err.contains("error sending request"), "{err}");
     // Only queue heads were tried: later events of a call wait behind the first.
     for e in &snap[3..] {
-        assert_eq!(e.row.attempts, 0, "row {} tried out of order", e.row.id);
+        assert_eq!(e.attempts, 0, "row {} tried out of order", e.id);
     }
 
     // "Restart": the worker stops; a new one on the same store finds the endpoint back.
@@ -361,7 +362,7 @@ async fn server_down_then_up_across_a_restart_loses_nothing() {
         store
             .snapshot()
             .iter()
-            .any(|e| e.row.id == more[0] && e.row.attempts >= 1)
+            .any(|e| e.id == more[0] && e.attempts >= 1)
     })
     .await;
     let server2 = Server::start(port, ok()).await;
@@ -402,7 +403,7 @@ async fn http_500_twice_then_200_retries_and_delivers_once() {
         [500, 500, 200]
     );
     let row = &store.snapshot()[0];
-    assert_eq!(row.row.attempts, 2);
+    assert_eq!(row.attempts, 2);
     assert!(row.last_error.as_deref().unwrap().contains("HTTP 500"));
     w.stop().await;
 }
@@ -449,7 +450,7 @@ async fn a_failing_call_does_not_hold_up_another() {
     eventually("call b delivered", || {
         let s = store.snapshot();
         s.iter()
-            .filter(|e| e.row.id == b1 || e.row.id == b2)
+            .filter(|e| e.id == b1 || e.id == b2)
             .all(|e| e.delivered_at.is_some())
     })
     .await;
@@ -457,7 +458,7 @@ async fn a_failing_call_does_not_hold_up_another() {
         store
             .snapshot()
             .iter()
-            .any(|e| e.row.id == a1 && e.row.attempts >= 2)
+            .any(|e| e.id == a1 && e.attempts >= 2)
     })
     .await;
     // a2 has never been sent while a1 fails.
@@ -465,7 +466,7 @@ async fn a_failing_call_does_not_hold_up_another() {
     let s = store.snapshot();
     assert!(
         s.iter()
-            .filter(|e| e.row.id == a1 || e.row.id == a2)
+            .filter(|e| e.id == a1 || e.id == a2)
             .all(|e| e.delivered_at.is_none())
     );
 
@@ -488,7 +489,7 @@ async fn events_without_an_endpoint_are_kept_not_dropped() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = store.snapshot();
     assert_eq!(s.len(), 1);
-    assert_eq!((s[0].row.id, s[0].row.attempts), (id, 0));
+    assert_eq!((s[0].id, s[0].attempts), (id, 0));
     assert!(s[0].delivered_at.is_none());
     w.stop().await;
 
@@ -524,11 +525,13 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
     let recorded_at = Timestamp::now() - jiff::SignedDuration::from_mins(21);
     store.add_sla_timer(SlaTimer {
         voicemail_id: 5,
-        call_id: Some("call-v".into()),
-        caller: "+15551230000".into(),
-        ticket: Some("T-77".into()),
-        recorded_at,
         due_at: sla::due_at(recorded_at, sla::DEFAULT_SLA),
+        state: SlaState::Pending,
+        call_id: "call-v".into(),
+        caller: "+15551230000".into(),
+        client: None,
+        ticket: Some("T-77".into()),
+        created_at: recorded_at,
     });
     let targets = WebhookTargets {
         primary: Some(Endpoint::new(&primary_srv.url(), Some(SECRET.into())).unwrap()),
@@ -562,7 +565,7 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
 
     let accepted = escalation_srv.accepted();
     assert_eq!(accepted.len(), 1);
-    check_once_in_order(&accepted, &[store.snapshot()[0].row.id]);
+    check_once_in_order(&accepted, &[store.snapshot()[0].id]);
     let body = accepted[0].json();
     assert_eq!(body["event"], "callback_overdue");
     assert_eq!(body["call_id"], "call-v");
@@ -570,22 +573,18 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
     assert_eq!(body["data"]["ticket"], "T-77");
     assert!(primary_srv.requests().is_empty());
     assert!(store.escalated_at(5).is_some());
-    assert_eq!(
-        store.snapshot()[0].row.event.kind,
-        EventKind::CallbackOverdue
-    );
-    assert_eq!(store.snapshot()[0].row.event.target, Target::Escalation);
+    assert_eq!(store.snapshot()[0].event.kind, EventKind::CallbackOverdue);
+    assert_eq!(store.snapshot()[0].event.target, Target::Escalation);
 }
 
 #[tokio::test]
 async fn sqlite_outbox_survives_a_restart_while_the_server_is_down() {
-    use ivr::notify::OutboxStore;
-    use ivr::store::SqliteStore;
+    use ivr::store::{OutboxStore, SqliteStore};
 
     let dir = common::unique_temp_dir("webhooks-sqlite");
     let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let pending = |s: &SqliteStore| OutboxStore::pending_outbox(s, 1000).unwrap();
+    let pending = |s: &SqliteStore| s.pending_outbox(Timestamp::MAX, 1000).unwrap();
 
     let mut ids = Vec::new();
     {

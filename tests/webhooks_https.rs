@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use common::hook::{Hook, Hooked};
 use common::tls::TestCa;
 use common::{CallIds, Ivr, UdpUa, in_dialog, manifest_dir, place_call, sdp_offer};
-use ivr::notify::outbox::OutboxEntry;
 use ivr::notify::{
-    BackoffPolicy, CallStarted, DeliveryPolicy, Endpoint, EventKind, MemoryStore, Notifier,
-    OutboxEvent, Target, WebhookTargets, verify,
+    BackoffPolicy, CallStarted, DeliveryPolicy, Endpoint, EventKind, Notifier, OutboxEvent, Target,
+    WebhookTargets, verify,
 };
+use ivr::store::{MemoryStore, OutboxRow};
 use jiff::Timestamp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -108,7 +108,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn delivered(rows: &[OutboxEntry]) -> bool {
+fn delivered(rows: &[OutboxRow]) -> bool {
     rows.iter().all(|e| e.delivered_at.is_some())
 }
 
@@ -151,7 +151,7 @@ async fn https_delivery_trusts_the_configured_ca_and_keeps_the_signature() {
     assert_eq!(reqs[0].delivery(), id);
     assert_eq!(reqs[0].event(), "call_started");
     assert_signed(&reqs[0]);
-    assert_eq!(store.snapshot()[0].row.attempts, 0, "first try succeeded");
+    assert_eq!(store.snapshot()[0].attempts, 0, "first try succeeded");
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn an_untrusted_certificate_is_named_retried_and_delivered_once_the_ca_is_
         .unwrap()
         .unwrap();
     eventually("retried after certificate failures", || {
-        store.snapshot().iter().any(|e| e.row.attempts >= 3)
+        store.snapshot().iter().any(|e| e.attempts >= 3)
     })
     .await;
     w.stop().await;
@@ -212,7 +212,7 @@ async fn a_certificate_for_another_host_is_named_as_such() {
     let w = Worker::start(store.clone(), https_target(&hook.url(), Some(&ca_file)));
     w.notifier.enqueue(started("call-a")).await.unwrap();
     eventually("a failed attempt", || {
-        store.snapshot().iter().any(|e| e.row.attempts >= 1)
+        store.snapshot().iter().any(|e| e.attempts >= 1)
     })
     .await;
     w.stop().await;
@@ -243,7 +243,7 @@ async fn an_https_url_to_a_plain_http_port_says_so() {
     let w = Worker::start(store.clone(), https_target(&url, None));
     w.notifier.enqueue(started("call-a")).await.unwrap();
     eventually("a failed attempt", || {
-        store.snapshot().iter().any(|e| e.row.attempts >= 1)
+        store.snapshot().iter().any(|e| e.attempts >= 1)
     })
     .await;
     w.stop().await;

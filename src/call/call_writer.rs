@@ -345,12 +345,10 @@ impl Task {
     }
 }
 
-/// The event as the store keeps it, when a webhook endpoint wants it.
-fn owed(notifier: &Option<Notifier>, event: &OutboxEvent) -> Option<crate::store::OutboxEvent> {
+/// The event, when a webhook endpoint wants it.
+fn owed(notifier: &Option<Notifier>, event: &OutboxEvent) -> Option<OutboxEvent> {
     let n = notifier.as_ref()?;
-    n.targets()
-        .accepts(event)
-        .then(|| crate::notify::store_adapter::to_store(event))
+    n.targets().accepts(event).then(|| event.clone())
 }
 
 fn wake(notifier: &Option<Notifier>) {
@@ -402,7 +400,7 @@ mod tests {
                 after_hours: true,
                 agreement: false,
                 rate_multiplier: 2.0,
-                repeat_policy: crate::repeat::RepeatPolicy::default(),
+                repeat_rule: std::sync::Arc::new(crate::repeat::RepeatPolicy::default()),
             })
             .expect("start");
         let mut live = store.open_calls().expect("open").remove(0);

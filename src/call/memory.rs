@@ -158,7 +158,7 @@ impl Memory {
             after_hours: rec.after_hours,
             agreement: rec.agreement(),
             rate_multiplier: rec.rate_multiplier,
-            repeat_policy: self.repeat,
+            repeat_rule: std::sync::Arc::new(self.repeat),
         };
         let outcome = match blocking(store, move |s| s.call_started(&start)).await {
             Ok(o) => o,

@@ -235,7 +235,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::notify::store_adapter::SharedStore;
     use crate::notify::{DeliveryPolicy, Endpoint, Notifier, WebhookTargets};
     use crate::store::{SqliteStore, Store};
 
@@ -244,11 +243,7 @@ mod tests {
             primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
             ..WebhookTargets::default()
         };
-        let notifier = Notifier::new(
-            Arc::new(SharedStore(store.clone())),
-            targets,
-            DeliveryPolicy::default(),
-        );
+        let notifier = Notifier::new(store.clone(), targets, DeliveryPolicy::default());
         let clock = crate::clock::Clock::system();
         Memory {
             store: Some(store),
@@ -388,7 +383,7 @@ mod tests {
                     after_hours: true,
                     agreement: false,
                     rate_multiplier: 2.0,
-                    repeat_policy: crate::repeat::RepeatPolicy::default(),
+                    repeat_rule: std::sync::Arc::new(crate::repeat::RepeatPolicy::default()),
                 })
                 .expect("start");
             store
@@ -459,6 +454,7 @@ mod tests {
         let mut wav = hound::WavWriter::create(data.join("voicemail").join(name), spec).unwrap();
         (0..8000).for_each(|_| wav.write_sample(100i16).unwrap());
         wav.finalize().unwrap();
+        use crate::store::VoicemailStore;
         let store = crate::store::SqliteStore::open(&data).unwrap();
         let at: Timestamp = "2026-11-27T22:30:00Z".parse().unwrap();
         store

@@ -18,6 +18,7 @@ mod oncall;
 mod paths;
 mod sections;
 mod source;
+mod store;
 mod transcription;
 mod trunks;
 mod validate;
@@ -30,6 +31,7 @@ pub use oncall::{OncallConfig, OncallError, OncallOverride};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
+pub use store::{StoreBackend, StoreConfig};
 pub use transcription::TranscriptionConfig;
 pub use trunks::{TrunkConfig, UnknownSources};
 pub use validate::{parse_listen, parse_net, parse_port_range};
@@ -86,6 +88,9 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub transcription: TranscriptionConfig,
+    /// `[store]`: the database (see `store.rs`); by default `ivr.db` in `[data] dir`.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// `[[trunks]]`: carrier SIP trunks (see `trunks.rs`).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
@@ -172,6 +177,15 @@ impl Config {
                 })?;
         config.validate(origin)?;
         trunks::validate(&config.trunks, origin)?;
+        config
+            .store
+            .supported_backend(&config.data.dir)
+            .map_err(|reason| ConfigError::Value {
+                origin: origin.to_string(),
+                key: "store.url",
+                value: config.store.url_for_log(),
+                reason,
+            })?;
         config.path_origins = origins;
         Ok(config)
     }
@@ -212,6 +226,14 @@ impl Config {
             .iter()
             .filter_map(|n| parse_net(n).ok())
             .collect()
+    }
+
+    /// Where the store is: `[store] url`, by default `ivr.db` in `[data] dir` (after `--data`).
+    /// Checked at load, so only a backend this build has comes back.
+    pub fn store_backend(&self) -> StoreBackend {
+        self.store
+            .supported_backend(&self.data.dir)
+            .unwrap_or_else(|_| StoreBackend::Sqlite(self.data.dir.join("ivr.db")))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

@@ -160,6 +160,23 @@ pub(super) fn resolve_layer(
     source: &PathSource,
     origins: &mut PathOrigins,
 ) {
+    // `[store] url = "sqlite://PATH"`: the PATH is a path like the others.
+    if let Some(toml::Value::String(url)) = sub_table(table, "store").and_then(|t| t.get_mut("url"))
+        && let Some(path) = url.strip_prefix(super::store::SQLITE_SCHEME)
+        && !path.is_empty()
+        && Path::new(path).is_relative()
+    {
+        origins.insert(PathOrigin {
+            key: "store.url".into(),
+            written: url.clone(),
+            source: source.clone(),
+        });
+        *url = format!(
+            "{}{}",
+            super::store::SQLITE_SCHEME,
+            base.join(path).to_string_lossy()
+        );
+    }
     let mut resolve = |key: String, value: &mut toml::Value| {
         let toml::Value::String(written) = value else {
             return;

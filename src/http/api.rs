@@ -331,10 +331,10 @@ pub async fn cdrs_csv(State(app): State<Shared>, Query(q): Query<CdrQuery>, _: C
 pub fn outbox_json(r: &OutboxRow) -> serde_json::Value {
     json!({
         "id": r.id,
-        "event_type": r.event_type,
-        "call_id": r.call_id,
-        "target": r.target,
-        "created_at": r.created_at.to_string(),
+        "event_type": r.event.kind.as_str(),
+        "call_id": r.event.call_id,
+        "target": r.event.target.as_str(),
+        "created_at": r.event.occurred_at.to_string(),
         "attempts": r.attempts,
         "next_attempt_at": r.next_attempt_at.to_string(),
         "last_error": r.last_error,
@@ -343,7 +343,7 @@ pub fn outbox_json(r: &OutboxRow) -> serde_json::Value {
 }
 
 pub async fn outbox(State(app): State<Shared>, _: Caller) -> Response {
-    match with_store(&app, outbox::undelivered).await {
+    match with_store(&app, |s| outbox::undelivered(s)).await {
         Ok(rows) => Json(rows.iter().map(outbox_json).collect::<Vec<_>>()).into_response(),
         Err(e) => e.into_response(),
     }

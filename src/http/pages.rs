@@ -325,7 +325,7 @@ pub async fn cdrs(
 
 pub async fn outbox(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> Response {
     let mut body = String::new();
-    match with_store(&app, outbox::undelivered).await {
+    match with_store(&app, |s| outbox::undelivered(s)).await {
         Err(e) => {
             let _ = write!(body, "<p class=\"err\">{}</p>", esc(&e.1));
         }
@@ -336,10 +336,10 @@ pub async fn outbox(State(app): State<Shared>, Viewer { csrf, .. }: Viewer) -> R
                 let _ = write!(
                     body,
                     "<tr id=\"outbox-{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td><td>{}</td></tr>",
-                    esc(&r.event_type),
-                    esc(r.call_id.as_deref().unwrap_or("-")),
-                    esc(&r.target),
-                    esc(&r.created_at.to_string()),
+                    esc(r.event.kind.as_str()),
+                    esc(r.event.call_id.as_deref().unwrap_or("-")),
+                    esc(r.event.target.as_str()),
+                    esc(&r.event.occurred_at.to_string()),
                     r.attempts,
                     esc(&r.next_attempt_at.to_string()),
                     esc(r.last_error.as_deref().unwrap_or("")),

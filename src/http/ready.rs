@@ -87,7 +87,7 @@ fn checks(app: &App) -> Vec<Check> {
             ok: false,
             detail: "the store could not be opened at start (see the log); restart once the data directory is fixed".into(),
         },
-        Some(store) => match crate::store::Store::next_sla_due(store.as_ref()) {
+        Some(store) => match crate::store::SlaStore::next_sla_due(store.as_ref()) {
             Ok(_) => Check {
                 name: "store".into(),
                 ok: true,

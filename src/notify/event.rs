@@ -1,5 +1,7 @@
-//! What the IVR tells the helpdesk: event kinds, the queued [`OutboxEvent`], the typed `data`
-//! of each built-in event, and the JSON body posted for it (documented in [`crate::notify`]).
+//! What the IVR tells the helpdesk: the typed `data` of each built-in event, the constructors
+//! of each [`OutboxEvent`], and the JSON body posted for it (documented in [`crate::notify`]).
+//! The event itself, its kinds and targets are the store's model (`crate::store::event`),
+//! re-exported here.
 
 use std::collections::BTreeMap;
 
@@ -7,92 +9,7 @@ use jiff::Timestamp;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// The kind of an event; its wire name is [`EventKind::as_str`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    CallStarted,
-    RepeatCaller,
-    VoicemailRecorded,
-    CallEnded,
-    CallbackOverdue,
-    /// A kept voicemail's transcript (or why there is none), from the transcription worker.
-    VoicemailTranscribed,
-    /// An event named by a flow's `webhook` node.
-    Custom(String),
-}
-
-impl EventKind {
-    pub fn as_str(&self) -> &str {
-        match self {
-            EventKind::CallStarted => "call_started",
-            EventKind::RepeatCaller => "repeat_caller",
-            EventKind::VoicemailRecorded => "voicemail_recorded",
-            EventKind::CallEnded => "call_ended",
-            EventKind::CallbackOverdue => "callback_overdue",
-            EventKind::VoicemailTranscribed => "voicemail_transcribed",
-            EventKind::Custom(name) => name,
-        }
-    }
-
-    /// The kind with this wire name (the inverse of [`as_str`](Self::as_str), for stores that
-    /// keep the name as text). Unknown names are custom events.
-    pub fn from_name(name: &str) -> EventKind {
-        match name {
-            "call_started" => EventKind::CallStarted,
-            "repeat_caller" => EventKind::RepeatCaller,
-            "voicemail_recorded" => EventKind::VoicemailRecorded,
-            "call_ended" => EventKind::CallEnded,
-            "callback_overdue" => EventKind::CallbackOverdue,
-            "voicemail_transcribed" => EventKind::VoicemailTranscribed,
-            other => EventKind::Custom(other.to_string()),
-        }
-    }
-}
-
-/// Which configured endpoint an event is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// The helpdesk's webhook (`[webhooks.primary]`).
-    Primary,
-    /// The next tier (`[webhooks.escalation]`); falls back to the primary endpoint when unset.
-    Escalation,
-    /// The helpdesk's mail intake (`[email]`): a voicemail's mail with the WAV attached.
-    Email,
-}
-
-impl Target {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Primary => "primary",
-            Target::Escalation => "escalation",
-            Target::Email => "email",
-        }
-    }
-
-    /// The inverse of [`as_str`](Self::as_str); `None` for anything else.
-    pub fn from_name(name: &str) -> Option<Target> {
-        match name {
-            "primary" => Some(Target::Primary),
-            "escalation" => Some(Target::Escalation),
-            "email" => Some(Target::Email),
-            _ => None,
-        }
-    }
-}
-
-/// One event owed to a webhook endpoint, as queued in the outbox (the outbox id is added by the
-/// store and sent as the body's `id`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxEvent {
-    pub kind: EventKind,
-    /// The SIP Call-ID of the call it belongs to: events of one call are delivered in order.
-    pub call_id: Option<String>,
-    /// When it happened (the body's `occurred_at`), not when it was sent.
-    pub occurred_at: Timestamp,
-    /// The body's `data` object.
-    pub payload: Value,
-    pub target: Target,
-}
+pub use crate::store::{EventKind, OutboxEvent, Target};
 
 /// `data` of `call_started`.
 #[derive(Clone, Debug, Serialize)]
@@ -166,6 +83,8 @@ pub struct VoicemailTranscribed {
     pub error: Option<String>,
 }
 
+// The constructors live next to the payload types they serialise; an inherent impl may sit in
+// any module of the crate that defines the type.
 impl OutboxEvent {
     pub fn call_started(call_id: &str, at: Timestamp, data: CallStarted) -> Self {
         Self::build(
@@ -290,26 +209,6 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn names_round_trip() {
-        let kinds = [
-            EventKind::CallStarted,
-            EventKind::RepeatCaller,
-            EventKind::VoicemailRecorded,
-            EventKind::CallEnded,
-            EventKind::CallbackOverdue,
-            EventKind::VoicemailTranscribed,
-            EventKind::Custom("after_hours_request".into()),
-        ];
-        for k in kinds {
-            assert_eq!(EventKind::from_name(k.as_str()), k);
-        }
-        for t in [Target::Primary, Target::Escalation] {
-            assert_eq!(Target::from_name(t.as_str()), Some(t));
-        }
-        assert_eq!(Target::from_name("nope"), None);
     }
 
     #[test]

@@ -76,6 +76,25 @@ pub enum Transcript {
     Off,
 }
 
+impl Transcript {
+    /// The transcript of voicemail `vm` as the store has it: ready, failed, or (no outcome yet,
+    /// or no such voicemail) pending.
+    pub fn of(vm: Option<&crate::store::Voicemail>) -> Transcript {
+        match vm {
+            Some(v) if v.transcribed_at.is_some() => match (&v.transcript, &v.transcript_error) {
+                (Some(text), _) => Transcript::Ready {
+                    text: text.clone(),
+                    engine: v.transcript_engine.clone().unwrap_or_default(),
+                },
+                (None, error) => Transcript::Failed {
+                    error: error.clone().unwrap_or_else(|| "unknown error".into()),
+                },
+            },
+            _ => Transcript::Pending,
+        }
+    }
+}
+
 /// Whether a voicemail's mail goes now or waits for its transcript.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MailReadiness {

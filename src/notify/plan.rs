@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 
 use super::event::Target;
-use super::outbox::OutboxRow;
+use crate::store::OutboxRow;
 
 /// What to do this round.
 #[derive(Debug, Default, PartialEq)]
@@ -55,7 +55,7 @@ pub fn plan(mut rows: Vec<OutboxRow>, now: Timestamp, routable: impl Fn(Target) 
             round.unrouted.push(row);
             continue;
         }
-        match row.next_attempt_at {
+        match row.retry_at() {
             Some(at) if at > now => {
                 round.wake_at = Some(round.wake_at.map_or(at, |w| w.min(at)));
             }
@@ -86,7 +86,9 @@ mod tests {
                 target,
             },
             attempts: u32::from(next.is_some()),
-            next_attempt_at: next.map(ts),
+            next_attempt_at: next.map_or(ts(0), ts),
+            delivered_at: None,
+            last_error: None,
         }
     }
 

@@ -18,12 +18,12 @@ use super::backoff::BackoffPolicy;
 use super::endpoint::{Endpoint, NotifyError, WebhookTargets};
 use super::event::{self, OutboxEvent, Target};
 use super::mail_text::{MailReadiness, Transcript, VoicemailFacts, readiness};
-use super::outbox::{OutboxRow, OutboxStore, StoreError, blocking};
 use super::plan::plan;
 use super::sign::sign;
 use super::smtp::Mailer;
 use super::tls;
 use crate::clock::Clock;
+use crate::store::{OutboxRow, OutboxStore, StoreError, VoicemailStore, blocking};
 
 /// Tunables of the worker; the defaults are the production values, tests shorten them.
 #[derive(Clone, Debug)]
@@ -59,6 +59,8 @@ impl Default for DeliveryPolicy {
 
 struct Shared {
     store: Arc<dyn OutboxStore>,
+    /// Where a voicemail's mail finds its transcript (with a mailer).
+    voicemails: Option<Arc<dyn VoicemailStore>>,
     targets: WebhookTargets,
     /// `[email]`: voicemails' mails, when configured.
     mailer: Option<Arc<Mailer>>,
@@ -79,12 +81,24 @@ impl Notifier {
         targets: WebhookTargets,
         policy: DeliveryPolicy,
     ) -> Self {
-        Self::with_mailer(store, targets, None, policy)
+        Self::build(store, None, targets, None, policy)
     }
 
-    /// [`new`](Self::new) that also mails each kept voicemail, with `[email]`'s `mailer`.
+    /// [`new`](Self::new) that also mails each kept voicemail, with `[email]`'s `mailer`; a
+    /// mail reads its voicemail's transcript from `voicemails`.
     pub fn with_mailer(
         store: Arc<dyn OutboxStore>,
+        voicemails: Arc<dyn VoicemailStore>,
+        targets: WebhookTargets,
+        mailer: Option<Mailer>,
+        policy: DeliveryPolicy,
+    ) -> Self {
+        Self::build(store, Some(voicemails), targets, mailer, policy)
+    }
+
+    fn build(
+        store: Arc<dyn OutboxStore>,
+        voicemails: Option<Arc<dyn VoicemailStore>>,
         targets: WebhookTargets,
         mailer: Option<Mailer>,
         policy: DeliveryPolicy,
@@ -92,6 +106,7 @@ impl Notifier {
         Notifier {
             shared: Arc::new(Shared {
                 store,
+                voicemails,
                 targets,
                 mailer: mailer.map(Arc::new),
                 policy,
@@ -112,15 +127,13 @@ impl Notifier {
     /// The outbox rows a kept voicemail owes, from its `voicemail_recorded`: the webhook's
     /// (unless its endpoint filters it out) and, with `[email]`, the mail's. The store queues
     /// them with the voicemail in one transaction.
-    pub fn voicemail_events(&self, event: &OutboxEvent) -> Vec<crate::store::OutboxEvent> {
+    pub fn voicemail_events(&self, event: &OutboxEvent) -> Vec<OutboxEvent> {
         let mut rows = Vec::new();
         if self.shared.targets.accepts(event) {
-            rows.push(super::store_adapter::to_store(event));
+            rows.push(event.clone());
         }
         if self.mails() {
-            rows.push(super::store_adapter::to_store(
-                &event.to_target(Target::Email),
-            ));
+            rows.push(event.to_target(Target::Email));
         }
         rows
     }
@@ -243,8 +256,13 @@ async fn round(
     client: &reqwest::Client,
     warned: &mut HashSet<Target>,
 ) -> Result<Next, StoreError> {
-    let batch = shared.policy.batch.max(1);
-    let rows = blocking(&shared.store, move |s| s.pending_outbox(batch)).await?;
+    let batch = u32::try_from(shared.policy.batch.max(1)).unwrap_or(u32::MAX);
+    // Every queue's head, due or not (asked at the end of time): `plan` needs the ones not due
+    // yet to know when to wake, and the store's per-call gating is the same as `plan`'s.
+    let rows = blocking(&shared.store, move |s| {
+        s.pending_outbox(Timestamp::MAX, batch)
+    })
+    .await?;
     let r = plan(rows, shared.policy.clock.now(), |t| routable(shared, t));
     for row in &r.unrouted {
         // Once per target per process: these events wait for an endpoint to be configured.
@@ -341,7 +359,7 @@ async fn attempt(
         Outcome::Held(until) => {
             debug!(outbox_id = id, call_id, event = name, target, until = %until,
                    "mail waits for the voicemail's transcript");
-            blocking(&shared.store, move |s| s.postpone(id, until)).await
+            blocking(&shared.store, move |s| s.postpone_outbox(id, until)).await
         }
         Outcome::Failed(error) => {
             let attempts = row.attempts.saturating_add(1);
@@ -381,8 +399,15 @@ async fn mail(
     let transcript = match mailer.transcript_wait {
         None => Transcript::Off,
         Some(wait) => {
-            let vm = facts.voicemail_id;
-            let t = blocking(&shared.store, move |s| s.transcript(vm)).await?;
+            let t = match &shared.voicemails {
+                Some(store) => {
+                    let id = facts.voicemail_id;
+                    let vm = blocking(store, move |s| s.voicemail(id)).await?;
+                    Transcript::of(vm.as_ref())
+                }
+                // No voicemails to read: as if nobody made the transcript yet.
+                None => Transcript::Pending,
+            };
             match readiness(t, facts.recorded_at, wait, shared.policy.clock.now()) {
                 MailReadiness::Send(t) => t,
                 MailReadiness::WaitUntil(at) => return Ok(Outcome::Held(at)),

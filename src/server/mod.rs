@@ -24,7 +24,7 @@ use crate::drain::{Drain, DrainStep};
 use crate::hours::BusinessHours;
 use crate::media::prompt::{PromptError, PromptStore};
 use crate::media::{LatchMode, RtpRules};
-use crate::notify::{DeliveryPolicy, Notifier, SharedStore, WebhookTargets};
+use crate::notify::{DeliveryPolicy, Notifier, WebhookTargets};
 use crate::sip::SipTransport;
 use crate::sip::Timers;
 use crate::sip::admission::{AdmissionConfig, Rate};
@@ -393,7 +393,16 @@ fn open_memory(
         )?,
         ca_file: w.ca_file().map(std::path::Path::to_path_buf),
     };
-    let sqlite = match SqliteStore::open(&config.data.dir) {
+    let opened = match config.store_backend() {
+        crate::config::StoreBackend::Sqlite(file) => SqliteStore::open_path(&file),
+        // Refused when the config was loaded (`StoreConfig::supported_backend`); kept as an
+        // error rather than a panic should that check ever be bypassed.
+        crate::config::StoreBackend::Postgres(_) => Err(crate::store::StoreError::Open {
+            path: config.store.url_for_log().into(),
+            reason: "the PostgreSQL store is not built in yet".into(),
+        }),
+    };
+    let sqlite = match opened {
         Ok(s) => {
             info!(db = %s.path().display(), "store opened");
             Some(Arc::new(s))
@@ -417,7 +426,8 @@ fn open_memory(
                 None
             };
             let n = Notifier::with_mailer(
-                Arc::new(SharedStore(store.clone())),
+                store.clone(),
+                store.clone(),
                 targets,
                 mailer,
                 DeliveryPolicy {
@@ -434,7 +444,7 @@ fn open_memory(
             let worker = n.spawn(stopped())?;
             let stop = stopped();
             let sla = crate::sla::spawn(
-                crate::sla::SlaWheel::new(Arc::new(SharedStore(store.clone()))),
+                crate::sla::SlaWheel::new(store.clone()),
                 n.clone(),
                 crate::sla::SlaPolicy {
                     clock,
@@ -442,8 +452,14 @@ fn open_memory(
                 },
                 stop,
             );
-            let transcripts =
-                crate::transcribe::worker::start(config, engine, store, &n, clock, stopped());
+            let transcripts = crate::transcribe::worker::start(
+                config,
+                engine,
+                store.clone(),
+                &n,
+                clock,
+                stopped(),
+            );
             if let Ok(mut tasks) = background_tasks().lock() {
                 tasks.push(worker);
                 tasks.push(sla);

@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::store::{Cdr, Outcome, Store, StoreError};
+use crate::store::{CallStore, Cdr, Outcome, StoreError};
 
 /// Which CDRs: started in `[from, to)`, of `client`, ending with `outcome` (each optional).
 #[derive(Clone, Debug, Default)]
@@ -14,7 +14,7 @@ pub struct CdrFilter {
 }
 
 /// The CDRs `filter` selects, in start order.
-pub fn find(store: &dyn Store, filter: &CdrFilter) -> Result<Vec<Cdr>, StoreError> {
+pub fn find(store: &dyn CallStore, filter: &CdrFilter) -> Result<Vec<Cdr>, StoreError> {
     let mut cdrs = store.cdrs_between(filter.from, filter.to)?;
     cdrs.retain(|c| {
         filter

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::store::{Incident, IncidentSource, NewIncident, Store, StoreError};
+use crate::store::{Incident, IncidentSource, IncidentStore, NewIncident, StoreError};
 
 /// Parse `--label NAME=VALUE` flags into labels; the error names the bad one.
 pub fn parse_labels(flags: &[String]) -> Result<BTreeMap<String, String>, String> {
@@ -26,7 +26,7 @@ pub fn parse_labels(flags: &[String]) -> Result<BTreeMap<String, String>, String
 /// Set (or refresh) the CLI incident `name`, active from `now` for `lasts`; returns its id
 /// and when it expires.
 pub fn set(
-    store: &dyn Store,
+    store: &dyn IncidentStore,
     name: &str,
     labels: BTreeMap<String, String>,
     summary: &str,
@@ -49,7 +49,7 @@ pub fn set(
 }
 
 /// Resolve the CLI incident `name`; `false` if there was none unresolved.
-pub fn clear(store: &dyn Store, name: &str, now: Timestamp) -> Result<bool, StoreError> {
+pub fn clear(store: &dyn IncidentStore, name: &str, now: Timestamp) -> Result<bool, StoreError> {
     store.resolve_incident(IncidentSource::Cli, name, now)
 }
 

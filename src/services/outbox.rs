@@ -3,20 +3,20 @@
 use jiff::Timestamp;
 
 use crate::notify::Notifier;
-use crate::store::{OutboxRow, SqliteStore, StoreError};
+use crate::store::{OutboxRow, OutboxStore, StoreError};
 
 /// How many undelivered events a listing shows at most.
 pub const LIST_LIMIT: u32 = 500;
 
 /// Undelivered events, oldest first (pending ones and ones that failed, with the last error).
-pub fn undelivered(store: &SqliteStore) -> Result<Vec<OutboxRow>, StoreError> {
+pub fn undelivered(store: &dyn OutboxStore) -> Result<Vec<OutboxRow>, StoreError> {
     store.undelivered_outbox(LIST_LIMIT)
 }
 
 /// Makes event `id` due at `now` and wakes the delivery worker; `false` when there is no such
 /// undelivered event.
 pub fn retry_now(
-    store: &SqliteStore,
+    store: &dyn OutboxStore,
     notifier: Option<&Notifier>,
     id: i64,
     now: Timestamp,

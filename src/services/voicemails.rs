@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::store::{AckOutcome, SlaState, Store, StoreError, Voicemail};
+use crate::store::{AckOutcome, SlaState, StoreError, Voicemail, VoicemailStore};
 
 /// Where a voicemail's callback promise stands at a given time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub struct Listed {
 }
 
 /// Every voicemail, oldest first, judged at `now`.
-pub fn list(store: &dyn Store, now: Timestamp) -> Result<Vec<Listed>, StoreError> {
+pub fn list(store: &dyn VoicemailStore, now: Timestamp) -> Result<Vec<Listed>, StoreError> {
     Ok(store
         .voicemails()?
         .into_iter()
@@ -115,7 +115,12 @@ pub fn list(store: &dyn Store, now: Timestamp) -> Result<Vec<Listed>, StoreError
 }
 
 /// Acknowledges voicemail `id` for `by` at `at` (stops its callback timer).
-pub fn ack(store: &dyn Store, id: i64, by: &str, at: Timestamp) -> Result<AckOutcome, StoreError> {
+pub fn ack(
+    store: &dyn VoicemailStore,
+    id: i64,
+    by: &str,
+    at: Timestamp,
+) -> Result<AckOutcome, StoreError> {
     store.ack_voicemail(id, by, at)
 }
 
@@ -124,7 +129,7 @@ pub fn ack(store: &dyn Store, id: i64, by: &str, at: Timestamp) -> Result<AckOut
 /// before the directory moved); when that path is gone, the file of the same name in
 /// `data_dir/voicemail` is the one (the name is unique: time and Call-ID).
 pub fn audio_path(
-    store: &dyn Store,
+    store: &dyn VoicemailStore,
     id: i64,
     data_dir: &Path,
 ) -> Result<Option<PathBuf>, StoreError> {
@@ -210,7 +215,7 @@ mod tests {
 #[cfg(test)]
 mod audio_tests {
     use super::*;
-    use crate::store::{NewVoicemail, SqliteStore};
+    use crate::store::{NewVoicemail, SqliteStore, VoicemailStore};
 
     #[test]
     fn audio_is_found_in_the_data_directory_when_the_stored_path_is_stale() {

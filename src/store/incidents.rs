@@ -1,5 +1,5 @@
 //! Incidents (outage announcements): set by Alertmanager or `ivr incident set`, active until
-//! resolved or until their `ends_at` passes. The SQL behind the [`super::Store`] incident
+//! resolved or until their `ends_at` passes. The SQL behind the [`super::IncidentStore`]
 //! methods, kept out of `sqlite.rs`.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
-use super::super::Store;
 use super::super::test_support::{TempDir, raw, t};
+use super::super::traits::*;
 use super::*;
 
 fn email(key: &str, started: &str, ends: &str) -> NewIncident {

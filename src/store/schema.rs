@@ -10,8 +10,10 @@ use jiff::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior};
 
-use super::{CallerHistory, Cdr, OutboxEvent, OutboxRow, Outcome, SlaState, StoreError, Voicemail};
-use crate::repeat::PreviousCall;
+use super::{
+    CallerHistory, Cdr, EventKind, OutboxEvent, OutboxRow, Outcome, PreviousCall, SlaState,
+    StoreError, Target, Voicemail,
+};
 
 /// One embedded schema migration.
 struct Migration {
@@ -175,7 +177,7 @@ pub(super) fn agreed_since(
 
 pub(super) fn caller_history(
     tx: &Connection,
-    caller: &crate::repeat::CallerId,
+    caller: &super::CallerId,
 ) -> Result<Option<CallerHistory>, Fail> {
     if caller.is_anonymous() {
         return Ok(None);
@@ -217,14 +219,14 @@ pub(super) fn claim_escalation(
 }
 
 pub(super) fn insert_event(tx: &Connection, ev: &OutboxEvent) -> Result<i64, Fail> {
-    let at = ev.created_at.as_millisecond();
+    let at = ev.occurred_at.as_millisecond();
     tx.execute(
         "INSERT INTO outbox (event_type, call_id, target, payload, created_at, next_attempt_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         rusqlite::params![
-            ev.event_type,
+            ev.kind.as_str(),
             ev.call_id,
-            ev.target,
+            ev.target.as_str(),
             ev.payload.to_string(),
             at
         ],
@@ -298,15 +300,27 @@ pub(super) fn voicemail_from_row(r: &Row<'_>) -> rusqlite::Result<Voicemail> {
 }
 
 pub(super) fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
+    let id: i64 = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let target: String = r.get(3)?;
     let payload: String = r.get(4)?;
     Ok(OutboxRow {
-        id: r.get(0)?,
-        event_type: r.get(1)?,
-        call_id: r.get(2)?,
-        target: r.get(3)?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| bad_value(4, format!("payload is not JSON: {e}")))?,
-        created_at: from_ms(r.get(5)?, 5)?,
+        id,
+        event: OutboxEvent {
+            kind: EventKind::from_name(&kind),
+            call_id: r.get(2)?,
+            occurred_at: from_ms(r.get(5)?, 5)?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| bad_value(4, format!("payload is not JSON: {e}")))?,
+            // Rows of older versions say `default`; any other unknown name is delivered to the
+            // primary endpoint too, rather than stranded in the outbox for ever.
+            target: Target::from_name(&target).unwrap_or_else(|| {
+                if target != "default" {
+                    tracing::warn!(outbox_id = id, target = %target, "unknown webhook target; sending to primary");
+                }
+                Target::Primary
+            }),
+        },
         attempts: r.get(6)?,
         next_attempt_at: from_ms(r.get(7)?, 7)?,
         delivered_at: r

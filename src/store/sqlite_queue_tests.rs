@@ -255,7 +255,7 @@ fn outbox_orders_per_call_and_survives_a_restart() {
     assert_eq!(retry[0].attempts, 1);
     assert_eq!(retry[0].last_error.as_deref(), Some("connection refused"));
     assert_eq!(
-        retry[0].payload,
+        retry[0].event.payload,
         serde_json::json!({ "event": "call_started", "call_id": "c1" })
     );
     store
@@ -314,7 +314,7 @@ fn full_database_on_write_is_a_typed_error_and_nothing_half_written() {
         .pending_outbox(t("2026-11-28T04:00:00Z"), 10)
         .expect("reads still work");
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].event_type, "call_started");
+    assert_eq!(pending[0].event.kind, EventKind::CallStarted);
 }
 
 /// A mail waiting for its transcript is held back without counting a failed attempt, and a
@@ -324,11 +324,11 @@ fn postponing_a_row_holds_it_without_an_attempt() {
     let dir = TempDir::new("postpone");
     let store = SqliteStore::open(dir.path()).expect("open");
     let ev = OutboxEvent {
-        event_type: "voicemail_recorded".into(),
+        kind: EventKind::VoicemailRecorded,
         call_id: Some("c1".into()),
-        target: "email".into(),
+        target: Target::Email,
         payload: serde_json::json!({"voicemail_id": 1}),
-        created_at: t("2026-11-28T03:00:00Z"),
+        occurred_at: t("2026-11-28T03:00:00Z"),
     };
     let id = store.enqueue(&ev).expect("enqueue");
     store

@@ -69,7 +69,7 @@ pub(super) fn start(call_id: &str, caller: &str, at: &str) -> CallStart {
         after_hours: true,
         agreement: false,
         rate_multiplier: 2.0,
-        repeat_policy: RepeatPolicy::default(),
+        repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
     }
 }
 
@@ -87,10 +87,10 @@ pub(super) fn voicemail(call_id: &str, caller: &str, at: &str) -> NewVoicemail {
 
 pub(super) fn event(kind: &str, call_id: Option<&str>, at: &str) -> OutboxEvent {
     OutboxEvent {
-        event_type: kind.into(),
+        kind: EventKind::from_name(kind),
         call_id: call_id.map(String::from),
-        target: "default".into(),
+        target: Target::Primary,
         payload: serde_json::json!({ "event": kind, "call_id": call_id }),
-        created_at: t(at),
+        occurred_at: t(at),
     }
 }

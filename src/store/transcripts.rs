@@ -1,6 +1,6 @@
 //! Voicemail transcripts (issue 14 item 3): which voicemails are still owed one, and storing an
 //! outcome together with its `voicemail_transcribed` event. The SQL behind the
-//! [`super::Store`] transcript methods, kept out of `sqlite.rs`.
+//! [`super::VoicemailStore`] transcript methods, kept out of `sqlite/`.
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension};

@@ -1,5 +1,5 @@
-use super::super::Store;
 use super::super::test_support::{TempDir, outbox_events, raw, t, voicemail};
+use super::super::traits::*;
 use super::*;
 
 fn outcome(text: Result<&str, &str>) -> TranscriptOutcome {

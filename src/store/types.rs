@@ -2,13 +2,14 @@
 //! SQLite types appear here, so a PostgreSQL store returns the same values and errors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::repeat::{CallerId, PreviousCall, RepeatPolicy};
+use super::{CallerId, PreviousCall, RepeatRule};
 
 /// What is known when a call arrives.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct CallStart {
     /// SIP Call-ID; one `calls` row per Call-ID.
     pub call_id: String,
@@ -26,8 +27,9 @@ pub struct CallStart {
     pub agreement: bool,
     /// The multiplier that applies (see `billing::rate_multiplier`).
     pub rate_multiplier: f64,
-    /// How repeats are decided; the store runs `repeat::is_repeat` inside its transaction.
-    pub repeat_policy: RepeatPolicy,
+    /// How repeats are decided (`crate::repeat::RepeatPolicy`); the store runs it inside its
+    /// transaction (see [`RepeatRule`]).
+    pub repeat_rule: Arc<dyn RepeatRule>,
 }
 
 /// What the store learned while recording a call's start.
@@ -36,14 +38,14 @@ pub struct CallStartOutcome {
     /// The call is a repeat (the flow's `caller.repeat`; emit `repeat_caller` at once).
     pub repeat: bool,
     /// The calls to the line just before this one, most recent first (at most
-    /// `repeat_policy.lookback()`), as repeat detection saw them.
+    /// `repeat_rule.lookback()`), as repeat detection saw them.
     pub previous_calls: Vec<PreviousCall>,
-    /// Calls from this number within `repeat_policy.window`, this one included (1 for a first
+    /// Calls from this number within `repeat_rule.window()`, this one included (1 for a first
     /// or anonymous caller); every such call counts, not only the ones the rule needed.
     pub calls_in_window: u32,
     /// This number's history before this call; `None` for a first-time or anonymous caller.
     pub history: Option<CallerHistory>,
-    /// An earlier call from this number that started within `repeat_policy.window` has
+    /// An earlier call from this number that started within `repeat_rule.window()` has
     /// `agreed_terms` (the flow's `caller.agreed_recently`); never for an anonymous caller.
     pub agreed_recently: bool,
 }
@@ -151,7 +153,7 @@ pub struct Cdr {
 }
 
 /// One thing learned about a live call, recorded when it happens (see
-/// [`super::Store::call_progress`]).
+/// [`super::CallStore::call_progress`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallFact {
     /// The line answered (200 OK).
@@ -259,36 +261,6 @@ pub struct SlaTimer {
     pub created_at: Timestamp,
 }
 
-/// An event to queue for delivery.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxEvent {
-    /// `call_started`, `repeat_caller`, `voicemail_recorded`, `call_ended`,
-    /// `callback_overdue`, or a flow's custom event.
-    pub event_type: String,
-    /// The call it belongs to; events of one call are delivered in order (per target).
-    pub call_id: Option<String>,
-    /// Where it goes: a webhook name from config (e.g. `default`, `escalation`).
-    pub target: String,
-    /// The JSON body.
-    pub payload: serde_json::Value,
-    pub created_at: Timestamp,
-}
-
-/// A queued event with its delivery state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub event_type: String,
-    pub call_id: Option<String>,
-    pub target: String,
-    pub payload: serde_json::Value,
-    pub created_at: Timestamp,
-    pub attempts: u32,
-    pub next_attempt_at: Timestamp,
-    pub delivered_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-}
-
 /// Why a store operation failed. Display texts name the path and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -327,6 +299,9 @@ pub enum StoreError {
     NoSuchOutboxRow(i64),
     #[error("database error while {doing}: {reason}")]
     Database { doing: String, reason: String },
+    /// The blocking task running a store call stopped (panicked or was cancelled).
+    #[error("store task stopped: {0}")]
+    Task(String),
 }
 
 impl StoreError {

@@ -225,7 +225,7 @@ fn a_write_that_loses_the_transaction_makes_the_earlier_ones_run_again() {
         .expect("read");
     let got: Vec<_> = pending
         .iter()
-        .map(|r| (r.id, r.event_type.as_str()))
+        .map(|r| (r.id, r.event.kind.as_str()))
         .collect();
     assert_eq!(got, [(first, "first"), (last, "last")]);
 }

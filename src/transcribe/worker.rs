@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::{TranscribeError, Transcriber};
 use crate::clock::Clock;
 use crate::notify::{Notifier, OutboxEvent, VoicemailTranscribed};
-use crate::store::{OwedTranscript, Store, StoreError, TranscriptOutcome};
+use crate::store::{OwedTranscript, StoreError, TranscriptOutcome, VoicemailStore};
 
 /// Voicemails looked at per pass (the rest wait for the next pass, which follows at once).
 const BATCH: u32 = 20;
@@ -37,7 +37,7 @@ pub fn wake() {
 }
 
 pub struct TranscriptWorker {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn VoicemailStore>,
     pub engine: Arc<dyn Transcriber>,
     /// Decides whether the event is wanted (an endpoint's `events` filter) and is woken to send
     /// it; `None`: outcomes are stored, no event is queued.
@@ -63,7 +63,7 @@ pub struct Pass {
 pub fn start(
     config: &crate::config::Config,
     engine: Result<Box<dyn super::Transcriber>, String>,
-    store: &Arc<dyn Store>,
+    store: Arc<dyn VoicemailStore>,
     notifier: &Notifier,
     clock: Clock,
     stop: impl Future<Output = ()> + Send + 'static,
@@ -72,7 +72,7 @@ pub fn start(
     match engine {
         Ok(engine) => Some(
             TranscriptWorker {
-                store: store.clone(),
+                store,
                 engine: Arc::from(engine),
                 notifier: Some(notifier.clone()),
                 max_attempts: t.max_attempts,
@@ -228,11 +228,10 @@ impl TranscriptWorker {
                 error: text.as_ref().err().cloned(),
             },
         );
-        let event = self.notifier.as_ref().and_then(|n| {
-            n.targets()
-                .accepts(&ev)
-                .then(|| crate::notify::store_adapter::to_store(&ev))
-        });
+        let event = self
+            .notifier
+            .as_ref()
+            .and_then(|n| n.targets().accepts(&ev).then(|| ev.clone()));
         let outcome = TranscriptOutcome { engine, at, text };
         let store = self.store.clone();
         let id = vm.id;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::notify::{DeliveryPolicy, Endpoint, SharedStore, WebhookTargets};
-use crate::store::{NewVoicemail, SqliteStore};
+use crate::notify::{DeliveryPolicy, Endpoint, EventKind, WebhookTargets};
+use crate::store::{NewVoicemail, SqliteStore, Store};
 use crate::transcribe::CommandEngine;
 
 struct Dir(PathBuf);
@@ -56,11 +56,7 @@ fn setup(dir: &Path, script: &str, max_attempts: u32) -> (Arc<dyn Store>, Transc
         primary: Some(Endpoint::new("http://127.0.0.1:9/hook", None).expect("endpoint")),
         ..WebhookTargets::default()
     };
-    let notifier = Notifier::new(
-        Arc::new(SharedStore(store.clone())),
-        targets,
-        DeliveryPolicy::default(),
-    );
+    let notifier = Notifier::new(store.clone(), targets, DeliveryPolicy::default());
     let engine = CommandEngine::new(
         vec!["sh".into(), "-c".into(), script.into(), "{wav}".into()],
         Duration::from_secs(10),
@@ -81,8 +77,8 @@ fn transcribed_events(store: &dyn Store) -> Vec<serde_json::Value> {
         .pending_outbox(jiff::Timestamp::now(), 100)
         .expect("outbox")
         .into_iter()
-        .filter(|r| r.event_type == "voicemail_transcribed")
-        .map(|r| r.payload)
+        .filter(|r| r.event.kind == EventKind::VoicemailTranscribed)
+        .map(|r| r.event.payload)
         .collect()
 }
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::{Ivr, manifest_dir};
-use ivr::store::{CallStart, Cdr, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Store};
+use ivr::store::traits::*;
+use ivr::store::{
+    CallStart, Cdr, EventKind, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Target,
+};
 use jiff::Timestamp;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -59,11 +62,11 @@ pub fn seeded(dir: &Path) -> (PathBuf, PathBuf, i64, i64) {
         .expect("voicemail");
     let event = store
         .enqueue(&OutboxEvent {
-            event_type: "call_ended".into(),
+            kind: EventKind::CallEnded,
             call_id: Some("vm-call".into()),
-            target: "default".into(),
+            target: Target::Primary,
             payload: serde_json::json!({"event": "call_ended"}),
-            created_at: now,
+            occurred_at: now,
         })
         .expect("enqueue");
     for (id, client, outcome, day) in [
@@ -101,7 +104,7 @@ pub fn record_call(
             after_hours: true,
             agreement: false,
             rate_multiplier: 2.0,
-            repeat_policy: ivr::repeat::RepeatPolicy::default(),
+            repeat_rule: std::sync::Arc::new(ivr::repeat::RepeatPolicy::default()),
         })
         .expect("start");
     store

@@ -211,7 +211,7 @@ fn data_with_a_voicemail(dir: &Path) -> PathBuf {
     w.finalize().expect("finalize");
     let store = ivr::store::SqliteStore::open(&data).expect("open store");
     let now = jiff::Timestamp::now();
-    ivr::store::Store::add_voicemail(
+    ivr::store::VoicemailStore::add_voicemail(
         &store,
         &ivr::store::NewVoicemail {
             call_id: "earlier-call".into(),
@@ -338,7 +338,7 @@ async fn the_admin_page_and_api_show_the_transcript_escaped() {
     let heard = "<script>alert(1)</script> my server & \"mail\" are down";
     {
         let store = ivr::store::SqliteStore::open(&data).expect("open");
-        let stored = ivr::store::Store::set_transcript(
+        let stored = ivr::store::VoicemailStore::set_transcript(
             &store,
             1,
             &ivr::store::TranscriptOutcome {

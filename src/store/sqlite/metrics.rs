@@ -1,0 +1,18 @@
+//! [`StoreMetrics`] on SQLite: the backlog gauges and the write timings.
+
+use jiff::Timestamp;
+
+use super::SqliteStore;
+use crate::store::{Backlog, StoreError, StoreMetrics};
+
+impl StoreMetrics for SqliteStore {
+    fn time_writes(&self, histogram: prometheus::Histogram) {
+        self.writer.time_writes(histogram);
+    }
+
+    fn backlog(&self, now: Timestamp) -> Result<Backlog, StoreError> {
+        self.read("reading the backlog", |c| {
+            Ok(crate::store::backlog::query(c, now)?)
+        })
+    }
+}
