@@ -22,12 +22,15 @@ mod cdr_csv;
 mod disk;
 mod incidents;
 mod outbox_admin;
+mod postgres;
 mod schema;
 mod sqlite;
 mod transcripts;
 mod types;
 mod writer;
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod sqlite_queue_tests;
 #[cfg(test)]
@@ -37,6 +40,7 @@ mod test_support;
 #[cfg(test)]
 mod writer_tests;
 
+pub use self::postgres::PgStore;
 pub use backlog::Backlog;
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
 pub use incidents::{Incident, IncidentSource, NewIncident};
