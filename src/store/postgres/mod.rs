@@ -10,8 +10,10 @@
 //!
 //! The client is the blocking `postgres` crate behind an r2d2 pool, because the trait is
 //! synchronous (callers run it on `spawn_blocking` or a store thread). Each pooled client runs
-//! its own small tokio runtime, so a `PgStore` must be created and dropped outside async code
-//! (inside `spawn_blocking`, or before the runtime starts), like any blocking call.
+//! its own small tokio runtime and blocks on it, so [`PgStore::connect`] and every method must
+//! run outside async code (inside `spawn_blocking`, or before the runtime starts): on a runtime
+//! thread they panic ("Cannot start a runtime from within a runtime"). Dropping the store is
+//! safe anywhere (its `Drop` moves the closing off a runtime thread).
 //!
 //! No TLS: `NoTls` suits a database on loopback or a private network. A TLS connector
 //! (rustls through `tokio-postgres-rustls`) would slot into the pool manager unchanged.
@@ -62,7 +64,8 @@ type Manager = PostgresConnectionManager<NoTls>;
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`; every node connects its own.
 pub struct PgStore {
-    pool: Pool<Manager>,
+    /// Always `Some` until drop (see the `Drop` impl).
+    pool: Option<Pool<Manager>>,
     /// `postgresql://user@host:port/db` without the password, for error messages.
     name: String,
 }
@@ -111,7 +114,10 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CHECKOUT_TIMEOUT)
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
-        let store = PgStore { pool, name };
+        let store = PgStore {
+            pool: Some(pool),
+            name,
+        };
         migrate::run(&mut first, &store.name).map_err(|e| store.error("migrating", e))?;
         Ok(store)
     }
@@ -122,7 +128,8 @@ impl PgStore {
     }
 
     fn conn(&self, doing: &str) -> Result<PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| StoreError::Database {
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        pool.get().map_err(|e| StoreError::Database {
             doing: doing.to_string(),
             reason: format!("no connection to {}: {e}", self.name),
         })
@@ -174,6 +181,22 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let mut conn = self.conn(doing)?;
         f(&mut conn).map_err(|e| self.error(doing, e))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        // Closing a client blocks on its own runtime, which panics on a tokio worker (and a
+        // panic while unwinding aborts): where a runtime is around, the last Arc of a server's
+        // store may be dropped by a task, so the connections are closed on a thread of their own.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("pg-store-close".into())
+                .spawn(move || drop(pool));
+        }
     }
 }
 

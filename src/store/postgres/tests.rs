@@ -289,3 +289,25 @@ fn simultaneous_acknowledgements_on_two_nodes_have_one_acknowledger() {
         );
     }
 }
+
+/// The server holds the store as `Arc<dyn Store>` in async code, and the last clone may go
+/// there (at shutdown). Each pooled client runs a small runtime of its own, which must not be
+/// dropped on a runtime thread.
+#[test]
+fn a_store_dropped_in_async_code_closes_quietly() {
+    let Some(url) = database() else { return };
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).expect("connect"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    let used = store.clone();
+    std::thread::spawn(move || used.next_sla_due().expect("read"))
+        .join()
+        .expect("a pooled connection in use");
+    rt.block_on(async move {
+        tokio::spawn(async move { drop(store) })
+            .await
+            .expect("dropped on a runtime worker without panicking");
+    });
+}
