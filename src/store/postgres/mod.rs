@@ -44,7 +44,7 @@ use jiff::Timestamp;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
-use r2d2_postgres::r2d2::{Pool, PooledConnection};
+use r2d2_postgres::r2d2::{CustomizeConnection, Pool, PooledConnection};
 
 use super::{
     AckOutcome, Backlog, CallFact, CallStart, CallStartOutcome, Cdr, Incident, IncidentSource,
@@ -55,8 +55,13 @@ use super::{
 /// Connections per node. A node's store work is short transactions from a few threads (the
 /// call shells' spawn_blocking, the SLA and outbox workers); more would only queue in the server.
 const POOL_SIZE: u32 = 8;
-/// How long an operation waits for a free connection (or a new one) before failing.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an operation waits for a free connection (or a new one) before failing: as long as
+/// SQLite's busy timeout, so a database that is down fails a call's write as soon.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for a lock another transaction holds (a node hung inside a call
+/// start holds that number's lock) before failing `Busy`, like SQLite's busy timeout. Set on
+/// each pooled connection unless the URL's `options` set `lock_timeout` already.
+const LOCK_TIMEOUT: &str = "5s";
 /// How often a transaction that lost a serialization or deadlock race is run again.
 const RETRIES: u32 = 5;
 
@@ -68,6 +73,21 @@ pub struct PgStore {
     pool: Option<Pool<Manager>>,
     /// `postgresql://user@host:port/db` without the password, for error messages.
     name: String,
+}
+
+/// Settings every pooled connection gets when it is opened.
+#[derive(Debug)]
+struct SessionDefaults;
+
+impl CustomizeConnection<Client, postgres::Error> for SessionDefaults {
+    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.execute(
+            "SELECT set_config('lock_timeout', $1, false) \
+             WHERE current_setting('lock_timeout') = '0'",
+            &[&LOCK_TIMEOUT],
+        )?;
+        Ok(())
+    }
 }
 
 /// A failure inside an operation, before it gets its context as a [`StoreError`].
@@ -113,6 +133,7 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CHECKOUT_TIMEOUT)
+            .connection_customizer(Box::new(SessionDefaults))
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         let store = PgStore {
             pool: Some(pool),
@@ -141,6 +162,9 @@ impl PgStore {
             Fail::Bad(reason) => StoreError::Database {
                 doing: doing.to_string(),
                 reason,
+            },
+            Fail::Pg(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => StoreError::Busy {
+                path: PathBuf::from(&self.name),
             },
             Fail::Pg(e) => StoreError::Database {
                 doing: doing.to_string(),

@@ -311,3 +311,57 @@ fn a_store_dropped_in_async_code_closes_quietly() {
             .expect("dropped on a runtime worker without panicking");
     });
 }
+
+/// A transaction that holds a lock for long (a node hung inside a call start) makes the others
+/// fail `Busy` after the lock timeout instead of waiting for ever, as SQLite's busy timeout
+/// does. The URL's `options` may set the timeout (here short, for the test).
+#[test]
+fn a_lock_held_too_long_fails_busy() {
+    let Some(url) = database() else { return };
+    let store =
+        PgStore::connect(&format!("{url}?options=-c%20lock_timeout%3D300ms")).expect("connect");
+    let mut hung = raw(&url);
+    let mut tx = hung.transaction().expect("begin");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext('+15551230001'))",
+        &[&super::migrate::LOCK_CALLER],
+    )
+    .expect("the hung node's lock");
+    let err = store
+        .call_started(&start("c1", "+15551230001", "2026-11-28T03:00:00Z"))
+        .expect_err("busy");
+    assert!(matches!(err, StoreError::Busy { .. }), "{err:?}");
+    assert!(err.to_string().contains("long transaction"), "{err}");
+    // Another number is not held up.
+    store
+        .call_started(&start("c2", "+15559990000", "2026-11-28T03:00:00Z"))
+        .expect("another number");
+    tx.rollback().expect("the hung node goes away");
+    store
+        .call_started(&start("c1", "+15551230001", "2026-11-28T03:00:00Z"))
+        .expect("the number is free again");
+}
+
+/// Connections the server closed (a restart, a failover, an admin's pg_terminate_backend) are
+/// replaced: the next operation works.
+#[test]
+fn connections_the_server_closed_are_replaced() {
+    let Some(url) = database() else { return };
+    let store = PgStore::connect(&url).expect("connect");
+    store
+        .call_started(&start("c1", "+15551230001", "2026-11-28T03:00:00Z"))
+        .expect("before");
+    let killed: i64 = raw(&url)
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .expect("terminate")
+        .get(0);
+    assert!(killed >= 1, "the store's connection was there to close");
+    store
+        .call_started(&start("c2", "+15551230001", "2026-11-28T03:01:00Z"))
+        .expect("after");
+    assert_eq!(store.cdrs_between(None, None).expect("cdrs").len(), 2);
+}
