@@ -1,7 +1,8 @@
 //! A throw-away PostgreSQL cluster for tests: `initdb` in a temp directory, `pg_ctl start` on a
 //! free loopback port with its socket in that directory, stopped and deleted on drop. One
 //! cluster serves a whole test binary (starting one takes seconds); each test gets its own
-//! database from [`database`].
+//! database from [`database`]. A watcher process stops it too if the test binary dies without
+//! running its exit handlers (an abort, a kill).
 //!
 //! Needs Debian's `postgresql` package (binaries in /usr/lib/postgresql/N/bin; found on PATH
 //! otherwise). Without it a test prints a SKIP line and passes, unless IVR_REQUIRE_INTEROP=1
@@ -162,6 +163,7 @@ impl Cluster {
                 ],
             );
             if started {
+                cluster.watch();
                 return Some(cluster);
             }
             let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -171,6 +173,34 @@ impl Cluster {
             );
         }
         unreachable!("the loop returns or panics")
+    }
+
+    /// A process that stops the cluster once this test process is gone: exit handlers (and
+    /// so `Drop`) do not run when a test binary aborts or is killed, and the server would
+    /// outlive it.
+    fn watch(&self) {
+        let data = self.dir.join("data");
+        let pg_ctl = self.bin.join("pg_ctl");
+        let as_user = self
+            .user
+            .map(|u| format!("runuser -u {u} -- "))
+            .unwrap_or_default();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {as_user}'{pg_ctl}' -D '{data}' -m immediate -w stop >/dev/null 2>&1; \
+             rm -rf '{dir}'",
+            pid = std::process::id(),
+            pg_ctl = pg_ctl.display(),
+            data = data.display(),
+            dir = self.dir.display(),
+        );
+        // Not waited for: it outlives this process by design.
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
     }
 
     /// The URL of database `db` on this cluster.
