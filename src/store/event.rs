@@ -78,6 +78,18 @@ impl Target {
             _ => None,
         }
     }
+
+    /// The target of stored outbox row `id`, whatever the database. Rows of older versions say
+    /// `default`; any other unknown name is delivered to the primary endpoint too (logged),
+    /// rather than stranded in the outbox for ever.
+    pub fn from_stored(id: i64, name: &str) -> Target {
+        Target::from_name(name).unwrap_or_else(|| {
+            if name != "default" {
+                tracing::warn!(outbox_id = id, target = %name, "unknown webhook target; sending to primary");
+            }
+            Target::Primary
+        })
+    }
 }
 
 /// One event owed to a webhook endpoint or the mail intake, as queued in the outbox (the

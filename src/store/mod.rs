@@ -31,6 +31,7 @@ mod disk;
 pub mod event;
 mod incidents;
 mod memory;
+mod postgres;
 mod schema;
 mod sqlite;
 pub mod traits;
@@ -38,6 +39,8 @@ mod transcripts;
 pub mod types;
 mod writer;
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod sqlite_queue_tests;
 #[cfg(test)]
@@ -49,6 +52,7 @@ mod test_support;
 #[cfg(test)]
 mod writer_tests;
 
+pub use self::postgres::PgStore;
 pub use backlog::Backlog;
 pub use callers::{ANONYMOUS, CallerId, PreviousCall, RepeatRule};
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};

@@ -312,14 +312,7 @@ pub(super) fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
             occurred_at: from_ms(r.get(5)?, 5)?,
             payload: serde_json::from_str(&payload)
                 .map_err(|e| bad_value(4, format!("payload is not JSON: {e}")))?,
-            // Rows of older versions say `default`; any other unknown name is delivered to the
-            // primary endpoint too, rather than stranded in the outbox for ever.
-            target: Target::from_name(&target).unwrap_or_else(|| {
-                if target != "default" {
-                    tracing::warn!(outbox_id = id, target = %target, "unknown webhook target; sending to primary");
-                }
-                Target::Primary
-            }),
+            target: Target::from_stored(id, &target),
         },
         attempts: r.get(6)?,
         next_attempt_at: from_ms(r.get(7)?, 7)?,
