@@ -199,7 +199,3 @@ impl SqliteStore {
         self.read("reading incidents", all)
     }
 }
-
-#[cfg(test)]
-#[path = "incidents_tests.rs"]
-mod tests;

@@ -42,10 +42,6 @@ mod writer;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
-mod sqlite_queue_tests;
-#[cfg(test)]
-mod sqlite_repeat_tests;
-#[cfg(test)]
 mod sqlite_tests;
 #[cfg(test)]
 mod test_support;

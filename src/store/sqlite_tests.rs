@@ -1,9 +1,12 @@
-//! Tests of the SQLite store against real database files in temp directories: opening and
-//! migrations, CDRs, repeat detection, and disk errors. Assertions read rows back through a
+//! Tests of what only the SQLite store has, against real database files in temp directories:
+//! opening and migrations, file and disk errors, its query plans, two connections racing. The
+//! behaviour every store shares is in `conformance*.rs`, run on SQLite and PostgreSQL alike. Assertions read rows back through a
 //! second, plain connection where it matters, so they check what is on disk.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
+
+use jiff::Timestamp;
 
 use super::test_support::*;
 use super::*;
@@ -106,169 +109,6 @@ fn open_existing_names_the_missing_database() {
     );
 }
 
-#[test]
-fn call_start_and_end_make_one_complete_cdr() {
-    let dir = TempDir::new("cdr");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    let mut s = start("c1", "(555) 123-0001", "2026-11-28T03:00:00Z");
-    s.client = Some("Acme".into());
-    s.agreement = true;
-    s.rate_multiplier = 1.5;
-    let out = store.call_started(&s).expect("start");
-    assert_eq!(
-        out,
-        CallStartOutcome {
-            repeat: false,
-            previous_calls: vec![],
-            calls_in_window: 1,
-            history: None,
-            agreed_recently: false,
-        }
-    );
-    let cdr = Cdr {
-        call_id: "c1".into(),
-        caller: "ignored: the start's caller is kept".into(),
-        caller_raw: "(555) 123-0001".into(),
-        called: "100".into(),
-        client: Some("Acme".into()),
-        started_at: t("2026-11-28T03:00:00Z"),
-        answered_at: Some(t("2026-11-28T03:00:01Z")),
-        ended_at: Some(t("2026-11-28T03:05:00Z")),
-        talk_seconds: 240,
-        after_hours: true,
-        agreement: true,
-        rate_multiplier: 1.5,
-        agreed_terms: true,
-        digits: "51123#".into(),
-        ticket: Some("123".into()),
-        outcome: Some(Outcome::Bridged),
-        end_reason: "BYE from caller".into(),
-        repeat: true, // ignored too: decided at the start
-        answered_by: Some("alice".into()),
-        incident: None,
-    };
-    store.call_ended(&cdr).expect("end");
-    let row: (
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        f64,
-        String,
-        String,
-        String,
-        i64,
-    ) = raw(dir.path())
-        .query_row(
-            "SELECT caller, caller_raw, started_at, ended_at, talk_seconds, rate_multiplier, \
-             digits, ticket, outcome, repeat FROM calls WHERE call_id = 'c1'",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            },
-        )
-        .expect("row");
-    assert_eq!(
-        row,
-        (
-            "+15551230001".into(),
-            "(555) 123-0001".into(),
-            t("2026-11-28T03:00:00Z").as_millisecond(),
-            t("2026-11-28T03:05:00Z").as_millisecond(),
-            240,
-            1.5,
-            "51123#".into(),
-            "123".into(),
-            "bridged".into(),
-            0
-        )
-    );
-    let cdrs = store.cdrs_between(None, None).expect("cdrs");
-    assert_eq!(
-        cdrs,
-        [Cdr {
-            caller: "+15551230001".into(),
-            repeat: false,
-            ..cdr
-        }]
-    );
-}
-
-#[test]
-fn call_end_without_start_still_leaves_a_cdr() {
-    let dir = TempDir::new("end-only");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    let cdr = Cdr {
-        call_id: "lost-start".into(),
-        caller: "+15551230001".into(),
-        caller_raw: "+15551230001".into(),
-        called: "100".into(),
-        client: None,
-        started_at: t("2026-11-28T03:00:00Z"),
-        answered_at: None,
-        ended_at: Some(t("2026-11-28T03:00:20Z")),
-        talk_seconds: 0,
-        after_hours: true,
-        agreement: false,
-        rate_multiplier: 2.0,
-        agreed_terms: false,
-        digits: String::new(),
-        ticket: None,
-        outcome: Some(Outcome::Abandoned),
-        end_reason: "CANCEL".into(),
-        repeat: false,
-        answered_by: None,
-        incident: None,
-    };
-    store.call_ended(&cdr).expect("end");
-    assert_eq!(store.cdrs_between(None, None).expect("cdrs"), [cdr]);
-}
-
-#[test]
-fn cdrs_between_is_half_open_and_ordered() {
-    let dir = TempDir::new("between");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    for (id, at) in [
-        ("late", "2026-11-28T05:00:00Z"),
-        ("early", "2026-11-28T03:00:00Z"),
-        ("mid", "2026-11-28T04:00:00Z"),
-    ] {
-        store
-            .call_started(&start(id, &format!("55512300{}", id.len()), at))
-            .expect("start");
-    }
-    let ids = |from: Option<&str>, to: Option<&str>| -> Vec<String> {
-        store
-            .cdrs_between(from.map(t), to.map(t))
-            .expect("cdrs")
-            .into_iter()
-            .map(|c| c.call_id)
-            .collect()
-    };
-    assert_eq!(ids(None, None), ["early", "mid", "late"]);
-    assert_eq!(
-        ids(Some("2026-11-28T04:00:00Z"), Some("2026-11-28T05:00:00Z")),
-        ["mid"]
-    );
-    assert_eq!(ids(Some("2026-11-28T03:30:00Z"), None), ["mid", "late"]);
-    assert_eq!(
-        ids(None, Some("2026-11-28T03:00:00Z")),
-        Vec::<String>::new()
-    );
-}
-
 /// Whether this process can write into a directory it has made read-only (root can).
 fn root_ignores_permissions(dir: &Path) -> bool {
     std::fs::write(dir.join("root-probe"), b"x").is_ok()
@@ -325,67 +165,6 @@ fn full_disk_at_open_is_named_in_the_error() {
         )),
         "message: {err}"
     );
-}
-
-#[test]
-fn caller_id_is_stored_as_normalised_text() {
-    let dir = TempDir::new("callerid");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    let mut s = start("c1", "anonymous", "2026-11-28T03:00:00Z");
-    s.caller = CallerId::Anonymous;
-    let out = store.call_started(&s).expect("start");
-    assert_eq!(out.history, None);
-    let caller: String = raw(dir.path())
-        .query_row("SELECT caller FROM calls", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(caller, "anonymous");
-}
-
-#[test]
-fn call_progress_is_kept_while_live_and_never_rewrites_the_final_record() {
-    let dir = TempDir::new("progress");
-    let store = SqliteStore::open(dir.path()).expect("open");
-    store
-        .call_started(&start("c1", "+15551230001", "2026-11-28T03:00:00Z"))
-        .expect("start");
-    store
-        .call_progress(
-            "c1",
-            &[
-                CallFact::Answered(t("2026-11-28T03:00:01Z")),
-                CallFact::Digits("5".into()),
-                CallFact::Digits("51".into()),
-                CallFact::AgreedTerms(true),
-                CallFact::Ticket(Some("42".into())),
-                CallFact::AnsweredBy("alice".into()),
-            ],
-        )
-        .expect("progress");
-    let open = store.open_calls().expect("open calls");
-    assert_eq!(open.len(), 1);
-    let live = &open[0];
-    assert_eq!(live.answered_at, Some(t("2026-11-28T03:00:01Z")));
-    assert_eq!(live.digits, "51");
-    assert!(live.agreed_terms);
-    assert_eq!(live.ticket.as_deref(), Some("42"));
-    assert_eq!(live.answered_by.as_deref(), Some("alice"));
-    assert_eq!(live.ended_at, None);
-
-    let mut last = live.clone();
-    last.digits = "51#".into();
-    last.ended_at = Some(t("2026-11-28T03:05:00Z"));
-    last.outcome = Some(Outcome::Bridged);
-    last.end_reason = "BYE from caller".into();
-    store.call_ended(&last).expect("end");
-    // A fact that arrives after the end changes nothing; one for an unknown call creates nothing.
-    store
-        .call_progress("c1", &[CallFact::Digits("999".into())])
-        .expect("late fact");
-    store
-        .call_progress("nope", &[CallFact::AgreedTerms(true)])
-        .expect("unknown call");
-    let cdrs = store.cdrs_between(None, None).expect("cdrs");
-    assert_eq!(cdrs, vec![last]);
 }
 
 /// Migration 3 rebuilds `calls` to allow the outcomes `no_message` and `voicemail_failed`: a
@@ -501,6 +280,62 @@ fn the_reads_at_a_calls_start_use_the_caller_index() {
         assert!(
             plan.iter().any(|p| p.contains("calls_caller_started")),
             "{sql}: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn full_database_on_write_is_a_typed_error_and_nothing_half_written() {
+    let dir = TempDir::new("full");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    store
+        .enqueue(&event("call_started", Some("c1"), "2026-11-28T03:00:00Z"))
+        .expect("fits");
+    // Freeze the file at its current size: SQLite reports SQLITE_FULL exactly as for ENOSPC.
+    store.with_conn(|c| {
+        let pages: i64 = c
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("pages");
+        c.pragma_update(None, "max_page_count", pages)
+            .expect("limit");
+    });
+    let mut big = event("call_ended", Some("c1"), "2026-11-28T03:00:01Z");
+    big.payload = serde_json::json!({ "blob": "x".repeat(200_000) });
+    let err = store.enqueue(&big).expect_err("no room");
+    assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
+    assert!(err.to_string().contains("is full"), "{err}");
+    // The failed transaction left nothing behind, and reads still work.
+    let pending = store
+        .pending_outbox(t("2026-11-28T04:00:00Z"), 10)
+        .expect("reads still work");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event.kind, EventKind::CallStarted);
+}
+
+#[test]
+fn simultaneous_calls_from_two_connections_cannot_both_miss_the_repeat() {
+    // Two stores on one file stand for two processes (or nodes) sharing the database.
+    let dir = TempDir::new("race");
+    let a = Arc::new(SqliteStore::open(dir.path()).expect("open a"));
+    let b = Arc::new(SqliteStore::open(dir.path()).expect("open b"));
+    for round in 0..20 {
+        let barrier = Arc::new(Barrier::new(2));
+        let at = Timestamp::from_second(1_800_000_000 + round * 3600).expect("time");
+        let spawn = |store: Arc<SqliteStore>, id: String| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut s = start(&id, "+15551230001", "2026-11-28T03:00:00Z");
+                s.started_at = at;
+                barrier.wait();
+                store.call_started(&s).expect("start").repeat
+            })
+        };
+        let x = spawn(a.clone(), format!("a{round}"));
+        let y = spawn(b.clone(), format!("b{round}"));
+        let (x, y) = (x.join().expect("a"), y.join().expect("b"));
+        assert!(
+            x ^ y,
+            "round {round}: exactly one of two calls is the repeat ({x}, {y})"
         );
     }
 }

@@ -126,7 +126,3 @@ impl SqliteStore {
         })
     }
 }
-
-#[cfg(test)]
-#[path = "transcripts_tests.rs"]
-mod tests;
