@@ -18,7 +18,7 @@
 //! mutates with [`mutate::Mutator`] (byte-level and structure-aware: SIP header lines,
 //! Content-Length, SDP lines, digest parameters, RTP header fields, RFC 4733 packet sequences),
 //! catches panics per case and saves each crashing input to `fuzz/artifacts/<target>/`.
-//! `tests/fuzz.rs` runs every target for a fixed number of cases; `fuzz/run.sh` runs them for
+//! `tests/edge/fuzz.rs` runs every target for a fixed number of cases; `fuzz/run.sh` runs them for
 //! minutes in an optimised build with overflow checks (`examples/fuzz.rs`).
 
 mod digest;

@@ -122,7 +122,7 @@ fn read_only_data_directory_is_named_in_the_error() {
     std::fs::create_dir_all(&data).expect("mkdir");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).expect("chmod");
     if root_ignores_permissions(&data) {
-        // Running as root (CAP_DAC_OVERRIDE): mode bits do not stop writes. tests/store_cli.rs
+        // Running as root (CAP_DAC_OVERRIDE): mode bits do not stop writes. tests/line/store_cli.rs
         // covers this case with a real read-only bind mount instead.
         eprintln!("note: skipping the chmod read-only case: this process can write anyway (root)");
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");

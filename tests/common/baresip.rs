@@ -3,7 +3,7 @@
 //! sends a WAV file as its microphone and records what it hears.
 //!
 //! Written against the Debian package baresip 1.0.0 (libre 1.1.0). What that version does, found
-//! by trying it (see also `tests/baresip_harness.rs`):
+//! by trying it (see also `tests/staff/baresip_harness.rs`):
 //!
 //! * Digest auth: MD5 only. A 401 with any `WWW-Authenticate` of another algorithm (SHA-256,
 //!   whichever comes first) makes it give up at once ("Register: Function not implemented"), so
