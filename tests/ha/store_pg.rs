@@ -142,3 +142,82 @@ fn two_nodes_on_one_postgres_keep_the_call_and_deliver_each_webhook_once() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node that dies holding an event's lease: another node's worker leaves the event alone
+/// until the lease runs out, then delivers it, once. (Reading the outbox without leases, as the
+/// worker did before, it was sent at once, under the dead node's lease: delivered_at before
+/// lease_until.)
+#[test]
+fn an_event_leased_by_a_dead_node_goes_out_once_from_another_after_the_lease() {
+    use ivr::notify::WebhookTargets;
+    use ivr::notify::{CallStarted, DeliveryPolicy, Endpoint, Notifier, OutboxEvent};
+    use ivr::store::{OutboxStore, PgStore};
+    use jiff::{SignedDuration, Timestamp};
+    use std::sync::Arc;
+
+    let Some(db) = pg::database() else {
+        return;
+    };
+    // Connected here, off any runtime (the blocking client runs its own).
+    let store = Arc::new(PgStore::connect(&db).expect("connect"));
+    let event = OutboxEvent::call_started(
+        "dead-node-call",
+        Timestamp::now(),
+        CallStarted {
+            caller: CALLER.into(),
+            called: "+15559990000".into(),
+            client: None,
+            after_hours: true,
+            repeat: false,
+        },
+    );
+    let id = store.enqueue(&event).expect("enqueue");
+    let now = Timestamp::now();
+    let lease_until = now + SignedDuration::from_secs(2);
+    let held = store
+        .claim_outbox("node-dead", now, lease_until, 10)
+        .expect("claim");
+    assert_eq!(held.iter().map(|r| r.id).collect::<Vec<_>>(), [id]);
+
+    let hook = Hook::start(0);
+    let targets = WebhookTargets {
+        primary: Some(Endpoint::new(&hook.url(), None).expect("endpoint")),
+        ..WebhookTargets::default()
+    };
+    let policy = DeliveryPolicy {
+        node: "node-b".into(),
+        lease: Duration::from_secs(10),
+        max_sleep: Duration::from_millis(100),
+        store_retry: Duration::from_millis(50),
+        ..DeliveryPolicy::default()
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let _in_rt = rt.enter();
+        Notifier::new(store.clone(), targets, policy)
+            .spawn(async move {
+                let _ = stopped.await;
+            })
+            .expect("worker")
+    };
+    hook.wait_until("the event", |r| !r.is_empty());
+    let delivered = query(
+        &db,
+        &format!("SELECT delivered_at::TEXT FROM outbox WHERE id = {id}"),
+    );
+    let delivered_at: i64 = delivered[0][0]
+        .as_deref()
+        .unwrap_or_else(|| panic!("not marked delivered: {delivered:?}"))
+        .parse()
+        .expect("ms");
+    assert!(
+        delivered_at >= lease_until.as_millisecond(),
+        "sent at {delivered_at}, inside node-dead's lease (until {})",
+        lease_until.as_millisecond()
+    );
+    let _ = stop.send(());
+    rt.block_on(worker).expect("worker stops");
+    let got: Vec<i64> = hook.requests().iter().map(|r| r.delivery()).collect();
+    assert_eq!(got, [id], "delivered once");
+}
