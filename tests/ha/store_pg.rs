@@ -221,3 +221,30 @@ fn an_event_leased_by_a_dead_node_goes_out_once_from_another_after_the_lease() {
     let got: Vec<i64> = hook.requests().iter().map(|r| r.delivery()).collect();
     assert_eq!(got, [id], "delivered once");
 }
+
+/// A database that is down at start is like an unopenable SQLite file: a loud error, and the
+/// line still answers (without memory). Needs no PostgreSQL: nothing listens on the port.
+#[test]
+fn an_unreachable_database_at_start_still_answers_calls() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let dir = unique_temp_dir("store-pg-down");
+    let port = crate::common::free_port();
+    let config = dir.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"postgres://ivr:s3cret@127.0.0.1:{port}/ivr\"\n"),
+    )
+    .expect("write config");
+    let ivr = Ivr::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let log = ivr.wait_for_log(&["STORE UNAVAILABLE"], WAIT);
+    assert!(log.contains("ERROR"), "{log}");
+    assert!(!log.contains("s3cret"), "the password was logged:\n{log}");
+    let run = run_sipp(&ivr, "uac_caller.xml", &["-key", "caller", CALLER]);
+    assert!(run.success(), "sipp failed:\n{}\n{}", run.errors, ivr.log());
+    let log = ivr.wait_for_log(&["event=\"ended\""], WAIT);
+    assert!(!log.contains("panicked"), "{log}");
+    drop(ivr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
