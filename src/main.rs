@@ -322,8 +322,9 @@ struct DataArgs {
 }
 
 impl DataArgs {
-    /// The existing store (a wrong directory is an error, not a new empty database).
-    fn open(&self) -> anyhow::Result<ivr::store::SqliteStore> {
+    /// The existing store (a wrong directory is an error, not a new empty database). A
+    /// PostgreSQL URL connects (and brings the schema up to date, as `ivr serve` would).
+    fn open(&self) -> anyhow::Result<Box<dyn ivr::store::Store>> {
         // With --data the config is not read at all, as before: only data.dir is wanted from it.
         let (dir, origin) = match &self.data {
             Some(d) => (ivr::config::absolute(d), format!("--data {}", d.display())),
@@ -332,17 +333,24 @@ impl DataArgs {
                 if !cfg.store.url.is_empty() {
                     // `[store] url` names the database itself (checked at load).
                     let origin = cfg.path_origin("store.url");
-                    let ivr::config::StoreBackend::Sqlite(file) = cfg.store_backend() else {
-                        anyhow::bail!("store.url: the PostgreSQL store is not built in yet");
+                    let opened: Result<Box<dyn ivr::store::Store>, _> = match cfg.store_backend() {
+                        ivr::config::StoreBackend::Sqlite(file) => {
+                            ivr::store::SqliteStore::open_existing_path(&file)
+                                .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
+                        }
+                        ivr::config::StoreBackend::Postgres(url) => {
+                            ivr::store::PgStore::connect(&url)
+                                .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
+                        }
                     };
-                    return ivr::store::SqliteStore::open_existing_path(&file)
-                        .map_err(|e| anyhow::anyhow!("{e} (store: {origin})"));
+                    return opened.map_err(|e| anyhow::anyhow!("{e} (store: {origin})"));
                 }
                 let origin = cfg.path_origin("data.dir");
                 (cfg.data.dir, origin)
             }
         };
         ivr::store::SqliteStore::open_existing(&dir)
+            .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
             .map_err(|e| anyhow::anyhow!("{e} (data directory: {origin})"))
     }
 }
@@ -539,7 +547,7 @@ fn cdr_export(
         to,
         ..cdrs::CdrFilter::default()
     };
-    let cdrs = cdrs::find(&store, &filter)?;
+    let cdrs = cdrs::find(&*store, &filter)?;
     match out {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -569,7 +577,7 @@ fn voicemail_ack(
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "ivr voicemail ack".to_string());
     let at = now.map_or_else(ivr::clock::Clock::system, ivr::clock::Clock::starting_at);
-    match ivr::services::voicemails::ack(&store, id, &by, at.now())? {
+    match ivr::services::voicemails::ack(&*store, id, &by, at.now())? {
         AckOutcome::Acked => {
             println!("voicemail {id} acknowledged by {by}; its callback timer is stopped");
             Ok(())
@@ -580,7 +588,7 @@ fn voicemail_ack(
         }
         AckOutcome::NotFound => anyhow::bail!(
             "no voicemail with id {id} in {} (`ivr voicemail list` shows them)",
-            store.path().display()
+            ivr::store::StoreMetrics::location(&*store)
         ),
     }
 }
@@ -588,9 +596,12 @@ fn voicemail_ack(
 fn voicemail_list(data: &DataArgs, now: Option<jiff::Timestamp>) -> anyhow::Result<()> {
     let store = data.open()?;
     let now = now.unwrap_or_else(jiff::Timestamp::now);
-    let list = ivr::services::voicemails::list(&store, now)?;
+    let list = ivr::services::voicemails::list(&*store, now)?;
     if list.is_empty() {
-        println!("no voicemails in {}", store.path().display());
+        println!(
+            "no voicemails in {}",
+            ivr::store::StoreMetrics::location(&*store)
+        );
         return Ok(());
     }
     println!("ID\tRECEIVED\tCALLER\tCLIENT\tTICKET\tSECONDS\tSTATUS\tFILE\tTRANSCRIPT");
@@ -630,12 +641,12 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
         } => {
             let labels = incidents::parse_labels(&labels).map_err(anyhow::Error::msg)?;
             let store = data.open()?;
-            let (id, until) = incidents::set(&store, &name, labels, &summary, lasts, at(now))?;
+            let (id, until) = incidents::set(&*store, &name, labels, &summary, lasts, at(now))?;
             println!("incident {name} (id {id}) is active until {until}");
         }
         IncidentCommand::Clear { name, data, now } => {
             let store = data.open()?;
-            if !incidents::clear(&store, &name, at(now))? {
+            if !incidents::clear(&*store, &name, at(now))? {
                 anyhow::bail!(
                     "no unresolved incident {name:?} set with `ivr incident set` (`ivr incident list` shows them)"
                 );
@@ -644,9 +655,12 @@ fn incident(command: IncidentCommand) -> anyhow::Result<()> {
         }
         IncidentCommand::List { data, now } => {
             let store = data.open()?;
-            let list = ivr::store::IncidentStore::incidents(&store)?;
+            let list = ivr::store::IncidentStore::incidents(&*store)?;
             if list.is_empty() {
-                println!("no incidents in {}", store.path().display());
+                println!(
+                    "no incidents in {}",
+                    ivr::store::StoreMetrics::location(&*store)
+                );
                 return Ok(());
             }
             println!("ID\tSOURCE\tNAME\tLABELS\tSTARTED\tSTATE\tSUMMARY");

@@ -401,9 +401,10 @@ mod tests {
                 agreement: false,
                 rate_multiplier: 2.0,
                 repeat_rule: std::sync::Arc::new(crate::repeat::RepeatPolicy::default()),
+                node: "test-node".into(),
             })
             .expect("start");
-        let mut live = store.open_calls().expect("open").remove(0);
+        let mut live = store.open_calls("test-node").expect("open").remove(0);
         // Freeze the file at its size: SQLite then reports SQLITE_FULL, as for ENOSPC.
         sqlite.with_conn(|c| {
             let pages: i64 = c
@@ -438,14 +439,14 @@ mod tests {
         assert!(!written);
         assert!(health.problem("store").is_some(), "no alert raised");
         assert!(store.voicemails().expect("voicemails").is_empty());
-        assert_eq!(store.open_calls().expect("open").len(), 1);
+        assert_eq!(store.open_calls("test-node").expect("open").len(), 1);
 
         sqlite.with_conn(|c| {
             c.pragma_update(None, "max_page_count", 1_000_000_i64)
                 .expect("room again");
         });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !store.open_calls().expect("open").is_empty() {
+        while !store.open_calls("test-node").expect("open").is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "never retried");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

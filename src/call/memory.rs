@@ -40,6 +40,8 @@ pub struct Memory {
     pub clock: crate::clock::Clock,
     /// Where failures an operator must act on (a full disk) are raised.
     pub health: crate::health::Health,
+    /// `[cluster] node`: recorded with each call, so a restart closes only this node's calls.
+    pub node: String,
 }
 
 /// One call's record, filled in as the call goes.
@@ -159,6 +161,7 @@ impl Memory {
             agreement: rec.agreement(),
             rate_multiplier: rec.rate_multiplier,
             repeat_rule: std::sync::Arc::new(self.repeat),
+            node: self.node.clone(),
         };
         let outcome = match blocking(store, move |s| s.call_started(&start)).await {
             Ok(o) => o,

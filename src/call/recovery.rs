@@ -43,7 +43,7 @@ pub fn recover_voicemails(memory: &Memory, data_dir: &Path) -> usize {
     };
     // Only needed to name files whose Call-ID part was shortened; a failure leaves them named
     // by that part.
-    let open_calls = store.open_calls().unwrap_or_default();
+    let open_calls = store.open_calls(&memory.node).unwrap_or_default();
     let mut recovered = 0;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -139,7 +139,7 @@ pub fn close_interrupted_calls(memory: &Memory) -> usize {
     let Some(store) = &memory.store else {
         return 0;
     };
-    let open = match store.open_calls() {
+    let open = match store.open_calls(&memory.node) {
         Ok(v) => v,
         Err(e) => {
             error!(error = %e, "cannot list calls left open by the last run");
@@ -256,6 +256,7 @@ mod tests {
             callback_sla: std::time::Duration::from_secs(1200),
             clock,
             health: crate::health::Health::new(clock),
+            node: "test-node".into(),
         }
     }
 
@@ -384,6 +385,7 @@ mod tests {
                     agreement: false,
                     rate_multiplier: 2.0,
                     repeat_rule: std::sync::Arc::new(crate::repeat::RepeatPolicy::default()),
+                    node: "test-node".into(),
                 })
                 .expect("start");
             store
@@ -486,6 +488,7 @@ mod tests {
             callback_sla: std::time::Duration::from_secs(1200),
             clock: crate::clock::Clock::system(),
             health: crate::health::Health::default(),
+            node: "test-node".into(),
         };
         assert_eq!(recover_voicemails(&memory, &data), 0);
         assert_eq!(store.voicemails().unwrap().len(), 1);

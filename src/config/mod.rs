@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+mod cluster;
 mod dns;
 mod external;
 mod incidents;
@@ -23,6 +24,7 @@ mod transcription;
 mod trunks;
 mod validate;
 
+pub use cluster::ClusterConfig;
 pub use dns::{DnsConfig, parse_dns_server};
 // `[email]` is defined beside the mail it configures; config only reads it.
 pub use crate::notify::mail_config::{EmailConfig, EmailTls};
@@ -91,6 +93,9 @@ pub struct Config {
     /// `[store]`: the database (see `store.rs`); by default `ivr.db` in `[data] dir`.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[cluster]`: this node's name (see `cluster.rs`); by default the host name.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// `[[trunks]]`: carrier SIP trunks (see `trunks.rs`).
     #[serde(default)]
     pub trunks: Vec<TrunkConfig>,
@@ -179,13 +184,19 @@ impl Config {
         trunks::validate(&config.trunks, origin)?;
         config
             .store
-            .supported_backend(&config.data.dir)
+            .backend(&config.data.dir)
             .map_err(|reason| ConfigError::Value {
                 origin: origin.to_string(),
                 key: "store.url",
                 value: config.store.url_for_log(),
                 reason,
             })?;
+        cluster::check_node(&config.cluster.node).map_err(|reason| ConfigError::Value {
+            origin: origin.to_string(),
+            key: "cluster.node",
+            value: config.cluster.node.clone(),
+            reason,
+        })?;
         config.path_origins = origins;
         Ok(config)
     }
@@ -229,10 +240,10 @@ impl Config {
     }
 
     /// Where the store is: `[store] url`, by default `ivr.db` in `[data] dir` (after `--data`).
-    /// Checked at load, so only a backend this build has comes back.
+    /// Checked at load, so the fallback is never taken.
     pub fn store_backend(&self) -> StoreBackend {
         self.store
-            .supported_backend(&self.data.dir)
+            .backend(&self.data.dir)
             .unwrap_or_else(|_| StoreBackend::Sqlite(self.data.dir.join("ivr.db")))
     }
 

@@ -3,9 +3,8 @@
 //! `url = "sqlite://PATH"` is a SQLite file (a relative PATH resolves against the directory of
 //! the config file it is written in, like every path in config); left out or empty, it is
 //! `ivr.db` in `[data] dir`, exactly where the database always was. `postgres://...` (or
-//! `postgresql://...`) names a PostgreSQL server; this build has no PostgreSQL store yet, so
-//! loading such a config fails with a clear error. A password in the URL never reaches `Debug`
-//! output or an error message.
+//! `postgresql://...`) names a PostgreSQL server that several nodes may share (issue 16). A
+//! password in the URL never reaches `Debug` output or an error message.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -78,18 +77,6 @@ impl StoreConfig {
         ))
     }
 
-    /// The backend this build can open: a PostgreSQL URL is refused until that store exists.
-    pub fn supported_backend(&self, data_dir: &Path) -> Result<StoreBackend, String> {
-        match self.backend(data_dir)? {
-            StoreBackend::Postgres(_) => Err(
-                "the PostgreSQL store is not built in yet; use \"sqlite://PATH\" or leave store.url \
-                 out (the database is then ivr.db in [data] dir)"
-                    .into(),
-            ),
-            sqlite => Ok(sqlite),
-        }
-    }
-
     /// `url` as it may be shown: a password is replaced by `***`.
     pub fn url_for_log(&self) -> String {
         redact(&self.url)
@@ -145,11 +132,6 @@ mod tests {
             assert_eq!(
                 cfg(url).backend(data),
                 Ok(StoreBackend::Postgres(url.into()))
-            );
-            let refused = cfg(url).supported_backend(data).unwrap_err();
-            assert!(
-                refused.contains("PostgreSQL store is not built in yet"),
-                "{refused}"
             );
         }
         let err = cfg("mysql://db/ivr").backend(data).unwrap_err();
@@ -207,19 +189,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Before `[store]` existed both were "unknown field `store`".
+    /// A PostgreSQL URL loads (it was refused with "not built in yet" before the store was
+    /// wired in); an unknown scheme is a config error on `store.url`.
     #[test]
-    fn postgres_and_unknown_schemes_are_config_errors_on_store_url() {
+    fn postgres_loads_and_unknown_schemes_are_config_errors_on_store_url() {
         use crate::config::Config;
+        let pg = Config::from_str(
+            "[store]\nurl = \"postgres://ivr:s3cret@db/ivr\"\n",
+            "test.toml",
+        )
+        .expect("a postgres URL loads");
+        assert_eq!(
+            pg.store_backend(),
+            StoreBackend::Postgres("postgres://ivr:s3cret@db/ivr".into())
+        );
         let err = |url: &str| {
             Config::from_str(&format!("[store]\nurl = {url:?}\n"), "test.toml")
                 .unwrap_err()
                 .to_string()
         };
-        let pg = err("postgres://ivr:s3cret@db/ivr");
-        assert!(pg.contains("store.url"), "{pg}");
-        assert!(pg.contains("PostgreSQL store is not built in yet"), "{pg}");
-        assert!(!pg.contains("s3cret"), "{pg}");
         let bad = err("mysql://db/ivr");
         assert!(
             bad.contains("store.url") && bad.contains("unknown store"),

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::Shared;
 use super::api::{ApiError, with_store};
 use super::auth::constant_time_eq;
-use crate::store::{IncidentSource, IncidentStore, NewIncident};
+use crate::store::{IncidentSource, NewIncident};
 
 /// The part of the webhook payload ivr reads; unknown fields are ignored (Alertmanager adds
 /// `groupKey`, `receiver`, `externalURL` and more).

@@ -17,7 +17,7 @@ use super::{Shared, VERSION, banner};
 use crate::services::cdrs::CdrFilter;
 use crate::services::voicemails::{CallbackStatus, Listed};
 use crate::services::{cdrs, outbox, voicemails};
-use crate::store::{AckOutcome, OutboxRow, Outcome, SqliteStore, StoreError, cdr_json};
+use crate::store::{AckOutcome, OutboxRow, Outcome, Store, StoreError, cdr_json};
 
 /// An error answered as `{"error": ...}` with a status.
 pub struct ApiError(pub StatusCode, pub String);
@@ -37,7 +37,7 @@ impl From<StoreError> for ApiError {
 /// Runs blocking store work off the runtime; no store means 503.
 pub async fn with_store<T: Send + 'static>(
     app: &Shared,
-    f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let Some(store) = app.ctx.store.clone() else {
         return Err(ApiError(
@@ -45,7 +45,7 @@ pub async fn with_store<T: Send + 'static>(
             "the store is unavailable (it could not be opened at start; see the log)".into(),
         ));
     };
-    tokio::task::spawn_blocking(move || f(&store))
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(ApiError::from)
@@ -55,6 +55,7 @@ pub async fn status(State(app): State<Shared>, _: Caller) -> Response {
     let now = app.now();
     Json(json!({
         "version": VERSION,
+        "node": &app.ctx.node,
         "now": now.to_string(),
         "uptime_s": now.duration_since(app.ctx.started).as_secs().max(0),
         "open": app.ctx.line.hours().is_open(now),

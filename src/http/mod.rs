@@ -35,7 +35,7 @@ use crate::health::Health;
 use crate::hours::BusinessHours;
 use crate::notify::Notifier;
 use crate::services::reload::ReloadOutcome;
-use crate::store::SqliteStore;
+use crate::store::Store;
 
 use auth::{LoginThrottle, Sessions, TokenCheck, TokenVerifier};
 
@@ -54,7 +54,7 @@ const MAX_SESSIONS: usize = 1000;
 /// What the admin server reads from the running line.
 pub struct AdminContext {
     /// `None` when the store could not be opened (the pages then say so).
-    pub store: Option<Arc<SqliteStore>>,
+    pub store: Option<Arc<dyn Store>>,
     pub notifier: Option<Notifier>,
     pub health: Health,
     pub clock: Clock,
@@ -68,6 +68,8 @@ pub struct AdminContext {
     pub token: TokenCheck,
     /// `[incidents]` as at start (the Alertmanager hook's secret and TTL).
     pub incidents: crate::config::IncidentsConfig,
+    /// `[cluster] node`: which node of a cluster answers (shown in /api/status).
+    pub node: String,
 }
 
 /// The line as it serves now, as the server implements it: a hot reload swaps the settings new

@@ -91,7 +91,7 @@ fn checks(app: &App) -> Vec<Check> {
             Ok(_) => Check {
                 name: "store".into(),
                 ok: true,
-                detail: format!("{} reads", store.path().display()),
+                detail: format!("{} reads", crate::store::StoreMetrics::location(store.as_ref())),
             },
             Err(e) => Check {
                 name: "store".into(),
@@ -185,6 +185,7 @@ mod tests {
                 }),
                 token: TokenCheck::Unconfigured,
                 incidents: Default::default(),
+                node: "test-node".into(),
             },
             verifier: Mutex::new(TokenVerifier::new(TokenCheck::Unconfigured)),
             sessions: Mutex::new(Sessions::new(Duration::from_secs(60), 10)),

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -41,6 +41,12 @@ pub struct DeliveryPolicy {
     pub store_retry: Duration,
     /// When rows are due and failures retried: the clock the events were stamped with.
     pub clock: Clock,
+    /// `[cluster] node`: whose lease a claimed event carries (nodes sharing a database).
+    pub node: String,
+    /// How long a claimed event stays this node's: long enough for one delivery attempt with
+    /// its HTTP or SMTP timeout (twice the longer one), short enough that another node takes
+    /// over soon when this one dies holding it.
+    pub lease: Duration,
 }
 
 impl Default for DeliveryPolicy {
@@ -53,6 +59,8 @@ impl Default for DeliveryPolicy {
             max_sleep: Duration::from_secs(30),
             store_retry: Duration::from_secs(1),
             clock: Clock::system(),
+            node: "ivr".into(),
+            lease: Duration::from_secs(10),
         }
     }
 }
@@ -256,14 +264,41 @@ async fn round(
     client: &reqwest::Client,
     warned: &mut HashSet<Target>,
 ) -> Result<Next, StoreError> {
-    let batch = u32::try_from(shared.policy.batch.max(1)).unwrap_or(u32::MAX);
-    // Every queue's head, due or not (asked at the end of time): `plan` needs the ones not due
-    // yet to know when to wake, and the store's per-call gating is the same as `plan`'s.
+    let policy = &shared.policy;
+    // At most as many as go out at once: each claimed row is attempted straight away, so one
+    // attempt's lease covers it (a bigger batch would wait behind the semaphore, lease ticking).
+    let claim = u32::try_from(policy.batch.min(policy.concurrency).max(1)).unwrap_or(u32::MAX);
+    let now = policy.clock.now();
+    let lease_until = now
+        .checked_add(SignedDuration::try_from(policy.lease).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX);
+    let node = policy.node.clone();
+    // The due queue heads, leased to this node: with several nodes on one database each event
+    // goes to one of them (a dead holder's lease runs out and another node takes the row).
     let rows = blocking(&shared.store, move |s| {
-        s.pending_outbox(Timestamp::MAX, batch)
+        s.claim_outbox(&node, now, lease_until, claim)
     })
     .await?;
-    let r = plan(rows, shared.policy.clock.now(), |t| routable(shared, t));
+    let mut r = plan(rows, now, |t| routable(shared, t));
+    if r.send.is_empty() {
+        // Nothing to send now: when is the next retry due? Every queue's head, due or not
+        // (asked at the end of time), read without leasing; only its wake-up time is used.
+        let batch = u32::try_from(policy.batch.max(1)).unwrap_or(u32::MAX);
+        let heads = blocking(&shared.store, move |s| {
+            s.pending_outbox(Timestamp::MAX, batch)
+        })
+        .await?;
+        let peek = plan(heads, policy.clock.now(), |t| routable(shared, t));
+        r.wake_at = match (r.wake_at, peek.wake_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !peek.send.is_empty() {
+            // Due but leased to another node (or claimed just after ours): look again once its
+            // lease may have run out rather than sleeping the longest pause.
+            r.wake_at = Some(r.wake_at.map_or(lease_until, |w| w.min(lease_until)));
+        }
+    }
     for row in &r.unrouted {
         // Once per target per process: these events wait for an endpoint to be configured.
         if warned.insert(row.event.target) {

@@ -135,13 +135,15 @@ async fn run(
     }
     let _data_lock = lock_data_dir(&config.data.dir)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (memory, sqlite) = open_memory(
-        &config,
-        parts.clients.clone(),
-        parts.hours.time_zone().clone(),
-        clock,
-        &shutdown_rx,
-    )?;
+    // Off the runtime threads: the PostgreSQL client blocks on its own runtime (it panics on
+    // ours), and start-up recovery reads and writes the store.
+    let (memory, opened_store) = {
+        let (config, clients) = (config.clone(), parts.clients.clone());
+        let (tz, shutdown) = (parts.hours.time_zone().clone(), shutdown_rx.clone());
+        tokio::task::spawn_blocking(move || open_memory(&config, clients, tz, clock, &shutdown))
+            .await
+            .map_err(|e| ServeError::Thread(std::io::Error::other(e.to_string())))??
+    };
     // One registry for the process: reloads carry it into each new set of call settings.
     let metrics = crate::metrics::Metrics::new();
     let metrics_for_trunks = metrics.clone();
@@ -151,7 +153,7 @@ async fn run(
     let live_calls = crate::live::LiveCalls::with_clock(clock);
     let admin = AdminStart {
         live: live_calls.clone(),
-        store: sqlite,
+        store: opened_store,
         notifier: memory.notifier.clone(),
         health: memory.health.clone(),
         metrics: metrics.clone(),
@@ -372,7 +374,7 @@ fn open_memory(
     tz: jiff::tz::TimeZone,
     clock: Clock,
     shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(Memory, Option<Arc<SqliteStore>>), ServeError> {
+) -> Result<(Memory, Option<Arc<dyn Store>>), ServeError> {
     let endpoint =
         |url: &str, secret: &str, headers| -> Result<Option<crate::notify::Endpoint>, ServeError> {
             if url.is_empty() {
@@ -393,26 +395,25 @@ fn open_memory(
         )?,
         ca_file: w.ca_file().map(std::path::Path::to_path_buf),
     };
-    let opened = match config.store_backend() {
-        crate::config::StoreBackend::Sqlite(file) => SqliteStore::open_path(&file),
-        // Refused when the config was loaded (`StoreConfig::supported_backend`); kept as an
-        // error rather than a panic should that check ever be bypassed.
-        crate::config::StoreBackend::Postgres(_) => Err(crate::store::StoreError::Open {
-            path: config.store.url_for_log().into(),
-            reason: "the PostgreSQL store is not built in yet".into(),
-        }),
+    let opened: Result<Arc<dyn Store>, crate::store::StoreError> = match config.store_backend() {
+        crate::config::StoreBackend::Sqlite(file) => {
+            SqliteStore::open_path(&file).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        // Connects and migrates; a server that is down fails here like an unopenable file.
+        crate::config::StoreBackend::Postgres(url) => {
+            crate::store::PgStore::connect(&url).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
     };
-    let sqlite = match opened {
+    let store = match opened {
         Ok(s) => {
-            info!(db = %s.path().display(), "store opened");
-            Some(Arc::new(s))
+            info!(db = %s.location(), "store opened");
+            Some(s)
         }
         Err(e) => {
-            tracing::error!(error = %e, "STORE UNAVAILABLE: calls are answered but not remembered; fix the data directory and restart");
+            tracing::error!(error = %e, store = %config.store.url_for_log(), "STORE UNAVAILABLE: calls are answered but not remembered; fix the data directory or database and restart");
             None
         }
     };
-    let store: Option<Arc<dyn Store>> = sqlite.clone().map(|s| s as Arc<dyn Store>);
     let notifier = match &store {
         Some(store) => {
             // Asked once: the mail waits for a transcript only when a worker is there to make it.
@@ -432,6 +433,15 @@ fn open_memory(
                 mailer,
                 DeliveryPolicy {
                     clock,
+                    node: config.cluster.node.clone(),
+                    // Twice the longest attempt: the webhook request or the mail's SMTP session.
+                    lease: 2 * DeliveryPolicy::default().request_timeout.max(
+                        if config.email.enabled() {
+                            config.email.timeout()
+                        } else {
+                            Duration::ZERO
+                        },
+                    ),
                     ..DeliveryPolicy::default()
                 },
             );
@@ -479,7 +489,8 @@ fn open_memory(
     );
     crate::call::recovery::recover_voicemails(&memory, &config.data.dir);
     crate::call::recovery::close_interrupted_calls(&memory);
-    Ok((memory, sqlite))
+    let opened = memory.store.clone();
+    Ok((memory, opened))
 }
 
 /// The clients from `[[clients]]` and `billing.clients_csv`, checked.
@@ -530,6 +541,7 @@ fn memory_from(
         callback_sla: Duration::from_secs(config.sla.callback_minutes * 60),
         clock,
         health,
+        node: config.cluster.node.clone(),
     }
 }
 
@@ -584,7 +596,7 @@ pub(super) struct ProcessWide {
 
 /// What the admin server needs that `serve` hands on to the call tasks.
 struct AdminStart {
-    store: Option<Arc<SqliteStore>>,
+    store: Option<Arc<dyn Store>>,
     notifier: Option<Notifier>,
     health: crate::health::Health,
     live: crate::live::LiveCalls,
@@ -622,6 +634,7 @@ async fn start_admin(
             std::env::var("IVR_ADMIN_TOKEN").ok(),
         ),
         incidents: config.incidents.clone(),
+        node: config.cluster.node.clone(),
     };
     match crate::http::start(listen, ctx).await {
         Ok((local, task)) => {

@@ -306,8 +306,10 @@ impl Reloader {
             current.memory.clock,
         );
         // Trusted proxies belong to the SIP core's admission too: keep them whole until a restart.
+        // So does the node name: the calls it marks must be found by the same name at restart.
         let memory = Memory {
             trusted_proxies: old.callers.trusted_proxies.clone(),
+            node: current.memory.node.clone(),
             ..memory
         };
         let process = super::ProcessWide {

@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             cdrs_between_is_half_open_and_ordered,
             anonymous_caller_is_stored_as_normalised_text,
             call_progress_is_kept_while_live_and_never_rewrites_the_final_record,
+            open_calls_are_the_asking_nodes_own,
             voicemail_sla_ack_and_escalation,
             outbound_call_acknowledges_that_numbers_voicemails,
             sla_timers_survive_a_restart,
@@ -170,7 +171,7 @@ pub(super) fn call_start_and_end_make_one_complete_cdr(s: &Subject) {
         })
         .expect("end again");
     assert_eq!(store.cdrs_between(None, None).expect("cdrs"), [expect]);
-    assert!(store.open_calls().expect("open").is_empty());
+    assert!(store.open_calls("node-a").expect("open").is_empty());
 }
 
 pub(super) fn call_end_without_start_still_leaves_a_cdr(s: &Subject) {
@@ -383,12 +384,34 @@ pub(super) fn cdrs_between_is_half_open_and_ordered(s: &Subject) {
     );
     // Calls never ended are the open ones, oldest first.
     let open: Vec<String> = store
-        .open_calls()
+        .open_calls("node-a")
         .expect("open")
         .into_iter()
         .map(|c| c.call_id)
         .collect();
     assert_eq!(open, ["early", "mid", "late"]);
+}
+
+/// Two nodes on one database: a node's restart must not close the other's live calls, so each
+/// sees only the calls it started (and calls from before calls knew their node, '' here).
+pub(super) fn open_calls_are_the_asking_nodes_own(s: &Subject) {
+    let store = &*s.store;
+    for (id, node, at) in [
+        ("on-a", "node-a", "2026-11-28T03:00:00Z"),
+        ("on-b", "node-b", "2026-11-28T03:01:00Z"),
+        ("legacy", "", "2026-11-28T03:02:00Z"),
+    ] {
+        let mut begin = start(id, "+15551230001", at);
+        begin.node = node.into();
+        store.call_started(&begin).expect("start");
+    }
+    let open = |node: &str| -> Vec<String> {
+        let calls = store.open_calls(node).expect("open calls");
+        calls.into_iter().map(|c| c.call_id).collect()
+    };
+    assert_eq!(open("node-a"), ["on-a", "legacy"]);
+    assert_eq!(open("node-b"), ["on-b", "legacy"]);
+    assert_eq!(open("node-c"), ["legacy"]);
 }
 
 pub(super) fn anonymous_caller_is_stored_as_normalised_text(s: &Subject) {
@@ -420,7 +443,7 @@ pub(super) fn call_progress_is_kept_while_live_and_never_rewrites_the_final_reco
             ],
         )
         .expect("progress");
-    let open = store.open_calls().expect("open calls");
+    let open = store.open_calls("node-a").expect("open calls");
     assert_eq!(open.len(), 1);
     let live = &open[0];
     assert_eq!(live.answered_at, Some(t("2026-11-28T03:00:01Z")));
@@ -433,9 +456,9 @@ pub(super) fn call_progress_is_kept_while_live_and_never_rewrites_the_final_reco
     store
         .call_progress("c1", &[CallFact::Ticket(None)])
         .expect("ticket cleared");
-    assert_eq!(store.open_calls().expect("open")[0].ticket, None);
+    assert_eq!(store.open_calls("node-a").expect("open")[0].ticket, None);
 
-    let mut last = store.open_calls().expect("open")[0].clone();
+    let mut last = store.open_calls("node-a").expect("open")[0].clone();
     last.digits = "51#".into();
     last.ended_at = Some(t("2026-11-28T03:05:00Z"));
     last.outcome = Some(Outcome::Bridged);

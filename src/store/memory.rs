@@ -121,6 +121,17 @@ impl MemoryStore {
 }
 
 impl OutboxStore for MemoryStore {
+    /// One process owns this store, so there is no other node to lease against.
+    fn claim_outbox(
+        &self,
+        _node: &str,
+        now: Timestamp,
+        _lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.pending_outbox(now, limit)
+    }
+
     fn enqueue(&self, event: &OutboxEvent) -> Result<i64, StoreError> {
         Ok(Self::push(&mut self.lock(), event))
     }

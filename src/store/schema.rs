@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "calls_by_caller",
         sql: include_str!("migrations/0006_calls_by_caller.sql"),
     },
+    Migration {
+        version: 7,
+        name: "calls_node",
+        sql: include_str!("migrations/0007_calls_node.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.

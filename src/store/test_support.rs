@@ -70,6 +70,7 @@ pub(super) fn start(call_id: &str, caller: &str, at: &str) -> CallStart {
         agreement: false,
         rate_multiplier: 2.0,
         repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
+        node: "node-a".into(),
     }
 }
 

@@ -49,9 +49,10 @@ pub trait CallStore: Send + Sync {
         to: Option<Timestamp>,
     ) -> Result<Vec<Cdr>, StoreError>;
 
-    /// Calls recorded as started but never ended (live when the process stopped), oldest first.
-    /// One node per store for now: with several nodes this must be limited to the caller's own.
-    fn open_calls(&self) -> Result<Vec<Cdr>, StoreError>;
+    /// Calls `node` recorded as started but never ended (live when it stopped), oldest first,
+    /// with calls from before calls knew their node. Another node's calls are not included:
+    /// on a shared database they may be live right now.
+    fn open_calls(&self, node: &str) -> Result<Vec<Cdr>, StoreError>;
 }
 
 /// Voicemails, their acknowledgement, and their transcripts.
@@ -143,6 +144,19 @@ pub trait OutboxStore: Send + Sync {
     /// not: the webhook worker asks that to know when to wake.)
     fn pending_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxRow>, StoreError>;
 
+    /// [`pending_outbox`](Self::pending_outbox) for delivery by `node`: the same rows, each
+    /// leased to `node` until `lease_until`, so nodes sharing one database never deliver an
+    /// event at the same time. A row leased to another node is skipped until its lease runs
+    /// out (its holder is then taken for dead and the row goes to whoever claims next); the
+    /// holder may claim its own rows again. Marking delivered or failed ends the lease.
+    fn claim_outbox(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
     /// Record a successful delivery.
     fn mark_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError>;
 
@@ -193,6 +207,10 @@ pub trait StoreMetrics: Send + Sync {
     /// Voicemails waiting for a callback and webhook events waiting for delivery at `now`
     /// (the metrics' scrape-time gauges). Read-only.
     fn backlog(&self, now: Timestamp) -> Result<Backlog, StoreError>;
+
+    /// Where the data is, for /health/ready and the log: the SQLite file's path, or the
+    /// PostgreSQL URL without its password.
+    fn location(&self) -> String;
 
     /// Time every later write, from queueing to its durable commit (or failure), in
     /// `histogram`. A store that cannot time its writes ignores it.

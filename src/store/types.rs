@@ -30,6 +30,9 @@ pub struct CallStart {
     /// How repeats are decided (`crate::repeat::RepeatPolicy`); the store runs it inside its
     /// transaction (see [`RepeatRule`]).
     pub repeat_rule: Arc<dyn RepeatRule>,
+    /// `[cluster] node`: the node answering, so that its restart closes only its own calls
+    /// ([`crate::store::CallStore::open_calls`]).
+    pub node: String,
 }
 
 /// What the store learned while recording a call's start.

@@ -132,6 +132,12 @@ async fn api_needs_the_token_and_voicemails_play_and_ack_in_the_store() {
     )
     .await;
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    // No [cluster] node in the config: the node is named after the host.
+    assert_eq!(
+        status["node"],
+        ivr::config::ClusterConfig::default().node,
+        "{status}"
+    );
     let hours = status["hours"].as_str().expect("hours");
     assert!(
         hours.starts_with("open") || hours.starts_with("closed"),

@@ -105,6 +105,7 @@ pub fn record_call(
             agreement: false,
             rate_multiplier: 2.0,
             repeat_rule: std::sync::Arc::new(ivr::repeat::RepeatPolicy::default()),
+            node: "test-node".into(),
         })
         .expect("start");
     store

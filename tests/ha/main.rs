@@ -2,12 +2,16 @@
 //! loopback in front of two `ivr serve` nodes. Calls spread over both nodes, the in-dialog
 //! requests of either side go through the proxy, and when a node is killed new calls are
 //! answered by the other (the failover times are measured and printed, never asserted).
+//! `store_pg` runs two nodes on one shared PostgreSQL store.
 //! One binary, like tests/outside: the tests wait on calls and timers far more than they compute.
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/pg.rs"]
+mod pg;
 
 mod cluster;
 mod drain;
 mod failover;
 mod proxy;
+mod store_pg;

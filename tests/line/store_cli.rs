@@ -53,6 +53,7 @@ fn call(
         agreement,
         rate_multiplier: rate,
         repeat_rule: std::sync::Arc::new(RepeatPolicy::default()),
+        node: "test-node".into(),
     };
     let repeat = store.call_started(&start).expect("start").repeat;
     let started = t(at);

@@ -78,8 +78,8 @@ impl crate::store::CallStore for PgStore {
             // nothing; the start is answered from its row, as any retransmission is.
             let inserted = tx.execute(
                 "INSERT INTO calls (call_id, caller, caller_raw, called, client, started_at, \
-                 after_hours, agreement, rate_multiplier, repeat) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 after_hours, agreement, rate_multiplier, repeat, node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                  ON CONFLICT (call_id) DO NOTHING",
                 &[
                     &call.call_id,
@@ -92,6 +92,7 @@ impl crate::store::CallStore for PgStore {
                     &call.agreement,
                     &call.rate_multiplier,
                     &repeat,
+                    &call.node,
                 ],
             )?;
             if inserted == 0 {
@@ -215,14 +216,15 @@ impl crate::store::CallStore for PgStore {
     }
 
     /// See [`crate::store::Store::open_calls`].
-    fn open_calls(&self) -> Result<Vec<Cdr>, StoreError> {
+    fn open_calls(&self, node: &str) -> Result<Vec<Cdr>, StoreError> {
         self.read("reading calls still open", |c| {
+            // '' is a call started before calls knew their node (migration 0002).
             let rows = c.query(
                 &format!(
                     "SELECT {CDR_COLUMNS_SQL} FROM calls WHERE ended_at IS NULL \
-                     ORDER BY started_at, id"
+                     AND (node = $1 OR node = '') ORDER BY started_at, id"
                 ),
-                &[],
+                &[&node],
             )?;
             rows::all(rows, rows::cdr)
         })

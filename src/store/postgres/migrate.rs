@@ -19,11 +19,18 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in order. Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "calls_node",
+        sql: include_str!("migrations/0002_calls_node.sql"),
+    },
+];
 
 /// The advisory lock keys: a class ("ivr" in ASCII, to stay clear of other users of the same
 /// database) and a key in it. Migrations and `call_started`'s per-number locks are separate

@@ -32,7 +32,9 @@ mod voicemails;
 
 #[cfg(test)]
 mod claim_tests;
+// One copy for the unit tests and the integration tests (tests/ha/store_pg.rs).
 #[cfg(test)]
+#[path = "../../../tests/common/pg.rs"]
 pub(super) mod test_cluster;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,17 @@ const DUE_IN_ORDER: &str = "o.delivered_at IS NULL AND o.next_attempt_at <= $1 \
           AND p.delivered_at IS NULL AND p.id < o.id))";
 
 impl crate::store::OutboxStore for PgStore {
+    /// See [`PgStore::claim_outbox`] (`FOR UPDATE SKIP LOCKED` and the lease columns).
+    fn claim_outbox(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        PgStore::claim_outbox(self, node, now, lease_until, limit)
+    }
+
     /// See [`crate::store::Store::enqueue`].
     fn enqueue(&self, event: &OutboxEvent) -> Result<i64, StoreError> {
         self.write("queueing an event", |tx| insert_event(tx, event))
@@ -124,8 +135,7 @@ impl PgStore {
     /// `mark_attempt_failed` (which ends the lease) as with `pending_outbox`; the lease should
     /// outlast a delivery attempt with its timeout.
     ///
-    /// Not in the `Store` trait yet: the outbox worker of a cluster node calls it on the
-    /// concrete store (or an `OutboxStore::claim` with this signature, at the merge).
+    /// The outbox worker calls it through [`crate::store::OutboxStore::claim_outbox`].
     pub fn claim_outbox(
         &self,
         node: &str,
@@ -165,6 +175,11 @@ impl PgStore {
 }
 
 impl crate::store::StoreMetrics for PgStore {
+    /// The server and database, never the password (see `display_name`).
+    fn location(&self) -> String {
+        self.name().to_string()
+    }
+
     /// See [`crate::store::Store::backlog`] (voicemails and outbox together, for the gauges).
     fn backlog(&self, now: Timestamp) -> Result<Backlog, StoreError> {
         let now_ms = now.as_millisecond();

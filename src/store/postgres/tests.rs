@@ -46,9 +46,15 @@ fn connect_migrates_once_and_reconnects_idempotently() {
             .call_started(&start("c1", "5551230001", "2026-11-28T03:00:00Z"))
             .expect("call");
     }
-    assert_eq!(versions(&url), [(1, "init".to_string())]);
+    assert_eq!(
+        versions(&url),
+        [(1, "init".to_string()), (2, "calls_node".to_string())]
+    );
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).expect("reconnect"));
-    assert_eq!(versions(&url), [(1, "init".to_string())]);
+    assert_eq!(
+        versions(&url),
+        [(1, "init".to_string()), (2, "calls_node".to_string())]
+    );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
     assert_eq!(cdrs.len(), 1);
     assert_eq!(cdrs[0].caller, "+15551230001");
@@ -72,7 +78,10 @@ fn nodes_starting_together_migrate_once() {
             panic!("a node failed to start: {e}");
         }
     }
-    assert_eq!(versions(&url), [(1, "init".to_string())]);
+    assert_eq!(
+        versions(&url),
+        [(1, "init".to_string()), (2, "calls_node".to_string())]
+    );
 }
 
 #[test]
@@ -91,7 +100,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),

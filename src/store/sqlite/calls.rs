@@ -69,8 +69,8 @@ impl CallStore for SqliteStore {
             }
             tx.execute(
                 "INSERT INTO calls (call_id, caller, caller_raw, called, client, started_at, \
-                 after_hours, agreement, rate_multiplier, repeat) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 after_hours, agreement, rate_multiplier, repeat, node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 rusqlite::params![
                     call.call_id,
                     caller,
@@ -82,6 +82,7 @@ impl CallStore for SqliteStore {
                     call.agreement,
                     call.rate_multiplier,
                     repeat,
+                    call.node,
                 ],
             )?;
             Ok(CallStartOutcome {
@@ -183,12 +184,15 @@ impl CallStore for SqliteStore {
         })
     }
 
-    fn open_calls(&self) -> Result<Vec<Cdr>, StoreError> {
-        self.read("reading calls still open", |c| {
+    fn open_calls(&self, node: &str) -> Result<Vec<Cdr>, StoreError> {
+        let node = node.to_string();
+        self.read("reading calls still open", move |c| {
+            // '' is a call started before calls knew their node (migration 0007).
             let mut stmt = c.prepare(&format!(
-                "SELECT {CDR_COLUMNS_SQL} FROM calls WHERE ended_at IS NULL ORDER BY started_at, id"
+                "SELECT {CDR_COLUMNS_SQL} FROM calls WHERE ended_at IS NULL \
+                 AND (node = ?1 OR node = '') ORDER BY started_at, id"
             ))?;
-            let rows = stmt.query_map([], cdr_from_row)?;
+            let rows = stmt.query_map([node], cdr_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }

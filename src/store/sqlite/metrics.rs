@@ -6,6 +6,10 @@ use super::SqliteStore;
 use crate::store::{Backlog, StoreError, StoreMetrics};
 
 impl StoreMetrics for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+
     fn time_writes(&self, histogram: prometheus::Histogram) {
         self.writer.time_writes(histogram);
     }

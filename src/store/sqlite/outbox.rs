@@ -7,6 +7,18 @@ use crate::store::schema::{OUTBOX_COLUMNS_SQL, insert_event, outbox_from_row};
 use crate::store::{OutboxEvent, OutboxRow, OutboxStore, StoreError};
 
 impl OutboxStore for SqliteStore {
+    /// No lease needed: a SQLite file has one `ivr serve` (the data directory's lock keeps a
+    /// second one out) and so one outbox worker; nodes that share an outbox use PostgreSQL.
+    fn claim_outbox(
+        &self,
+        _node: &str,
+        now: Timestamp,
+        _lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.pending_outbox(now, limit)
+    }
+
     fn enqueue(&self, event: &OutboxEvent) -> Result<i64, StoreError> {
         let event = event.clone();
         self.write("queueing an event", move |tx| insert_event(tx, &event))

@@ -1,5 +1,6 @@
 //! A throw-away PostgreSQL cluster for tests: `initdb` in a temp directory, `pg_ctl start` on a
-//! free loopback port with its socket in that directory, stopped and deleted on drop. One
+//! free loopback port with its socket in that directory, stopped and deleted on drop. One copy
+//! serves the lib's unit tests (src/store/postgres includes it) and the integration tests. One
 //! cluster serves a whole test binary (starting one takes seconds); each test gets its own
 //! database from [`database`]. A watcher process stops it too if the test binary dies without
 //! running its exit handlers (an abort, a kill).
