@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "calls_by_caller",
         sql: include_str!("migrations/0006_calls_by_caller.sql"),
     },
+    // 7 is the calls' `node` column (issue 16, merged from another branch).
+    Migration {
+        version: 8,
+        name: "registrations",
+        sql: include_str!("migrations/0008_registrations.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.

@@ -41,7 +41,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (3, "no_message_outcomes".to_string()),
             (4, "incidents".to_string()),
             (5, "transcripts".to_string()),
-            (6, "calls_by_caller".to_string())
+            (6, "calls_by_caller".to_string()),
+            (8, "registrations".to_string())
         ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
@@ -54,7 +55,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (3, "no_message_outcomes".to_string()),
             (4, "incidents".to_string()),
             (5, "transcripts".to_string()),
-            (6, "calls_by_caller".to_string())
+            (6, "calls_by_caller".to_string()),
+            (8, "registrations".to_string())
         ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
@@ -80,7 +82,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 6,
+                known: 8,
                 ..
             }
         ),

@@ -32,6 +32,7 @@ use crate::sip::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 
 mod bridged;
 pub(super) mod callback;
+mod remote;
 mod targets;
 
 use crate::sip::Transport;
@@ -75,6 +76,9 @@ struct Contact {
     /// The From user instead of the caller's number: a trunk's caller ID (a carrier refuses or
     /// rewrites a caller ID that is not the account's).
     from_user: Option<String>,
+    /// Route headers for the INVITE: a registration's Path (RFC 3327), so the phone is reached
+    /// through the proxy it registered through.
+    route: Vec<String>,
 }
 
 enum Internal {
@@ -422,7 +426,12 @@ impl Dialing<'_> {
             sdp: offer,
             credentials: c.credentials.clone(),
             redirect_hosts: settings.desk.redirect_hosts.clone(),
-            extra_headers: vec![("X-IVR-Call-ID".into(), self.call_id.clone())],
+            extra_headers: c
+                .route
+                .iter()
+                .map(|r| ("Route".to_string(), r.clone()))
+                .chain([("X-IVR-Call-ID".into(), self.call_id.clone())])
+                .collect(),
         };
         let (reply, rx) = oneshot::channel();
         call.send(CallCommand::Dial {

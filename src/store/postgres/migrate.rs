@@ -19,11 +19,19 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in order. Append only: a released migration is never edited.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    // 2 is the outbox leases and the calls' `node` column (issue 16, another branch).
+    Migration {
+        version: 3,
+        name: "registrations",
+        sql: include_str!("migrations/0003_registrations.sql"),
+    },
+];
 
 /// The advisory lock keys: a class ("ivr" in ASCII, to stay clear of other users of the same
 /// database) and a key in it. Migrations and `call_started`'s per-number locks are separate
