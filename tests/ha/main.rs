@@ -11,3 +11,4 @@ mod cluster;
 mod drain;
 mod failover;
 mod proxy;
+mod registrations;
