@@ -142,3 +142,80 @@ fn a_phone_registered_through_the_proxy_is_rung_through_it_and_bridged() {
         "the proxy did not record-route the INVITE to the phone:\n{invite}"
     );
 }
+
+/// The shared store between nodes, with the node's own SQLite file standing in for the shared
+/// database (this test process is the "other node"): a phone registered with another node (a row
+/// this node's registrar never saw) is rung by a desk call here and bridged; and a phone that
+/// registers here is written through to the store for the other nodes.
+#[test]
+fn a_phone_registered_with_another_node_is_rung_from_the_store_and_local_ones_are_written_to_it() {
+    if !common::require_tool("sipp") {
+        return;
+    }
+    use ivr::store::{Binding, RegistrationStore, SqliteStore};
+
+    let node = desk_node();
+    let dir = common::unique_temp_dir("ha-reg-shared");
+    let phone = Staff::start(&dir, "staff_accept_bye.xml", 500);
+    let store = SqliteStore::open(&node.dir().join("data")).expect("the node's store");
+    let now = jiff::Timestamp::now();
+    store
+        .put_binding(&Binding {
+            user: "alice".into(),
+            contact: phone.uri(),
+            source: format!("127.0.0.1:{}", phone.port).parse().expect("addr"),
+            transport: "udp".into(),
+            path: Vec::new(),
+            expires_at: now + jiff::SignedDuration::from_secs(600),
+            node: "other-node".into(),
+        })
+        .expect("the other node's binding");
+
+    let caller = common::run_sipp(&node, "uac_caller.xml", &["-key", "caller", "+15551230003"]);
+    assert!(
+        caller.success(),
+        "caller: {}\n{}",
+        caller.errors,
+        node.log()
+    );
+    phone.assert_completed();
+    node.wait_for_log(&["outcome=\"bridged\""], WAIT);
+
+    // alice registers a phone with this node directly: the node writes it to the store.
+    let port = common::free_port().to_string();
+    let reg = common::run_sipp(
+        &node,
+        "register_contact.xml",
+        &[
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "s3cret",
+            "-key",
+            "contact_port",
+            &port,
+        ],
+    );
+    assert!(reg.success(), "register: {}\n{}", reg.errors, node.log());
+    let contact = format!("sip:alice@127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + WAIT;
+    let written = loop {
+        let rows = store
+            .bindings("alice", jiff::Timestamp::now())
+            .expect("read bindings");
+        if let Some(b) = rows.into_iter().find(|b| b.contact == contact) {
+            break b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node's registration never reached the store:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(written.node, "other-node");
+    assert_eq!((written.transport.as_str(), written.path.len()), ("udp", 0));
+    assert!(written.expires_at > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60));
+}
