@@ -220,6 +220,7 @@ mod tests {
                 q: None,
                 source: "192.0.2.7:5062".parse().unwrap(),
                 transport: Transport::Tcp(1),
+                path: Vec::new(),
             },
         }
     }

@@ -89,6 +89,8 @@ pub struct DeskSettings {
     pub mobiles: HashMap<String, String>,
     /// Looks up desk members written as host names (`[dns]`).
     pub resolver: crate::dns::SipResolver,
+    /// This node's name: its own rows in the shared registrations are not rung twice.
+    pub node: String,
 }
 
 /// The `[[trunks]]` entry external desk numbers go out through (`[desk] external_trunk`).

@@ -34,6 +34,7 @@ use crate::sip::{CallEvent, CallRef, Endpoint, EndpointConfig, Output, StaffAuth
 use crate::store::{SqliteStore, Store};
 
 pub mod control;
+mod registrations;
 pub mod reload;
 mod serving;
 mod settings;
@@ -173,6 +174,11 @@ async fn run(
     let (registrations_tx, registrations) = tokio::sync::watch::channel(Arc::from(Vec::new()));
     // ...and the trunks' registration states, for /api/status.
     let (trunks_tx, trunks) = tokio::sync::watch::channel(Arc::from(Vec::new()));
+    // ...and, for the other nodes, written through to the shared store.
+    if let Some(store) = live.current().memory.store.clone() {
+        let node = live.current().desk.node.clone();
+        registrations::spawn_write_through(store, node, clock, registrations.clone());
+    }
     let line = Arc::new(serving::LineView {
         live: live.clone(),
         registrations,

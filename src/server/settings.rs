@@ -93,6 +93,7 @@ pub(super) fn desk_settings(
             .iter()
             .filter_map(|u| Some((u.name.clone(), u.mobile.clone()?)))
             .collect(),
+        node: config.cluster.node.clone(),
     })
 }
 

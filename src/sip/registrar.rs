@@ -48,6 +48,9 @@ pub struct Binding {
     /// Where the REGISTER came from (the address to send requests to when behind NAT).
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The REGISTER's Path header values (RFC 3327), in order: the proxies a request to this
+    /// contact goes through (sent as its Route headers). Empty when it came directly.
+    pub path: Vec<String>,
 }
 
 impl Binding {
@@ -87,6 +90,8 @@ pub struct RegisterInput {
     pub star: bool,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The Path header values (RFC 3327 §5.3: stored with each contact it registers).
+    pub path: Vec<String>,
 }
 
 #[derive(Clone, Debug, Error, PartialEq)]
@@ -208,6 +213,7 @@ impl Registrar {
                 q: c.q,
                 source: req.source,
                 transport: req.transport,
+                path: req.path.clone(),
             };
             match (existing, expires) {
                 (Some(i), 0) => {

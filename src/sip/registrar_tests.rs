@@ -29,6 +29,7 @@ fn req(
         star: false,
         source: src(),
         transport: Transport::Udp,
+        path: Vec::new(),
     }
 }
 

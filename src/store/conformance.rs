@@ -64,6 +64,8 @@ macro_rules! conformance_tests {
             transcripts_owed_newest_first_until_stored_with_its_event,
             transcript_makes_the_mail_waiting_for_it_due,
             failed_transcriptions_are_counted_and_a_final_error_is_the_outcome,
+            bindings_are_kept_per_user_and_contact_and_refreshed_in_place,
+            expired_bindings_are_not_returned,
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -84,8 +86,11 @@ pub(super) use conformance_tests;
 mod incidents;
 #[path = "conformance_queue.rs"]
 mod queue;
+#[path = "conformance_registrations.rs"]
+mod registrations;
 pub(super) use incidents::*;
 pub(super) use queue::*;
+pub(super) use registrations::*;
 
 /// The SQLite store runs the suite on a file in a temp directory.
 mod sqlite {

@@ -32,6 +32,7 @@ pub mod event;
 mod incidents;
 mod memory;
 mod postgres;
+mod registrations;
 mod schema;
 mod sqlite;
 pub mod traits;
@@ -55,9 +56,11 @@ pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};
 pub use event::{EventKind, OutboxEvent, OutboxRow, Target};
 pub use incidents::{Incident, IncidentSource, NewIncident};
 pub use memory::MemoryStore;
+pub use registrations::Binding;
 pub use sqlite::{DB_FILE, SqliteStore};
 pub use traits::{
-    CallStore, IncidentStore, OutboxStore, SlaStore, Store, StoreMetrics, VoicemailStore,
+    CallStore, IncidentStore, OutboxStore, RegistrationStore, SlaStore, Store, StoreMetrics,
+    VoicemailStore,
 };
 pub use transcripts::{OwedTranscript, TranscriptOutcome};
 pub use types::*;

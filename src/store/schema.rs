@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "calls_node",
         sql: include_str!("migrations/0007_calls_node.sql"),
     },
+    Migration {
+        version: 8,
+        name: "registrations",
+        sql: include_str!("migrations/0008_registrations.sql"),
+    },
 ];
 
 /// The columns of a CDR, in the order [`cdr_from_row`] reads them.

@@ -45,7 +45,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (4, "incidents".to_string()),
             (5, "transcripts".to_string()),
             (6, "calls_by_caller".to_string()),
-            (7, "calls_node".to_string())
+            (7, "calls_node".to_string()),
+            (8, "registrations".to_string())
         ]
     );
     // Opening again applies nothing and keeps the data. Callers hold it as `Arc<dyn Store>`.
@@ -59,7 +60,8 @@ fn open_creates_wal_database_with_schema_and_reopens_idempotently() {
             (4, "incidents".to_string()),
             (5, "transcripts".to_string()),
             (6, "calls_by_caller".to_string()),
-            (7, "calls_node".to_string())
+            (7, "calls_node".to_string()),
+            (8, "registrations".to_string())
         ]
     );
     let cdrs = store.cdrs_between(None, None).expect("cdrs");
@@ -85,7 +87,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 7,
+                known: 8,
                 ..
             }
         ),

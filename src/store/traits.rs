@@ -9,8 +9,10 @@
 //! worker, `Arc<dyn SlaStore>` for the SLA timers); whoever holds an `Arc<dyn Store>` hands it
 //! over as such by trait upcasting (`let o: Arc<dyn OutboxStore> = store.clone();`).
 //!
-//! Registrations are not here: the registrar keeps its bindings in memory (a REGISTER is
-//! refreshed every few minutes, so a restart loses nothing a phone does not resend).
+//! Registrations ([`RegistrationStore`]) are a copy: each node's registrar keeps its own phones'
+//! bindings in memory (authoritative for them; a REGISTER is refreshed every few minutes, so a
+//! restart loses nothing a phone does not resend) and writes them through here, so a desk call
+//! on another node can find them.
 //!
 //! Every implementation is `Send + Sync` and blocks; see the module docs of [`super`] for how
 //! async code calls it. A write method returns `Ok` only once its data is committed durably (a
@@ -20,9 +22,9 @@
 use jiff::Timestamp;
 
 use super::{
-    AckOutcome, Backlog, CallFact, CallStart, CallStartOutcome, Cdr, Incident, IncidentSource,
-    NewIncident, NewVoicemail, OutboxEvent, OutboxRow, OwedTranscript, SlaTimer, StoreError,
-    TranscriptOutcome, Voicemail,
+    AckOutcome, Backlog, Binding, CallFact, CallStart, CallStartOutcome, Cdr, Incident,
+    IncidentSource, NewIncident, NewVoicemail, OutboxEvent, OutboxRow, OwedTranscript, SlaTimer,
+    StoreError, TranscriptOutcome, Voicemail,
 };
 
 /// Calls (CDRs) and callers.
@@ -202,6 +204,19 @@ pub trait IncidentStore: Send + Sync {
     fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
 }
 
+/// Staff phones' registrations, shared between nodes (each node writes its registrar's bindings).
+pub trait RegistrationStore: Send + Sync {
+    /// Store a binding, or replace the one with the same user and contact (a refresh, or the
+    /// phone moving to another node).
+    fn put_binding(&self, binding: &Binding) -> Result<(), StoreError>;
+
+    /// Forget `user`'s binding of `contact` (unregistered or expired); nothing if there is none.
+    fn remove_binding(&self, user: &str, contact: &str) -> Result<(), StoreError>;
+
+    /// `user`'s bindings not expired at `now` (`expires_at` after it), by contact.
+    fn bindings(&self, user: &str, now: Timestamp) -> Result<Vec<Binding>, StoreError>;
+}
+
 /// What /metrics reads from the store.
 pub trait StoreMetrics: Send + Sync {
     /// Voicemails waiting for a callback and webhook events waiting for delivery at `now`
@@ -222,11 +237,24 @@ pub trait StoreMetrics: Send + Sync {
 /// Everything the rest of `ivr` stores, whatever the database: the narrow traits together, so
 /// an `Arc<dyn Store>` can be handed to each consumer as the one it needs.
 pub trait Store:
-    CallStore + VoicemailStore + SlaStore + OutboxStore + IncidentStore + StoreMetrics
+    CallStore
+    + VoicemailStore
+    + SlaStore
+    + OutboxStore
+    + IncidentStore
+    + RegistrationStore
+    + StoreMetrics
 {
 }
 
 impl<T> Store for T where
-    T: CallStore + VoicemailStore + SlaStore + OutboxStore + IncidentStore + StoreMetrics + ?Sized
+    T: CallStore
+        + VoicemailStore
+        + SlaStore
+        + OutboxStore
+        + IncidentStore
+        + RegistrationStore
+        + StoreMetrics
+        + ?Sized
 {
 }

@@ -28,7 +28,19 @@ impl Staff {
     /// Like [`Staff::start`], listening on another loopback address (`127.0.0.3`): the DNS
     /// tests give each SRV target its own host.
     pub fn start_at(dir: &Path, ip: &str, scenario: &'static str, pause_ms: u64) -> Staff {
-        let port = free_port();
+        Staff::start_with(dir, ip, free_port(), scenario, pause_ms, &[])
+    }
+
+    /// Like [`Staff::start_at`] on `port`, with more sipp options (`-trace_msg`,
+    /// `-message_file F`).
+    pub fn start_with(
+        dir: &Path,
+        ip: &str,
+        port: u16,
+        scenario: &'static str,
+        pause_ms: u64,
+        extra: &[&str],
+    ) -> Staff {
         let media_port = super::free_media_port();
         let stem = scenario.trim_end_matches(".xml");
         let err_file = dir.join(format!("staff-{stem}-{port}-errors.log"));
@@ -44,6 +56,7 @@ impl Staff {
             .arg("-trace_err")
             .arg("-error_file")
             .arg(&err_file)
+            .args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))

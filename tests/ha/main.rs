@@ -14,4 +14,5 @@ mod cluster;
 mod drain;
 mod failover;
 mod proxy;
+mod registrations;
 mod store_pg;

@@ -140,7 +140,12 @@ impl Dialing<'_> {
             sdp: offer,
             credentials: c.credentials.clone(),
             redirect_hosts: settings.desk.redirect_hosts.clone(),
-            extra_headers: vec![("X-IVR-Call-ID".into(), self.call_id.clone())],
+            extra_headers: c
+                .route
+                .iter()
+                .map(|r| ("Route".to_string(), r.clone()))
+                .chain([("X-IVR-Call-ID".into(), self.call_id.clone())])
+                .collect(),
         };
         let (reply, rx) = oneshot::channel();
         call.send(CallCommand::Dial {

@@ -33,6 +33,7 @@ use crate::sip::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 mod bridged;
 pub(super) mod callback;
 mod legs;
+mod remote;
 mod targets;
 
 use crate::sip::Transport;
@@ -77,6 +78,9 @@ struct Contact {
     /// The From user instead of the caller's number: a trunk's caller ID (a carrier refuses or
     /// rewrites a caller ID that is not the account's).
     from_user: Option<String>,
+    /// Route headers for the INVITE: a registration's Path (RFC 3327), so the phone is reached
+    /// through the proxy it registered through.
+    route: Vec<String>,
 }
 
 enum Internal {

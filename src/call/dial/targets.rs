@@ -55,6 +55,7 @@ pub(super) async fn resolve(
                                 transport: Transport::Udp,
                                 credentials: None,
                                 from_user: None,
+                                route: Vec::new(),
                             })
                         })
                         .into_iter()
@@ -71,25 +72,43 @@ pub(super) async fn resolve(
                         reply,
                     });
                     let bindings = rx.await.unwrap_or_default();
-                    if bindings.is_empty() {
+                    let remote = other_nodes(call, settings, user, &bindings).await;
+                    if bindings.is_empty() && remote.is_empty() {
                         info!(call_id = %call.call_id, member = %user, event = "dial_skip", "staff member not registered; skipped");
                     }
                     let password = settings.desk.passwords.get(user).cloned();
+                    let credentials = password.map(|password| Credentials {
+                        username: user.clone(),
+                        password,
+                    });
                     let mobile = on_call_mobile(call, settings, m, oncall_user.as_deref()).await;
                     bindings
                         .into_iter()
                         .map(|b| Contact {
                             member: user.clone(),
-                            destination: binding_destination(&b.contact, b.source, b.transport),
+                            destination: match (b.transport, super::remote::first_hop(&b.path)) {
+                                // Registered through a proxy (Path): the INVITE goes to it, with
+                                // the Path as Route; over TCP, the connection it came in on.
+                                (Transport::Udp, Some(hop)) => hop,
+                                _ => binding_destination(&b.contact, b.source, b.transport),
+                            },
                             alternates: Vec::new(),
                             transport: b.transport,
                             uri: b.contact,
-                            credentials: password.clone().map(|password| Credentials {
-                                username: user.clone(),
-                                password,
-                            }),
+                            credentials: credentials.clone(),
                             from_user: None,
+                            route: b.path,
                         })
+                        .chain(remote.into_iter().map(|r| Contact {
+                            member: user.clone(),
+                            uri: r.uri,
+                            destination: r.destination,
+                            alternates: Vec::new(),
+                            transport: Transport::Udp,
+                            credentials: credentials.clone(),
+                            from_user: None,
+                            route: r.route,
+                        }))
                         .chain(mobile)
                         .collect()
                 }
@@ -135,6 +154,7 @@ async fn number_contact(call: &Call, settings: &CallSettings, number: &str) -> O
         transport: Transport::Udp,
         credentials: ext.credentials.clone(),
         from_user: Some(ext.caller_id.clone()),
+        route: Vec::new(),
     })
 }
 
@@ -151,6 +171,28 @@ async fn lookup(
             warn!(call_id = %call.call_id, member = %uri, error = %e, event = "dial_skip",
                 "desk phone's host name did not resolve; skipped");
             None
+        }
+    }
+}
+
+/// `user`'s phones registered with other nodes, from the shared store (none without a
+/// store, or when it fails: the local phones still ring).
+async fn other_nodes(
+    call: &Call,
+    settings: &CallSettings,
+    user: &str,
+    local: &[crate::sip::Binding],
+) -> Vec<super::remote::Remote> {
+    let Some(store) = &settings.memory.store else {
+        return Vec::new();
+    };
+    let (who, now) = (user.to_string(), settings.clock.now());
+    match crate::store::blocking(store, move |s| s.bindings(&who, now)).await {
+        Ok(stored) => super::remote::remote_contacts(local, stored, &settings.desk.node),
+        Err(e) => {
+            warn!(call_id = %call.call_id, member = %user, error = %e, event = "dial_skip",
+                "store: other nodes' registrations not read; ringing this node's phones only");
+            Vec::new()
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::super::auth::{Admission, Block, Culprit};
+use super::super::message::split_comma_list;
 use super::super::registrar::Registration;
 use super::*;
 
@@ -264,6 +265,13 @@ impl Endpoint {
             return;
         }
         let contact_values: Vec<&str> = req.raw.header_values("Contact").collect();
+        // RFC 3327: each Path value (a header may list several) in order, stored with the
+        // contacts and echoed in the 200 OK.
+        let path: Vec<String> = req
+            .raw
+            .header_values("Path")
+            .flat_map(split_comma_list)
+            .collect();
         let parsed = parse_contacts(&contact_values).and_then(|(contacts, star)| {
             let expires_header = match req.raw.header_str("Expires") {
                 None => None,
@@ -285,6 +293,7 @@ impl Endpoint {
                     star,
                     source,
                     transport,
+                    path: path.clone(),
                 },
             )
         });
@@ -293,10 +302,15 @@ impl Endpoint {
                 self.registrations_changed = true;
                 let values = contact_header_values(&bindings, now);
                 let requested: Vec<String> = contact_values.iter().map(|v| v.to_string()).collect();
-                info!(call_id = %req.call_id, user = %user, %source, contact = %requested.join(", "),
+                info!(call_id = %req.call_id, user = %user, %source, contact = %requested.join(", "), path = %path.join(", "),
                     expires = req.raw.header_str("Expires").unwrap_or("-"),
                     bindings = %values.join(", "), event = "register", "staff registration");
+                // RFC 3327 §5.3: the registrar returns the Path it stored, so the phone (and
+                // the proxies) learn the route its requests are reached by.
                 self.respond_with(now, key, 200, |mut b| {
+                    for p in &path {
+                        b = b.header("Path", p);
+                    }
                     for v in &values {
                         b = b.header("Contact", v);
                     }

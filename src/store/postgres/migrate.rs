@@ -30,6 +30,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "calls_node",
         sql: include_str!("migrations/0002_calls_node.sql"),
     },
+    Migration {
+        version: 3,
+        name: "registrations",
+        sql: include_str!("migrations/0003_registrations.sql"),
+    },
 ];
 
 /// The advisory lock keys: a class ("ivr" in ASCII, to stay clear of other users of the same

@@ -26,6 +26,7 @@ mod calls;
 mod incidents;
 mod migrate;
 mod outbox;
+mod registrations;
 mod rows;
 mod sla;
 mod voicemails;

@@ -18,6 +18,7 @@ mod calls;
 mod incidents;
 mod metrics;
 mod outbox;
+mod registrations;
 mod sla;
 mod voicemails;
 

@@ -485,3 +485,42 @@ fn a_blocked_source_gets_403_for_call_back_invites_too() {
     let s = h.recv(20, attacker(), &customer);
     assert_eq!(s.statuses(), vec![100]);
 }
+
+/// RFC 3327: a REGISTER through a proxy carries Path; the registrar stores it with the binding
+/// (the route set for requests to that contact) and returns it, in order, in the 200 OK.
+#[test]
+fn a_register_through_a_proxy_keeps_its_path_and_echoes_it() {
+    let mut h = H::new();
+    let proxy: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    let ch = h.challenge(0, proxy, "p0");
+    let a = answer(&ch, "alice", "s3cret", "proxy-cn", 1);
+    let outer = "<sip:192.0.2.1:5060;lr;received=sip:203.0.113.9:41000>";
+    let inner = "<sip:edge.example;lr>";
+    let s = h.recv(
+        10,
+        proxy,
+        &register(
+            proxy,
+            "p1",
+            "alice-reg@proxied",
+            2,
+            "alice",
+            &format!(
+                "Path: {outer}, {inner}\r\nAuthorization: {a}\r\n{}",
+                contact(phone())
+            ),
+        ),
+    );
+    assert_eq!(s.statuses(), vec![200], "{:?}", s.msgs);
+    assert_eq!(values(s.only(), "Path"), vec![outer, inner]);
+    let bindings = h.ep.contacts(h.at(20), "alice");
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].path, vec![outer, inner]);
+    assert_eq!(bindings[0].source, proxy);
+
+    // Without a Path (registered directly) nothing is echoed and the route set is empty.
+    let direct = alice_registers(&mut h);
+    assert!(!direct.is_empty());
+    let bindings = h.ep.contacts(h.at(20), "alice");
+    assert!(bindings.iter().any(|b| b.path.is_empty()));
+}
