@@ -95,14 +95,11 @@ fn oncall_prints_who_is_on_call_and_the_next_changes_in_local_time() {
     );
 }
 
-#[test]
-fn simulate_says_whom_the_dial_rings_at_the_simulated_time() {
-    let config = write_config(
-        "oncall-simulate",
-        "[[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n",
-    );
+/// `ivr simulate` of the desk flow on Christmas Day (bob, by the override) with `extra` config;
+/// its output.
+fn simulate_christmas(label: &str, extra: &str) -> String {
+    let config = write_config(label, extra);
     let flow = manifest_dir().join("tests/flows/desk.toml");
-    // Christmas Day: bob, by the override.
     let (ok, out) = ivr(
         &[
             "simulate",
@@ -117,6 +114,15 @@ fn simulate_says_whom_the_dial_rings_at_the_simulated_time() {
         "\n",
     );
     assert!(ok, "{out}");
+    out
+}
+
+#[test]
+fn simulate_says_whom_the_dial_rings_at_the_simulated_time() {
+    let out = simulate_christmas(
+        "oncall-simulate",
+        "[[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n",
+    );
     assert!(
         out.contains(
             "rings desk: oncall = bob (override) since Thu 2026-12-24 17:00 EST until Sun \
@@ -125,27 +131,13 @@ fn simulate_says_whom_the_dial_rings_at_the_simulated_time() {
         "{out}"
     );
     // With an external trunk that allows bob's mobile, the dial names it as serve rings it.
-    let config = write_config(
+    let out = simulate_christmas(
         "oncall-simulate-mobile",
         "[desk]\nexternal_trunk = \"carrier\"\nnumber_allow = [\"+1555*\"]\n\
          [[desk.groups]]\nname = \"desk\"\nmembers = [\"oncall\"]\n\
          [[trunks]]\nname = \"carrier\"\nregistrar = \"sip:127.0.0.1:5099\"\n\
          username = \"acct\"\npassword = \"pw\"\nregister = false\n",
     );
-    let (ok, out) = ivr(
-        &[
-            "simulate",
-            flow.to_str().expect("utf-8"),
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--prompts",
-            "prompts",
-            "--at",
-            "2026-12-25T10:00:00-05:00",
-        ],
-        "\n",
-    );
-    assert!(ok, "{out}");
     assert!(
         out.contains(
             "rings desk: oncall = bob (override) since Thu 2026-12-24 17:00 EST until Sun \
