@@ -33,6 +33,7 @@ use crate::sip::{CallEvent, CallRef, Credentials, EndReason, OutboundCall};
 mod bridged;
 pub(super) mod callback;
 mod legs;
+mod reach;
 mod remote;
 mod targets;
 

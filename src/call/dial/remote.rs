@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::{Binding as Local, uri_socket_addr};
+use crate::sip::Binding as Local;
 use crate::store::Binding;
 
 /// How to reach a phone another node registered.
@@ -31,14 +31,12 @@ pub(super) fn remote_contacts(local: &[Local], stored: Vec<Binding>, node: &str)
         {
             continue;
         }
-        let destination = match first_hop(&b.path) {
+        let destination = match super::reach::first_hop(&b.path) {
             Some(hop) => hop,
             None if !b.path.is_empty() => b.source,
-            None if b.transport.eq_ignore_ascii_case("udp") => super::targets::binding_destination(
-                &b.contact,
-                b.source,
-                crate::sip::Transport::Udp,
-            ),
+            None if b.transport.eq_ignore_ascii_case("udp") => {
+                super::reach::binding_destination(&b.contact, b.source, crate::sip::Transport::Udp)
+            }
             None => continue,
         };
         out.push(Remote {
@@ -48,20 +46,6 @@ pub(super) fn remote_contacts(local: &[Local], stored: Vec<Binding>, node: &str)
         });
     }
     out
-}
-
-/// Where a request routed by `path` (RFC 3327) goes first: its first entry's address, when an
-/// IP literal (a proxy's Path names its own address).
-pub(super) fn first_hop(path: &[String]) -> Option<SocketAddr> {
-    uri_socket_addr(uri_in(path.first()?))
-}
-
-/// The URI inside a Path value (`<sip:p1;lr>` → `sip:p1;lr`).
-fn uri_in(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if b > a => &value[a + 1..b],
-        _ => value.trim(),
-    }
 }
 
 #[cfg(test)]

@@ -86,11 +86,15 @@ pub(super) async fn resolve(
                         .into_iter()
                         .map(|b| Contact {
                             member: user.clone(),
-                            destination: match (b.transport, super::remote::first_hop(&b.path)) {
+                            destination: match (b.transport, super::reach::first_hop(&b.path)) {
                                 // Registered through a proxy (Path): the INVITE goes to it, with
                                 // the Path as Route; over TCP, the connection it came in on.
                                 (Transport::Udp, Some(hop)) => hop,
-                                _ => binding_destination(&b.contact, b.source, b.transport),
+                                _ => super::reach::binding_destination(
+                                    &b.contact,
+                                    b.source,
+                                    b.transport,
+                                ),
                             },
                             alternates: Vec::new(),
                             transport: b.transport,
@@ -294,44 +298,5 @@ pub(super) fn sip_user(caller: &str) -> String {
         "anonymous".into()
     } else {
         user
-    }
-}
-
-/// Where to send a registered phone its INVITE: over TCP, the connection it registered on (the
-/// transport ignores the address then); over UDP its Contact when that names the address the
-/// REGISTER came from (another port is fine: the phone may listen elsewhere), else the REGISTER's
-/// source: a phone behind NAT advertises a private address it cannot be reached at.
-pub(super) fn binding_destination(
-    contact: &str,
-    source: SocketAddr,
-    transport: Transport,
-) -> SocketAddr {
-    match (transport, crate::sip::uri_socket_addr(contact)) {
-        (Transport::Udp, Some(addr)) if addr.ip() == source.ip() => addr,
-        _ => source,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registered_phones_are_reached_where_they_can_be() {
-        let source: SocketAddr = "198.51.100.7:40000".parse().unwrap();
-        // The Contact names the REGISTER's address (maybe another port): use it.
-        assert_eq!(
-            binding_destination("sip:alice@198.51.100.7:5070", source, Transport::Udp),
-            "198.51.100.7:5070".parse().unwrap()
-        );
-        // A private address behind NAT, or a host name: where the REGISTER came from.
-        for contact in ["sip:alice@192.168.1.20:5060", "sip:alice@laptop.local"] {
-            assert_eq!(binding_destination(contact, source, Transport::Udp), source);
-        }
-        // Over TCP, the registration's connection.
-        assert_eq!(
-            binding_destination("sip:alice@198.51.100.7:5070", source, Transport::Tcp(3)),
-            source
-        );
     }
 }
