@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod register;
 pub mod shell;
 pub mod targets;
+pub mod wire;
 
 pub use inbound::{InboundRules, Verdict};
 pub use shell::{TrunkShell, TrunkStatus, TrunkStatuses};

@@ -9,7 +9,6 @@
 //! reuse them), CSeq goes up by one per REGISTER.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +19,13 @@ use tracing::{debug, info, warn};
 use tokio::sync::mpsc;
 
 use super::inbound::{InboundRules, Verdict};
-use super::register::{Action, Input, RegisterClient, RegisterSpec, Reply, Report, Secret};
+use super::register::{Action, Input, RegisterClient, RegisterSpec, Report, Secret};
 use super::targets::{RegistrarTargets, Resolved, Route};
 use crate::config::{TrunkConfig, UnknownSources};
 use crate::dns::{DnsError, Failure, SipResolver, Target};
 use crate::metrics::Metrics;
 use crate::sip::endpoint::random_token;
-use crate::sip::message::{Response, Transport};
+use crate::sip::message::Transport;
 use crate::sip::{Endpoint, RequestOutcome, RequestRef};
 
 /// One trunk as the admin API shows it.
@@ -347,7 +346,7 @@ impl TrunkShell {
                 continue;
             }
             let input = match outcome {
-                RequestOutcome::Response(resp) => Input::Reply(reply_of(&resp)),
+                RequestOutcome::Response(resp) => Input::Reply(super::wire::reply_of(&resp)),
                 RequestOutcome::Timeout => Input::Timeout { cseq },
             };
             let actions = self.regs[i].client.handle(now, input);
@@ -408,7 +407,14 @@ impl TrunkShell {
         let trunk = &r.client.spec().trunk;
         self.metrics.trunk_register_attempt(trunk);
         let branch = format!("z9hG4bK{}", random_token(16));
-        let bytes = render_register(r, &branch, &send);
+        let bytes = super::wire::render_register(
+            r.client.spec(),
+            r.local,
+            &r.call_id,
+            &r.from_tag,
+            &branch,
+            &send,
+        );
         debug!(%trunk, %to, cseq = send.cseq, expires = send.expires, auth = send.authorization.is_some(), "REGISTER out");
         let id = ep.send_request(now, to, Transport::Udp, &branch, bytes);
         self.pending.insert(id, (i, send));
@@ -466,51 +472,6 @@ impl TrunkShell {
             .collect();
         self.statuses.send_replace(list.into());
     }
-}
-
-/// What the registration client reads of a final response.
-pub fn reply_of(resp: &Response) -> Reply {
-    let raw = &resp.raw;
-    let strings =
-        |name: &str| -> Vec<String> { raw.header_values(name).map(str::to_string).collect() };
-    let number = |name: &str| -> Option<u32> {
-        raw.header_str(name)
-            .and_then(|v| v.split([';', '(']).next())
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Reply {
-        status: resp.status,
-        cseq: resp.cseq,
-        www_authenticate: strings("WWW-Authenticate"),
-        proxy_authenticate: strings("Proxy-Authenticate"),
-        contacts: raw.header_list("Contact"),
-        expires: number("Expires"),
-        min_expires: number("Min-Expires"),
-        retry_after: number("Retry-After"),
-        service_route: raw.header_list("Service-Route"),
-        path: raw.header_list("Path"),
-    }
-}
-
-/// The REGISTER text: stable Call-ID and From tag, the client's CSeq, Expires and answer.
-fn render_register(r: &Registration, branch: &str, send: &super::register::Send) -> Vec<u8> {
-    let spec = r.client.spec();
-    let mut t = String::with_capacity(640);
-    let _ = write!(t, "REGISTER {} SIP/2.0\r\n", spec.request_uri);
-    let _ = write!(t, "Via: SIP/2.0/UDP {};branch={branch};rport\r\n", r.local);
-    let _ = write!(t, "Max-Forwards: 70\r\n");
-    let _ = write!(t, "From: <{}>;tag={}\r\n", spec.aor, r.from_tag);
-    let _ = write!(t, "To: <{}>\r\n", spec.aor);
-    let _ = write!(t, "Call-ID: {}\r\n", r.call_id);
-    let _ = write!(t, "CSeq: {} REGISTER\r\n", send.cseq);
-    let _ = write!(t, "Contact: <{}>\r\n", spec.contact);
-    let _ = write!(t, "Expires: {}\r\n", send.expires);
-    if let Some((name, value)) = &send.authorization {
-        let _ = write!(t, "{name}: {value}\r\n");
-    }
-    let _ = write!(t, "User-Agent: ivr/{}\r\n", env!("CARGO_PKG_VERSION"));
-    let _ = write!(t, "Content-Length: 0\r\n\r\n");
-    t.into_bytes()
 }
 
 #[cfg(test)]
