@@ -68,6 +68,8 @@ pub(super) fn desk_settings(
         .ringback
         .parse()
         .unwrap_or(crate::media::tones::RingbackTone::Us);
+    // One resolver for every SIP host name a call looks up: its clones share one cache.
+    let resolver = crate::dns::SipResolver::new(&config.dns.settings().unwrap_or_default());
     Ok(call::DeskSettings {
         groups,
         passwords: config
@@ -80,13 +82,12 @@ pub(super) fn desk_settings(
         ring_each: Duration::from_secs(config.desk.ring_each_s),
         ringback: crate::media::tones::ringback(tone).into(),
         early_media: config.desk.early_media,
-        resolver: crate::dns::SipResolver::new(&config.dns.settings().unwrap_or_default()),
         callback_via: callback_via(config),
-        callback_trunk: callback_trunk(config),
+        callback_trunk: callback_trunk(config, &resolver),
         callback_window: Duration::from_secs(config.desk.callback_window_h * 3600),
         callback_caller_id: config.desk.callback_caller_id.clone(),
         redirect_hosts: config.desk.redirect_hosts.clone(),
-        external: external_trunk(config),
+        external: external_trunk(config, &resolver),
         mobiles: config
             .staff
             .users
@@ -94,36 +95,60 @@ pub(super) fn desk_settings(
             .filter_map(|u| Some((u.name.clone(), u.mobile.clone()?)))
             .collect(),
         node: config.cluster.node.clone(),
+        resolver,
+    })
+}
+
+/// `host[:port]` of a SIP URI, as a Request-URI names it.
+fn host_port_of(uri: &str) -> Option<String> {
+    crate::sip::uri_host_port(uri).map(|(h, p)| match p {
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    })
+}
+
+/// The Request-URI host of calls placed through trunk `t`: its domain, else its registrar's
+/// host and port (the registrar is the carrier's proxy).
+fn trunk_host(t: &crate::config::TrunkConfig) -> Option<String> {
+    if t.domain.is_empty() {
+        host_port_of(&t.registrar)
+    } else {
+        Some(t.domain.clone())
+    }
+}
+
+/// The account that answers the carrier's 401/407 on INVITEs through trunk `t` (`what` says
+/// which calls, for the warning); `None` for a trunk with an HA1 only.
+fn trunk_credentials(
+    t: &crate::config::TrunkConfig,
+    what: &str,
+) -> Option<crate::sip::Credentials> {
+    if !t.ha1.is_empty() {
+        warn!(trunk = %t.name, "{what} through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
+    }
+    (!t.password.is_empty()).then(|| crate::sip::Credentials {
+        username: t.username.clone(),
+        password: t.password.clone(),
     })
 }
 
 /// The `[[trunks]]` entry `desk.external_trunk` names (checked at load to exist), as `tel:`
 /// members dial it.
-fn external_trunk(config: &Config) -> Option<call::ExternalTrunk> {
+fn external_trunk(
+    config: &Config,
+    resolver: &crate::dns::SipResolver,
+) -> Option<call::ExternalTrunk> {
     let t = config
         .trunks
         .iter()
         .find(|t| t.name == config.desk.external_trunk)?;
-    let host = if t.domain.is_empty() {
-        let (h, p) = crate::sip::uri_host_port(&t.registrar)?;
-        p.map_or(h.clone(), |p| format!("{h}:{p}"))
-    } else {
-        t.domain.clone()
-    };
-    let dns = config.dns.settings().unwrap_or_default();
-    let destination =
-        crate::dns::SipDestination::new(&t.registrar, crate::dns::SipResolver::new(&dns)).ok()?;
-    if !t.ha1.is_empty() {
-        warn!(trunk = %t.name, "external desk numbers through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
-    }
+    let host = trunk_host(t)?;
+    let destination = crate::dns::SipDestination::new(&t.registrar, resolver.clone()).ok()?;
     Some(call::ExternalTrunk {
         trunk: t.name.clone(),
         host,
         destination,
-        credentials: (!t.password.is_empty()).then(|| crate::sip::Credentials {
-            username: t.username.clone(),
-            password: t.password.clone(),
-        }),
+        credentials: trunk_credentials(t, "external desk numbers"),
         caller_id: if t.caller_id.is_empty() {
             config.desk.callback_caller_id.clone()
         } else {
@@ -143,45 +168,28 @@ fn named_trunk(config: &Config) -> Option<&crate::config::TrunkConfig> {
 
 /// Where call-backs go: a `[[trunks]]` entry `desk.callback_trunk` names (its domain, else the
 /// registrar's host and port, in the Request-URI; the registrar is the carrier's proxy), or the
-/// SIP URI it holds; either way resolved per call (RFC 3263) with a resolver built from
-/// `[dns]`, with failover between its targets.
-fn callback_trunk(config: &Config) -> Option<(String, crate::dns::SipDestination)> {
-    let host_of = |uri: &str| {
-        crate::sip::uri_host_port(uri).map(|(h, p)| match p {
-            Some(p) => format!("{h}:{p}"),
-            None => h,
-        })
-    };
+/// SIP URI it holds; either way resolved per call (RFC 3263) by `resolver` (`[dns]`), with
+/// failover between its targets.
+fn callback_trunk(
+    config: &Config,
+    resolver: &crate::dns::SipResolver,
+) -> Option<(String, crate::dns::SipDestination)> {
     let (uri, host) = match named_trunk(config) {
-        Some(t) => {
-            let host = if t.domain.is_empty() {
-                host_of(&t.registrar)?
-            } else {
-                t.domain.clone()
-            };
-            (t.registrar.as_str(), host)
-        }
+        Some(t) => (t.registrar.as_str(), trunk_host(t)?),
         None => {
             let uri = config.desk.callback_trunk.as_str();
-            (uri, host_of(uri)?)
+            (uri, host_port_of(uri)?)
         }
     };
-    let dns = config.dns.settings().unwrap_or_default();
-    let dest = crate::dns::SipDestination::new(uri, crate::dns::SipResolver::new(&dns)).ok()?;
+    let dest = crate::dns::SipDestination::new(uri, resolver.clone()).ok()?;
     Some((host, dest))
 }
 
 fn callback_via(config: &Config) -> Option<call::CallbackVia> {
     let t = named_trunk(config)?;
-    if !t.ha1.is_empty() {
-        warn!(trunk = %t.name, "call-backs through this trunk cannot answer its challenges: the INVITE leg needs the password, not the HA1");
-    }
     Some(call::CallbackVia {
         trunk: t.name.clone(),
-        credentials: (!t.password.is_empty()).then(|| crate::sip::Credentials {
-            username: t.username.clone(),
-            password: t.password.clone(),
-        }),
+        credentials: trunk_credentials(t, "call-backs"),
         caller_id: t.caller_id.clone(),
     })
 }

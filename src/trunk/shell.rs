@@ -55,6 +55,13 @@ struct Registration {
     from_tag: String,
     targets: RegistrarTargets,
     local: SocketAddr,
+    /// The user part of our Contact (`contact_user`, else `username`).
+    contact_user: String,
+}
+
+/// The Contact we register: `sip:user@local`.
+fn contact_uri(user: &str, local: SocketAddr) -> String {
+    format!("sip:{user}@{local}")
 }
 
 /// Whom a finished DNS lookup is for.
@@ -143,7 +150,7 @@ impl TrunkShell {
                 trunk: t.name.clone(),
                 request_uri,
                 aor: format!("sip:{}@{domain}", t.username),
-                contact: format!("sip:{}@{local}", t.contact_user()),
+                contact: contact_uri(t.contact_user(), local),
                 username: t.username.clone(),
                 secret: if t.ha1.is_empty() {
                     Secret::Password(t.password.clone())
@@ -162,6 +169,7 @@ impl TrunkShell {
                 from_tag: random_token(10),
                 targets: RegistrarTargets::new(&t.registrar, literal),
                 local,
+                contact_user: t.contact_user().to_string(),
             });
         }
         let (lookups_tx, lookups_rx) = mpsc::unbounded_channel();
@@ -264,13 +272,7 @@ impl TrunkShell {
         }
         if let Some(ip) = crate::sip::route_source_ip(to) {
             r.local = SocketAddr::new(ip, r.local.port());
-            let user = r.client.spec().contact.clone();
-            let user = user
-                .strip_prefix("sip:")
-                .and_then(|u| u.split('@').next())
-                .unwrap_or_default()
-                .to_string();
-            r.client.set_contact(format!("sip:{user}@{}", r.local));
+            r.client.set_contact(contact_uri(&r.contact_user, r.local));
         }
     }
 
