@@ -4,7 +4,13 @@
 #   ivr          one ivr node, called directly;
 #   kam+1        Kamailio (config/kamailio/kamailio.cfg) in front of that one node;
 #   kam+2        Kamailio in front of two nodes (round robin);
-#   sipp-uas     sipp's own UAS (`sipp -sn uas`), the caller's ceiling on this machine.
+#   sipp-uas     sipp's own UAS (`sipp -sn uas`), the caller's ceiling on this machine;
+#   ivr-pg       one node on PostgreSQL ([store] url), called directly;
+#   kam+2-pg     Kamailio in front of two nodes sharing that one PostgreSQL: the set-up that
+#                survives a node's death (repeat callers, SLA timers and the outbox are shared).
+# The PostgreSQL set-ups run when PostgreSQL is installed (Debian's postgresql package): the
+# script starts a throw-away cluster in its work directory (fsync on, as in production), each
+# set-up gets a fresh database.
 # Two loads per set-up:
 #   cps   RATE calls/s for SECONDS s, each hung up by the caller right after its ACK (-d 0):
 #         call set-up and tear-down, as benches/call_setup.sh;
@@ -15,7 +21,8 @@
 # Usage: benches/two_nodes.sh [RATE] [HOLD_RATE] [SECONDS] [HOLD_S]
 #   defaults 1000 100 8 8 (about 2 minutes after the release build)
 # Env: KEEP_WORK=1 keeps the work directory (logs, sipp stats).
-# Needs: sipp (apt-get install sip-tester), kamailio (apt-get install kamailio), python3.
+# Needs: sipp (apt-get install sip-tester), kamailio (apt-get install kamailio), python3;
+# postgresql for the -pg set-ups.
 #
 # Set-up: each node is `ivr serve` (release build) with ring_ms = 0 and answer_delay_ms = 0, the
 # shipped after-hours flow with --now on a Saturday night, sip.max_calls lifted, its own data
@@ -30,7 +37,8 @@
 # Columns: attempted / successful / failed calls (sipp), completed cps = successful / elapsed
 # (sipp's start to its last stats dump), setup ms = mean INVITE-to-200 (sipp's ResponseTime1),
 # peak concurrent = sipp's highest CurrentCall sample (1 s), calls per node = each node's `cdr`
-# log lines, server CPU s = CPU of the ivr node(s) plus Kamailio during the run.
+# log lines, server CPU s = CPU of the ivr node(s) plus Kamailio plus PostgreSQL (its postmaster
+# and backends) during the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-1000}"
@@ -50,6 +58,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.5
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    if [ -n "${pg_data:-}" ]; then as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true; fi
     if [ -n "${KEEP_WORK:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -57,13 +66,36 @@ source benches/lib.sh
 results="$work/results.txt"
 : > "$results"
 
-# node_config NAME -> $work/node-NAME.toml
+# PostgreSQL: the newest Debian server binaries; the server refuses root, so as root it runs as
+# the package's postgres user.
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_port=""
+# start_postgres -> pg_port (the cluster lives in $work/pg until the script ends)
+start_postgres() {
+    pg_data="$work/pg/data"
+    mkdir -p "$work/pg"; chmod 755 "$work"
+    [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
+    as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres -E UTF8 --locale=C --no-instructions >"$work/pg/initdb.log" 2>&1
+    pg_port=$(free_port)
+    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg/log" -w -o "-k $work/pg -p $pg_port -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null
+    pg_pid=$(head -n 1 "$pg_data/postmaster.pid")
+}
+# pg_database NAME -> a fresh database's URL in store_url
+pg_database() {
+    as_pg "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE \"$1\"" >/dev/null
+    store_url="postgres://postgres@127.0.0.1:$pg_port/$1"
+}
+store_url=""
+
+# node_config NAME -> $work/node-NAME.toml (on the database store_url names, when set)
 node_config() {
-    printf '[sip]\nmax_calls = 1000000\n[sip.limits]\nexempt = ["127.0.0.0/8"]\n[callers]\ntrusted_proxies = ["127.0.0.1"]\n[call]\nring_ms = 0\nanswer_delay_ms = 0\n' > "$work/node-$1.toml"
+    printf '[sip]\nmax_calls = 1000000\n[sip.limits]\nexempt = ["127.0.0.0/8"]\n[callers]\ntrusted_proxies = ["127.0.0.1"]\n[call]\nring_ms = 0\nanswer_delay_ms = 0\n[cluster]\nnode = "%s"\n' "$1" > "$work/node-$1.toml"
+    if [ -n "$store_url" ]; then printf '[store]\nurl = "%s"\n' "$store_url" >> "$work/node-$1.toml"; fi
 }
 # start_node NAME RTP_RANGE -> node_pid, node_port
 start_node() {
-    node_port=$(free_port)
+    node_port=$(free_port_udp_tcp)
     node_config "$1"
     "$ivr_bin" serve --config "$work/node-$1.toml" --sip "127.0.0.1:$node_port" --admin "" \
         --rtp-ports "$2" --hold-after-prompt --data "$work/data-$1" --now "$after_hours" \
@@ -77,22 +109,41 @@ kill_now() {
     kill -9 "$@" 2>/dev/null || true
     for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
-# start_kamailio NAME NODE_PORT... -> kam_pid, kam_port
+# free_port_udp_tcp -> a loopback port free for both UDP and TCP (Kamailio listens on both)
+free_port_udp_tcp() {
+    python3 -c 'import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()'
+}
+# start_kamailio NAME NODE_PORT... -> kam_pid, kam_port (a port taken meanwhile: another one)
 start_kamailio() {
     local name=$1; shift
-    kam_port=$(free_port)
     : > "$work/$name.list"
     for p in "$@"; do echo "1 sip:127.0.0.1:$p 0 0" >> "$work/$name.list"; done
     mkdir -p "$work/$name-run"
-    "$kamailio_bin" -DD -E -m 256 -M 16 -f config/kamailio/kamailio.cfg -Y "$work/$name-run" \
-        -P "$work/$name-run/kamailio.pid" -A "LISTEN=127.0.0.1:$kam_port" \
-        -A "DSLIST=\"$work/$name.list\"" -A CHILDREN=4 -A PIKE_DENSITY=1000000 \
-        >"$work/$name.log" 2>&1 &
-    kam_pid=$!
-    pids+=("$kam_pid")
-    sleep 1.5
+    for _ in 1 2 3; do
+        kam_port=$(free_port_udp_tcp)
+        "$kamailio_bin" -DD -E -m 256 -M 16 -f config/kamailio/kamailio.cfg -Y "$work/$name-run" \
+            -P "$work/$name-run/kamailio.pid" -A "LISTEN=127.0.0.1:$kam_port" \
+            -A "DSLIST=\"$work/$name.list\"" -A CHILDREN=4 -A PIKE_DENSITY=1000000 \
+            >"$work/$name.log" 2>&1 &
+        kam_pid=$!
+        sleep 1.5
+        if kill -0 "$kam_pid" 2>/dev/null; then pids+=("$kam_pid"); return; fi
+        wait "$kam_pid" 2>/dev/null || true
+    done
+    echo "kamailio did not start; its log: $work/$name.log" >&2
+    exit 1
 }
-# kamailio_cpu PID -> CPU seconds of the main process and its workers
+# kamailio_cpu PID -> CPU seconds of the main process and its workers (Kamailio's, or
+# PostgreSQL's postmaster and its backends)
 kamailio_cpu() {
     local total=0 c
     for p in $1 $(pgrep -P "$1" || true); do
@@ -105,7 +156,10 @@ kamailio_cpu() {
 cpu_of() {
     local total=0 c
     for p in "$@"; do
-        if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "kamailio" ]; then c=$(kamailio_cpu "$p"); else c=$(cpu_seconds "$p"); fi
+        case "$(cat "/proc/$p/comm" 2>/dev/null)" in
+            kamailio|postgres) c=$(kamailio_cpu "$p") ;;
+            *) c=$(cpu_seconds "$p") ;;
+        esac
         total=$(python3 -c "print($total + $c)")
     done
     echo "$total"
@@ -159,6 +213,26 @@ for load in cps held; do
     sleep 0.5
     run_load sipp-uas "$load" "$port" "$uas_pid" ""
     kill "$uas_pid" 2>/dev/null || true
+    # The same on one shared PostgreSQL.
+    if [ -n "$pg_bin" ]; then
+        [ -n "$pg_port" ] || start_postgres
+        pg_database "one_$load"
+        start_node "p-$load" 10000-20999
+        a_pid=$node_pid; a_port=$node_port
+        run_load ivr-pg "$load" "$a_port" "$a_pid $pg_pid" "$work/p-$load.log"
+        kill_now "$a_pid"
+        pg_database "two_$load"
+        start_node "pa-$load" 10000-20999
+        a_pid=$node_pid; a_port=$node_port
+        start_node "pb-$load" 21000-31999
+        b_pid=$node_pid; b_port=$node_port
+        start_kamailio "kam2pg-$load" "$a_port" "$b_port"
+        run_load kam+2-pg "$load" "$kam_port" "$a_pid $b_pid $kam_pid $pg_pid" "$work/pa-$load.log $work/pb-$load.log"
+        kill "$kam_pid"; kill_now "$a_pid" "$b_pid"; wait "$kam_pid" 2>/dev/null || true
+        store_url=""
+    else
+        echo "PostgreSQL not installed: the -pg set-ups are skipped" >&2
+    fi
 done
 
 python3 - "$results" <<'PY'
