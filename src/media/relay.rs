@@ -29,8 +29,10 @@ pub const MAX_BUFFERED_SAMPLES: usize = 3 * FRAME_SAMPLES;
 
 /// Ticks (20 ms each) audio stays suppressed after an event's end: in-band remnants of the tone
 /// in the source's audio must not follow the event (RFC 4733 §2.5.1.2 asks senders not to send
-/// the tone both ways).
-const HANGOVER_TICKS: u64 = 2;
+/// the tone both ways). It is also how long the sender's redundant end packets (three, one
+/// interval apart, §2.5.1.4) are still relayed: 4 ticks cover them with 40 ms of jitter to
+/// spare. At 2, a third end one tick late was dropped (the flaky bridge test under load).
+const HANGOVER_TICKS: u64 = 4;
 
 /// Ticks without a packet of the current event after which its end packets are taken as lost:
 /// 500 ms, as the receiving decoder's own timeout (`rfc4733::END_TIMEOUT`).

@@ -111,18 +111,23 @@ fn one_output_timestamp_per_event_and_marker_on_first_packet_only() {
     );
 
     // Hangover, then audio again.
-    assert_eq!(r.tick(1800), RelayOutput::Nothing);
-    assert_eq!(r.tick(1960), RelayOutput::Nothing);
+    let mut ts = 1640;
+    for _ in 0..HANGOVER_TICKS {
+        ts += 160;
+        assert_eq!(r.tick(ts), RelayOutput::Nothing);
+    }
     r.push(frame(9, 160));
-    assert_eq!(r.tick(2120), RelayOutput::Audio(vec![9; 160]));
+    ts += 160;
+    assert_eq!(r.tick(ts), RelayOutput::Audio(vec![9; 160]));
 
     // Event 2 (another key): its own output timestamp and marker.
     r.push(event(11, false, 160, 52_000));
-    let second = events(r.tick(2280));
-    assert_eq!((second[0].timestamp, second[0].marker), (2280, true));
+    ts += 160;
+    let second = events(r.tick(ts));
+    assert_eq!((second[0].timestamp, second[0].marker), (ts, true));
     r.push(event(11, true, 480, 52_000));
-    let end2 = events(r.tick(2440));
-    assert_eq!((end2[0].timestamp, end2[0].marker), (2280, false));
+    let end2 = events(r.tick(ts + 160));
+    assert_eq!((end2[0].timestamp, end2[0].marker), (ts, false));
     assert_eq!(r.events_relayed(), 2);
     assert_eq!(r.events_dropped(), 0);
 }
@@ -154,6 +159,21 @@ fn audio_is_suppressed_while_an_event_is_active_and_does_not_pile_up() {
     assert!(!r.suppressing());
 }
 
+/// The sender's three end packets (RFC 4733 §2.5.1.4) come one packet interval apart; the
+/// third, delayed by one more interval (a busy sender or network jitter), still goes out: a
+/// receiver that lost our first end needs it.
+#[test]
+fn a_redundant_end_a_tick_late_still_goes_out() {
+    let mut r = RelayOut::new(Some(TE));
+    r.push(event(2, true, 800, 10));
+    assert_eq!(events(r.tick(0)).len(), 1);
+    r.push(event(2, true, 800, 10));
+    assert_eq!(events(r.tick(160)).len(), 1);
+    r.tick(320);
+    r.push(event(2, true, 800, 10));
+    assert_eq!(events(r.tick(480)).len(), 1, "the third end, one tick late");
+}
+
 #[test]
 fn stragglers_after_the_hangover_are_dropped() {
     let mut r = RelayOut::new(Some(TE));
@@ -165,10 +185,15 @@ fn stragglers_after_the_hangover_are_dropped() {
         1,
         "redundant end within the hangover"
     );
-    r.tick(320);
+    for n in 1..HANGOVER_TICKS {
+        r.tick(160 + 160 * n as u32);
+    }
     r.push(frame(4, 160));
     r.push(event(2, true, 800, 10));
-    assert_eq!(r.tick(480), RelayOutput::Audio(vec![4; 160]));
+    assert_eq!(
+        r.tick(160 + 160 * HANGOVER_TICKS as u32),
+        RelayOutput::Audio(vec![4; 160])
+    );
     assert_eq!(r.events_relayed(), 1);
 }
 
