@@ -31,7 +31,9 @@ use super::{
 pub trait CallStore: Send + Sync {
     /// Record the start of a call: inserts its `calls` row, updates `callers`, and decides
     /// whether it is a repeat from the calls to the line before it, all in one transaction.
-    /// Calling it again with the same `call_id` changes nothing and returns the same answer.
+    /// Calling it again with the same `call_id` changes nothing and returns the same repeat
+    /// decision (the first one's, stored in its row); the history and window counts are read
+    /// as they are now, which may include calls that started in between.
     fn call_started(&self, call: &CallStart) -> Result<CallStartOutcome, StoreError>;
 
     /// Complete a call's CDR (answer and end times, outcome, digits, ticket, billing). The
