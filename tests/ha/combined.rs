@@ -126,16 +126,15 @@ fn two_nodes_one_postgres_behind_kamailio_survive_the_holder_of_a_voicemail() {
     let leased = wait_leased_by(&db, &vm_call, &holder);
     cluster::kill_hard(&nodes[holder.as_str()]);
     let killed = Instant::now();
+    let killed_ms = now_ms();
     // The receiver is back; what it held (the dead node's request among them) is dropped
     // unanswered, as a receiver that was down never saw it.
     gate.open();
     // The callback deadline passes now (see the module comment).
+    let due_ms = now_ms();
     query(
         &db,
-        &format!(
-            "UPDATE sla_timers SET due_at = {} WHERE voicemail_id = {vm_id}",
-            now_ms()
-        ),
+        &format!("UPDATE sla_timers SET due_at = {due_ms} WHERE voicemail_id = {vm_id}"),
     );
 
     // 4. New calls after the kill, all answered (the first that reached the holder only after
@@ -193,9 +192,22 @@ fn two_nodes_one_postgres_behind_kamailio_survive_the_holder_of_a_voicemail() {
     // The event the dead node held went out from the survivor after its lease.
     let taken_over = query(
         &db,
-        &format!("SELECT leased_by FROM outbox WHERE id = {leased}"),
+        &format!("SELECT leased_by, delivered_at::TEXT FROM outbox WHERE id = {leased}"),
     );
-    assert_eq!(taken_over, [[survivor_text.clone()]], "outbox row {leased}");
+    assert_eq!(taken_over[0][0], survivor_text, "outbox row {leased}");
+    let delivered_ms = |row: &[Option<String>]| -> i64 {
+        row[1].as_deref().expect("delivered").parse().expect("ms")
+    };
+    let escalation = query(
+        &db,
+        "SELECT leased_by, delivered_at::TEXT FROM outbox WHERE event_type = 'callback_overdue'",
+    );
+    println!(
+        "the dead node's leased event went out from {survivor} {} ms after the kill (lease 10 s); \
+         the escalation {} ms after its deadline",
+        delivered_ms(&taken_over[0]) - killed_ms,
+        delivered_ms(&escalation[0]) - due_ms
+    );
 
     // Every event, of every call, reached the receiver exactly once.
     let mut got: BTreeMap<i64, u32> = BTreeMap::new();
