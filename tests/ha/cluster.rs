@@ -36,11 +36,22 @@ pub fn shipped_config() -> PathBuf {
     common::manifest_dir().join("config/kamailio/kamailio.cfg")
 }
 
-/// The store arguments every node gets. Today each node keeps its own SQLite data directory
-/// (the one [`Ivr::start_on`] makes for it), so counts per node come from each node's own log.
-/// When the shared PostgreSQL store lands, its URL goes here, once, for every node.
-fn store_args() -> Vec<String> {
-    Vec::new()
+/// Where a node of a cluster keeps its memory: one PostgreSQL database the nodes share, and the
+/// node's name in it (`[cluster] node`, which marks its call records and the webhook events it
+/// has leased). Without one, each node keeps its own SQLite in the data directory
+/// [`Ivr::start_on`] makes for it.
+pub struct SharedStore<'a> {
+    pub db: &'a str,
+    pub node: &'a str,
+}
+
+impl SharedStore<'_> {
+    fn toml(&self) -> String {
+        format!(
+            "[store]\nurl = \"{}\"\n[cluster]\nnode = \"{}\"\n",
+            self.db, self.node
+        )
+    }
 }
 
 /// An `ivr serve` node on 127.0.0.1:`port` (0: any free port), with the proxy on loopback
@@ -53,18 +64,34 @@ pub fn start_node(port: u16) -> Ivr {
 
 /// [`start_node`] with more `ivr serve` arguments.
 pub fn start_node_with(port: u16, extra: &[&str]) -> Ivr {
+    start_configured(port, None, "", extra)
+}
+
+/// [`start_node`] on the cluster's shared store, with `more_toml` (sections the base config
+/// does not have, e.g. `[webhooks]`) and more `ivr serve` arguments.
+pub fn start_shared_node(port: u16, store: &SharedStore, more_toml: &str, extra: &[&str]) -> Ivr {
+    start_configured(port, Some(store), more_toml, extra)
+}
+
+fn start_configured(
+    port: u16,
+    store: Option<&SharedStore>,
+    more_toml: &str,
+    extra: &[&str],
+) -> Ivr {
     let dir = common::unique_temp_dir("ha-config");
     let config = dir.join("ivr.toml");
+    let store = store.map(SharedStore::toml).unwrap_or_default();
     std::fs::write(
         &config,
-        "[sip.limits]\nexempt = [\"127.0.0.1/32\"]\n[callers]\ntrusted_proxies = [\"127.0.0.1\"]\n\
-         [call]\nring_ms = 0\nanswer_delay_ms = 0\n",
+        format!(
+            "[sip.limits]\nexempt = [\"127.0.0.1/32\"]\n[callers]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [call]\nring_ms = 0\nanswer_delay_ms = 0\n{store}{more_toml}"
+        ),
     )
     .expect("write node config");
-    let mut args: Vec<String> = vec!["--config".into(), config.display().to_string()];
-    args.extend(store_args());
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args: Vec<&str> = vec!["--config", config.to_str().expect("utf-8 temp path")];
+    args.extend(extra);
     Ivr::start_on(&format!("127.0.0.1:{port}"), &args)
 }
 
@@ -260,11 +287,18 @@ pub fn kill_hard(node: &Ivr) {
 /// then ACK and BYE along the Record-Route set, as a caller behind a proxy must (RFC 3261
 /// §12.1.2, §12.2.1.1), and wait for the BYE's 200. Returns the INVITE-to-200 time.
 pub fn quick_call(proxy: SocketAddr, answer_wait: Duration) -> Duration {
+    quick_call_from(proxy, "tester", answer_wait)
+}
+
+/// [`quick_call`] from the caller `user` (the From user part, the number the line sees), so
+/// calls of a test can come from different numbers, or the same one twice.
+pub fn quick_call_from(proxy: SocketAddr, user: &str, answer_wait: Duration) -> Duration {
     let ua = common::UdpUa::new(proxy);
     let ids = common::CallIds::new();
     let sdp = common::sdp_offer(common::free_media_port(), "0 101");
+    let from = |req: String| req.replace("<sip:tester@", &format!("<sip:{user}@"));
     let sent = Instant::now();
-    ua.send(common::invite(&ua, &ids, &sdp));
+    ua.send(from(common::invite(&ua, &ids, &sdp)));
     let ok = loop {
         let m = ua.expect_response(&ids.call_id, |_| true, answer_wait);
         match m.status() {
@@ -275,11 +309,11 @@ pub fn quick_call(proxy: SocketAddr, answer_wait: Duration) -> Duration {
     };
     let setup = sent.elapsed();
     ua.send(along_routes(
-        common::in_dialog(&ua, &ids, &ok, "ACK", 1),
+        from(common::in_dialog(&ua, &ids, &ok, "ACK", 1)),
         &ok,
     ));
     ua.send(along_routes(
-        common::in_dialog(&ua, &ids, &ok, "BYE", 2),
+        from(common::in_dialog(&ua, &ids, &ok, "BYE", 2)),
         &ok,
     ));
     let deadline = Instant::now() + Duration::from_secs(10);

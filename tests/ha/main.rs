@@ -2,7 +2,8 @@
 //! loopback in front of two `ivr serve` nodes. Calls spread over both nodes, the in-dialog
 //! requests of either side go through the proxy, and when a node is killed new calls are
 //! answered by the other (the failover times are measured and printed, never asserted).
-//! `store_pg` runs two nodes on one shared PostgreSQL store.
+//! `store_pg` runs two nodes on one shared PostgreSQL store; `combined` puts both together:
+//! Kamailio, two nodes, one PostgreSQL, and a node killed holding a voicemail's webhooks.
 //! One binary, like tests/outside: the tests wait on calls and timers far more than they compute.
 
 #[path = "../common/mod.rs"]
@@ -11,6 +12,7 @@ mod common;
 mod pg;
 
 mod cluster;
+mod combined;
 mod drain;
 mod failover;
 mod proxy;
