@@ -1,16 +1,20 @@
 //! Voicemail audio on a cluster (issue 16): with `[store] url = "postgres://..."` the WAV is
 //! stored in the database with its voicemail, so a voicemail left on node A is still there to
-//! play and transcribe after A is gone with its data directory. Node B serves it on its admin
-//! API (the bytes A recorded) and B's transcription worker reads it too (a `sh` engine that
-//! counts the bytes it was given, so the transcript proves which audio the engine read).
+//! play, transcribe and mail after A is gone with its data directory. Node B serves it on its
+//! admin API (the bytes A recorded), B's transcription worker reads it (a `sh` engine that
+//! counts the bytes it was given, so the transcript proves which audio the engine read), and
+//! the voicemail's mail, which A held back waiting for a transcript that A never finished, goes
+//! out from B with the recording attached.
 //!
-//! Skips (SKIP line) without PostgreSQL or sipp; fails instead with IVR_REQUIRE_INTEROP=1.
+//! Skips (SKIP line) without PostgreSQL, sipp or aiosmtpd; fails instead with
+//! IVR_REQUIRE_INTEROP=1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Ivr, manifest_dir, require_tool, run_sipp, unique_temp_dir};
+use crate::common::smtp::{SmtpServer, SmtpTls};
+use crate::common::{Ivr, free_port, manifest_dir, require_tool, run_sipp, unique_temp_dir};
 use crate::pg;
 use ivr::media::g711::Codec;
 
@@ -122,19 +126,30 @@ fn samples(wav: &[u8]) -> Vec<i16> {
 
 #[test]
 fn a_voicemail_left_on_a_node_that_is_gone_plays_and_transcribes_from_another() {
-    if !require_tool("sipp") {
+    if !(require_tool("sipp") && crate::common::smtp::available()) {
         return;
     }
     let Some(db) = pg::database() else {
         return;
     };
     let dir = unique_temp_dir("vm-audio");
-    let admin = format!("[admin]\ntoken_hash = \"{}\"\n\n", hash_token(TOKEN));
+    let port = free_port();
+    let smtp = SmtpServer::start(port, &dir.join("mail"), SmtpTls::Plain, None);
+    let shared = format!(
+        "[admin]\ntoken_hash = \"{}\"\n\n[email]\nsmtp_host = \"127.0.0.1\"\n\
+         smtp_port = {port}\ntls = \"none\"\nfrom = \"ivr@line.example\"\n\
+         to = [\"desk@help.example\"]\n\n",
+        hash_token(TOKEN)
+    );
+    // A's engine takes longer than A lives, so A holds the mail back for its transcript.
     let a = start_node(
         &dir,
         "node-a",
         &db,
-        &format!("{admin}[transcription]\nengine = \"off\"\n"),
+        &format!(
+            "{shared}[transcription]\nengine = \"command\"\nwait_s = 600\n\
+             command = [\"sh\", \"-c\", \"sleep 30\", \"{{wav}}\"]\n"
+        ),
     );
 
     write_caller_audio(a.dir());
@@ -152,6 +167,13 @@ fn a_voicemail_left_on_a_node_that_is_gone_plays_and_transcribes_from_another() 
         tone.len()
     );
 
+    // A held the mail back (not yet tried) for the transcript it is still making.
+    wait_row(
+        &db,
+        "SELECT id::TEXT FROM outbox WHERE target = 'email' AND attempts = 0 \
+         AND next_attempt_at > (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT + 300000",
+    );
+
     // Node A goes, and its data directory with it (a dead machine).
     let a_dir = a.dir().to_path_buf();
     drop(a);
@@ -163,7 +185,7 @@ fn a_voicemail_left_on_a_node_that_is_gone_plays_and_transcribes_from_another() 
         "node-b",
         &db,
         &format!(
-            "{admin}[transcription]\nengine = \"command\"\n\
+            "{shared}[transcription]\nengine = \"command\"\n\
              command = [\"sh\", \"-c\", \"wc -c < \\\"$0\\\"\", \"{{wav}}\"]\n"
         ),
     );
@@ -199,6 +221,21 @@ fn a_voicemail_left_on_a_node_that_is_gone_plays_and_transcribes_from_another() 
         list[0]["transcript"].as_str().map(str::trim),
         Some(transcript.trim())
     );
+
+    // The mail A held goes from B once B has the transcript, with A's recording attached.
+    let got = smtp.wait_for(1, WAIT);
+    assert_eq!(got.len(), 1, "one mail");
+    let mail = mail_parser::MessageParser::default()
+        .parse(&got[0].raw)
+        .expect("the mail parses as MIME");
+    let attached = mail.attachments().next().expect("the recording attached");
+    assert!(
+        attached.contents() == on_a.as_slice(),
+        "the attachment is not the WAV A recorded ({} bytes)",
+        attached.contents().len()
+    );
+    let text = mail.body_text(0).expect("a text part");
+    assert!(text.contains(transcript.trim()), "{text}");
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
