@@ -111,7 +111,9 @@ pub async fn voicemails(State(app): State<Shared>, _: Caller) -> Response {
     }
 }
 
-/// The WAV of a voicemail (Range requests and Content-Length by `tower_http`'s `ServeFile`).
+/// The WAV of a voicemail: this node's file (Range requests and Content-Length by
+/// `tower_http`'s `ServeFile`), or else the store's copy (PostgreSQL: recorded on another
+/// node), whole.
 pub async fn audio(
     State(app): State<Shared>,
     _: Caller,
@@ -119,8 +121,10 @@ pub async fn audio(
     req: Request,
 ) -> Response {
     let data_dir = app.ctx.data_dir.clone();
-    let path = match with_store(&app, move |s| voicemails::audio_path(s, id, &data_dir)).await {
-        Ok(Some(p)) => p,
+    let path = match with_store(&app, move |s| voicemails::audio(s, id, &data_dir)).await {
+        Ok(Some(voicemails::Audio::File(p))) => p,
+        Ok(Some(voicemails::Audio::Bytes(wav))) => return wav_headers(wav.into_response()),
+        Ok(Some(voicemails::Audio::Missing(path))) => return missing(id, &path),
         Ok(None) => {
             return ApiError(StatusCode::NOT_FOUND, format!("no voicemail {id}")).into_response();
         }
@@ -128,27 +132,33 @@ pub async fn audio(
     };
     let serve = tower_http::services::ServeFile::new(&path);
     match serve.oneshot(req).await {
-        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => ApiError(
-            StatusCode::NOT_FOUND,
-            format!("voicemail {id}: its file {} is missing", path.display()),
-        )
-        .into_response(),
-        Ok(mut resp) => {
-            // Whatever the file is called, it is a WAV; never let a browser sniff it as HTML.
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-store"),
-            );
-            resp.into_response()
-        }
+        Ok(resp) if resp.status() == StatusCode::NOT_FOUND => missing(id, &path),
+        Ok(resp) => wav_headers(resp.into_response()),
         Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+fn missing(id: i64, path: &std::path::Path) -> Response {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("voicemail {id}: its file {} is missing", path.display()),
+    )
+    .into_response()
+}
+
+/// Whatever the file is called, it is a WAV; never let a browser sniff it as HTML.
+fn wav_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    resp
 }
 
 /// Fields of a POST: JSON object or form, whichever the body is.

@@ -97,22 +97,15 @@ impl Mailer {
         )
     }
 
-    /// Sends the mail of `facts`. `Err` is one line for the log and the admin page's outbox.
+    /// Sends the mail of `facts` with `wav` attached (`Err`: why there is no recording, said
+    /// in the text instead). `Err` is one line for the log and the admin page's outbox.
     pub async fn send(
         &self,
         facts: &VoicemailFacts,
         transcript: &Transcript,
+        wav: Result<Vec<u8>, String>,
     ) -> Result<(), String> {
         let text = mail_text::compose(facts, transcript, &self.tz, &self.config.admin_url);
-        // The file as stored, byte for byte. Gone (deleted by hand, a lost disk): the alert
-        // still goes, saying so, rather than retrying for ever over an attachment.
-        let wav = match tokio::fs::read(&facts.path).await {
-            Ok(bytes) => Ok(bytes),
-            Err(e) => Err(format!(
-                "the recording {} could not be read ({e}); listen on the admin page or the IVR host",
-                facts.path.display()
-            )),
-        };
         let message = self.message(facts, text, wav)?;
         self.transport
             .send(message)

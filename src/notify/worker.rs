@@ -449,7 +449,8 @@ async fn mail(
             }
         }
     };
-    Ok(match mailer.send(&facts, &transcript).await {
+    let wav = recording(shared, &facts).await?;
+    Ok(match mailer.send(&facts, &transcript, wav).await {
         Ok(()) => {
             info!(outbox_id = row.id, voicemail_id = facts.voicemail_id,
                   server = %mailer.server_for_log(), "voicemail mailed");
@@ -457,6 +458,34 @@ async fn mail(
         }
         Err(e) => Outcome::Failed(e),
     })
+}
+
+/// The voicemail's WAV for the attachment: the file as stored on this host, or else the
+/// store's copy (PostgreSQL: recorded on another node, whose disk this host cannot see).
+/// Neither (deleted by hand, a lost disk): `Err` says so, and the alert still goes without it
+/// rather than retrying for ever over an attachment. A store that cannot answer now is an
+/// error: the mail is tried again, not sent without a recording it may still get.
+async fn recording(
+    shared: &Arc<Shared>,
+    facts: &VoicemailFacts,
+) -> Result<Result<Vec<u8>, String>, StoreError> {
+    let error = match tokio::fs::read(&facts.path).await {
+        Ok(bytes) => return Ok(Ok(bytes)),
+        Err(e) => e.to_string(),
+    };
+    if let Some(store) = &shared.voicemails {
+        let id = facts.voicemail_id;
+        match blocking(store, move |s| s.voicemail_audio(id)).await {
+            Ok(Some(bytes)) => return Ok(Ok(bytes)),
+            // No copy, or the same file unreadable (the SQLite store reads it too).
+            Ok(None) | Err(StoreError::Audio { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Err(format!(
+        "the recording {} could not be read ({error}); listen on the admin page or the IVR host",
+        facts.path.display()
+    )))
 }
 
 /// One POST; `Err` carries a one-line reason for the log and the admin page.

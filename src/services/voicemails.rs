@@ -145,6 +145,38 @@ pub fn audio_path(
     }))
 }
 
+/// Where a voicemail's recording can be had, for a reader (the admin API, the transcription
+/// worker).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Audio {
+    /// This node's file ([`audio_path`]): served with Range requests, read by engines.
+    File(PathBuf),
+    /// The store's copy (PostgreSQL: recorded on another node, or the file is gone).
+    Bytes(Vec<u8>),
+    /// Nowhere: the file at this path is gone and the store has no copy.
+    Missing(PathBuf),
+}
+
+/// The recording of voicemail `id` (`None`: no such voicemail): this node's file when it has
+/// it (cheapest, and what every reader used before audio was in the store), else the store's
+/// copy ([`VoicemailStore::voicemail_audio`]).
+pub fn audio(
+    store: &dyn VoicemailStore,
+    id: i64,
+    data_dir: &Path,
+) -> Result<Option<Audio>, StoreError> {
+    let Some(path) = audio_path(store, id, data_dir)? else {
+        return Ok(None);
+    };
+    if path.is_file() {
+        return Ok(Some(Audio::File(path)));
+    }
+    Ok(Some(match store.voicemail_audio(id)? {
+        Some(bytes) => Audio::Bytes(bytes),
+        None => Audio::Missing(path),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +286,15 @@ mod audio_tests {
             "a missing file keeps its recorded path, for the error"
         );
         assert_eq!(audio_path(&store, 999, &data).expect("read"), None);
+        assert_eq!(
+            audio(&store, moved, &data).expect("read"),
+            Some(Audio::File(data.join("voicemail/20261127-a.wav")))
+        );
+        assert_eq!(
+            audio(&store, gone, &data).expect("read"),
+            Some(Audio::Missing("/old/place/voicemail/20261127-b.wav".into()))
+        );
+        assert_eq!(audio(&store, 999, &data).expect("read"), None);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

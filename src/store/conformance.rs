@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             open_calls_are_the_asking_nodes_own,
             voicemail_sla_ack_and_escalation,
             outbound_call_acknowledges_that_numbers_voicemails,
+            voicemail_audio_is_the_recordings_bytes,
             sla_timers_survive_a_restart,
             outbox_orders_per_call_and_survives_a_restart,
             postponing_a_row_holds_it_without_an_attempt,
@@ -477,4 +478,22 @@ pub(super) fn call_progress_is_kept_while_live_and_never_rewrites_the_final_reco
         .call_progress("nope", &[CallFact::AgreedTerms(true)])
         .expect("unknown call");
     assert_eq!(store.cdrs_between(None, None).expect("cdrs"), vec![last]);
+}
+
+/// Every store gives a voicemail's recording back byte for byte (SQLite from the file, the
+/// PostgreSQL store from the database; what each does once the file is gone is in its own
+/// tests), and nothing for a voicemail that does not exist.
+pub(super) fn voicemail_audio_is_the_recordings_bytes(s: &Subject) {
+    let store = &*s.store;
+    let dir = TempDir::new("conformance-audio");
+    let (vm, wav) = voicemail_with_wav(dir.path(), "c1", 1_000);
+    let id = store
+        .register_voicemail(&vm, t("2026-11-28T03:20:00Z"), &[])
+        .expect("register");
+    assert_eq!(store.voicemail_audio(id).expect("audio"), Some(wav.clone()));
+    assert_eq!(
+        s.reopen().voicemail_audio(id).expect("after a restart"),
+        Some(wav)
+    );
+    assert_eq!(store.voicemail_audio(id + 1).expect("unknown"), None);
 }

@@ -24,6 +24,7 @@
 //! exact comparisons and ordering in SQL, no time zone text to parse. Sub-millisecond precision
 //! is dropped.
 
+mod audio;
 mod backlog;
 pub mod callers;
 mod cdr_csv;
@@ -50,6 +51,7 @@ mod test_support;
 mod writer_tests;
 
 pub use self::postgres::PgStore;
+use audio::read_recording;
 pub use backlog::Backlog;
 pub use callers::{ANONYMOUS, CallerId, PreviousCall, RepeatRule};
 pub use cdr_csv::{CDR_COLUMNS, cdr_json, write_cdrs_csv};

@@ -343,3 +343,28 @@ fn simultaneous_calls_from_two_connections_cannot_both_miss_the_repeat() {
         );
     }
 }
+
+/// One node: the audio is the file, read where the row says; once the file is gone there is
+/// none (`None`, and the admin API says the file is missing), while the voicemail stays listed.
+#[test]
+fn voicemail_audio_is_the_file_and_none_once_it_is_gone() {
+    let dir = TempDir::new("sqlite-audio");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let (vm, wav) = voicemail_with_wav(dir.path(), "c1", 500);
+    let id = store
+        .register_voicemail(&vm, t("2026-11-28T03:20:00Z"), &[])
+        .expect("register");
+    assert_eq!(store.voicemail_audio(id).expect("audio"), Some(wav));
+    std::fs::remove_file(&vm.path).expect("rm");
+    assert_eq!(store.voicemail_audio(id).expect("audio"), None);
+    assert!(store.voicemail(id).expect("vm").is_some());
+    // A path that is there but cannot be read as a file is an error naming it.
+    std::fs::create_dir(&vm.path).expect("a directory where the file was");
+    let err = store
+        .voicemail_audio(id)
+        .expect_err("a directory is not a recording");
+    assert!(
+        matches!(&err, StoreError::Audio { path, .. } if *path == vm.path),
+        "{err}"
+    );
+}

@@ -95,3 +95,26 @@ pub(super) fn event(kind: &str, call_id: Option<&str>, at: &str) -> OutboxEvent 
         occurred_at: t(at),
     }
 }
+
+/// A voicemail whose recording is a real WAV in `dir` (8 kHz 16-bit mono, `ms` of a tone, as
+/// the recorder writes them), with the file's bytes.
+pub(super) fn voicemail_with_wav(dir: &Path, call_id: &str, ms: u32) -> (NewVoicemail, Vec<u8>) {
+    let path = dir.join(format!("{call_id}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("create wav");
+    for n in 0..ms * 8 {
+        let phase = f64::from(n) * 440.0 * std::f64::consts::TAU / 8000.0;
+        w.write_sample((phase.sin() * 8000.0) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("finish wav");
+    let bytes = std::fs::read(&path).expect("read wav");
+    let mut vm = voicemail(call_id, "+15551230001", "2026-11-28T03:00:00Z");
+    vm.path = path;
+    (vm, bytes)
+}

@@ -91,6 +91,21 @@ pub trait VoicemailStore: Send + Sync {
     /// Every voicemail, oldest first.
     fn voicemails(&self) -> Result<Vec<Voicemail>, StoreError>;
 
+    /// The WAV bytes of voicemail `id`, wherever this store keeps them: `None` when there is
+    /// no such voicemail, or its recording is nowhere to be had.
+    ///
+    /// This default (the SQLite store, one node) reads the file at the voicemail's stored path;
+    /// a missing file is `None` (the row is still the callback promise: it is listed, and its
+    /// reader says the recording is missing), any other read failure is
+    /// [`StoreError::Audio`]. The PostgreSQL store keeps the bytes in the database instead,
+    /// so any node can read a voicemail another node recorded (see `postgres/voicemails.rs`).
+    fn voicemail_audio(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.voicemail(id)? {
+            Some(vm) => super::read_recording(&vm.path),
+            None => Ok(None),
+        }
+    }
+
     /// Voicemails with no transcription outcome yet (durable: a restarted worker carries on),
     /// newest first, at most `limit`, each with its failed attempts so far.
     fn transcripts_owed(&self, limit: u32) -> Result<Vec<OwedTranscript>, StoreError>;

@@ -302,6 +302,8 @@ pub enum StoreError {
     NoSuchOutboxRow(i64),
     #[error("database error while {doing}: {reason}")]
     Database { doing: String, reason: String },
+    #[error("cannot read the voicemail recording {}: {reason}", path.display())]
+    Audio { path: PathBuf, reason: String },
     /// The blocking task running a store call stopped (panicked or was cancelled).
     #[error("store task stopped: {0}")]
     Task(String),

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::{TranscribeError, Transcriber};
 use crate::clock::Clock;
 use crate::notify::{Notifier, OutboxEvent, VoicemailTranscribed};
+use crate::services::voicemails::{self, Audio};
 use crate::store::{OwedTranscript, StoreError, TranscriptOutcome, VoicemailStore};
 
 /// Voicemails looked at per pass (the rest wait for the next pass, which follows at once).
@@ -162,21 +163,32 @@ impl TranscriptWorker {
         }
         let store = self.store.clone();
         let data_dir = self.data_dir.clone();
-        let path =
-            blocking(move || crate::services::voicemails::audio_path(&*store, id, &data_dir))
-                .await?
-                .unwrap_or_else(|| vm.path.clone());
+        let audio = blocking(move || voicemails::audio(&*store, id, &data_dir)).await?;
+        let path = match &audio {
+            Some(Audio::File(p) | Audio::Missing(p)) => p.clone(),
+            // Recorded on another node (PostgreSQL store): the copy goes to a scratch file.
+            Some(Audio::Bytes(_)) => ScratchWav::path_for(id),
+            // Gone since it was listed: its stored path, for the engine's error.
+            None => vm.path.clone(),
+        };
         let transcriber = self.engine.clone();
         let wav = path.clone();
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || transcriber.transcribe(&wav))
-            .await
-            .unwrap_or_else(|e| {
-                Err(TranscribeError::Spawn {
-                    program: engine.clone(),
-                    error: format!("the transcription thread failed: {e}"),
-                })
-            });
+        let result = tokio::task::spawn_blocking(move || {
+            // Engines read a file; the scratch copy lives as long as the engine runs.
+            let _scratch = match audio {
+                Some(Audio::Bytes(bytes)) => Some(ScratchWav::write(&wav, &bytes)?),
+                _ => None,
+            };
+            transcriber.transcribe(&wav)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(TranscribeError::Spawn {
+                program: engine.clone(),
+                error: format!("the transcription thread failed: {e}"),
+            })
+        });
         let took_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(text) => {
@@ -240,6 +252,42 @@ impl TranscriptWorker {
             n.wake();
         }
         Ok(done)
+    }
+}
+
+/// A voicemail's audio from the store written out for an engine (engines read files), only
+/// readable by this user (it is a caller's voice); removed on drop.
+struct ScratchWav(PathBuf);
+
+impl ScratchWav {
+    /// Where voicemail `id`'s copy goes: the temp directory, not `DATA/voicemail`, where
+    /// start-up recovery would take it for a recording never registered.
+    fn path_for(id: i64) -> PathBuf {
+        std::env::temp_dir().join(format!("ivr-transcribe-{}-{id}.wav", std::process::id()))
+    }
+
+    fn write(path: &std::path::Path, wav: &[u8]) -> Result<ScratchWav, TranscribeError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let scratch = ScratchWav(path.to_path_buf());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(wav))
+            .map_err(|e| TranscribeError::Scratch {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+        Ok(scratch)
+    }
+}
+
+impl Drop for ScratchWav {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

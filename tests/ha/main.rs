@@ -18,3 +18,4 @@ mod failover;
 mod proxy;
 mod registrations;
 mod store_pg;
+mod voicemail_audio;

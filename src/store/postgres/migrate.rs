@@ -35,6 +35,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "registrations",
         sql: include_str!("migrations/0003_registrations.sql"),
     },
+    Migration {
+        version: 4,
+        name: "voicemail_audio",
+        sql: include_str!("migrations/0004_voicemail_audio.sql"),
+    },
 ];
 
 /// The advisory lock keys: a class ("ivr" in ASCII, to stay clear of other users of the same

@@ -91,7 +91,7 @@ fn newer_schema_is_refused() {
             err,
             StoreError::TooNew {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -368,6 +368,44 @@ fn connections_the_server_closed_are_replaced() {
 }
 
 /// Every migration's (version, name), as a migrated database records them.
+#[test]
+fn voicemail_audio_outlives_the_recording_nodes_file() {
+    let Some(url) = database() else { return };
+    let dir = crate::store::test_support::TempDir::new("pg-audio");
+    let (vm, wav) = crate::store::test_support::voicemail_with_wav(dir.path(), "c1", 60_000);
+    let store = PgStore::connect(&url).expect("connect");
+    let id = store
+        .register_voicemail(&vm, t("2026-11-28T03:20:00Z"), &[])
+        .expect("register");
+    // The node that recorded it is gone with its disk; another node asks.
+    std::fs::remove_file(&vm.path).expect("rm");
+    let other = PgStore::connect(&url).expect("another node");
+    assert_eq!(other.voicemail_audio(id).expect("audio"), Some(wav.clone()));
+    let stored: Vec<u8> = raw(&url)
+        .query_one(
+            "SELECT wav FROM voicemail_audio WHERE voicemail_id = $1",
+            &[&id],
+        )
+        .expect("audio row")
+        .get(0);
+    assert_eq!(
+        stored.len(),
+        wav.len(),
+        "60 s at 8 kHz 16-bit, with its header"
+    );
+    // A recording that was already gone when it was registered: the callback promise is still
+    // kept (row, timer), with no audio anywhere.
+    let lost = voicemail("c2", "+15551230002", "2026-11-28T03:01:00Z");
+    let lost_id = other
+        .register_voicemail(&lost, t("2026-11-28T03:21:00Z"), &[])
+        .expect("register without a file");
+    assert_eq!(other.voicemail_audio(lost_id).expect("audio"), None);
+    assert_eq!(
+        other.voicemail(lost_id).expect("vm").map(|v| v.sla_state),
+        Some(SlaState::Pending)
+    );
+}
+
 fn expected_versions() -> Vec<(i64, String)> {
     super::migrate::MIGRATIONS
         .iter()

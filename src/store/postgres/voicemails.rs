@@ -8,17 +8,35 @@ use jiff::Timestamp;
 use super::rows::{self, VOICEMAIL_SELECT, insert_event};
 use super::{Fail, PgStore, from_ms, to_i64, to_u32};
 use crate::store::{
-    AckOutcome, NewVoicemail, OutboxEvent, OwedTranscript, StoreError, TranscriptOutcome, Voicemail,
+    AckOutcome, NewVoicemail, OutboxEvent, OwedTranscript, StoreError, TranscriptOutcome,
+    Voicemail, read_recording,
 };
 
 impl crate::store::VoicemailStore for PgStore {
-    /// See [`crate::store::Store::register_voicemail`].
+    /// See [`crate::store::Store::register_voicemail`]. The recording's bytes are stored with
+    /// the row, in the same transaction (see `store/audio.rs` for why). The file is read before
+    /// the transaction opens, so no row lock waits on the disk. A file that cannot be read is
+    /// logged and the voicemail stored without audio: the callback promise (caller, SLA timer,
+    /// events) matters more than the recording, and no node has the recording then anyway.
     fn register_voicemail(
         &self,
         vm: &NewVoicemail,
         sla_due_at: Timestamp,
         events: &[OutboxEvent],
     ) -> Result<i64, StoreError> {
+        let wav = match read_recording(&vm.path) {
+            Ok(Some(wav)) => Some(wav),
+            Ok(None) => {
+                tracing::warn!(call_id = %vm.call_id, path = %vm.path.display(),
+                               "voicemail stored without audio: its recording is missing");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(call_id = %vm.call_id, error = %e,
+                               "voicemail stored without audio");
+                None
+            }
+        };
         self.write("storing a voicemail", |tx| {
             let id: i64 = tx
                 .query_one(
@@ -39,6 +57,12 @@ impl crate::store::VoicemailStore for PgStore {
                 "INSERT INTO sla_timers (voicemail_id, due_at, state) VALUES ($1, $2, 'pending')",
                 &[&id, &sla_due_at.as_millisecond()],
             )?;
+            if let Some(wav) = &wav {
+                tx.execute(
+                    "INSERT INTO voicemail_audio (voicemail_id, wav) VALUES ($1, $2)",
+                    &[&id, wav],
+                )?;
+            }
             for mut event in events.iter().cloned() {
                 if let Some(data) = event.payload.as_object_mut() {
                     data.insert("voicemail_id".into(), id.into());
@@ -110,6 +134,26 @@ impl crate::store::VoicemailStore for PgStore {
                 .map(|r| rows::voicemail(&r))
                 .transpose()
         })
+    }
+
+    /// See [`crate::store::VoicemailStore::voicemail_audio`]: the bytes stored with the
+    /// voicemail; a voicemail without them (registered before migration 0004, or its file was
+    /// unreadable then) falls back to its file, which only the node that recorded it may have.
+    fn voicemail_audio(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.read("reading a voicemail's audio", |c| {
+            c.query_opt(
+                "SELECT v.path, a.wav FROM voicemails v \
+                 LEFT JOIN voicemail_audio a ON a.voicemail_id = v.id WHERE v.id = $1",
+                &[&id],
+            )?
+            .map(|r| Ok::<_, Fail>((r.try_get::<_, String>(0)?, r.try_get(1)?)))
+            .transpose()
+        })?;
+        match row {
+            None => Ok(None),
+            Some((_, Some(wav))) => Ok(Some(wav)),
+            Some((path, None)) => read_recording(std::path::Path::new(&path)),
+        }
     }
 
     /// See [`crate::store::Store::voicemails`].
