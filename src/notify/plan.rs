@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::event::Target;
 use crate::store::OutboxRow;
@@ -65,6 +65,25 @@ pub fn plan(mut rows: Vec<OutboxRow>, now: Timestamp, routable: impl Fn(Target) 
     round
 }
 
+/// Least pause before looking again at a row another node holds: its lease may have run out
+/// a moment ago and been claimed afresh by a third node; the worker must not spin on it.
+const LEASE_RECHECK_MIN: SignedDuration = SignedDuration::from_millis(100);
+
+/// When to look again at `due` rows that this node could not claim: they are leased to another
+/// node (a dead one's lease runs out, and then the row is ours to take). At the earliest lease's
+/// end, not a lease of our own later: that doubled a dead node's takeover time. A row without a
+/// lease time (claimed by another node between our claim and this read) counts as `fallback`.
+pub fn leased_elsewhere_wake(
+    due: &[OutboxRow],
+    now: Timestamp,
+    fallback: Timestamp,
+) -> Option<Timestamp> {
+    let soonest = now.checked_add(LEASE_RECHECK_MIN).unwrap_or(now);
+    due.iter()
+        .map(|r| r.lease_until.unwrap_or(fallback).max(soonest))
+        .min()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +108,7 @@ mod tests {
             next_attempt_at: next.map_or(ts(0), ts),
             delivered_at: None,
             last_error: None,
+            lease_until: None,
         }
     }
 
@@ -157,5 +177,28 @@ mod tests {
             |_| true,
         );
         assert_eq!(ids(&r.send), [1]);
+    }
+
+    #[test]
+    fn rows_leased_elsewhere_are_looked_at_again_when_the_first_lease_ends() {
+        let leased = |id, until: Option<u32>| {
+            let mut r = row(id, None, Target::Primary, None);
+            r.lease_until = until.map(ts);
+            r
+        };
+        let now = ts(100);
+        // Two rows held by other nodes until 104 and 107: look again at 104, not at our own
+        // lease's end (110).
+        let rows = [leased(1, Some(107)), leased(2, Some(104))];
+        assert_eq!(leased_elsewhere_wake(&rows, now, ts(110)), Some(ts(104)));
+        // A lease with no time (claimed just now elsewhere): our own lease's length.
+        assert_eq!(
+            leased_elsewhere_wake(&[leased(3, None)], now, ts(110)),
+            Some(ts(110))
+        );
+        // A lease already over: shortly, never at once (no spinning).
+        let over = leased_elsewhere_wake(&[leased(4, Some(90))], now, ts(110)).unwrap();
+        assert!(over > now && over <= ts(101), "{over}");
+        assert_eq!(leased_elsewhere_wake(&[], now, ts(110)), None);
     }
 }

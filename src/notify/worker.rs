@@ -18,7 +18,7 @@ use super::backoff::BackoffPolicy;
 use super::endpoint::{Endpoint, NotifyError, WebhookTargets};
 use super::event::{self, OutboxEvent, Target};
 use super::mail_text::{MailReadiness, Transcript, VoicemailFacts, readiness};
-use super::plan::plan;
+use super::plan::{leased_elsewhere_wake, plan};
 use super::sign::sign;
 use super::smtp::Mailer;
 use super::tls;
@@ -293,10 +293,10 @@ async fn round(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if !peek.send.is_empty() {
-            // Due but leased to another node (or claimed just after ours): look again once its
-            // lease may have run out rather than sleeping the longest pause.
-            r.wake_at = Some(r.wake_at.map_or(lease_until, |w| w.min(lease_until)));
+        // Due but leased to another node (or claimed just after ours): look again when its
+        // lease runs out rather than sleeping the longest pause.
+        if let Some(at) = leased_elsewhere_wake(&peek.send, policy.clock.now(), lease_until) {
+            r.wake_at = Some(r.wake_at.map_or(at, |w| w.min(at)));
         }
     }
     for row in &r.unrouted {

@@ -432,6 +432,15 @@ fn open_memory(
             } else {
                 None
             };
+            // Twice the longest attempt: the webhook request or the mail's SMTP session.
+            let lease =
+                2 * DeliveryPolicy::default()
+                    .request_timeout
+                    .max(if config.email.enabled() {
+                        config.email.timeout()
+                    } else {
+                        Duration::ZERO
+                    });
             let n = Notifier::with_mailer(
                 store.clone(),
                 store.clone(),
@@ -440,14 +449,10 @@ fn open_memory(
                 DeliveryPolicy {
                     clock,
                     node: config.cluster.node.clone(),
-                    // Twice the longest attempt: the webhook request or the mail's SMTP session.
-                    lease: 2 * DeliveryPolicy::default().request_timeout.max(
-                        if config.email.enabled() {
-                            config.email.timeout()
-                        } else {
-                            Duration::ZERO
-                        },
-                    ),
+                    lease,
+                    // Events another node queued and then died holding wake nothing here: only
+                    // a look at the store finds them, so look at least once a lease.
+                    max_sleep: lease.min(DeliveryPolicy::default().max_sleep),
                     ..DeliveryPolicy::default()
                 },
             );

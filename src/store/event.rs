@@ -121,6 +121,10 @@ pub struct OutboxRow {
     pub delivered_at: Option<Timestamp>,
     /// The last failed attempt's error, for the admin page.
     pub last_error: Option<String>,
+    /// Until when a node holds the row for one delivery attempt (stores shared by several
+    /// nodes; `None` where rows are never leased, or not now). Another node waiting for the row
+    /// looks again at this time, not a whole lease of its own later.
+    pub lease_until: Option<Timestamp>,
 }
 
 impl OutboxRow {
@@ -181,6 +185,7 @@ mod tests {
             next_attempt_at: at,
             delivered_at: None,
             last_error: None,
+            lease_until: None,
         };
         assert_eq!(row.retry_at(), None);
         row.next_attempt_at = t("2025-01-31T22:02:00Z");

@@ -96,6 +96,7 @@ impl MemoryStore {
             next_attempt_at: event.occurred_at,
             delivered_at: None,
             last_error: None,
+            lease_until: None,
         });
         id
     }

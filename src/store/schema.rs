@@ -331,6 +331,8 @@ pub(super) fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
             .map(|v| from_ms(v, 8))
             .transpose()?,
         last_error: r.get(9)?,
+        // One process per SQLite file: its rows are never leased.
+        lease_until: None,
     })
 }
 

@@ -32,6 +32,14 @@ fn a_leased_event_is_left_to_its_holder_until_the_lease_ends() {
 
     let got = a.claim_outbox("a", now, lease, 1).expect("claim a");
     assert_eq!(ids(&got), [c1_start], "limit 1, oldest first");
+    assert_eq!(got[0].lease_until, Some(lease), "the claim says until when");
+    // Another node reading the due rows learns when a's lease ends (it looks again then).
+    let seen = b.pending_outbox(now, 10).expect("pending");
+    let held = seen
+        .iter()
+        .find(|r| r.id == c1_start)
+        .expect("c1_start is due");
+    assert_eq!(held.lease_until, Some(lease));
     // Node b: c1_start is a's, and c1_end waits behind it whoever holds it.
     let got = b.claim_outbox("b", now, lease, 10).expect("claim b");
     assert_eq!(ids(&got), [other]);

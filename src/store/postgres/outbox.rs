@@ -39,7 +39,7 @@ impl crate::store::OutboxStore for PgStore {
         self.read("reading the outbox", |c| {
             let rows = c.query(
                 &format!(
-                    "SELECT {OUTBOX_COLUMNS_SQL} FROM outbox o WHERE {DUE_IN_ORDER} \
+                    "SELECT {OUTBOX_COLUMNS_SQL}, lease_until FROM outbox o WHERE {DUE_IN_ORDER} \
                      ORDER BY o.id LIMIT $2"
                 ),
                 &[&now.as_millisecond(), &i64::from(limit)],
@@ -102,7 +102,7 @@ impl crate::store::OutboxStore for PgStore {
         self.read("reading the outbox", |c| {
             let rows = c.query(
                 &format!(
-                    "SELECT {OUTBOX_COLUMNS_SQL} FROM outbox \
+                    "SELECT {OUTBOX_COLUMNS_SQL}, lease_until FROM outbox \
                      WHERE delivered_at IS NULL ORDER BY id LIMIT $1"
                 ),
                 &[&i64::from(limit)],
@@ -152,7 +152,7 @@ impl PgStore {
                        ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED) \
                      UPDATE outbox SET leased_by = $3, lease_until = $4 \
                      FROM claimed WHERE outbox.id = claimed.id \
-                     RETURNING {}",
+                     RETURNING {}, outbox.lease_until",
                     OUTBOX_COLUMNS_SQL
                         .split(", ")
                         .map(|c| format!("outbox.{c}"))

@@ -82,6 +82,7 @@ pub(super) fn outbox(r: &Row) -> Result<OutboxRow, Fail> {
         next_attempt_at: from_ms(r.try_get(7)?)?,
         delivered_at: opt_from_ms(r.try_get(8)?)?,
         last_error: r.try_get(9)?,
+        lease_until: opt_from_ms(r.try_get(10)?)?,
     })
 }
 
