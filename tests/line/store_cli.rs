@@ -8,15 +8,23 @@ use std::process::{Command, Output};
 
 use ivr::repeat::{RepeatPolicy, normalise};
 use ivr::store::traits::*;
-use ivr::store::{AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Voicemail};
+use ivr::store::{
+    AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Store, Voicemail,
+};
 use jiff::Timestamp;
 
 fn t(s: &str) -> Timestamp {
     s.parse().expect("test timestamp")
 }
 
+/// `ivr args` on the store of the `--data` directory they name (see `common::db`).
 fn ivr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let data = args
+        .iter()
+        .position(|a| *a == "--data")
+        .and_then(|i| args.get(i + 1))
+        .expect("a --data argument");
+    common::db::ivr_command(Path::new(data))
         .args(args)
         .env_remove("RUST_LOG")
         .output()
@@ -29,7 +37,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Record a whole call through the API, as the call shell will.
 fn call(
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
     caller: &str,
     at: &str,
@@ -83,10 +91,11 @@ fn call(
         .expect("end");
 }
 
-fn filled_store(dir: &Path) -> SqliteStore {
-    let store = SqliteStore::open(dir).expect("open store");
+/// The store of data directory `dir` (SQLite, or PostgreSQL under IVR_TEST_STORE) with calls.
+fn filled_store(dir: &Path) -> Box<dyn Store> {
+    let store = common::db::open_store(dir);
     call(
-        &store,
+        store.as_ref(),
         "in-hours",
         "5551230001",
         "2026-11-27T15:00:00Z",
@@ -95,7 +104,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::ClosedHours,
     );
     call(
-        &store,
+        store.as_ref(),
         "no-agreement",
         "5559990000",
         "2026-11-28T03:00:00Z",
@@ -104,7 +113,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::Voicemail,
     );
     call(
-        &store,
+        store.as_ref(),
         "agreement",
         "5551230001",
         "2026-11-28T04:00:00Z",
@@ -113,7 +122,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::Bridged,
     );
     call(
-        &store,
+        store.as_ref(),
         "repeat",
         "+1 555 123 0001",
         "2026-11-28T04:10:00Z",
@@ -240,7 +249,7 @@ fn cdr_export_writes_every_call_with_its_multiplier() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn add_voicemail(store: &SqliteStore) -> i64 {
+fn add_voicemail(store: &dyn Store) -> i64 {
     store
         .add_voicemail(
             &NewVoicemail {
@@ -261,7 +270,7 @@ fn add_voicemail(store: &SqliteStore) -> i64 {
 fn voicemail_ack_acks_once_and_rejects_unknown_ids() {
     let dir = common::unique_temp_dir("vm-ack");
     let store = filled_store(&dir);
-    let id = add_voicemail(&store);
+    let id = add_voicemail(store.as_ref());
     let data = dir.to_str().expect("utf8");
     let id_arg = id.to_string();
 
@@ -316,6 +325,9 @@ fn voicemail_ack_acks_once_and_rejects_unknown_ids() {
 
 #[test]
 fn wrong_data_directory_is_an_error_not_a_new_database() {
+    if common::db::sqlite_only("a data directory without ivr.db") {
+        return;
+    }
     let dir = common::unique_temp_dir("no-db");
     let out = ivr(&["cdr", "export", "--data", dir.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -360,9 +372,12 @@ fn ivr_with_read_only_dir(dir: &Path, args: &[&str]) -> Option<Output> {
 
 #[test]
 fn read_only_data_directory_gives_a_clear_error() {
+    if common::db::sqlite_only("a read-only directory holding ivr.db") {
+        return;
+    }
     let dir = common::unique_temp_dir("ro-data");
     let store = filled_store(&dir);
-    let id = add_voicemail(&store);
+    let id = add_voicemail(store.as_ref());
     drop(store);
     let data = dir.to_str().expect("utf8").to_string();
     let id_arg = id.to_string();

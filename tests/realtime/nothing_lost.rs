@@ -202,13 +202,13 @@ fn write_caller_audio(dir: &Path) {
     std::fs::write(dir.join("caller_audio.ulaw"), &ulaw).expect("write caller audio");
 }
 
+/// The count `sql` reads from the line's store (-1 when it cannot be read yet).
 fn count(data: &Path, sql: &str) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        data.join("ivr.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    db.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+    let rows = crate::common::db::try_rows(data, sql).unwrap_or_default();
+    rows.first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
 }
 
 #[test]
