@@ -41,43 +41,44 @@ pub fn seeded(dir: &Path) -> (PathBuf, PathBuf, i64, i64) {
     let data = dir.join("data");
     let wav = dir.join("message.wav");
     std::fs::copy(crate::common::greeting_path(), &wav).expect("copy a WAV");
-    let store = crate::common::db::open_store(&data);
-    let store = store.as_ref();
-    let now = Timestamp::now();
-    let vm = store
-        .add_voicemail(
-            &NewVoicemail {
-                call_id: "vm-call".into(),
-                caller: "+15550100".into(),
-                client: Some("Acme <Corp>".into()),
-                ticket: Some("T-7".into()),
-                path: wav.clone(),
-                duration_ms: 4200,
-                created_at: now,
-            },
-            now + jiff::SignedDuration::from_mins(20),
-        )
-        .expect("voicemail");
-    let event = store
-        .enqueue(&OutboxEvent {
-            kind: EventKind::CallEnded,
-            call_id: Some("vm-call".into()),
-            target: Target::Primary,
-            payload: serde_json::json!({"event": "call_ended"}),
-            occurred_at: now,
-        })
-        .expect("enqueue");
-    for (id, client, outcome, day) in [
-        ("c-acme-vm", Some("Acme"), Outcome::Voicemail, "2026-11-02"),
-        ("c-acme-br", Some("Acme"), Outcome::Bridged, "2026-11-03"),
-        ("c-none-ab", None, Outcome::Abandoned, "2026-11-04"),
-    ] {
-        record_call(store, id, client, outcome, day);
-    }
-    let next_year = now + jiff::SignedDuration::from_hours(24 * 365);
-    store
-        .mark_attempt_failed(event, next_year, "connection refused (seeded)")
-        .expect("fail");
+    let (vm, event) = crate::common::db::with_store_of(&data, |store| {
+        let now = Timestamp::now();
+        let vm = store
+            .add_voicemail(
+                &NewVoicemail {
+                    call_id: "vm-call".into(),
+                    caller: "+15550100".into(),
+                    client: Some("Acme <Corp>".into()),
+                    ticket: Some("T-7".into()),
+                    path: wav.clone(),
+                    duration_ms: 4200,
+                    created_at: now,
+                },
+                now + jiff::SignedDuration::from_mins(20),
+            )
+            .expect("voicemail");
+        let event = store
+            .enqueue(&OutboxEvent {
+                kind: EventKind::CallEnded,
+                call_id: Some("vm-call".into()),
+                target: Target::Primary,
+                payload: serde_json::json!({"event": "call_ended"}),
+                occurred_at: now,
+            })
+            .expect("enqueue");
+        for (id, client, outcome, day) in [
+            ("c-acme-vm", Some("Acme"), Outcome::Voicemail, "2026-11-02"),
+            ("c-acme-br", Some("Acme"), Outcome::Bridged, "2026-11-03"),
+            ("c-none-ab", None, Outcome::Abandoned, "2026-11-04"),
+        ] {
+            record_call(store, id, client, outcome, day);
+        }
+        let next_year = now + jiff::SignedDuration::from_hours(24 * 365);
+        store
+            .mark_attempt_failed(event, next_year, "connection refused (seeded)")
+            .expect("fail");
+        (vm, event)
+    });
     (data, wav, vm, event)
 }
 

@@ -58,7 +58,7 @@ pub fn url_for(key: &Path) -> Option<String> {
     if let Some(url) = urls.get(&key) {
         return Some(url.clone());
     }
-    let url = super::pg::database().unwrap_or_else(|| {
+    let url = off_runtime(super::pg::database).unwrap_or_else(|| {
         panic!(
             "{TEST_STORE_ENV}=postgres but PostgreSQL is not installed \
              (apt-get install postgresql; initdb and pg_ctl are needed)"
@@ -85,6 +85,18 @@ pub fn ivr_command(data: &Path) -> Command {
     command
 }
 
+/// `ivr args` (not run yet) on the store of the `--data` directory `args` name.
+pub fn ivr_with_args(args: &[&str]) -> Command {
+    let data = args
+        .iter()
+        .position(|a| *a == "--data")
+        .and_then(|i| args.get(i + 1))
+        .unwrap_or_else(|| panic!("no --data in {args:?}"));
+    let mut command = ivr_command(Path::new(data));
+    command.args(args);
+    command
+}
+
 /// The rows of `sql` on the store of data directory `data`, every column as text (`None` for
 /// NULL). The SQL must mean the same in SQLite and PostgreSQL (both schemas keep the same
 /// table and column names; a boolean reads "1"/"0" from SQLite but "t"/"f" from PostgreSQL).
@@ -96,7 +108,7 @@ pub fn rows(data: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
 /// that polls until the line has written them.
 pub fn try_rows(data: &Path, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     match url_for(data) {
-        Some(url) => pg_rows(&url, sql),
+        Some(url) => off_runtime(|| pg_rows(&url, sql)),
         None => sqlite_rows(&data.join("ivr.db"), sql).map_err(|e| e.to_string()),
     }
 }
@@ -158,9 +170,19 @@ fn pg_rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         .collect())
 }
 
-/// The store of data directory `data`, opened in the test process (to seed rows before a
-/// line starts, or to read them through the product's own code): the SQLite file in it,
-/// created when missing, or its PostgreSQL database, migrated.
+/// `f` on the store of data directory `data`, opened in the test process (to seed rows
+/// before a line starts, or to read them through the product's own code): the SQLite file in
+/// it, created when missing, or its PostgreSQL database, migrated. `f` runs on a thread of its
+/// own, so an async test may call this too (see [`off_runtime`]).
+pub fn with_store_of<R: Send>(
+    data: &Path,
+    f: impl FnOnce(&dyn ivr::store::Store) -> R + Send,
+) -> R {
+    off_runtime(|| f(open_store(data).as_ref()))
+}
+
+/// The store of data directory `data`, opened in the test process (see [`with_store_of`]).
+/// Not from an async test: the PostgreSQL client blocks on a runtime of its own.
 pub fn open_store(data: &Path) -> Box<dyn ivr::store::Store> {
     match url_for(data) {
         Some(url) => {
@@ -168,4 +190,13 @@ pub fn open_store(data: &Path) -> Box<dyn ivr::store::Store> {
         }
         None => Box::new(ivr::store::SqliteStore::open(data).expect("open the SQLite store")),
     }
+}
+
+/// `f` on a thread of its own: the blocking PostgreSQL client runs a runtime of its own, which
+/// panics on a thread that is driving a tokio runtime already (the async tests' threads).
+fn off_runtime<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }

@@ -209,22 +209,23 @@ fn data_with_a_voicemail(dir: &Path) -> PathBuf {
             .expect("sample");
     }
     w.finalize().expect("finalize");
-    let store = crate::common::db::open_store(&data);
     let now = jiff::Timestamp::now();
-    ivr::store::VoicemailStore::add_voicemail(
-        store.as_ref(),
-        &ivr::store::NewVoicemail {
-            call_id: "earlier-call".into(),
-            caller: CALLER.into(),
-            client: None,
-            ticket: Some("T-7".into()),
-            path: wav,
-            duration_ms: 1000,
-            created_at: now,
-        },
-        now + jiff::SignedDuration::from_mins(20),
-    )
-    .expect("add voicemail");
+    crate::common::db::with_store_of(&data, |store| {
+        ivr::store::VoicemailStore::add_voicemail(
+            store,
+            &ivr::store::NewVoicemail {
+                call_id: "earlier-call".into(),
+                caller: CALLER.into(),
+                client: None,
+                ticket: Some("T-7".into()),
+                path: wav,
+                duration_ms: 1000,
+                created_at: now,
+            },
+            now + jiff::SignedDuration::from_mins(20),
+        )
+        .expect("add voicemail")
+    });
     data
 }
 
@@ -337,18 +338,19 @@ async fn the_admin_page_and_api_show_the_transcript_escaped() {
     let data = data_with_a_voicemail(&dir);
     let heard = "<script>alert(1)</script> my server & \"mail\" are down";
     {
-        let store = crate::common::db::open_store(&data);
-        let stored = ivr::store::VoicemailStore::set_transcript(
-            store.as_ref(),
-            1,
-            &ivr::store::TranscriptOutcome {
-                engine: "command:whisper-cli".into(),
-                at: jiff::Timestamp::now(),
-                text: Ok(heard.into()),
-            },
-            None,
-        )
-        .expect("set transcript");
+        let stored = crate::common::db::with_store_of(&data, |store| {
+            ivr::store::VoicemailStore::set_transcript(
+                store,
+                1,
+                &ivr::store::TranscriptOutcome {
+                    engine: "command:whisper-cli".into(),
+                    at: jiff::Timestamp::now(),
+                    text: Ok(heard.into()),
+                },
+                None,
+            )
+            .expect("set transcript")
+        });
         assert!(stored);
     }
     let hash = hash_token(TOKEN);

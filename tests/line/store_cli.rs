@@ -19,13 +19,7 @@ fn t(s: &str) -> Timestamp {
 
 /// `ivr args` on the store of the `--data` directory they name (see `common::db`).
 fn ivr(args: &[&str]) -> Output {
-    let data = args
-        .iter()
-        .position(|a| *a == "--data")
-        .and_then(|i| args.get(i + 1))
-        .expect("a --data argument");
-    common::db::ivr_command(Path::new(data))
-        .args(args)
+    common::db::ivr_with_args(args)
         .env_remove("RUST_LOG")
         .output()
         .expect("run ivr")
@@ -411,4 +405,55 @@ fn read_only_data_directory_gives_a_clear_error() {
         None
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 16: `IVR_STORE_URL` names the store for the CLI over `--data` (so a password need
+/// not sit in a config file, and the CLI reads what a line started with it writes); a bad one
+/// is an error that names the variable but not the password. Before, the variable was ignored
+/// and this export failed with "ivr.db not found" in the empty `--data` directory.
+#[test]
+fn ivr_store_url_in_the_environment_names_the_store_for_the_cli() {
+    let root = common::unique_temp_dir("store-env");
+    let db = root.join("elsewhere/calls.db");
+    std::fs::create_dir_all(db.parent().expect("parent")).expect("mkdir");
+    let store = SqliteStore::open_path(&db).expect("create the database");
+    call(
+        &store,
+        "env-call",
+        "+15550100",
+        "2026-11-28T03:00:00Z",
+        None,
+        true,
+        Outcome::Voicemail,
+    );
+    drop(store);
+    let empty = root.join("data");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let export = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["cdr", "export", "--data"])
+            .arg(&empty)
+            .env("IVR_STORE_URL", url)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run ivr")
+    };
+    let out = export(&format!("sqlite://{}", db.display()));
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("env-call"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!empty.join("ivr.db").exists());
+
+    let out = export("mysql://ivr:s3cret@db/ivr");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("IVR_STORE_URL") && err.contains("unknown store"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
 }
