@@ -85,14 +85,21 @@ pub fn ivr_command(data: &Path) -> Command {
     command
 }
 
-/// `ivr args` (not run yet) on the store of the `--data` directory `args` name.
+/// `ivr args` (not run yet) on the store of the `--data` directory `args` name; with no
+/// `--data` (`check`, `simulate`), on no store of ours.
 pub fn ivr_with_args(args: &[&str]) -> Command {
     let data = args
         .iter()
         .position(|a| *a == "--data")
-        .and_then(|i| args.get(i + 1))
-        .unwrap_or_else(|| panic!("no --data in {args:?}"));
-    let mut command = ivr_command(Path::new(data));
+        .and_then(|i| args.get(i + 1));
+    let mut command = match data {
+        Some(data) => ivr_command(Path::new(data)),
+        None => {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_ivr"));
+            command.env_remove(STORE_URL_ENV);
+            command
+        }
+    };
     command.args(args);
     command
 }

@@ -11,6 +11,8 @@ pub mod baresip;
 pub mod db;
 pub mod dns;
 pub mod hook;
+// tests/ha includes pg.rs on its own too (for its shared-store tests), before `db` used it.
+#[allow(clippy::duplicate_mod)]
 pub mod pg;
 pub mod smtp;
 pub mod staff;
@@ -232,13 +234,24 @@ impl Ivr {
                 let _ = child.kill();
                 panic!("unexpected first stdout line from ivr: {line:?}")
             });
-        Ivr {
+        let ivr = Ivr {
             child,
             addr,
             dir,
             log_path,
             stdout: std::sync::Mutex::new(rx),
+        };
+        // The store opens before SIP listens: an `ivr` that ignored IVR_STORE_URL (a stale
+        // binary) would pass the PostgreSQL run on SQLite without this.
+        if db::postgres() {
+            let log = ivr.log();
+            let opened = log.lines().find(|l| l.contains("store opened"));
+            assert!(
+                opened.is_some_and(|l| l.contains("db=postgresql://")),
+                "IVR_TEST_STORE=postgres but ivr did not open its PostgreSQL database: {opened:?}"
+            );
         }
+        ivr
     }
 
     /// The single CDR of this line once its record has an outcome: the `cdr` line is logged
