@@ -272,7 +272,12 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
     let samples = reader.duration();
     assert!(samples >= 8000, "only {samples} samples kept");
     assert_eq!(vm["data"]["duration_ms"], u64::from(samples) / 8, "{vm}");
-    let log = line.log();
-    assert!(log.contains("event=\"health_recovered\""), "{log}");
+    // With SQLite the full disk failed the database too, and its writes working again clear
+    // the alert. A PostgreSQL database is not on that disk: nothing of the store failed, and
+    // the recordings' alert stays until a recording works (IVR_TEST_STORE=postgres).
+    if !crate::common::db::postgres() {
+        let log = line.log();
+        assert!(log.contains("event=\"health_recovered\""), "{log}");
+    }
     drop(line);
 }
