@@ -120,7 +120,7 @@ pub fn store_from_env_value(value: Option<String>) -> Result<Option<StoreConfig>
     store
         .backend(Path::new(""))
         .map_err(|reason| ConfigError::Value {
-            origin: format!("the environment variable {STORE_URL_ENV}"),
+            origin: format!("{STORE_URL_ENV} in the environment"),
             key: "store.url",
             value: store.url_for_log(),
             reason,
