@@ -325,6 +325,13 @@ impl DataArgs {
     /// The existing store (a wrong directory is an error, not a new empty database). A
     /// PostgreSQL URL connects (and brings the schema up to date, as `ivr serve` would).
     fn open(&self) -> anyhow::Result<Box<dyn ivr::store::Store>> {
+        // IVR_STORE_URL names the database itself: it wins over --data and `[store] url`, as
+        // it does for `ivr serve`, so these commands read the database the line writes.
+        if let Some(store) = ivr::config::store_from_env()? {
+            let mut cfg = Config::embedded();
+            cfg.set_store_from_env(store);
+            return open_backend(cfg.store_backend(), &cfg.path_origin("store.url"));
+        }
         // With --data the config is not read at all, as before: only data.dir is wanted from it.
         let (dir, origin) = match &self.data {
             Some(d) => (ivr::config::absolute(d), format!("--data {}", d.display())),
@@ -332,18 +339,7 @@ impl DataArgs {
                 let cfg = Config::load(self.config.as_deref())?;
                 if !cfg.store.url.is_empty() {
                     // `[store] url` names the database itself (checked at load).
-                    let origin = cfg.path_origin("store.url");
-                    let opened: Result<Box<dyn ivr::store::Store>, _> = match cfg.store_backend() {
-                        ivr::config::StoreBackend::Sqlite(file) => {
-                            ivr::store::SqliteStore::open_existing_path(&file)
-                                .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
-                        }
-                        ivr::config::StoreBackend::Postgres(url) => {
-                            ivr::store::PgStore::connect(&url)
-                                .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
-                        }
-                    };
-                    return opened.map_err(|e| anyhow::anyhow!("{e} (store: {origin})"));
+                    return open_backend(cfg.store_backend(), &cfg.path_origin("store.url"));
                 }
                 let origin = cfg.path_origin("data.dir");
                 (cfg.data.dir, origin)
@@ -353,6 +349,23 @@ impl DataArgs {
             .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
             .map_err(|e| anyhow::anyhow!("{e} (data directory: {origin})"))
     }
+}
+
+/// The existing store `backend` names (`origin`: where it was named, for the error).
+fn open_backend(
+    backend: ivr::config::StoreBackend,
+    origin: &str,
+) -> anyhow::Result<Box<dyn ivr::store::Store>> {
+    let opened: Result<Box<dyn ivr::store::Store>, _> = match backend {
+        ivr::config::StoreBackend::Sqlite(file) => {
+            ivr::store::SqliteStore::open_existing_path(&file)
+                .map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
+        }
+        ivr::config::StoreBackend::Postgres(url) => {
+            ivr::store::PgStore::connect(&url).map(|s| Box::new(s) as Box<dyn ivr::store::Store>)
+        }
+    };
+    opened.map_err(|e| anyhow::anyhow!("{e} (store: {origin})"))
 }
 
 fn main() -> ExitCode {

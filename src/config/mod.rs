@@ -33,7 +33,7 @@ pub use oncall::{OncallConfig, OncallError, OncallOverride};
 pub use paths::{Install, PathOrigin, PathOrigins, PathSource, absolute, flow_number_key};
 pub use sections::*;
 pub use source::{ConfigSource, Overrides};
-pub use store::{StoreBackend, StoreConfig};
+pub use store::{STORE_URL_ENV, StoreBackend, StoreConfig, store_from_env};
 pub use transcription::TranscriptionConfig;
 pub use trunks::{TrunkConfig, UnknownSources};
 pub use validate::{parse_listen, parse_net, parse_port_range};

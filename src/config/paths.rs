@@ -87,6 +87,8 @@ pub enum PathSource {
     BuiltIn(Install),
     /// A command-line flag (`--prompts`): relative to the working directory.
     Flag(&'static str),
+    /// An environment variable (`IVR_STORE_URL`); a relative path against the working directory.
+    Env(&'static str),
 }
 
 /// One path-valued setting: its key, the text as written, and who wrote it.
@@ -109,6 +111,7 @@ impl fmt::Display for PathOrigin {
         match source {
             PathSource::File(file) => write!(f, "{key} = {written:?} in {}", file.display()),
             PathSource::Flag(flag) => write!(f, "{flag} {written}"),
+            PathSource::Env(var) => write!(f, "{var}={written:?} in the environment"),
             PathSource::BuiltIn(install) if install.found => write!(
                 f,
                 "{key} = {written:?} of the built-in defaults, relative to the install {}",

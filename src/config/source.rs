@@ -29,7 +29,7 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
-    /// Reads the file and applies the flags, exactly as at start.
+    /// Reads the file and applies the flags and `IVR_STORE_URL`, exactly as at start.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut cfg = Config::load(self.file.as_deref())?;
         let o = &self.overrides;
@@ -55,6 +55,9 @@ impl ConfigSource {
             cfg.flows.default = cfg.flag_path("flows.default", "--flow", flow);
         }
         cfg.clock_at = o.now;
+        if let Some(store) = super::store::store_from_env()? {
+            cfg.set_store_from_env(store);
+        }
         Ok(cfg)
     }
 }

@@ -167,13 +167,13 @@ fn start_line(dir: &Path) -> Ivr {
     ])
 }
 
-/// The one voicemail's (id, WAV path, acked_by) from the database file.
+/// The one voicemail's (id, WAV path, acked_by) from the line's store.
 fn voicemail_row(data: &Path) -> Option<(i64, PathBuf, Option<String>)> {
-    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open db");
-    conn.query_row("SELECT id, path, acked_by FROM voicemails", [], |r| {
-        Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get(2)?))
-    })
-    .ok()
+    let row = crate::common::db::rows(data, "SELECT id, path, acked_by FROM voicemails")
+        .into_iter()
+        .next()?;
+    let [id, path, acked_by] = <[Option<String>; 3]>::try_from(row).ok()?;
+    Some((id?.parse().ok()?, PathBuf::from(path?), acked_by))
 }
 
 /// Seconds of audio in the WAV at `path`.

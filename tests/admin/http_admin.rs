@@ -6,7 +6,6 @@
 use crate::admin_support;
 use crate::common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use admin_support::*;
@@ -351,7 +350,7 @@ async fn cdrs_filter_by_date_client_and_outcome_and_the_csv_is_the_cli_export() 
             .starts_with("text/csv")
     );
     let csv = csv.bytes().await.expect("csv");
-    let cli = Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let cli = crate::common::db::ivr_command(&data)
         .args(["cdr", "export", "--from", "2026-11-03T00:00:00Z", "--data"])
         .arg(&data)
         .output()

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::common::{Ivr, manifest_dir};
-use ivr::store::traits::*;
-use ivr::store::{
-    CallStart, Cdr, EventKind, NewVoicemail, OutboxEvent, Outcome, SqliteStore, Target,
-};
+use ivr::store::{CallStart, Cdr, EventKind, NewVoicemail, OutboxEvent, Outcome, Store, Target};
 use jiff::Timestamp;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -44,53 +41,49 @@ pub fn seeded(dir: &Path) -> (PathBuf, PathBuf, i64, i64) {
     let data = dir.join("data");
     let wav = dir.join("message.wav");
     std::fs::copy(crate::common::greeting_path(), &wav).expect("copy a WAV");
-    let store = SqliteStore::open(&data).expect("open store");
-    let now = Timestamp::now();
-    let vm = store
-        .add_voicemail(
-            &NewVoicemail {
-                call_id: "vm-call".into(),
-                caller: "+15550100".into(),
-                client: Some("Acme <Corp>".into()),
-                ticket: Some("T-7".into()),
-                path: wav.clone(),
-                duration_ms: 4200,
-                created_at: now,
-            },
-            now + jiff::SignedDuration::from_mins(20),
-        )
-        .expect("voicemail");
-    let event = store
-        .enqueue(&OutboxEvent {
-            kind: EventKind::CallEnded,
-            call_id: Some("vm-call".into()),
-            target: Target::Primary,
-            payload: serde_json::json!({"event": "call_ended"}),
-            occurred_at: now,
-        })
-        .expect("enqueue");
-    for (id, client, outcome, day) in [
-        ("c-acme-vm", Some("Acme"), Outcome::Voicemail, "2026-11-02"),
-        ("c-acme-br", Some("Acme"), Outcome::Bridged, "2026-11-03"),
-        ("c-none-ab", None, Outcome::Abandoned, "2026-11-04"),
-    ] {
-        record_call(&store, id, client, outcome, day);
-    }
-    let next_year = now + jiff::SignedDuration::from_hours(24 * 365);
-    store
-        .mark_attempt_failed(event, next_year, "connection refused (seeded)")
-        .expect("fail");
+    let (vm, event) = crate::common::db::with_store_of(&data, |store| {
+        let now = Timestamp::now();
+        let vm = store
+            .add_voicemail(
+                &NewVoicemail {
+                    call_id: "vm-call".into(),
+                    caller: "+15550100".into(),
+                    client: Some("Acme <Corp>".into()),
+                    ticket: Some("T-7".into()),
+                    path: wav.clone(),
+                    duration_ms: 4200,
+                    created_at: now,
+                },
+                now + jiff::SignedDuration::from_mins(20),
+            )
+            .expect("voicemail");
+        let event = store
+            .enqueue(&OutboxEvent {
+                kind: EventKind::CallEnded,
+                call_id: Some("vm-call".into()),
+                target: Target::Primary,
+                payload: serde_json::json!({"event": "call_ended"}),
+                occurred_at: now,
+            })
+            .expect("enqueue");
+        for (id, client, outcome, day) in [
+            ("c-acme-vm", Some("Acme"), Outcome::Voicemail, "2026-11-02"),
+            ("c-acme-br", Some("Acme"), Outcome::Bridged, "2026-11-03"),
+            ("c-none-ab", None, Outcome::Abandoned, "2026-11-04"),
+        ] {
+            record_call(store, id, client, outcome, day);
+        }
+        let next_year = now + jiff::SignedDuration::from_hours(24 * 365);
+        store
+            .mark_attempt_failed(event, next_year, "connection refused (seeded)")
+            .expect("fail");
+        (vm, event)
+    });
     (data, wav, vm, event)
 }
 
 /// A whole call started at 22:00 UTC on `day`.
-pub fn record_call(
-    store: &SqliteStore,
-    id: &str,
-    client: Option<&str>,
-    outcome: Outcome,
-    day: &str,
-) {
+pub fn record_call(store: &dyn Store, id: &str, client: Option<&str>, outcome: Outcome, day: &str) {
     let started: Timestamp = format!("{day}T22:00:00Z").parse().expect("time");
     let caller = ivr::repeat::normalise("+15550199", Some("1"));
     store
@@ -176,7 +169,7 @@ pub async fn json(resp: reqwest::Response) -> serde_json::Value {
 
 /// `ivr voicemail list --data` output.
 pub fn voicemail_list(data: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let out = crate::common::db::ivr_command(data)
         .args(["voicemail", "list", "--data"])
         .arg(data)
         .output()
@@ -184,15 +177,17 @@ pub fn voicemail_list(data: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// (attempts, next_attempt_at ms, last_error) of outbox row `id`, from the database file.
+/// (attempts, next_attempt_at ms, last_error) of outbox row `id`, from the line's store.
 pub fn outbox_row(data: &Path, id: i64) -> (u32, i64, Option<String>) {
-    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open db");
-    conn.query_row(
-        "SELECT attempts, next_attempt_at, last_error FROM outbox WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .expect("outbox row")
+    let rows = crate::common::db::rows(
+        data,
+        &format!("SELECT attempts, next_attempt_at, last_error FROM outbox WHERE id = {id}"),
+    );
+    let [attempts, next, error] =
+        <[Option<String>; 3]>::try_from(rows.into_iter().next().expect("outbox row"))
+            .expect("three columns");
+    let number = |v: Option<String>| v.expect("not NULL").parse().expect("a number");
+    (number(attempts) as u32, number(next), error)
 }
 
 /// `GET /metrics` on a loopback admin listener (no token), parsed as Prometheus text: a body

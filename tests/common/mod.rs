@@ -8,8 +8,12 @@
 #![allow(dead_code)]
 
 pub mod baresip;
+pub mod db;
 pub mod dns;
 pub mod hook;
+// tests/ha includes pg.rs on its own too (for its shared-store tests), before `db` used it.
+#[allow(clippy::duplicate_mod)]
+pub mod pg;
 pub mod smtp;
 pub mod staff;
 pub mod tls;
@@ -132,7 +136,8 @@ impl Ivr {
             .args(flow_args)
             .args(admin_args(args))
             .args(args);
-        Ivr::spawn(command, dir)
+        let data = dir.join("data");
+        Ivr::spawn(command, dir, &data)
     }
 
     /// `ivr serve --sip 127.0.0.1:0 <args>` run from the directory `cwd`, with nothing else
@@ -144,7 +149,18 @@ impl Ivr {
             .args(admin_args(args))
             .args(args)
             .current_dir(cwd);
-        Ivr::spawn(command, unique_temp_dir("ivr"))
+        // The store follows the data directory the line is given (a restart on it finds its
+        // rows), else its config file, else the working directory.
+        let named = |flag: &str| {
+            args.iter()
+                .position(|a| *a == flag)
+                .and_then(|i| args.get(i + 1))
+                .map(|v| cwd.join(v))
+        };
+        let key = named("--data")
+            .or_else(|| named("--config"))
+            .unwrap_or_else(|| cwd.to_path_buf());
+        Ivr::spawn(command, unique_temp_dir("ivr"), &key)
     }
 
     /// `ivr serve --config CONFIG --data DATA --prompts <repo>/prompts [--flow FLOW] <extra>` run
@@ -173,8 +189,10 @@ impl Ivr {
     }
 
     /// Starts `command` (an `ivr serve`), logging to `dir/ivr.log`, and waits for its
-    /// `ivr: SIP listening on ...` line.
-    fn spawn(mut command: Command, dir: PathBuf) -> Ivr {
+    /// `ivr: SIP listening on ...` line. `store_key` is its data directory (or what stands
+    /// for it), which chooses its database under `IVR_TEST_STORE=postgres` (see `db`).
+    fn spawn(mut command: Command, dir: PathBuf, store_key: &Path) -> Ivr {
+        db::with_store(&mut command, store_key);
         let log_path = dir.join("ivr.log");
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
@@ -216,13 +234,24 @@ impl Ivr {
                 let _ = child.kill();
                 panic!("unexpected first stdout line from ivr: {line:?}")
             });
-        Ivr {
+        let ivr = Ivr {
             child,
             addr,
             dir,
             log_path,
             stdout: std::sync::Mutex::new(rx),
+        };
+        // The store opens before SIP listens: an `ivr` that ignored IVR_STORE_URL (a stale
+        // binary) would pass the PostgreSQL run on SQLite without this.
+        if db::postgres() {
+            let log = ivr.log();
+            let opened = log.lines().find(|l| l.contains("store opened"));
+            assert!(
+                opened.is_some_and(|l| l.contains("db=postgresql://")),
+                "IVR_TEST_STORE=postgres but ivr did not open its PostgreSQL database: {opened:?}"
+            );
         }
+        ivr
     }
 
     /// The single CDR of this line once its record has an outcome: the `cdr` line is logged
@@ -471,9 +500,9 @@ pub fn run_sipp_to(target: SocketAddr, dir: &Path, scenario: &str, extra: &[&str
     SippRun { status, errors }
 }
 
-/// `ivr cdr export --data DATA` as one column → value map per row, oldest first.
+/// `ivr cdr export --data DATA` (on the store of DATA, see `db`) as one column → value map per row, oldest first.
 pub fn cdr_rows(data: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let out = db::ivr_command(data)
         .args(["cdr", "export", "--data"])
         .arg(data)
         .output()

@@ -77,13 +77,15 @@ fn the_wav(data: &Path) -> PathBuf {
 
 /// The mail row of the outbox: (attempts, delivered, last error).
 fn mail_row(data: &Path) -> Option<(u32, bool, Option<String>)> {
-    let db = rusqlite::Connection::open(data.join("ivr.db")).ok()?;
-    db.query_row(
-        "SELECT attempts, delivered_at IS NOT NULL, last_error FROM outbox WHERE target = 'email'",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    // Not there yet (no row, or no database before the line created it): `None`.
+    let rows = crate::common::db::try_rows(
+        data,
+        "SELECT attempts, delivered_at, last_error FROM outbox WHERE target = 'email'",
     )
-    .ok()
+    .ok()?;
+    let [attempts, delivered_at, last_error] =
+        <[Option<String>; 3]>::try_from(rows.into_iter().next()?).ok()?;
+    Some((attempts?.parse().ok()?, delivered_at.is_some(), last_error))
 }
 
 /// Waits until the mail row satisfies `cond`; returns it.
@@ -375,12 +377,10 @@ fn a_transcript_that_is_late_does_not_hold_the_mail_past_its_wait() {
         body.contains("No transcript yet: it was not ready when this mail was sent"),
         "body:\n{body}"
     );
-    let db = rusqlite::Connection::open(data.join("ivr.db")).expect("db");
-    let transcribed: Option<i64> = db
-        .query_row("SELECT transcribed_at FROM voicemails", [], |r| r.get(0))
-        .expect("voicemail row");
+    let transcribed = crate::common::db::rows(&data, "SELECT transcribed_at FROM voicemails");
     assert_eq!(
-        transcribed, None,
+        transcribed,
+        vec![vec![None]],
         "the engine was still running when the mail went"
     );
     drop(ivr);

@@ -29,23 +29,23 @@ const CALLER: &str = "+15551230001";
 /// transcript, transcript_engine, transcribed_at, transcript_error of one voicemail.
 type Row = (Option<String>, Option<String>, Option<i64>, Option<String>);
 
-/// The transcript columns of every voicemail, straight from the database file.
+/// The transcript columns of every voicemail, straight from the line's store.
 fn transcript_rows(data: &Path) -> Vec<Row> {
-    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open ivr.db");
-    let mut stmt = conn
-        .prepare(
-            "SELECT transcript, transcript_engine, transcribed_at, transcript_error \
-             FROM voicemails ORDER BY id",
-        )
-        .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    crate::common::db::rows(
+        data,
+        "SELECT transcript, transcript_engine, transcribed_at, transcript_error \
+         FROM voicemails ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| {
+        let [text, engine, at, error] = <[Option<String>; 4]>::try_from(r).expect("4 columns");
+        (text, engine, at.map(|v| v.parse().expect("ms")), error)
+    })
+    .collect()
 }
 
 fn voicemail_list(data: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let out = crate::common::db::ivr_command(data)
         .args(["voicemail", "list", "--data"])
         .arg(data)
         .output()
@@ -209,22 +209,23 @@ fn data_with_a_voicemail(dir: &Path) -> PathBuf {
             .expect("sample");
     }
     w.finalize().expect("finalize");
-    let store = ivr::store::SqliteStore::open(&data).expect("open store");
     let now = jiff::Timestamp::now();
-    ivr::store::VoicemailStore::add_voicemail(
-        &store,
-        &ivr::store::NewVoicemail {
-            call_id: "earlier-call".into(),
-            caller: CALLER.into(),
-            client: None,
-            ticket: Some("T-7".into()),
-            path: wav,
-            duration_ms: 1000,
-            created_at: now,
-        },
-        now + jiff::SignedDuration::from_mins(20),
-    )
-    .expect("add voicemail");
+    crate::common::db::with_store_of(&data, |store| {
+        ivr::store::VoicemailStore::add_voicemail(
+            store,
+            &ivr::store::NewVoicemail {
+                call_id: "earlier-call".into(),
+                caller: CALLER.into(),
+                client: None,
+                ticket: Some("T-7".into()),
+                path: wav,
+                duration_ms: 1000,
+                created_at: now,
+            },
+            now + jiff::SignedDuration::from_mins(20),
+        )
+        .expect("add voicemail")
+    });
     data
 }
 
@@ -337,18 +338,19 @@ async fn the_admin_page_and_api_show_the_transcript_escaped() {
     let data = data_with_a_voicemail(&dir);
     let heard = "<script>alert(1)</script> my server & \"mail\" are down";
     {
-        let store = ivr::store::SqliteStore::open(&data).expect("open");
-        let stored = ivr::store::VoicemailStore::set_transcript(
-            &store,
-            1,
-            &ivr::store::TranscriptOutcome {
-                engine: "command:whisper-cli".into(),
-                at: jiff::Timestamp::now(),
-                text: Ok(heard.into()),
-            },
-            None,
-        )
-        .expect("set transcript");
+        let stored = crate::common::db::with_store_of(&data, |store| {
+            ivr::store::VoicemailStore::set_transcript(
+                store,
+                1,
+                &ivr::store::TranscriptOutcome {
+                    engine: "command:whisper-cli".into(),
+                    at: jiff::Timestamp::now(),
+                    text: Ok(heard.into()),
+                },
+                None,
+            )
+            .expect("set transcript")
+        });
         assert!(stored);
     }
     let hash = hash_token(TOKEN);
@@ -453,12 +455,7 @@ fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
     assert!(exited(engine), "the engine {engine} outlived ivr");
     let rows = transcript_rows(&data);
     assert_eq!(rows[0], (None, None, None, None), "still owed: {rows:?}");
-    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open");
-    let attempts: i64 = conn
-        .query_row("SELECT transcript_attempts FROM voicemails", [], |r| {
-            r.get(0)
-        })
-        .expect("attempts");
-    assert_eq!(attempts, 0);
+    let attempts = crate::common::db::value(&data, "SELECT transcript_attempts FROM voicemails");
+    assert_eq!(attempts, "0");
     assert!(hook.named("voicemail_transcribed").is_empty());
 }

@@ -6,7 +6,7 @@ use crate::admin_support;
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use admin_support::{client, start, url};
 use common::{prompts_played, unique_temp_dir};
@@ -43,24 +43,26 @@ fn payload(status: &str, ends_at: &str) -> String {
     )
 }
 
-/// (source, key, labels, summary, resolved) of every incident, from the file.
+/// (source, key, labels, summary, resolved) of every incident, from the line's store.
 fn incidents(data: &Path) -> Vec<(String, String, String, String, bool)> {
-    let conn = rusqlite::Connection::open(data.join("ivr.db")).expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT source, key, labels, summary, resolved_at FROM incidents ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get::<_, Option<i64>>(4)?.is_some(),
-        ))
+    common::db::rows(
+        data,
+        "SELECT source, key, labels, summary, resolved_at FROM incidents ORDER BY id",
+    )
+    .into_iter()
+    .map(|r| {
+        let [source, key, labels, summary, resolved] =
+            <[Option<String>; 5]>::try_from(r).expect("5 columns");
+        let text = |v: Option<String>| v.expect("not NULL");
+        (
+            text(source),
+            text(key),
+            text(labels),
+            text(summary),
+            resolved.is_some(),
+        )
     })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,9 +150,9 @@ async fn alertmanager_hook_without_a_secret_says_how_to_configure_it() {
     assert!(incidents(&data).is_empty());
 }
 
+/// `ivr args` on the store of the `--data` directory they name.
 fn ivr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ivr"))
-        .args(args)
+    common::db::ivr_with_args(args)
         .env_remove("RUST_LOG")
         .output()
         .expect("run ivr")
@@ -161,7 +163,7 @@ fn cli_sets_lists_and_clears_an_incident() {
     let dir = unique_temp_dir("incidents-cli");
     let data = dir.join("data");
     // A database to work on, as `ivr serve` leaves it.
-    drop(ivr::store::SqliteStore::open(&data).expect("create db"));
+    common::db::with_store_of(&data, |_| ());
     let d = data.to_str().expect("utf-8");
     let out = ivr(&[
         "incident",

@@ -8,16 +8,18 @@ use std::process::{Command, Output};
 
 use ivr::repeat::{RepeatPolicy, normalise};
 use ivr::store::traits::*;
-use ivr::store::{AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Voicemail};
+use ivr::store::{
+    AckOutcome, CallStart, Cdr, NewVoicemail, Outcome, SqliteStore, Store, Voicemail,
+};
 use jiff::Timestamp;
 
 fn t(s: &str) -> Timestamp {
     s.parse().expect("test timestamp")
 }
 
+/// `ivr args` on the store of the `--data` directory they name (see `common::db`).
 fn ivr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ivr"))
-        .args(args)
+    common::db::ivr_with_args(args)
         .env_remove("RUST_LOG")
         .output()
         .expect("run ivr")
@@ -29,7 +31,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Record a whole call through the API, as the call shell will.
 fn call(
-    store: &SqliteStore,
+    store: &dyn Store,
     id: &str,
     caller: &str,
     at: &str,
@@ -83,10 +85,11 @@ fn call(
         .expect("end");
 }
 
-fn filled_store(dir: &Path) -> SqliteStore {
-    let store = SqliteStore::open(dir).expect("open store");
+/// The store of data directory `dir` (SQLite, or PostgreSQL under IVR_TEST_STORE) with calls.
+fn filled_store(dir: &Path) -> Box<dyn Store> {
+    let store = common::db::open_store(dir);
     call(
-        &store,
+        store.as_ref(),
         "in-hours",
         "5551230001",
         "2026-11-27T15:00:00Z",
@@ -95,7 +98,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::ClosedHours,
     );
     call(
-        &store,
+        store.as_ref(),
         "no-agreement",
         "5559990000",
         "2026-11-28T03:00:00Z",
@@ -104,7 +107,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::Voicemail,
     );
     call(
-        &store,
+        store.as_ref(),
         "agreement",
         "5551230001",
         "2026-11-28T04:00:00Z",
@@ -113,7 +116,7 @@ fn filled_store(dir: &Path) -> SqliteStore {
         Outcome::Bridged,
     );
     call(
-        &store,
+        store.as_ref(),
         "repeat",
         "+1 555 123 0001",
         "2026-11-28T04:10:00Z",
@@ -240,7 +243,7 @@ fn cdr_export_writes_every_call_with_its_multiplier() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn add_voicemail(store: &SqliteStore) -> i64 {
+fn add_voicemail(store: &dyn Store) -> i64 {
     store
         .add_voicemail(
             &NewVoicemail {
@@ -261,7 +264,7 @@ fn add_voicemail(store: &SqliteStore) -> i64 {
 fn voicemail_ack_acks_once_and_rejects_unknown_ids() {
     let dir = common::unique_temp_dir("vm-ack");
     let store = filled_store(&dir);
-    let id = add_voicemail(&store);
+    let id = add_voicemail(store.as_ref());
     let data = dir.to_str().expect("utf8");
     let id_arg = id.to_string();
 
@@ -316,6 +319,9 @@ fn voicemail_ack_acks_once_and_rejects_unknown_ids() {
 
 #[test]
 fn wrong_data_directory_is_an_error_not_a_new_database() {
+    if common::db::sqlite_only("a data directory without ivr.db") {
+        return;
+    }
     let dir = common::unique_temp_dir("no-db");
     let out = ivr(&["cdr", "export", "--data", dir.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -360,9 +366,12 @@ fn ivr_with_read_only_dir(dir: &Path, args: &[&str]) -> Option<Output> {
 
 #[test]
 fn read_only_data_directory_gives_a_clear_error() {
+    if common::db::sqlite_only("a read-only directory holding ivr.db") {
+        return;
+    }
     let dir = common::unique_temp_dir("ro-data");
     let store = filled_store(&dir);
-    let id = add_voicemail(&store);
+    let id = add_voicemail(store.as_ref());
     drop(store);
     let data = dir.to_str().expect("utf8").to_string();
     let id_arg = id.to_string();
@@ -396,4 +405,55 @@ fn read_only_data_directory_gives_a_clear_error() {
         None
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 16: `IVR_STORE_URL` names the store for the CLI over `--data` (so a password need
+/// not sit in a config file, and the CLI reads what a line started with it writes); a bad one
+/// is an error that names the variable but not the password. Before, the variable was ignored
+/// and this export failed with "ivr.db not found" in the empty `--data` directory.
+#[test]
+fn ivr_store_url_in_the_environment_names_the_store_for_the_cli() {
+    let root = common::unique_temp_dir("store-env");
+    let db = root.join("elsewhere/calls.db");
+    std::fs::create_dir_all(db.parent().expect("parent")).expect("mkdir");
+    let store = SqliteStore::open_path(&db).expect("create the database");
+    call(
+        &store,
+        "env-call",
+        "+15550100",
+        "2026-11-28T03:00:00Z",
+        None,
+        true,
+        Outcome::Voicemail,
+    );
+    drop(store);
+    let empty = root.join("data");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let export = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["cdr", "export", "--data"])
+            .arg(&empty)
+            .env("IVR_STORE_URL", url)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run ivr")
+    };
+    let out = export(&format!("sqlite://{}", db.display()));
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("env-call"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!empty.join("ivr.db").exists());
+
+    let out = export("mysql://ivr:s3cret@db/ivr");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("IVR_STORE_URL") && err.contains("unknown store"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
 }

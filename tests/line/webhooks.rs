@@ -579,6 +579,9 @@ async fn overdue_callback_escalates_once_to_the_escalation_endpoint() {
 
 #[tokio::test]
 async fn sqlite_outbox_survives_a_restart_while_the_server_is_down() {
+    if common::db::sqlite_only("the SQLite outbox file reopened in this process") {
+        return;
+    }
     use ivr::store::{OutboxStore, SqliteStore};
 
     let dir = common::unique_temp_dir("webhooks-sqlite");

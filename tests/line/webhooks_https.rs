@@ -349,22 +349,23 @@ impl Site {
 
     /// `(id, event, attempts, delivered, last_error)` of every outbox row.
     fn outbox(&self) -> Vec<(i64, String, i64, bool, Option<String>)> {
-        let db = rusqlite::Connection::open_with_flags(
-            self.data().join("ivr.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        crate::common::db::rows(
+            &self.data(),
+            "SELECT id, event_type, attempts, delivered_at, last_error FROM outbox ORDER BY id",
         )
-        .expect("open ivr.db");
-        let mut q = db
-            .prepare(
-                "SELECT id, event_type, attempts, delivered_at IS NOT NULL, last_error \
-                 FROM outbox ORDER BY id",
+        .into_iter()
+        .map(|r| {
+            let [id, event, attempts, delivered, error] =
+                <[Option<String>; 5]>::try_from(r).expect("5 columns");
+            let number = |v: Option<String>| v.expect("not NULL").parse().expect("a number");
+            (
+                number(id),
+                event.expect("event_type"),
+                number(attempts),
+                delivered.is_some(),
+                error,
             )
-            .expect("query outbox");
-        q.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
-        .expect("rows")
-        .map(|r| r.expect("row"))
         .collect()
     }
 }

@@ -99,7 +99,7 @@ fn after_hours_call(scenario: &str, digit_source: &str, ticket: &str) {
         .unwrap_or_default();
     assert!(wavs.is_empty(), "no voicemail expected: {wavs:?}");
     // The CDR: after hours at twice the rate, terms agreed, the keys pressed, the ticket.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let out = crate::common::db::ivr_command(&ivr.dir().join("data"))
         .args(["cdr", "export", "--data"])
         .arg(ivr.dir().join("data"))
         .output()

@@ -65,7 +65,7 @@ impl Line {
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.join(format!("{label}.log"));
         let log = std::fs::File::create(&log_path).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        let mut child = crate::common::db::ivr_command(data)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

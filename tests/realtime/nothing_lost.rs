@@ -202,13 +202,13 @@ fn write_caller_audio(dir: &Path) {
     std::fs::write(dir.join("caller_audio.ulaw"), &ulaw).expect("write caller audio");
 }
 
+/// The count `sql` reads from the line's store (-1 when it cannot be read yet).
 fn count(data: &Path, sql: &str) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        data.join("ivr.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open db");
-    db.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+    let rows = crate::common::db::try_rows(data, sql).unwrap_or_default();
+    rows.first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
 }
 
 #[test]
@@ -272,7 +272,12 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
     let samples = reader.duration();
     assert!(samples >= 8000, "only {samples} samples kept");
     assert_eq!(vm["data"]["duration_ms"], u64::from(samples) / 8, "{vm}");
-    let log = line.log();
-    assert!(log.contains("event=\"health_recovered\""), "{log}");
+    // With SQLite the full disk failed the database too, and its writes working again clear
+    // the alert. A PostgreSQL database is not on that disk: nothing of the store failed, and
+    // the recordings' alert stays until a recording works (IVR_TEST_STORE=postgres).
+    if !crate::common::db::postgres() {
+        let log = line.log();
+        assert!(log.contains("event=\"health_recovered\""), "{log}");
+    }
     drop(line);
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::staff::Staff;
 use common::{Ivr, cdr_rows, manifest_dir, require_tool, run_sipp};
-use std::process::Command;
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -239,22 +238,19 @@ fn a_staff_call_back_to_a_voicemail_number_stops_its_escalation() {
     let log = ivr.wait_for_log(&["event=\"callback_ended\""], WAIT);
     assert!(log.contains("voicemails_acked=1"), "{log}");
     // The helpdesk's `callback_connected` event is queued in the outbox (no URL configured here).
-    let db = rusqlite::Connection::open(ivr.dir().join("data").join("ivr.db")).expect("db");
-    let payload: String = db
-        .query_row(
-            "SELECT payload FROM outbox WHERE event_type = 'callback_connected'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("callback_connected queued");
+    let data = ivr.dir().join("data");
+    let payload = common::db::value(
+        &data,
+        "SELECT payload FROM outbox WHERE event_type = 'callback_connected'",
+    );
     assert!(
         payload.contains("+15551230003") && payload.contains("alice"),
         "{payload}"
     );
     // The voicemail counts as called back: acknowledged, its escalation timer stopped.
-    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+    let out = common::db::ivr_command(&data)
         .args(["voicemail", "list", "--data"])
-        .arg(ivr.dir().join("data"))
+        .arg(&data)
         .output()
         .expect("voicemail list");
     let list = String::from_utf8_lossy(&out.stdout).to_string();
