@@ -47,10 +47,20 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<Output, TranscribeError
         .stderr(Stdio::piped())
         // Its own process group, so a timeout kills a wrapper script's children too.
         .process_group(0);
-    // SAFETY: nice(2) is async-signal-safe and touches no memory of the parent.
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: nice(2), prctl(2), getppid(2) and _exit(2) are async-signal-safe and touch no
+    // memory of the parent.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::nice(NICE);
+            // The engine dies with ivr, also when ivr is killed (SIGKILL, OOM): a node that
+            // dies mid-transcription must not leave a speech engine eating its machine. The
+            // signal comes when the thread that spawned it ends, and that thread waits for the
+            // engine below. If ivr died before this, nothing would send it: exit at once.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
             Ok(())
         });
     }

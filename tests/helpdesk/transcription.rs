@@ -405,15 +405,13 @@ fn exited(pid: u32) -> bool {
     }
 }
 
-/// Stopping `ivr serve` kills a running engine rather than waiting for it (before: the process
-/// stayed up until the engine's 60 s were over), and the voicemail stays owed a transcript for
-/// the next start, its attempts untouched.
-#[test]
-fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
-    let dir = unique_temp_dir("transcribe-stop");
+/// A line with one voicemail owed a transcript whose engine leaves its pid beside the WAV,
+/// then runs far longer than any test waits: the line, its data directory, the webhook
+/// receiver and the engine's pid.
+fn line_with_a_running_engine(label: &str) -> (Ivr, PathBuf, Hook, u32) {
+    let dir = unique_temp_dir(label);
     let data = data_with_a_voicemail(&dir);
     let hook = Hook::start(0);
-    // The engine leaves its pid beside the WAV, then runs far longer than the test waits.
     let config = write_config(
         &dir,
         &hook,
@@ -437,8 +435,13 @@ fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    (ivr, data, hook, engine)
+}
+
+/// Sends `signal` to the line and waits (30 s at most) until it has exited.
+fn signal_and_wait(ivr: &Ivr, signal: &str) {
     let ok = Command::new("kill")
-        .args(["-TERM", &ivr.pid().to_string()])
+        .args([signal, &ivr.pid().to_string()])
         .status()
         .expect("kill")
         .success();
@@ -447,11 +450,37 @@ fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
     while !exited(ivr.pid()) {
         assert!(
             std::time::Instant::now() < deadline,
-            "ivr still running 30 s after SIGTERM (its engine sleeps 60 s); log:\n{}",
+            "ivr still running 30 s after {signal} (its engine sleeps 60 s); log:\n{}",
             ivr.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A node killed outright (SIGKILL, the OOM killer) takes its engine with it: before, the
+/// engine ran on for its whole 60 s, orphaned, on a machine that was restarting the line.
+#[test]
+fn a_killed_line_takes_its_running_engine_with_it() {
+    let (ivr, _data, _hook, engine) = line_with_a_running_engine("transcribe-kill");
+    signal_and_wait(&ivr, "-KILL");
+    // The kernel signals the engine as its parent goes: a moment, not the engine's 60 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exited(engine) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine {engine} outlived the killed ivr"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stopping `ivr serve` kills a running engine rather than waiting for it (before: the process
+/// stayed up until the engine's 60 s were over), and the voicemail stays owed a transcript for
+/// the next start, its attempts untouched.
+#[test]
+fn stopping_the_line_kills_a_running_engine_and_the_voicemail_stays_owed() {
+    let (ivr, data, hook, engine) = line_with_a_running_engine("transcribe-stop");
+    signal_and_wait(&ivr, "-TERM");
     assert!(exited(engine), "the engine {engine} outlived ivr");
     let rows = transcript_rows(&data);
     assert_eq!(rows[0], (None, None, None, None), "still owed: {rows:?}");
