@@ -159,7 +159,8 @@ fn sqlite_rows(file: &Path, sql: &str) -> rusqlite::Result<Vec<Vec<Option<String
     rows.collect()
 }
 
-fn pg_rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+/// The rows of `sql` on the PostgreSQL database `url`, every column as text (`None` for NULL).
+pub fn pg_rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let mut client = postgres::Client::connect(url, postgres::NoTls)
         .map_err(|e| format!("connect to the test database: {e}"))?;
     // The simple protocol hands every column back as text, whatever its type.

@@ -11,8 +11,6 @@ pub mod baresip;
 pub mod db;
 pub mod dns;
 pub mod hook;
-// tests/ha includes pg.rs on its own too (for its shared-store tests), before `db` used it.
-#[allow(clippy::duplicate_mod)]
 pub mod pg;
 pub mod smtp;
 pub mod staff;
@@ -44,6 +42,19 @@ pub fn unique_temp_dir(label: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
+}
+
+/// Writes `caller_audio.ulaw` into `dir` (sipp's working directory) for the scenarios that
+/// stream it: `seconds` of a steady 440 Hz tone, loud enough to be a voice, as raw PCMU (then
+/// the scenario's silence ends the recording).
+#[allow(dead_code)]
+pub fn write_tone_audio(dir: &Path, seconds: u32) {
+    let tone: Vec<i16> = (0..seconds * 8000)
+        .map(|n| (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(n) / 8000.0).sin()) as i16)
+        .collect();
+    let mut ulaw = Vec::new();
+    ivr::media::g711::Codec::Pcmu.encode(&tone, &mut ulaw);
+    std::fs::write(dir.join("caller_audio.ulaw"), ulaw).expect("write caller audio");
 }
 
 /// Writes `caller_audio.ulaw` into `dir` (sipp's working directory) for the scenarios that

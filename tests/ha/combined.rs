@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +28,6 @@ use crate::cluster::{self, Kamailio, SharedStore, TEST_DEFINES};
 use crate::common::hook::Hook;
 use crate::common::{self, Ivr};
 use crate::pg;
-use ivr::media::g711::Codec;
 
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
 /// Generous wait for what happens asynchronously (never a timed assertion).
@@ -103,7 +101,7 @@ fn two_nodes_one_postgres_behind_kamailio_survive_the_holder_of_a_voicemail() {
     // leased by the node attempting it.
     gate.hold();
     let sipp_dir = common::unique_temp_dir("ha-combined-sipp");
-    write_caller_audio(&sipp_dir);
+    common::write_tone_audio(&sipp_dir, 2);
     let run = common::run_sipp_to(
         kam.addr(),
         &sipp_dir,
@@ -326,22 +324,7 @@ fn now_ms() -> i64 {
 
 /// Rows of `sql` as text columns.
 fn query(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let mut c = postgres::Client::connect(db, postgres::NoTls).expect("connect to the test db");
-    c.query(sql, &[])
-        .expect("query")
-        .iter()
-        .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
-        .collect()
-}
-
-/// 2 s of tone the caller streams (then silence ends the recording).
-fn write_caller_audio(dir: &Path) {
-    let tone: Vec<i16> = (0..2 * 8000)
-        .map(|n| (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(n) / 8000.0).sin()) as i16)
-        .collect();
-    let mut ulaw = Vec::new();
-    Codec::Pcmu.encode(&tone, &mut ulaw);
-    std::fs::write(dir.join("caller_audio.ulaw"), ulaw).expect("write caller audio");
+    common::db::pg_rows(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// A TCP front for the webhook receiver that the test opens and holds: open, it relays each

@@ -8,8 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-#[path = "../common/pg.rs"]
-mod pg;
+use common::pg;
 
 mod cluster;
 mod combined;

@@ -12,9 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::hook::Hook;
-use crate::common::{Ivr, manifest_dir, require_tool, run_sipp, unique_temp_dir};
+use crate::common::{self, Ivr, manifest_dir, require_tool, run_sipp, unique_temp_dir};
 use crate::pg;
-use ivr::media::g711::Codec;
 
 const CALLER: &str = "+15551230001";
 /// Generous wait for what happens asynchronously (never a timed assertion).
@@ -42,24 +41,9 @@ fn start_node(config: &Path) -> Ivr {
     ])
 }
 
-/// 3 s of tone the caller streams (then silence ends the recording).
-fn write_caller_audio(dir: &Path) {
-    let tone: Vec<i16> = (0..3 * 8000)
-        .map(|n| (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(n) / 8000.0).sin()) as i16)
-        .collect();
-    let mut ulaw = Vec::new();
-    Codec::Pcmu.encode(&tone, &mut ulaw);
-    std::fs::write(dir.join("caller_audio.ulaw"), ulaw).expect("write caller audio");
-}
-
 /// Rows of `sql` as text columns.
 fn query(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let mut c = postgres::Client::connect(db, postgres::NoTls).expect("connect to the test db");
-    c.query(sql, &[])
-        .expect("query")
-        .iter()
-        .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
-        .collect()
+    common::db::pg_rows(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 #[test]
@@ -80,7 +64,7 @@ fn two_nodes_on_one_postgres_keep_the_call_and_deliver_each_webhook_once() {
         assert!(!log.contains("STORE UNAVAILABLE"), "{log}");
     }
 
-    write_caller_audio(a.dir());
+    common::write_tone_audio(a.dir(), 3);
     let run = run_sipp(&a, "uac_voicemail_once.xml", &["-key", "caller", CALLER]);
     assert!(run.success(), "sipp failed:\n{}\n{}", run.errors, a.log());
     hook.wait_until("call_ended", |r| {

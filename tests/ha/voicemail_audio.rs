@@ -14,9 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::smtp::{SmtpServer, SmtpTls};
-use crate::common::{Ivr, free_port, manifest_dir, require_tool, run_sipp, unique_temp_dir};
+use crate::common::{self, Ivr, free_port, manifest_dir, require_tool, run_sipp, unique_temp_dir};
 use crate::pg;
-use ivr::media::g711::Codec;
 
 const CALLER: &str = "+15551230007";
 const TOKEN: &str = "audio-test-token";
@@ -61,16 +60,6 @@ fn start_node(dir: &Path, node: &str, db: &str, extra: &str) -> Ivr {
         "--admin",
         "127.0.0.1:0",
     ])
-}
-
-/// 3 s of a loud tone the caller streams (then silence ends the recording).
-fn write_caller_audio(dir: &Path) {
-    let tone: Vec<i16> = (0..3 * 8000)
-        .map(|n| (6000.0 * (std::f64::consts::TAU * 440.0 * f64::from(n) / 8000.0).sin()) as i16)
-        .collect();
-    let mut ulaw = Vec::new();
-    Codec::Pcmu.encode(&tone, &mut ulaw);
-    std::fs::write(dir.join("caller_audio.ulaw"), ulaw).expect("write caller audio");
 }
 
 /// Waits for `sql`'s first row (one text column), polling the database.
@@ -152,7 +141,7 @@ fn a_voicemail_left_on_a_node_that_is_gone_plays_and_transcribes_from_another() 
         ),
     );
 
-    write_caller_audio(a.dir());
+    common::write_tone_audio(a.dir(), 3);
     let run = run_sipp(&a, "uac_voicemail_once.xml", &["-key", "caller", CALLER]);
     assert!(run.success(), "sipp failed:\n{}\n{}", run.errors, a.log());
     let id: i64 = wait_row(&db, "SELECT id::TEXT FROM voicemails")

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::hook::{Hook, Hooked};
 use common::{cdr_rows, free_media_port, free_port, manifest_dir, require_tool, unique_temp_dir};
-use ivr::media::Codec;
 
 /// Friday 2026-11-27 22:30 in New York (the default `[hours]` zone): after hours.
 const WAIT: Duration = Duration::from_secs(40);
@@ -189,19 +188,6 @@ fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option
     }
 }
 
-/// 12 s of a tone mix as raw PCMU where `uac_voicemail_once.xml` streams it from.
-fn write_caller_audio(dir: &Path) {
-    let signal: Vec<i16> = (0..12 * 8000)
-        .map(|n| {
-            let t = f64::from(n) / 8000.0;
-            (6000.0 * (std::f64::consts::TAU * 440.0 * t).sin()) as i16
-        })
-        .collect();
-    let mut ulaw = Vec::new();
-    Codec::Pcmu.encode(&signal, &mut ulaw);
-    std::fs::write(dir.join("caller_audio.ulaw"), &ulaw).expect("write caller audio");
-}
-
 /// The count `sql` reads from the line's store (-1 when it cannot be read yet).
 fn count(data: &Path, sql: &str) -> i64 {
     let rows = crate::common::db::try_rows(data, sql).unwrap_or_default();
@@ -221,7 +207,7 @@ fn a_full_disk_keeps_the_voicemail_and_registers_it_once_space_is_freed() {
     let Some(_mount) = Tmpfs::mount(&data, "4m") else {
         return;
     };
-    write_caller_audio(&dir);
+    common::write_tone_audio(&dir, 12);
     let hook = Hook::start(0);
     let config = format!(
         "[call]\nring_ms = 0\n[webhooks]\nurl = \"http://{}/hook\"\n",
