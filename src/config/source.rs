@@ -55,7 +55,7 @@ impl ConfigSource {
             cfg.flows.default = cfg.flag_path("flows.default", "--flow", flow);
         }
         cfg.clock_at = o.now;
-        if let Some(store) = super::store::store_from_env()? {
+        if let Some(store) = super::store_env::store_from_env()? {
             cfg.set_store_from_env(store);
         }
         Ok(cfg)
