@@ -269,11 +269,13 @@ impl ScratchWav {
     fn write(path: &std::path::Path, wav: &[u8]) -> Result<ScratchWav, TranscribeError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        // A new file, never one found there: the temp directory is shared, and a link planted
+        // at this name must not be followed (a leftover of ours is removed first).
+        let _ = std::fs::remove_file(path);
         let scratch = ScratchWav(path.to_path_buf());
         std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)
             .and_then(|mut f| f.write_all(wav))

@@ -203,7 +203,14 @@ impl Ivr {
     /// `ivr: SIP listening on ...` line. `store_key` is its data directory (or what stands
     /// for it), which chooses its database under `IVR_TEST_STORE=postgres` (see `db`).
     fn spawn(mut command: Command, dir: PathBuf, store_key: &Path) -> Ivr {
-        db::with_store(&mut command, store_key);
+        // A test that names its own store (tests/ha: nodes sharing one database) keeps it:
+        // IVR_STORE_URL would win over its `[store] url`.
+        let own_store = names_own_store(&command);
+        if own_store {
+            command.env_remove(db::STORE_URL_ENV);
+        } else {
+            db::with_store(&mut command, store_key);
+        }
         let log_path = dir.join("ivr.log");
         let log = std::fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
@@ -254,7 +261,7 @@ impl Ivr {
         };
         // The store opens before SIP listens: an `ivr` that ignored IVR_STORE_URL (a stale
         // binary) would pass the PostgreSQL run on SQLite without this.
-        if db::postgres() {
+        if db::postgres() && !own_store {
             let log = ivr.log();
             let opened = log.lines().find(|l| l.contains("store opened"));
             assert!(
@@ -354,6 +361,15 @@ impl Drop for Ivr {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Whether `command`'s `--config` file has a `[store]` table of its own.
+fn names_own_store(command: &Command) -> bool {
+    let args: Vec<&std::ffi::OsStr> = command.get_args().collect();
+    args.windows(2)
+        .filter(|w| w[0] == "--config")
+        .filter_map(|w| std::fs::read_to_string(w[1]).ok())
+        .any(|text| text.lines().any(|l| l.trim() == "[store]"))
 }
 
 /// Whether `name` is an executable on PATH. When it is not, the test should return early: this

@@ -143,8 +143,9 @@ fn a_phone_registered_through_the_proxy_is_rung_through_it_and_bridged() {
     );
 }
 
-/// The shared store between nodes, with the node's own SQLite file standing in for the shared
-/// database (this test process is the "other node"): a phone registered with another node (a row
+/// The shared store between nodes, with the node's own store (its SQLite file, or its database
+/// under IVR_TEST_STORE=postgres) standing in for the shared one (this test process is the
+/// "other node"): a phone registered with another node (a row
 /// this node's registrar never saw) is rung by a desk call here and bridged; and a phone that
 /// registers here is written through to the store for the other nodes.
 #[test]
@@ -152,12 +153,12 @@ fn a_phone_registered_with_another_node_is_rung_from_the_store_and_local_ones_ar
     if !common::require_tool("sipp") {
         return;
     }
-    use ivr::store::{Binding, RegistrationStore, SqliteStore};
+    use ivr::store::Binding;
 
     let node = desk_node();
     let dir = common::unique_temp_dir("ha-reg-shared");
     let phone = Staff::start(&dir, "staff_accept_bye.xml", 500);
-    let store = SqliteStore::open(&node.dir().join("data")).expect("the node's store");
+    let store = common::db::open_store(&node.dir().join("data"));
     let now = jiff::Timestamp::now();
     store
         .put_binding(&Binding {
