@@ -3,6 +3,8 @@
 
 use jiff::Timestamp;
 use postgres::Transaction;
+
+use super::cached::Db;
 use postgres::types::ToSql;
 
 use super::migrate::LOCK_CALLER;
@@ -13,7 +15,7 @@ use crate::store::{CallFact, CallStart, CallStartOutcome, Cdr, Outcome, StoreErr
 /// This number's calls within the repeat window before row `before_id`: how many (this one
 /// included), and whether one of them agreed to the terms.
 fn in_window(
-    tx: &mut Transaction<'_>,
+    tx: &mut Db<'_, Transaction<'_>>,
     call: &CallStart,
     before_id: i64,
 ) -> Result<(u32, bool), Fail> {
@@ -29,7 +31,10 @@ fn in_window(
 
 /// A second start for the same Call-ID answers as the first time did; `None` when the call has
 /// no row yet.
-fn replay(tx: &mut Transaction<'_>, call: &CallStart) -> Result<Option<CallStartOutcome>, Fail> {
+fn replay(
+    tx: &mut Db<'_, Transaction<'_>>,
+    call: &CallStart,
+) -> Result<Option<CallStartOutcome>, Fail> {
     let Some(row) = tx.query_opt(
         "SELECT id, repeat FROM calls WHERE call_id = $1",
         &[&call.call_id],

@@ -22,6 +22,7 @@
 //! each file one `impl PgStore` with the trait's method names and signatures; the `Store` impl
 //! below only forwards, so splitting the trait moves each block under its own sub-trait.
 
+mod cached;
 mod calls;
 mod incidents;
 mod migrate;
@@ -46,8 +47,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Transaction};
-use r2d2_postgres::PostgresConnectionManager;
 use r2d2_postgres::r2d2::{CustomizeConnection, Pool, PooledConnection};
+
+use cached::{Db, Manager, PgConn};
 
 use super::StoreError;
 
@@ -64,8 +66,6 @@ const LOCK_TIMEOUT: &str = "5s";
 /// How often a transaction that lost a serialization or deadlock race is run again.
 const RETRIES: u32 = 5;
 
-type Manager = PostgresConnectionManager<NoTls>;
-
 /// The PostgreSQL store. Cheap to share behind an `Arc`; every node connects its own.
 pub struct PgStore {
     /// Always `Some` until drop (see the `Drop` impl).
@@ -78,9 +78,9 @@ pub struct PgStore {
 #[derive(Debug)]
 struct SessionDefaults;
 
-impl CustomizeConnection<Client, postgres::Error> for SessionDefaults {
-    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
-        conn.execute(
+impl CustomizeConnection<PgConn, postgres::Error> for SessionDefaults {
+    fn on_acquire(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.execute(
             "SELECT set_config('lock_timeout', $1, false) \
              WHERE current_setting('lock_timeout') = '0'",
             &[&LOCK_TIMEOUT],
@@ -133,7 +133,7 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CHECKOUT_TIMEOUT)
             .connection_customizer(Box::new(SessionDefaults))
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(Manager::new(config));
         let store = PgStore {
             pool: Some(pool),
             name,
@@ -175,17 +175,18 @@ impl PgStore {
     /// Run `f` in a transaction and commit it; returns once committed. A transaction that
     /// lost a race the server resolves by aborting one side (deadlock, serialization failure)
     /// is run again, so `f` may run more than once.
-    pub(super) fn write<T>(
+    fn write<T>(
         &self,
         doing: &str,
-        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>,
+        mut f: impl FnMut(&mut Db<'_, Transaction<'_>>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn(doing)?;
+        let (client, cache) = conn.split();
         let mut attempt = 0;
         loop {
             let result = (|| {
-                let mut tx = conn.transaction()?;
-                let value = f(&mut tx)?;
+                let mut tx = client.transaction()?;
+                let value = f(&mut Db::new(&mut tx, cache))?;
                 tx.commit()?;
                 Ok(value)
             })();
@@ -197,13 +198,14 @@ impl PgStore {
     }
 
     /// Run a read-only `f` on a pooled connection (each statement sees what is committed).
-    pub(super) fn read<T>(
+    fn read<T>(
         &self,
         doing: &str,
-        f: impl FnOnce(&mut Client) -> Result<T, Fail>,
+        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn(doing)?;
-        f(&mut conn).map_err(|e| self.error(doing, e))
+        let (client, cache) = conn.split();
+        f(&mut Db::new(client, cache)).map_err(|e| self.error(doing, e))
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use postgres::{GenericClient, Row};
 
+use super::cached::Db;
+
 use super::{Fail, from_ms, opt_from_ms, to_u32, to_u64};
 use crate::store::{
     CallerHistory, Cdr, EventKind, OutboxEvent, OutboxRow, Outcome, PreviousCall, SlaState,
@@ -111,7 +113,10 @@ pub(super) fn all<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T, Fail>) -> Result<V
 }
 
 /// Queue `ev`; returns its outbox id.
-pub(super) fn insert_event(c: &mut impl GenericClient, ev: &OutboxEvent) -> Result<i64, Fail> {
+pub(super) fn insert_event(
+    c: &mut Db<'_, impl GenericClient>,
+    ev: &OutboxEvent,
+) -> Result<i64, Fail> {
     let at = ev.occurred_at.as_millisecond();
     let row = c.query_one(
         "INSERT INTO outbox (event_type, call_id, target, payload, created_at, next_attempt_at) \
@@ -129,7 +134,7 @@ pub(super) fn insert_event(c: &mut impl GenericClient, ev: &OutboxEvent) -> Resu
 
 /// The last `limit` calls before row `before_id`, most recent first.
 pub(super) fn previous_calls(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     before_id: i64,
     limit: usize,
 ) -> Result<Vec<PreviousCall>, Fail> {
@@ -152,7 +157,7 @@ pub(super) fn previous_calls(
 /// whether one of them has the terms agreed: read in the start's transaction, like the repeat
 /// rule, so the answers match the rows that decided `repeat`.
 pub(super) fn calls_since(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     caller: &str,
     before_id: i64,
     since: i64,
@@ -166,7 +171,7 @@ pub(super) fn calls_since(
 }
 
 pub(super) fn caller_history(
-    c: &mut impl GenericClient,
+    c: &mut Db<'_, impl GenericClient>,
     caller: &crate::store::CallerId,
 ) -> Result<Option<CallerHistory>, Fail> {
     if caller.is_anonymous() {

@@ -3,6 +3,8 @@
 use jiff::Timestamp;
 use postgres::Transaction;
 
+use super::cached::Db;
+
 use super::rows::{self, insert_event};
 use super::{Fail, PgStore, opt_from_ms};
 use crate::store::{OutboxEvent, SlaTimer, StoreError};
@@ -10,7 +12,7 @@ use crate::store::{OutboxEvent, SlaTimer, StoreError};
 /// Move a pending timer to escalated; `false` if it was not pending. The `state = 'pending'`
 /// condition is the claim: of two nodes racing, the second's update waits for the first's
 /// commit, finds the row no longer pending and changes nothing.
-fn claim(tx: &mut Transaction<'_>, voicemail_id: i64, at: Timestamp) -> Result<bool, Fail> {
+fn claim(tx: &mut Db<'_, Transaction<'_>>, voicemail_id: i64, at: Timestamp) -> Result<bool, Fail> {
     let n = tx.execute(
         "UPDATE sla_timers SET state = 'escalated' WHERE voicemail_id = $1 AND state = 'pending'",
         &[&voicemail_id],
