@@ -155,7 +155,7 @@ impl Dialog {
         let loose = self
             .route_set
             .first()
-            .is_none_or(|r| uri_of(r).contains(";lr"));
+            .is_none_or(|r| name_addr_uri(r).contains(";lr"));
         let (request_uri, routes, next_hop) = if self.route_set.is_empty() {
             (
                 self.remote_target.clone(),
@@ -166,12 +166,12 @@ impl Dialog {
             (
                 self.remote_target.clone(),
                 self.route_set.clone(),
-                uri_of(&self.route_set[0]).to_string(),
+                name_addr_uri(&self.route_set[0]).to_string(),
             )
         } else {
             // Strict router (RFC 2543 style): its URI becomes the Request-URI and the remote
             // target goes to the end of the Route header (§12.2.1.1).
-            let first = uri_of(&self.route_set[0]).to_string();
+            let first = name_addr_uri(&self.route_set[0]).to_string();
             let mut rest: Vec<String> = self.route_set[1..].to_vec();
             rest.push(format!("<{}>", self.remote_target));
             (first.clone(), rest, first)
@@ -203,8 +203,9 @@ impl Dialog {
     }
 }
 
-/// The URI inside a Route/Record-Route value (`<sip:p1;lr>` → `sip:p1;lr`).
-fn uri_of(value: &str) -> &str {
+/// The URI inside a name-addr value: a Route, Record-Route, Path or Contact element
+/// (`<sip:p1;lr>` → `sip:p1;lr`); a bare URI as it is, trimmed.
+pub fn name_addr_uri(value: &str) -> &str {
     match (value.find('<'), value.find('>')) {
         (Some(a), Some(b)) if b > a => &value[a + 1..b],
         _ => value.trim(),

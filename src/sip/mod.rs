@@ -15,7 +15,7 @@ pub mod transport;
 
 pub(crate) use crate::log_throttle::LogThrottle;
 pub use auth::Algorithm;
-pub use dialog::{uri_host_port, uri_socket_addr};
+pub use dialog::{name_addr_uri, uri_host_port, uri_socket_addr};
 pub use endpoint::{
     CallEvent, CallRef, Credentials, EndReason, Endpoint, EndpointConfig, IncomingCall,
     OutboundCall, Output, Refused, RequestOutcome, RequestRef, StaffAuth,

@@ -546,12 +546,7 @@ pub fn refresh_delay(granted: u32) -> Duration {
 
 /// The URI of a Contact element without display name, brackets or parameters, lowercased.
 fn contact_key(contact: &str) -> String {
-    let c = contact.trim();
-    let inner = match (c.find('<'), c.find('>')) {
-        (Some(a), Some(b)) if a < b => &c[a + 1..b],
-        _ => c,
-    };
-    inner
+    crate::sip::name_addr_uri(contact)
         .split(';')
         .next()
         .unwrap_or("")

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::{Transport, uri_socket_addr};
+use crate::sip::{Transport, name_addr_uri, uri_socket_addr};
 
 /// Where to send a registered phone its INVITE: over TCP, the connection it registered on (the
 /// transport ignores the address then); over UDP its Contact when that names the address the
@@ -24,15 +24,7 @@ pub(super) fn binding_destination(
 /// Where a request routed by `path` (RFC 3327) goes first: its first entry's address, when an
 /// IP literal (a proxy's Path names its own address).
 pub(super) fn first_hop(path: &[String]) -> Option<SocketAddr> {
-    uri_socket_addr(uri_in(path.first()?))
-}
-
-/// The URI inside a Path value (`<sip:p1;lr>` → `sip:p1;lr`).
-fn uri_in(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if b > a => &value[a + 1..b],
-        _ => value.trim(),
-    }
+    uri_socket_addr(name_addr_uri(path.first()?))
 }
 
 #[cfg(test)]
