@@ -288,16 +288,12 @@ async fn round(
             s.pending_outbox(Timestamp::MAX, batch)
         })
         .await?;
-        let peek = plan(heads, policy.clock.now(), |t| routable(shared, t));
-        r.wake_at = match (r.wake_at, peek.wake_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let now = policy.clock.now();
+        let peek = plan(heads, now, |t| routable(shared, t));
         // Due but leased to another node (or claimed just after ours): look again when its
         // lease runs out rather than sleeping the longest pause.
-        if let Some(at) = leased_elsewhere_wake(&peek.send, policy.clock.now(), lease_until) {
-            r.wake_at = Some(r.wake_at.map_or(at, |w| w.min(at)));
-        }
+        let leased = leased_elsewhere_wake(&peek.send, now, lease_until);
+        r.wake_at = [r.wake_at, peek.wake_at, leased].into_iter().flatten().min();
     }
     for row in &r.unrouted {
         // Once per target per process: these events wait for an endpoint to be configured.
