@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::notify::Notifier;
 use crate::notify::event::OutboxEvent;
-use crate::store::{CallFact, Cdr, NewVoicemail, Store, StoreError};
+use crate::store::{CallFact, Cdr, NewVoicemail, Store, StoreError, blocking};
 
 /// Retry delays for the voicemail and the final record: quick at first (a disk freed by an
 /// operator is used at once), then no more than one attempt every 30 s.
@@ -354,20 +354,6 @@ fn owed(notifier: &Option<Notifier>, event: &OutboxEvent) -> Option<OutboxEvent>
 fn wake(notifier: &Option<Notifier>) {
     if let Some(n) = notifier {
         n.wake();
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let store = Arc::clone(store);
-    match tokio::task::spawn_blocking(move || f(&*store)).await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::Database {
-            doing: "running a store task".into(),
-            reason: e.to_string(),
-        }),
     }
 }
 

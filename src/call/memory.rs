@@ -23,7 +23,7 @@ use crate::notify::Notifier;
 use crate::notify::event::{CallEnded, CallStarted, OutboxEvent, RepeatCaller, VoicemailRecorded};
 use crate::repeat::{self, CallerId, RepeatPolicy};
 use crate::sip::IncomingCall;
-use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, StoreError, cdr_json};
+use crate::store::{CallStart, Cdr, NewVoicemail, Outcome, Store, blocking, cdr_json};
 
 /// Process-wide memory settings and handles.
 pub struct Memory {
@@ -163,7 +163,7 @@ impl Memory {
             repeat_rule: std::sync::Arc::new(self.repeat),
             node: self.node.clone(),
         };
-        let outcome = match blocking(store, move |s| s.call_started(&start)).await {
+        let outcome = match blocking(&store, move |s| s.call_started(&start)).await {
             Ok(o) => o,
             Err(e) => {
                 error!(call_id = %rec.call_id, error = %e, "store: call start not recorded");
@@ -214,7 +214,7 @@ impl Memory {
             return Vec::new();
         };
         let now = self.clock.now();
-        match blocking(store, move |s| s.active_incidents(now)).await {
+        match blocking(&store, move |s| s.active_incidents(now)).await {
             Ok(list) => list,
             Err(e) => {
                 error!(error = %e, "cannot read incidents; the call goes on without one");
@@ -235,7 +235,7 @@ impl Memory {
             .now()
             .checked_sub(jiff::SignedDuration::try_from(window).unwrap_or_default())
             .unwrap_or(Timestamp::UNIX_EPOCH);
-        match blocking(store, move |s| s.voicemails()).await {
+        match blocking(&store, move |s| s.voicemails()).await {
             Ok(vms) => vms
                 .iter()
                 .any(|v| v.caller == number && v.acked_at.is_none_or(|acked| acked >= since)),
@@ -254,7 +254,7 @@ impl Memory {
         };
         let number_owned = number.to_string();
         let now = self.clock.now();
-        match blocking(store, move |s| {
+        match blocking(&store, move |s| {
             s.ack_voicemails_for_number(&number_owned, now)
         })
         .await
@@ -392,19 +392,6 @@ impl Memory {
         if let Err(e) = n.enqueue(event).await {
             error!(event = %kind, error = %e, "webhook event not queued");
         }
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    store: Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(move || f(&*store)).await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::Database {
-            doing: "running a store task".into(),
-            reason: e.to_string(),
-        }),
     }
 }
 

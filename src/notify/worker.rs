@@ -293,7 +293,10 @@ async fn round(
         // Due but leased to another node (or claimed just after ours): look again when its
         // lease runs out rather than sleeping the longest pause.
         let leased = leased_elsewhere_wake(&peek.send, now, lease_until);
-        r.wake_at = [r.wake_at, peek.wake_at, leased].into_iter().flatten().min();
+        r.wake_at = [r.wake_at, peek.wake_at, leased]
+            .into_iter()
+            .flatten()
+            .min();
     }
     for row in &r.unrouted {
         // Once per target per process: these events wait for an endpoint to be configured.
